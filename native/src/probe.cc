@@ -1,0 +1,263 @@
+// probe(): what this kernel and process can do, checked once at agent start so a missing feature
+// fails with a message naming it instead of an obscure EINVAL later (ztunnel's verify_syscalls).
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <linux/capability.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "errors.h"
+
+#ifndef CAP_BPF
+#define CAP_BPF 39  // include/uapi/linux/capability.h, Linux 5.8+
+#endif
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71  // include/uapi/asm-generic/socket.h, Linux 5.14+
+#endif
+
+namespace ferry {
+
+namespace {
+
+struct Check {
+  std::string name;
+  bool ok;
+  std::string detail;
+};
+
+struct Mount {
+  std::string point;
+  std::string type;
+};
+
+// /proc/self/mounts escapes space, tab, newline and backslash in paths as \ooo octal (proc(5)).
+std::string Unescape(const std::string& field) {
+  std::string out;
+  for (size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      int value = 0;
+      bool octal = true;
+      for (size_t j = 1; j <= 3; ++j) {
+        char c = field[i + j];
+        if (c < '0' || c > '7') octal = false;
+        value = value * 8 + (c - '0');
+      }
+      if (octal) {
+        out.push_back(static_cast<char>(value));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+std::vector<Mount> ReadMounts() {
+  std::vector<Mount> mounts;
+  std::ifstream file("/proc/self/mounts");
+  std::string device, point, type, rest;
+  while (file >> device >> point >> type) {
+    std::getline(file, rest);
+    mounts.push_back({Unescape(point), type});
+  }
+  return mounts;
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// libbpf_probe_bpf_prog_type(3) loads a minimal program of that type: 1 supported, 0 not, <0 the
+// probe itself failed (EPERM without privileges, for instance).
+Check ProgTypeCheck(const char* name, bpf_prog_type type, const char* what, const char* min_kernel,
+                    const std::string& release) {
+  int result = libbpf_probe_bpf_prog_type(type, nullptr);
+  if (result == 1) return {name, true, std::string(what) + " programs load"};
+  if (result == 0) {
+    return {name, false,
+            std::string(what) + " programs not supported by kernel " + release + " (need " + min_kernel + ")"};
+  }
+  return {name, false,
+          std::string("could not probe ") + what + " programs: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
+              " (needs CAP_BPF or CAP_SYS_ADMIN; kernel " + min_kernel + ")"};
+}
+
+Check MapTypeCheck(const char* name, bpf_map_type type, const char* what, const char* min_kernel,
+                   const std::string& release) {
+  int result = libbpf_probe_bpf_map_type(type, nullptr);
+  if (result == 1) return {name, true, std::string(what) + " maps can be created"};
+  if (result == 0) {
+    return {name, false, std::string(what) + " maps not supported by kernel " + release + " (need " + min_kernel + ")"};
+  }
+  return {name, false,
+          std::string("could not probe ") + what + " maps: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
+              " (needs CAP_BPF or CAP_SYS_ADMIN; kernel " + min_kernel + ")"};
+}
+
+int LastCap() {
+  std::ifstream file("/proc/sys/kernel/cap_last_cap");
+  int last = -1;
+  file >> last;
+  return last;
+}
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  utsname uts{};
+  uname(&uts);
+  const std::string release = uts.release;
+  std::vector<Check> checks;
+
+  // bpf(2) at all: a socket filter is the oldest, least privileged program type, so failing here
+  // means the syscall is off (CONFIG_BPF_SYSCALL) or denied, not that a feature is missing.
+  {
+    int result = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCKET_FILTER, nullptr);
+    if (result == 1) {
+      checks.push_back({"bpf_syscall", true, "bpf() loads programs"});
+    } else if (result == 0) {
+      checks.push_back({"bpf_syscall", false, "bpf() cannot load a socket filter on kernel " + release +
+                                                  " (kernel built without CONFIG_BPF_SYSCALL?)"});
+    } else {
+      checks.push_back({"bpf_syscall", false,
+                        "bpf() unusable: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
+                            " (run as root or with CAP_BPF+CAP_NET_ADMIN; check kernel.unprivileged_bpf_disabled "
+                            "and seccomp)"});
+    }
+  }
+
+  std::vector<Mount> mounts = ReadMounts();
+  {
+    std::vector<std::string> points;
+    for (const auto& mount : mounts) {
+      if (mount.type == "cgroup2") points.push_back(mount.point);
+    }
+    if (!points.empty()) {
+      checks.push_back({"cgroup2", true, "cgroup2 mounted at " + Join(points)});
+    } else {
+      checks.push_back({"cgroup2", false,
+                        "no cgroup2 filesystem mounted: cgroup/connect and sock_ops programs attach to cgroup v2 "
+                        "directories (mount -t cgroup2 none /sys/fs/cgroup/unified)"});
+    }
+  }
+  {
+    bool at_default = false;
+    std::vector<std::string> elsewhere;
+    for (const auto& mount : mounts) {
+      if (mount.type != "bpf") continue;
+      if (mount.point == "/sys/fs/bpf") at_default = true;
+      else elsewhere.push_back(mount.point);
+    }
+    if (at_default) {
+      checks.push_back({"bpffs", true, "bpf filesystem mounted at /sys/fs/bpf"});
+    } else {
+      std::string also = elsewhere.empty() ? "" : " (found bpffs only at " + Join(elsewhere) + ")";
+      checks.push_back({"bpffs", false,
+                        "no bpf filesystem at /sys/fs/bpf" + also +
+                            ": pinned maps and links live there (mount -t bpf bpf /sys/fs/bpf)"});
+    }
+  }
+  if (access("/sys/kernel/btf/vmlinux", R_OK) == 0) {
+    checks.push_back({"btf", true, "kernel BTF at /sys/kernel/btf/vmlinux"});
+  } else {
+    int err = errno;
+    checks.push_back({"btf", false,
+                      "/sys/kernel/btf/vmlinux: " + ErrnoMessage(err) +
+                          " (kernel built without CONFIG_DEBUG_INFO_BTF; CO-RE programs need it, kernel 5.4+)"});
+  }
+
+  checks.push_back(ProgTypeCheck("prog_cgroup_sock_addr", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup/connect (sock_addr)",
+                                 "4.17+", release));
+  checks.push_back(ProgTypeCheck("prog_sk_lookup", BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", "5.9+", release));
+  checks.push_back(ProgTypeCheck("prog_sock_ops", BPF_PROG_TYPE_SOCK_OPS, "sock_ops", "4.13+", release));
+  checks.push_back(MapTypeCheck("map_sockhash", BPF_MAP_TYPE_SOCKHASH, "SOCKHASH", "4.18+", release));
+
+  // capget(2) with the v3 header returns the 64-bit effective set in two 32-bit words.
+  {
+    __user_cap_header_struct header{};
+    header.version = _LINUX_CAPABILITY_VERSION_3;
+    header.pid = 0;
+    __user_cap_data_struct data[2]{};
+    uint64_t effective = 0;
+    bool known = syscall(SYS_capget, &header, data) == 0;
+    int capget_errno = errno;
+    if (known) effective = (static_cast<uint64_t>(data[1].effective) << 32) | data[0].effective;
+    auto has = [&](int cap) { return known && (effective >> cap) & 1; };
+    auto cap_check = [&](const char* name, int cap, const char* cap_name, const char* why) {
+      if (!known) {
+        checks.push_back({name, false, std::string("capget: ") + ErrnoMessage(capget_errno)});
+      } else if (has(cap)) {
+        checks.push_back({name, true, std::string(cap_name) + " in the effective set"});
+      } else {
+        checks.push_back({name, false, std::string(cap_name) + " missing from the effective set: " + why});
+      }
+    };
+    // Before 5.8 there is no CAP_BPF and CAP_SYS_ADMIN alone grants bpf(); don't fail for a
+    // capability the kernel cannot grant.
+    int last_cap = LastCap();
+    if (known && last_cap >= 0 && last_cap < CAP_BPF) {
+      bool ok = has(CAP_SYS_ADMIN);
+      checks.push_back({"cap_bpf", ok,
+                        ok ? "kernel " + release + " predates CAP_BPF (5.8); CAP_SYS_ADMIN grants bpf()"
+                           : "kernel " + release + " predates CAP_BPF (5.8) and CAP_SYS_ADMIN is missing: bpf() "
+                                                   "needs it"});
+    } else {
+      cap_check("cap_bpf", CAP_BPF, "CAP_BPF", "needed to load programs and create maps (kernel 5.8+)");
+    }
+    cap_check("cap_net_admin", CAP_NET_ADMIN, "CAP_NET_ADMIN",
+              "needed to attach cgroup/sk_lookup programs and to set SO_MARK");
+    cap_check("cap_sys_admin", CAP_SYS_ADMIN, "CAP_SYS_ADMIN",
+              "needed for setns(2) into pod network namespaces and for bpf_link pinning");
+  }
+
+  // SO_NETNS_COOKIE identifies a pod's namespace in our maps; listenInNetns reads it.
+  {
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    uint64_t cookie = 0;
+    socklen_t length = sizeof(cookie);
+    if (fd < 0) {
+      checks.push_back({"so_netns_cookie", false, "socket(AF_UNIX): " + ErrnoMessage(errno)});
+    } else if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) == 0) {
+      checks.push_back({"so_netns_cookie", true, "SO_NETNS_COOKIE readable"});
+    } else {
+      checks.push_back({"so_netns_cookie", false,
+                        "getsockopt(SO_NETNS_COOKIE): " + ErrnoMessage(errno) + " on kernel " + release +
+                            " (need 5.14+)"});
+    }
+    if (fd >= 0) close(fd);
+  }
+
+  Napi::Array list = Napi::Array::New(env, checks.size());
+  for (size_t i = 0; i < checks.size(); ++i) {
+    Napi::Object check = Napi::Object::New(env);
+    check.Set("name", checks[i].name);
+    check.Set("ok", checks[i].ok);
+    check.Set("detail", checks[i].detail);
+    list.Set(static_cast<uint32_t>(i), check);
+  }
+  Napi::Object report = Napi::Object::New(env);
+  report.Set("kernelRelease", release);
+  report.Set("checks", list);
+  return report;
+}
+
+}  // namespace
+
+void InitProbe(Napi::Env env, Napi::Object exports) {
+  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+}
+
+}  // namespace ferry

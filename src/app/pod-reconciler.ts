@@ -1,0 +1,90 @@
+// Bring the enrolled pods in line with the model: enrol new meshed pods on this node, release
+// those gone, re-enrol those whose namespace or addresses changed. One pass at a time.
+import type { CaptureEngine } from '../capture';
+import type { NodeProxy } from '../proxy';
+import type { ClusterState, Workload } from '../state';
+import { channels, type Logger } from '../telemetry';
+
+function fingerprint(w: Workload): string {
+  return JSON.stringify([w.netnsPath, w.ips, w.excludeOutboundPorts, w.excludeOutboundCidrs, w.serviceAccount]);
+}
+
+export class PodReconciler {
+  private running: Promise<void> = Promise.resolve();
+  private pending = false;
+  private readonly current = new Map<string, string>();
+  private readonly failures = new Map<string, string>();
+  private firstPass = true;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly node: string,
+    private readonly state: ClusterState,
+    private readonly capture: CaptureEngine,
+    private readonly proxy: NodeProxy,
+    log: Logger,
+  ) {
+    this.log = log.child({ component: 'enrolment' });
+  }
+
+  /** Queue a pass; concurrent calls coalesce into one pass after the running one. */
+  schedule(): Promise<void> {
+    if (this.pending) return this.running;
+    this.pending = true;
+    this.running = this.running.then(() => {
+      this.pending = false;
+      return this.pass();
+    });
+    return this.running;
+  }
+
+  notReadyReason(): string | undefined {
+    if (this.failures.size === 0) return undefined;
+    const [uid, reason] = this.failures.entries().next().value as [string, string];
+    return `${this.failures.size} pod(s) not enrolled, e.g. ${uid}: ${reason}`;
+  }
+
+  private async pass(): Promise<void> {
+    const desired = new Map(this.state.meshedWorkloadsOn(this.node).map((w) => [w.uid, w]));
+    if (this.firstPass) {
+      this.firstPass = false;
+      await this.capture.pruneStale([...desired.values()]);
+    }
+    for (const uid of [...this.current.keys()]) {
+      const want = desired.get(uid);
+      if (!want || fingerprint(want) !== this.current.get(uid)) await this.release(uid);
+    }
+    for (const workload of desired.values()) {
+      if (this.current.has(workload.uid)) continue;
+      await this.enrol(workload);
+    }
+    for (const uid of [...this.failures.keys()]) if (!desired.has(uid)) this.failures.delete(uid);
+  }
+
+  private async enrol(workload: Workload): Promise<void> {
+    let listeners;
+    try {
+      listeners = await this.capture.openListeners(workload);
+      await this.proxy.addPod({
+        uid: workload.uid, namespace: workload.namespace, name: workload.name, serviceAccount: workload.serviceAccount,
+        netnsPath: workload.netnsPath, netnsCookie: listeners.netnsCookie, ips: workload.ips,
+      }, { outbound: listeners.outbound, inbound: listeners.inbound });
+      await this.capture.enrol(workload, listeners);
+    } catch (err) {
+      await this.proxy.removePod(workload.uid);
+      this.failures.set(workload.uid, (err as Error).message);
+      this.log.error({ err, pod: workload.uid }, 'enrolment failed');
+      return;
+    }
+    this.failures.delete(workload.uid);
+    this.current.set(workload.uid, fingerprint(workload));
+    if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid: workload.uid, action: 'enrolled' });
+  }
+
+  private async release(uid: string): Promise<void> {
+    this.capture.release(uid);
+    await this.proxy.removePod(uid);
+    this.current.delete(uid);
+    if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'released' });
+  }
+}

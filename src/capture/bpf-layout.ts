@@ -1,0 +1,244 @@
+// Byte layouts of the BPF maps' keys and values, mirroring bpf/include/ferry-shared.h, with
+// encoders and decoders. test/bpf/shared-constants.test.ts checks every size and offset here
+// against the C header compiled on this machine.
+import * as net from 'node:net';
+import * as os from 'node:os';
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+export const BPF_CONSTANTS = {
+  FERRY_SOCKET_MARK: 0xfe44,
+  FERRY_MAX_PODS: 1024,
+  FERRY_MAX_POD_IPS: 2048,
+  FERRY_MAX_TRACKED_SOCKETS: 65536,
+  FERRY_MAX_SERVICES: 4096,
+  FERRY_MAX_BACKENDS: 65536,
+  FERRY_MAX_EXCLUDED_PORTS: 8,
+  FERRY_MAX_EXCLUDED_CIDRS: 4,
+  FERRY_POD_ENROLLED: 0x1,
+  FERRY_CONFIG_SERVICE_LB: 0x1,
+  FERRY_AF_INET: AF_INET,
+  FERRY_AF_INET6: AF_INET6,
+  FERRY_PORT_ADMIN: 15000,
+  FERRY_PORT_OUTBOUND: 15001,
+  FERRY_PORT_INBOUND: 15006,
+  FERRY_PORT_HBONE: 15008,
+  FERRY_PORT_METRICS: 15020,
+  FERRY_PORT_READINESS: 15021,
+  FERRY_PORT_DNS: 15053,
+} as const;
+
+/** sizeof and offsetof for every shared struct; field offsets in bytes. */
+export const LAYOUT = {
+  ferry_ip: { size: 20, fields: { family: 0, addr: 4 } },
+  ferry_sockaddr: { size: 24, fields: { family: 0, port_be: 4, pad: 6, addr: 8 } },
+  ferry_cidr: { size: 24, fields: { family: 0, prefix_len: 4, addr: 8 } },
+  ferry_pod: { size: 120, fields: { flags: 0, pod_id: 4, excluded_ports: 8, excluded_cidrs: 24 } },
+  ferry_conn_key: { size: 16, fields: { netns_cookie: 0, family: 8, local_port: 12 } },
+  ferry_origin: { size: 32, fields: { dst: 0, socket_cookie: 24 } },
+  ferry_service_key: { size: 24, fields: { vip: 0, port: 20 } },
+  ferry_service: { size: 8, fields: { service_id: 0, backend_count: 4 } },
+  ferry_backend_key: { size: 8, fields: { service_id: 0, index: 4 } },
+  ferry_config: { size: 8, fields: { flags: 0, pad: 4 } },
+} as const;
+
+/** Map names, as declared in bpf/include/maps.h (and so the names of their pins). */
+export const MAP_NAMES = {
+  pods: 'ferry_pods',
+  origDst: 'ferry_orig_dst',
+  connOrigin: 'ferry_conn_origin',
+  inbound: 'ferry_inbound',
+  podIps: 'ferry_pod_ips',
+  services: 'ferry_services',
+  backends: 'ferry_backends',
+  config: 'ferry_config',
+} as const;
+
+/** Kernel structs use host byte order; the programs run on the same machine as the agent. */
+const LITTLE = os.endianness() === 'LE';
+
+function writeU32(buf: Buffer, value: number, offset: number): void {
+  if (LITTLE) buf.writeUInt32LE(value >>> 0, offset);
+  else buf.writeUInt32BE(value >>> 0, offset);
+}
+function readU32(buf: Buffer, offset: number): number {
+  return LITTLE ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset);
+}
+function writeU16(buf: Buffer, value: number, offset: number): void {
+  if (LITTLE) buf.writeUInt16LE(value, offset);
+  else buf.writeUInt16BE(value, offset);
+}
+function writeU64(buf: Buffer, value: bigint, offset: number): void {
+  if (LITTLE) buf.writeBigUInt64LE(value, offset);
+  else buf.writeBigUInt64BE(value, offset);
+}
+function readU64(buf: Buffer, offset: number): bigint {
+  return LITTLE ? buf.readBigUInt64LE(offset) : buf.readBigUInt64BE(offset);
+}
+
+/** An address's family and its 16 bytes in network order (IPv4 in the first four). */
+export function addressBytes(ip: string): { family: number; bytes: Buffer } {
+  const bytes = Buffer.alloc(16);
+  if (net.isIPv4(ip)) {
+    ip.split('.').forEach((part, i) => { bytes[i] = Number(part); });
+    return { family: AF_INET, bytes };
+  }
+  if (net.isIPv6(ip)) {
+    const blockList = expandIpv6(ip);
+    blockList.forEach((group, i) => bytes.writeUInt16BE(group, i * 2));
+    return { family: AF_INET6, bytes };
+  }
+  throw new TypeError(`"${ip}" is not an IPv4 or IPv6 address`);
+}
+
+function expandIpv6(ip: string): number[] {
+  let text = ip;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const parts = v4[1].split('.').map(Number);
+    text = text.slice(0, -v4[1].length) + `${((parts[0] << 8) | parts[1]).toString(16)}:${((parts[2] << 8) | parts[3]).toString(16)}`;
+  }
+  const [head, tail] = text.split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const missing = 8 - headGroups.length - tailGroups.length;
+  const groups = [...headGroups, ...Array<string>(tail !== undefined ? missing : 0).fill('0'), ...tailGroups];
+  return groups.map((g) => parseInt(g, 16));
+}
+
+export function addressText(family: number, bytes: Buffer): string {
+  if (family === AF_INET) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
+  // The WHATWG URL parser prints IPv6 hosts in RFC 5952 canonical (compressed) form.
+  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
+}
+
+export function encodeIpKey(ip: string): Buffer {
+  const { family, bytes } = addressBytes(ip);
+  const buf = Buffer.alloc(LAYOUT.ferry_ip.size);
+  writeU32(buf, family, LAYOUT.ferry_ip.fields.family);
+  bytes.copy(buf, LAYOUT.ferry_ip.fields.addr);
+  return buf;
+}
+
+export interface SocketAddress {
+  family: 4 | 6;
+  ip: string;
+  port: number;
+}
+
+export function encodeSockaddr(address: SocketAddress, buf = Buffer.alloc(LAYOUT.ferry_sockaddr.size), at = 0): Buffer {
+  const { family, bytes } = addressBytes(address.ip);
+  const f = LAYOUT.ferry_sockaddr.fields;
+  writeU32(buf, family, at + f.family);
+  buf.writeUInt16BE(address.port, at + f.port_be);
+  bytes.copy(buf, at + f.addr);
+  return buf;
+}
+
+export function decodeSockaddr(buf: Buffer, at = 0): SocketAddress {
+  const f = LAYOUT.ferry_sockaddr.fields;
+  const family = readU32(buf, at + f.family);
+  const ip = addressText(family, buf.subarray(at + f.addr, at + f.addr + 16));
+  return { family: family === AF_INET ? 4 : 6, ip, port: buf.readUInt16BE(at + f.port_be) };
+}
+
+export interface PodEntry {
+  podId: number;
+  excludedPorts: number[];
+  excludedCidrs: string[];
+}
+
+export function encodePod(pod: PodEntry): Buffer {
+  const f = LAYOUT.ferry_pod.fields;
+  const buf = Buffer.alloc(LAYOUT.ferry_pod.size);
+  if (pod.excludedPorts.length > BPF_CONSTANTS.FERRY_MAX_EXCLUDED_PORTS) {
+    throw new RangeError(`at most ${BPF_CONSTANTS.FERRY_MAX_EXCLUDED_PORTS} excluded ports, got ${pod.excludedPorts.length}`);
+  }
+  if (pod.excludedCidrs.length > BPF_CONSTANTS.FERRY_MAX_EXCLUDED_CIDRS) {
+    throw new RangeError(`at most ${BPF_CONSTANTS.FERRY_MAX_EXCLUDED_CIDRS} excluded CIDRs, got ${pod.excludedCidrs.length}`);
+  }
+  writeU32(buf, BPF_CONSTANTS.FERRY_POD_ENROLLED, f.flags);
+  writeU32(buf, pod.podId, f.pod_id);
+  pod.excludedPorts.forEach((port, i) => writeU16(buf, port, f.excluded_ports + 2 * i));
+  pod.excludedCidrs.forEach((cidr, i) => {
+    const [ip, prefixText] = cidr.split('/');
+    const { family, bytes } = addressBytes(ip);
+    const at = f.excluded_cidrs + i * LAYOUT.ferry_cidr.size;
+    writeU32(buf, family, at + LAYOUT.ferry_cidr.fields.family);
+    writeU32(buf, Number(prefixText), at + LAYOUT.ferry_cidr.fields.prefix_len);
+    bytes.copy(buf, at + LAYOUT.ferry_cidr.fields.addr);
+  });
+  return buf;
+}
+
+export function encodeNetnsCookie(cookie: bigint): Buffer {
+  const buf = Buffer.alloc(8);
+  writeU64(buf, cookie, 0);
+  return buf;
+}
+
+export function decodeNetnsCookie(buf: Buffer): bigint {
+  return readU64(buf, 0);
+}
+
+export function encodeConnKey(netnsCookie: bigint, family: 4 | 6, localPort: number): Buffer {
+  const f = LAYOUT.ferry_conn_key.fields;
+  const buf = Buffer.alloc(LAYOUT.ferry_conn_key.size);
+  writeU64(buf, netnsCookie, f.netns_cookie);
+  writeU32(buf, family === 4 ? AF_INET : AF_INET6, f.family);
+  writeU32(buf, localPort, f.local_port);
+  return buf;
+}
+
+export interface Origin {
+  destination: SocketAddress;
+  socketCookie: bigint;
+}
+
+export function decodeOrigin(buf: Buffer): Origin {
+  const f = LAYOUT.ferry_origin.fields;
+  return { destination: decodeSockaddr(buf, f.dst), socketCookie: readU64(buf, f.socket_cookie) };
+}
+
+export function encodeServiceKey(vip: string, port: number): Buffer {
+  const buf = Buffer.alloc(LAYOUT.ferry_service_key.size);
+  encodeIpKey(vip).copy(buf, LAYOUT.ferry_service_key.fields.vip);
+  writeU32(buf, port, LAYOUT.ferry_service_key.fields.port);
+  return buf;
+}
+
+export function encodeService(serviceId: number, backendCount: number): Buffer {
+  const buf = Buffer.alloc(LAYOUT.ferry_service.size);
+  writeU32(buf, serviceId, LAYOUT.ferry_service.fields.service_id);
+  writeU32(buf, backendCount, LAYOUT.ferry_service.fields.backend_count);
+  return buf;
+}
+
+export function decodeService(buf: Buffer): { serviceId: number; backendCount: number } {
+  return {
+    serviceId: readU32(buf, LAYOUT.ferry_service.fields.service_id),
+    backendCount: readU32(buf, LAYOUT.ferry_service.fields.backend_count),
+  };
+}
+
+export function encodeBackendKey(serviceId: number, index: number): Buffer {
+  const buf = Buffer.alloc(LAYOUT.ferry_backend_key.size);
+  writeU32(buf, serviceId, LAYOUT.ferry_backend_key.fields.service_id);
+  writeU32(buf, index, LAYOUT.ferry_backend_key.fields.index);
+  return buf;
+}
+
+export function encodeConfig(flags: number): Buffer {
+  const buf = Buffer.alloc(LAYOUT.ferry_config.size);
+  writeU32(buf, flags, LAYOUT.ferry_config.fields.flags);
+  return buf;
+}
+
+export function encodeU32(value: number): Buffer {
+  const buf = Buffer.alloc(4);
+  writeU32(buf, value, 0);
+  return buf;
+}

@@ -1,0 +1,127 @@
+// The `ferry` command line: agent, sandbox and their subcommands (commander).
+import { Command, Option } from 'commander';
+import { agentConfigFrom, sandboxPrefixFrom } from '../config';
+import { startAgent } from '../app';
+import { createRootLogger } from '../telemetry';
+import {
+  sandboxDown, sandboxExec, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp, type SandboxStatus,
+} from '../sandbox';
+import { printTable } from './table';
+
+const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('ferry')
+    .description('Ferry: a sidecarless service mesh — eBPF capture into one shared node proxy')
+    .showHelpAfterError();
+
+  program.command('agent')
+    .description('run the node agent: capture enrolled pods and proxy their traffic')
+    .option('--node <name>', 'this node\'s name (FERRY_NODE)')
+    .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT)')
+    .option('--pin-dir <dir>', 'bpffs directory for pinned maps and links (FERRY_PIN_DIR)')
+    .option('--cgroup <dir>', 'cgroup v2 directory to attach the connect programs to (FERRY_CGROUP)')
+    .option('--bpf-dir <dir>', 'directory with the compiled BPF objects (FERRY_BPF_DIR)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (FERRY_LOG_LEVEL)')
+    .option('--drain-seconds <n>', 'how long SIGTERM lets open connections finish (FERRY_DRAIN_SECONDS)')
+    .option('--service-lb', 'translate Service VIPs in BPF for pods that are not captured (no kube-proxy)')
+    .action(async (options) => {
+      const config = agentConfigFrom(options);
+      const log = createRootLogger(config.logLevel);
+      const agent = await startAgent(config, log).catch((err: Error) => {
+        log.fatal({ err }, 'agent failed to start');
+        throw err;
+      });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          log.info({ signal }, 'stopping');
+          agent.stop().then(resolve, (err: Error) => {
+            log.error({ err }, 'stop failed');
+            resolve();
+          });
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  const sandbox = program.command('sandbox').description('a whole mesh on this machine, made of network namespaces');
+  const prefixOption = (): Option => new Option('--prefix <name>', 'names of everything made start with this (FERRY_SANDBOX_PREFIX)');
+
+  sandbox.command('up')
+    .description('build nodes, pods and services from Kubernetes-shaped YAML and start one agent per node')
+    .requiredOption('-f, --file <files...>', 'manifest files (Namespace, Pod, Service, ferry.dev Node)')
+    .addOption(prefixOption())
+    .option('--log-level <level>', 'the agents\' log level', 'info')
+    .action(async (options: { file: string[]; prefix?: string; logLevel: string }) => {
+      const prefix = sandboxPrefixFrom(options.prefix);
+      const plan = await sandboxUp(options.file, { prefix, report: say, logLevel: options.logLevel });
+      say(`sandbox "${prefix}" is up: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ${plan.services.length} services`);
+      say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
+    });
+
+  sandbox.command('down')
+    .description('remove everything the sandbox made (namespaces, veths, cgroups, pins, processes)')
+    .addOption(prefixOption())
+    .action(async (options: { prefix?: string }) => {
+      await sandboxDown(sandboxPrefixFrom(options.prefix), say);
+    });
+
+  sandbox.command('status')
+    .description('nodes, agents, pods and services of the sandbox')
+    .addOption(prefixOption())
+    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
+    .action(async (options: { prefix?: string; output: string }) => {
+      const status = await sandboxStatus(sandboxPrefixFrom(options.prefix));
+      if (options.output === 'json') say(JSON.stringify(status, null, 2));
+      else printStatus(status);
+    });
+
+  sandbox.command('exec')
+    .description('run a command inside a pod (its network namespace and cgroup), e.g. exec shop/client -- curl web')
+    .argument('<pod>', 'NAMESPACE/POD')
+    .argument('<command...>', 'command and arguments, after --')
+    .addOption(prefixOption())
+    .passThroughOptions()
+    .action(async (pod: string, command: string[], options: { prefix?: string }) => {
+      process.exitCode = await sandboxExec(sandboxPrefixFrom(options.prefix), pod, command);
+    });
+
+  const agentCommand = sandbox.command('agent').description('stop or start one node\'s agent');
+  agentCommand.command('kill')
+    .description('kill the agent (SIGKILL); its pods stay captured and refuse connections until it is back')
+    .argument('<node>')
+    .addOption(prefixOption())
+    .action(async (node: string, options: { prefix?: string }) => {
+      await sandboxKillAgent(sandboxPrefixFrom(options.prefix), node);
+      say(`agent on ${node} killed`);
+    });
+  agentCommand.command('start')
+    .description('start the agent again; it re-adopts its pinned programs and re-enrols its pods')
+    .argument('<node>')
+    .addOption(prefixOption())
+    .action(async (node: string, options: { prefix?: string }) => {
+      await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node);
+      say(`agent on ${node} ready`);
+    });
+
+  await program.parseAsync(argv);
+}
+
+function printStatus(status: SandboxStatus): void {
+  say(`sandbox "${status.prefix}"`);
+  say('');
+  printTable(say, ['NODE', 'NETNS', 'AGENT', 'READY'], status.nodes.map((n) => [
+    n.name, n.netns, n.agentRunning ? `pid ${n.agentPid}` : 'not running', n.ready ? 'yes' : 'no',
+  ]));
+  say('');
+  printTable(say, ['POD', 'NODE', 'IP', 'MESH', 'RUNNING', 'NETNS'], status.pods.map((p) => [
+    `${p.namespace}/${p.name}`, p.node, p.ip, p.meshed ? 'enrolled' : '-', p.running ? 'yes' : 'no', p.netns,
+  ]));
+  say('');
+  printTable(say, ['SERVICE', 'VIP', 'PORTS', 'ENDPOINTS'], status.services.map((s) => [
+    `${s.namespace}/${s.name}`, s.vip, s.ports, s.endpoints.join(' ') || '(none)',
+  ]));
+  say('');
+  say(`logs: ${status.logDir}`);
+}

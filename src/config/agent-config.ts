@@ -1,0 +1,85 @@
+// The agent's settings, from command-line options with FERRY_* environment variables as fallback.
+import * as path from 'node:path';
+import { ConfigError } from './errors';
+
+export interface AgentOptions {
+  node?: string;
+  snapshot?: string;
+  pinDir?: string;
+  cgroup?: string;
+  bpfDir?: string;
+  logLevel?: string;
+  drainSeconds?: string;
+  serviceLb?: boolean;
+}
+
+export interface AgentConfig {
+  /** This agent's node name; it enrols only pods scheduled here. */
+  node: string;
+  /** JSON snapshot of the cluster (the sandbox writes it; the agent watches it for changes). */
+  snapshotPath: string;
+  /** bpffs directory for this agent's pinned maps and links. */
+  pinDir: string;
+  /** cgroup v2 directory the connect and sock_ops programs attach to. */
+  cgroupPath: string;
+  /** Directory with the compiled BPF objects. */
+  bpfDir: string;
+  logLevel: string;
+  /** How long SIGTERM waits for open connections before closing them. */
+  drainMs: number;
+  /** Translate Service VIPs in BPF for pods that are not captured (no kube-proxy in the sandbox). */
+  serviceLoadBalancing: boolean;
+  /** Size of libuv's thread pool, which runs the addon's blocking calls (connect, setns). */
+  threadPoolSize: number;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function required(value: string | undefined, flag: string, envName: string): string {
+  if (value === undefined || value === '') {
+    throw new ConfigError(`agent: ${flag} (or ${envName}) is required`);
+  }
+  return value;
+}
+
+/** Build the agent's configuration; options win over the environment. */
+export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const node = required(options.node ?? env.FERRY_NODE, '--node', 'FERRY_NODE');
+  const snapshotPath = required(options.snapshot ?? env.FERRY_SNAPSHOT, '--snapshot', 'FERRY_SNAPSHOT');
+  const pinDir = options.pinDir ?? env.FERRY_PIN_DIR ?? '/sys/fs/bpf/ferry';
+  const cgroupPath = required(options.cgroup ?? env.FERRY_CGROUP, '--cgroup', 'FERRY_CGROUP');
+  const bpfDir = options.bpfDir ?? env.FERRY_BPF_DIR ?? path.resolve(__dirname, '..', '..', '..', 'bpf', 'build');
+  const logLevel = options.logLevel ?? env.FERRY_LOG_LEVEL ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`agent: log level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const drainText = options.drainSeconds ?? env.FERRY_DRAIN_SECONDS ?? '10';
+  const drainSeconds = Number(drainText);
+  if (!Number.isFinite(drainSeconds) || drainSeconds < 0) {
+    throw new ConfigError(`agent: --drain-seconds "${drainText}" is not a non-negative number`);
+  }
+  const serviceLoadBalancing = options.serviceLb ?? env.FERRY_SERVICE_LB === 'true';
+  const poolText = env.UV_THREADPOOL_SIZE ?? '16';
+  const threadPoolSize = Number(poolText);
+  if (!Number.isInteger(threadPoolSize) || threadPoolSize < 1 || threadPoolSize > 1024) {
+    throw new ConfigError(`agent: UV_THREADPOOL_SIZE "${poolText}" is not an integer in 1..1024`);
+  }
+  for (const [flag, value] of [['--pin-dir', pinDir], ['--cgroup', cgroupPath], ['--snapshot', snapshotPath]]) {
+    if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
+  }
+  return {
+    node, snapshotPath, pinDir, cgroupPath, bpfDir, logLevel,
+    drainMs: Math.round(drainSeconds * 1000), serviceLoadBalancing, threadPoolSize,
+  };
+}
+
+const PREFIX_PATTERN = /^[a-z][a-z0-9-]{0,15}$/;
+
+/** The sandbox's name prefix: option, then FERRY_SANDBOX_PREFIX, then "ferry". */
+export function sandboxPrefixFrom(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const prefix = option ?? env.FERRY_SANDBOX_PREFIX ?? 'ferry';
+  if (!PREFIX_PATTERN.test(prefix)) {
+    throw new ConfigError(`sandbox prefix "${prefix}" must be 1-16 characters of a-z, 0-9 and '-', starting with a letter`);
+  }
+  return prefix;
+}

@@ -1,0 +1,136 @@
+// The TypeScript face of native/ferry.node: the only file that loads the addon and the one place
+// its interface is declared. Callers use src/native/index.ts, which validates arguments first.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+/** A failed system call or libbpf call, as the addon reports it. */
+export interface NativeErrorShape extends Error {
+  errno: number;
+  code: string;    // 'EPERM', 'ENOENT', ... ('ENOSYS' etc. when libbpf returns a bare -errno)
+  syscall: string; // 'bpf_object__load', 'setns', 'connect', ...
+}
+
+export interface ProbeCheck {
+  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin'
+  ok: boolean;
+  detail: string;    // what was found, or what is missing and why it matters
+}
+
+export interface ProbeReport {
+  kernelRelease: string;
+  checks: ProbeCheck[];
+}
+
+export interface MapInfo {
+  name: string;
+  type: number;       // BPF_MAP_TYPE_*
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  id: number;
+}
+
+export interface BpfMapHandle {
+  readonly info: MapInfo;
+  /** Value for key, or null when absent (ENOENT). */
+  lookup(key: Buffer): Buffer | null;
+  /** flags: 0 BPF_ANY, 1 BPF_NOEXIST, 2 BPF_EXIST. */
+  update(key: Buffer, value: Buffer, flags: number): void;
+  /** Socket maps (SOCKMAP/SOCKHASH): store a socket by fd. */
+  updateSocket(key: Buffer, fd: number): void;
+  /** true when an entry was deleted, false when there was none. */
+  delete(key: Buffer): boolean;
+  /** Every key present, via bpf_map_get_next_key. */
+  keys(): Buffer[];
+  pin(path: string): void;
+  close(): void;
+}
+
+export interface LinkInfo {
+  id: number;
+  progId: number;
+  type: number;   // BPF_LINK_TYPE_*
+}
+
+export interface BpfLinkHandle {
+  readonly info: LinkInfo;
+  pin(path: string): void;
+  /** Remove the pin; the link stays attached while this handle or another pin holds it. */
+  unpin(): void;
+  /** Replace the attached program, keeping the attachment (bpf_link_update). */
+  updateProgram(program: BpfObjectHandle, programName: string): void;
+  /** Detach from the hook now, even if pinned elsewhere (bpf_link_detach). */
+  detach(): void;
+  close(): void;
+}
+
+export interface BpfObjectHandle {
+  readonly programs: string[]; // names of programs in the object
+  readonly maps: string[];     // names of maps in the object (without .rodata/.bss etc.)
+  map(name: string): BpfMapHandle;
+  /** Attach a cgroup program (its section gives the attach type) to the cgroup v2 directory. */
+  attachCgroup(programName: string, cgroupPath: string): Promise<BpfLinkHandle>;
+  /** Attach an sk_lookup program to the network namespace at netnsPath (/run/netns/NAME or /proc/PID/ns/net). */
+  attachNetns(programName: string, netnsPath: string): Promise<BpfLinkHandle>;
+  close(): void;
+}
+
+export interface ListenOptions {
+  family: 4 | 6;
+  host: string;
+  port: number;
+  backlog: number;
+  mark: number;
+  v6Only: boolean;
+}
+
+export interface ConnectOptions {
+  family: 4 | 6;
+  host: string;
+  port: number;
+  mark: number;
+  timeoutMs: number;
+}
+
+export interface NativeBinding {
+  probe(): ProbeReport;
+  /** Open and load a BPF object; maps declared with LIBBPF_PIN_BY_NAME are pinned under (or reused from) pinRoot. */
+  loadObject(objectPath: string, pinRoot: string): Promise<BpfObjectHandle>;
+  /** bpf_obj_get on a pinned map. */
+  openPinnedMap(pinPath: string): BpfMapHandle;
+  /** bpf_link__open on a pinned link, or null when nothing is pinned there. */
+  openPinnedLink(pinPath: string): BpfLinkHandle | null;
+  /** A listening TCP socket created inside the network namespace at netnsPath: its fd, for net.Server.listen({ fd }). */
+  listenInNetns(netnsPath: string, options: ListenOptions): Promise<{ fd: number; netnsCookie: bigint }>;
+  /** A TCP socket created inside netnsPath, marked, and connected (non-blocking connect bounded by timeoutMs). */
+  connectInNetns(netnsPath: string, options: ConnectOptions): Promise<number>;
+  /** SO_NETNS_COOKIE of the namespace at netnsPath. */
+  netnsCookie(netnsPath: string): Promise<bigint>;
+  /** SO_COOKIE of a socket. */
+  socketCookie(fd: number): bigint;
+  /** SO_MARK of a socket. */
+  socketMark(fd: number): number;
+  closeFd(fd: number): void;
+}
+
+let cached: NativeBinding | undefined;
+
+/** Paths tried in order: a node-gyp Release build, then Debug. */
+export function addonPath(): string {
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const candidates = [
+    path.join(root, 'native', 'build', 'Release', 'ferry.node'),
+    path.join(root, 'native', 'build', 'Debug', 'ferry.node'),
+  ];
+  for (const candidate of candidates) {
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  return candidates[0];
+}
+
+export function loadBinding(): NativeBinding {
+  if (cached) return cached;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  cached = require(addonPath()) as NativeBinding;
+  return cached;
+}

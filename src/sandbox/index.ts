@@ -1,0 +1,8 @@
+// src/sandbox: a mesh on one machine from Kubernetes-shaped YAML — manifests, plan and runtime.
+export { loadManifests, parseManifests } from './manifest';
+export { planSandbox, type SandboxPlan } from './plan';
+export {
+  agentReady, readPlan, sandboxDown, sandboxExec, sandboxKillAgent, sandboxPaths, sandboxStartAgent, sandboxStatus,
+  sandboxUp, type SandboxStatus,
+} from './runtime';
+export { snapshotFromPlan } from './snapshot';

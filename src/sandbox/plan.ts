@@ -1,0 +1,369 @@
+// Lays a validated SandboxManifest out as a concrete topology: the names of every network namespace, interface,
+// cgroup and BPF pin, every address, Service VIPs and endpoints, and each pod's /etc/hosts and resolv.conf.
+// Pure and deterministic (same manifest and prefix → same plan), and plain data, so it can be saved as JSON.
+import { createHash } from 'node:crypto';
+import { PlanError, SandboxArgumentError } from './errors';
+import {
+  NETNS_NAME_MAX,
+  SANDBOX_PREFIX_MAX,
+  SERVICE_CIDR,
+  formatIpv4,
+  parseIpv4,
+  parseIpv4Cidr,
+  type SandboxContainer,
+  type SandboxManifest,
+  type SandboxPod,
+} from './manifest';
+
+/** The prefix `ferry sandbox up` uses; tests pass their own so they never touch a user's sandbox. */
+export const DEFAULT_SANDBOX_PREFIX = 'ferry';
+/** Nodes meet on this subnet, on a bridge inside the fabric namespace; the bridge itself has no address. */
+export const FABRIC_SUBNET = '10.250.0.0/24';
+export const FABRIC_BRIDGE = 'br0';
+/** Node i gets fabric address .(10+i); the last usable host is .254. */
+export const FABRIC_HOST_OFFSET = 10;
+export const MAX_NODES = 254 - FABRIC_HOST_OFFSET + 1;
+/** Pod k on a node gets .(10+k) in the node's /24, and .1 is the gateway. */
+export const POD_HOST_OFFSET = 10;
+export const MAX_PODS_PER_NODE = 240;
+/** The first VIP handed out automatically; below it is left for well-known addresses given explicitly. */
+export const SERVICE_VIP_FIRST = '10.96.0.10';
+export const CLUSTER_DOMAIN = 'cluster.local';
+/** Interface name inside the pod and on the node's end of its fabric link. */
+export const INNER_INTERFACE = 'eth0';
+/** Linux interface names hold at most IFNAMSIZ - 1 = 15 characters (include/uapi/linux/if.h). */
+export const INTERFACE_NAME_MAX = 15;
+
+const PREFIX_PATTERN = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+
+export interface PlannedFabric {
+  netns: string;
+  bridge: string;
+  subnet: string;
+}
+
+export interface PlannedRoute {
+  /** Another node's pod CIDR… */
+  destination: string;
+  /** …reached through that node's fabric address. */
+  via: string;
+}
+
+export interface PlannedNode {
+  name: string;
+  /** Declaration order, from 0; every per-node address derives from it. */
+  index: number;
+  netns: string;
+  /** In the fabric namespace, attached to the bridge. */
+  fabricVeth: string;
+  /** The other end, inside the node's namespace. */
+  fabricPeer: string;
+  fabricIp: string;
+  /** fabricIp with the subnet's prefix length, as `ip addr add` takes it. */
+  fabricAddress: string;
+  podCidr: string;
+  podGateway: string;
+  /** Relative to the cgroup2 mount. */
+  cgroup: string;
+  agentCgroup: string;
+  bpfPinDir: string;
+  /** To every other node's pods, in node order. */
+  routes: PlannedRoute[];
+}
+
+export interface PlannedDnsFiles {
+  /** `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/* (ip-netns(8)), so these files replace the host's. */
+  dir: string;
+  hosts: string;
+  resolvConf: string;
+}
+
+export interface PlannedPod {
+  namespace: string;
+  name: string;
+  nodeName: string;
+  nodeIndex: number;
+  serviceAccount: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  meshEnabled: boolean;
+  netns: string;
+  ip: string;
+  gateway: string;
+  /** The pod's veth end in the node namespace. */
+  hostVeth: string;
+  /** The pod's veth end in its own namespace. */
+  podVeth: string;
+  /** Relative to the cgroup2 mount. */
+  cgroup: string;
+  dns: PlannedDnsFiles;
+  containers: SandboxContainer[];
+  excludeOutboundPorts: number[];
+  excludeOutboundCidrs: string[];
+}
+
+export interface PlannedEndpoint {
+  namespace: string;
+  pod: string;
+  nodeName: string;
+  ip: string;
+  port: number;
+}
+
+export interface PlannedServicePort {
+  name?: string;
+  port: number;
+  targetPort: number | string;
+  /** Selected pods in declaration order, with targetPort resolved. */
+  endpoints: PlannedEndpoint[];
+}
+
+export interface PlannedService {
+  namespace: string;
+  name: string;
+  vip: string;
+  selector: Record<string, string>;
+  ports: PlannedServicePort[];
+}
+
+export interface SandboxPlan {
+  prefix: string;
+  fabric: PlannedFabric;
+  nodes: PlannedNode[];
+  pods: PlannedPod[];
+  services: PlannedService[];
+  /** The manifest's warnings, then the plan's own (e.g. a Service that selects no pod). */
+  warnings: string[];
+}
+
+export interface PlanOptions {
+  /** Starts every global name (netns, cgroup, pin dir): a lowercase name of at most SANDBOX_PREFIX_MAX characters. */
+  prefix: string;
+}
+
+/** Name of a pod's veth end in its node's namespace: stable, unique per pod in practice, and within IFNAMSIZ. */
+export function podHostVethName(namespace: string, pod: string): string {
+  return `v${createHash('sha256').update(`${namespace}/${pod}`).digest('hex').slice(0, 8)}`;
+}
+
+/** Network namespace of a pod: `P-pod-NS-POD`. */
+export function podNetnsName(prefix: string, namespace: string, pod: string): string {
+  return `${prefix}-pod-${namespace}-${pod}`;
+}
+
+/** Network namespace of a node: `P-node-NAME`. */
+export function nodeNetnsName(prefix: string, node: string): string {
+  return `${prefix}-node-${node}`;
+}
+
+function hostsFile(pod: { namespace: string; name: string; ip: string }, services: readonly PlannedService[]): string {
+  const lines = ['127.0.0.1 localhost', '::1 localhost', `${pod.ip} ${pod.name}`];
+  for (const service of services) {
+    const names = [`${service.name}.${service.namespace}.svc.${CLUSTER_DOMAIN}`, `${service.name}.${service.namespace}`];
+    // The bare name only resolves in the Service's own namespace, as Kubernetes' search path makes it.
+    if (service.namespace === pod.namespace) names.push(service.name);
+    lines.push(`${service.vip} ${names.join(' ')}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function resolvConf(namespace: string): string {
+  // No nameserver line: every name the sandbox knows is in the hosts file, which glibc consults first (nsswitch
+  // "files dns"); the search path and ndots match a Kubernetes pod so that tools behave the same way.
+  return `search ${namespace}.svc.${CLUSTER_DOMAIN} svc.${CLUSTER_DOMAIN} ${CLUSTER_DOMAIN}\noptions ndots:5\n`;
+}
+
+function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(selector).every(([key, value]) => Object.prototype.hasOwnProperty.call(labels, key) && labels[key] === value);
+}
+
+function resolveTargetPort(pod: SandboxPod, targetPort: number | string): number | undefined {
+  if (typeof targetPort === 'number') return targetPort;
+  for (const container of pod.containers) {
+    const port = container.ports.find((p) => p.name === targetPort);
+    if (port !== undefined) return port.containerPort;
+  }
+  return undefined;
+}
+
+function assignVips(manifest: SandboxManifest): string[] {
+  const { base, size } = parseIpv4Cidr(SERVICE_CIDR);
+  const first = parseIpv4(SERVICE_VIP_FIRST) ?? base;
+  const last = base + size - 2; // the last address of the range is its broadcast address
+  const owner = new Map<number, string>();
+  manifest.services.forEach((service) => {
+    if (service.clusterIP === undefined) return;
+    const address = parseIpv4(service.clusterIP);
+    const id = `Service ${service.namespace}/${service.name}`;
+    if (address === undefined || address <= base || address > last) {
+      throw new PlanError(`${id}: clusterIP ${service.clusterIP} is not an address inside ${SERVICE_CIDR}`);
+    }
+    const taken = owner.get(address);
+    if (taken !== undefined) throw new PlanError(`${id}: clusterIP ${service.clusterIP} is already taken by ${taken}`);
+    owner.set(address, id);
+  });
+  let next = first;
+  return manifest.services.map((service) => {
+    if (service.clusterIP !== undefined) return service.clusterIP;
+    while (owner.has(next)) next++;
+    if (next > last) {
+      throw new PlanError(
+        `Service ${service.namespace}/${service.name}: no free VIP left in ${SERVICE_CIDR} ` +
+          `(${manifest.services.length} Services; automatic addresses run from ${SERVICE_VIP_FIRST} to ${formatIpv4(last)})`,
+      );
+    }
+    owner.set(next, `Service ${service.namespace}/${service.name}`);
+    return formatIpv4(next++);
+  });
+}
+
+/**
+ * Computes the sandbox's layout. Throws SandboxArgumentError for a bad prefix and PlanError when the manifest
+ * cannot be laid out (too many nodes or pods, a generated name too long or shared by two objects, a VIP conflict
+ * or exhaustion). Node i, pod k on its node and the n-th Service get the i-th, k-th and n-th addresses, in
+ * declaration order, so adding an object at the end never renumbers the others.
+ */
+export function planSandbox(manifest: SandboxManifest, options: PlanOptions): SandboxPlan {
+  const { prefix } = options;
+  if (prefix.length > SANDBOX_PREFIX_MAX || !PREFIX_PATTERN.test(prefix)) {
+    throw new SandboxArgumentError(
+      `invalid sandbox prefix ${JSON.stringify(prefix)}: expected at most ${SANDBOX_PREFIX_MAX} lowercase letters, digits ` +
+        `and '-', starting with a letter and not ending with '-'`,
+    );
+  }
+  if (manifest.nodes.length > MAX_NODES) {
+    throw new PlanError(`${manifest.nodes.length} nodes do not fit the fabric subnet ${FABRIC_SUBNET}; at most ${MAX_NODES} are supported`);
+  }
+  const fabric = parseIpv4Cidr(FABRIC_SUBNET);
+  const warnings = [...manifest.warnings];
+
+  const nodeIndex = new Map<string, number>();
+  const nodes: PlannedNode[] = manifest.nodes.map((node, i) => {
+    if (nodeIndex.has(node.name)) throw new PlanError(`node ${node.name} is declared twice`);
+    nodeIndex.set(node.name, i);
+    const netns = nodeNetnsName(prefix, node.name);
+    if (netns.length > NETNS_NAME_MAX) {
+      throw new PlanError(`node ${node.name}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
+    }
+    const fabricIp = formatIpv4(fabric.base + FABRIC_HOST_OFFSET + i);
+    return {
+      name: node.name,
+      index: i,
+      netns,
+      fabricVeth: `fab-${i}`,
+      fabricPeer: INNER_INTERFACE,
+      fabricIp,
+      fabricAddress: `${fabricIp}/${fabric.prefixLength}`,
+      podCidr: `10.244.${i}.0/24`,
+      podGateway: `10.244.${i}.1`,
+      cgroup: `${prefix}/node-${node.name}`,
+      agentCgroup: `${prefix}/node-${node.name}/agent`,
+      bpfPinDir: `/sys/fs/bpf/${prefix}/node-${node.name}`,
+      routes: [],
+    };
+  });
+  for (const node of nodes) {
+    node.routes = nodes.filter((other) => other !== node).map((other) => ({ destination: other.podCidr, via: other.fabricIp }));
+  }
+
+  const vips = assignVips(manifest);
+
+  // Pods are numbered per node, in declaration order. Names are checked for length and for clashes: '-' may occur
+  // in both namespace and pod names, so `a-b`/`c` and `a`/`b-c` would share the netns name P-pod-a-b-c.
+  const perNode = new Array<number>(nodes.length).fill(0);
+  const netnsOwner = new Map<string, string>();
+  const vethOwner = new Map<string, string>();
+  const placed = manifest.pods.map((pod) => {
+    const id = `pod ${pod.namespace}/${pod.name}`;
+    const i = nodeIndex.get(pod.nodeName);
+    if (i === undefined) throw new PlanError(`${id}: node ${JSON.stringify(pod.nodeName)} is not a node of this sandbox`);
+    const k = perNode[i] ?? 0;
+    if (k >= MAX_PODS_PER_NODE) {
+      throw new PlanError(`${id}: node ${pod.nodeName} already has ${MAX_PODS_PER_NODE} pods, the most one node's /24 pod range holds here`);
+    }
+    perNode[i] = k + 1;
+    const netns = podNetnsName(prefix, pod.namespace, pod.name);
+    if (netns.length > NETNS_NAME_MAX) {
+      throw new PlanError(`${id}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
+    }
+    const netnsClash = netnsOwner.get(netns);
+    if (netnsClash !== undefined) throw new PlanError(`${id}: network namespace name ${netns} is also the name for ${netnsClash}; rename one of them`);
+    netnsOwner.set(netns, id);
+    const hostVeth = podHostVethName(pod.namespace, pod.name);
+    const vethKey = `${pod.nodeName}/${hostVeth}`;
+    const vethClash = vethOwner.get(vethKey);
+    if (vethClash !== undefined) throw new PlanError(`${id}: interface name ${hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`);
+    vethOwner.set(vethKey, id);
+    return { pod, netns, hostVeth, nodeIndex: i, ip: `10.244.${i}.${POD_HOST_OFFSET + k}`, gateway: nodes[i]?.podGateway ?? '' };
+  });
+
+  const services: PlannedService[] = manifest.services.map((service, n) => {
+    const id = `Service ${service.namespace}/${service.name}`;
+    const selected = Object.keys(service.selector).length === 0
+      ? [] // like Kubernetes: a Service without a selector gets no endpoints managed for it
+      : placed.filter(({ pod }) => pod.namespace === service.namespace && selects(service.selector, pod.labels));
+    if (Object.keys(service.selector).length === 0) {
+      warnings.push(`${id} has no selector, so it has no endpoints`);
+    } else if (selected.length === 0) {
+      const selector = Object.entries(service.selector).map(([k, v]) => `${k}=${v}`).join(',');
+      warnings.push(`${id}: selector ${selector} matches no pod in namespace ${service.namespace}, so it has no endpoints`);
+    }
+    return {
+      namespace: service.namespace,
+      name: service.name,
+      vip: vips[n] ?? '',
+      selector: { ...service.selector },
+      ports: service.ports.map((port): PlannedServicePort => {
+        const endpoints: PlannedEndpoint[] = [];
+        for (const { pod, ip } of selected) {
+          const target = resolveTargetPort(pod, port.targetPort);
+          if (target === undefined) {
+            warnings.push(
+              `${id} port ${port.name ?? port.port}: pod ${pod.namespace}/${pod.name} has no container port named ` +
+                `${JSON.stringify(port.targetPort)}, so it is not an endpoint of this port`,
+            );
+            continue;
+          }
+          endpoints.push({ namespace: pod.namespace, pod: pod.name, nodeName: pod.nodeName, ip, port: target });
+        }
+        // Spread so that `name`, when present, comes first in the saved JSON, as in the manifest.
+        return { ...(port.name !== undefined ? { name: port.name } : {}), port: port.port, targetPort: port.targetPort, endpoints };
+      }),
+    };
+  });
+
+  const pods: PlannedPod[] = placed.map(({ pod, netns, hostVeth, nodeIndex: i, ip, gateway }) => ({
+    namespace: pod.namespace,
+    name: pod.name,
+    nodeName: pod.nodeName,
+    nodeIndex: i,
+    serviceAccount: pod.serviceAccount,
+    labels: { ...pod.labels },
+    annotations: { ...pod.annotations },
+    meshEnabled: pod.meshEnabled,
+    netns,
+    ip,
+    gateway,
+    hostVeth,
+    podVeth: INNER_INTERFACE,
+    cgroup: `${prefix}/node-${pod.nodeName}/pod-${pod.namespace}-${pod.name}`,
+    dns: {
+      dir: `/etc/netns/${netns}`,
+      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip }, services),
+      resolvConf: resolvConf(pod.namespace),
+    },
+    // A copy: the plan is saved and compared later, and must not change when the caller edits the manifest.
+    containers: structuredClone(pod.containers),
+    excludeOutboundPorts: [...pod.excludeOutboundPorts],
+    excludeOutboundCidrs: [...pod.excludeOutboundCidrs],
+  }));
+
+  return {
+    prefix,
+    fabric: { netns: `${prefix}-fabric`, bridge: FABRIC_BRIDGE, subnet: FABRIC_SUBNET },
+    nodes,
+    pods,
+    services,
+    warnings,
+  };
+}

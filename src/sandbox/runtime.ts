@@ -1,0 +1,422 @@
+// `ferry sandbox up|down|exec|status`: build a mesh out of network namespaces on this machine,
+// run one agent per node and the pods' processes, and remove all of it by exact name.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as native from '../native';
+import { PORTS, SOCKET_MARK } from '../config';
+import { writeSnapshot } from '../state';
+import { Ledger } from './ledger';
+import { loadManifests } from './manifest';
+import { planSandbox, type SandboxPlan } from './plan';
+import { SandboxAgentError, SandboxStateError } from './runtime-errors';
+import { snapshotFromPlan } from './snapshot';
+import {
+  cgroup2Root, cgroupPids, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run, sleep, waitFor,
+} from './system';
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+const FERRY_BIN = path.join(REPO_ROOT, 'bin', 'ferry.js');
+const AGENT_READY_TIMEOUT_MS = 30_000;
+const POD_PORT_TIMEOUT_MS = 15_000;
+const AGENT_STOP_TIMEOUT_MS = 5_000;
+
+/** Joins the cgroup given as $1, then execs the rest: every process the sandbox starts is in its cgroup from the first instruction. */
+const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"';
+
+export interface SandboxPaths {
+  stateDir: string;
+  planFile: string;
+  snapshotFile: string;
+  ledgerFile: string;
+  logDir: string;
+}
+
+export function sandboxPaths(prefix: string): SandboxPaths {
+  const stateDir = path.join('/run/ferry', prefix);
+  return {
+    stateDir,
+    planFile: path.join(stateDir, 'plan.json'),
+    snapshotFile: path.join(stateDir, 'snapshot.json'),
+    ledgerFile: path.join(stateDir, 'ledger.jsonl'),
+    logDir: path.join(stateDir, 'logs'),
+  };
+}
+
+export interface UpOptions {
+  prefix: string;
+  /** Progress lines for the user. */
+  report: (line: string) => void;
+  logLevel?: string;
+}
+
+function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new SandboxStateError(`${what} needs root: it creates network namespaces, cgroups and BPF programs (run it with sudo)`);
+  }
+}
+
+export function readPlan(prefix: string): SandboxPlan {
+  const { planFile } = sandboxPaths(prefix);
+  if (!fs.existsSync(planFile)) {
+    throw new SandboxStateError(`no sandbox "${prefix}" is up (no ${planFile}); start one with: ferry sandbox up -f FILE`);
+  }
+  return JSON.parse(fs.readFileSync(planFile, 'utf8')) as SandboxPlan;
+}
+
+export async function sandboxUp(files: string[], options: UpOptions): Promise<SandboxPlan> {
+  const manifest = await loadManifests(files);
+  const plan = planSandbox(manifest, { prefix: options.prefix });
+  for (const warning of plan.warnings) options.report(`warning: ${warning}`);
+  requireRoot('ferry sandbox up');
+  await ensureBpffs();
+  native.assertKernelReady(native.probeKernel());
+
+  const paths = sandboxPaths(options.prefix);
+  if (fs.existsSync(paths.stateDir)) {
+    throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
+  }
+  const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+  for (const name of names) {
+    if (await netnsExists(name)) {
+      throw new SandboxStateError(`network namespace ${name} already exists but no sandbox "${options.prefix}" is recorded; `
+        + `remove it (ip netns del ${name}) or use another --prefix`);
+    }
+  }
+  fs.mkdirSync(paths.logDir, { recursive: true });
+  fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
+  const ledger = new Ledger(paths.ledgerFile);
+  try {
+    await buildNetwork(plan, ledger, options);
+    writeSnapshot(paths.snapshotFile, snapshotFromPlan(plan, 1));
+    await startAgents(plan, ledger, paths, options);
+    await startPods(plan, ledger, paths, options);
+  } catch (err) {
+    options.report(`sandbox up failed: ${(err as Error).message}`);
+    options.report('rolling back everything it created');
+    await sandboxDown(options.prefix, () => undefined);
+    throw err;
+  }
+  return plan;
+}
+
+async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOptions): Promise<void> {
+  const cgroupRoot = cgroup2Root();
+  const mkCgroup = (relative: string): void => {
+    const dir = path.join(cgroupRoot, relative);
+    fs.mkdirSync(dir);
+    ledger.add({ kind: 'cgroup', path: dir });
+  };
+  const addNetns = async (name: string): Promise<void> => {
+    await ip('netns', 'add', name);
+    ledger.add({ kind: 'netns', name });
+    await ip('-n', name, 'link', 'set', 'lo', 'up');
+  };
+
+  mkCgroup(plan.prefix);
+  await addNetns(plan.fabric.netns);
+  await ip('-n', plan.fabric.netns, 'link', 'add', plan.fabric.bridge, 'type', 'bridge');
+  await ip('-n', plan.fabric.netns, 'link', 'set', plan.fabric.bridge, 'up');
+
+  for (const node of plan.nodes) {
+    await addNetns(node.netns);
+    mkCgroup(node.cgroup);
+    mkCgroup(node.agentCgroup);
+    await ip('-n', plan.fabric.netns, 'link', 'add', node.fabricVeth, 'type', 'veth', 'peer', 'name', node.fabricPeer, 'netns', node.netns);
+    await ip('-n', plan.fabric.netns, 'link', 'set', node.fabricVeth, 'master', plan.fabric.bridge, 'up');
+    await ip('-n', node.netns, 'addr', 'add', node.fabricAddress, 'dev', node.fabricPeer);
+    await ip('-n', node.netns, 'link', 'set', node.fabricPeer, 'up');
+    // A node forwards between its pods' veths and the fabric, like a router.
+    await run('ip', ['netns', 'exec', node.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+  for (const node of plan.nodes) {
+    for (const route of node.routes) await ip('-n', node.netns, 'route', 'add', route.destination, 'via', route.via);
+  }
+  options.report(`fabric ${plan.fabric.netns} with ${plan.nodes.length} nodes: ${plan.nodes.map((n) => n.netns).join(', ')}`);
+
+  for (const pod of plan.pods) {
+    const node = plan.nodes[pod.nodeIndex];
+    await addNetns(pod.netns);
+    mkCgroup(pod.cgroup);
+    // Point-to-point addressing: the pod has a /32 and reaches everything via the node's side of
+    // its veth, which carries the node's pod gateway address (the same on every pod veth).
+    await ip('-n', node.netns, 'link', 'add', pod.hostVeth, 'type', 'veth', 'peer', 'name', pod.podVeth, 'netns', pod.netns);
+    await ip('-n', node.netns, 'addr', 'add', `${pod.gateway}/32`, 'dev', pod.hostVeth);
+    await ip('-n', node.netns, 'link', 'set', pod.hostVeth, 'up');
+    await ip('-n', node.netns, 'route', 'add', `${pod.ip}/32`, 'dev', pod.hostVeth);
+    await ip('-n', pod.netns, 'addr', 'add', `${pod.ip}/32`, 'dev', pod.podVeth);
+    await ip('-n', pod.netns, 'link', 'set', pod.podVeth, 'up');
+    await ip('-n', pod.netns, 'route', 'add', pod.gateway, 'dev', pod.podVeth, 'scope', 'link');
+    await ip('-n', pod.netns, 'route', 'add', 'default', 'via', pod.gateway, 'dev', pod.podVeth);
+    // `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc: this is the pod's DNS.
+    fs.mkdirSync(pod.dns.dir, { recursive: true });
+    ledger.add({ kind: 'etc-netns', path: pod.dns.dir });
+    fs.writeFileSync(path.join(pod.dns.dir, 'hosts'), pod.dns.hosts);
+    fs.writeFileSync(path.join(pod.dns.dir, 'resolv.conf'), pod.dns.resolvConf);
+  }
+  options.report(`${plan.pods.length} pods, ${plan.services.length} services`);
+}
+
+function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv, cwd?: string): number {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-spawn', cgroupDir, ...argv], {
+    detached: true, stdio: ['ignore', out, out], env, cwd,
+  });
+  fs.closeSync(out);
+  child.unref();
+  if (child.pid === undefined) throw new SandboxAgentError(`could not start ${argv.join(' ')}`);
+  return child.pid;
+}
+
+async function startAgents(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, options: UpOptions): Promise<void> {
+  const pinRoot = path.join('/sys/fs/bpf', plan.prefix);
+  fs.mkdirSync(pinRoot, { recursive: true });
+  ledger.add({ kind: 'pin-dir', path: pinRoot });
+  for (const node of plan.nodes) {
+    const pid = startAgent(plan, node.name, paths, options.logLevel ?? 'info');
+    ledger.add({ kind: 'process', pid, role: `agent ${node.name}` });
+  }
+  for (const node of plan.nodes) {
+    const ready = await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100);
+    if (!ready) {
+      const logFile = path.join(paths.logDir, `agent-${node.name}.log`);
+      const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '';
+      throw new SandboxAgentError(`agent on ${node.name} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s; its log ends:\n${tail}`);
+    }
+    options.report(`agent on ${node.name} ready (log: ${path.join(paths.logDir, `agent-${node.name}.log`)})`);
+  }
+}
+
+/** Start (or restart) the agent of one node; returns its pid. */
+export function startAgent(plan: SandboxPlan, nodeName: string, paths: SandboxPaths, logLevel: string): number {
+  const node = plan.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new SandboxStateError(`sandbox "${plan.prefix}" has no node "${nodeName}"`);
+  const cgroupRoot = cgroup2Root();
+  const argv = [
+    'nsenter', `--net=/run/netns/${node.netns}`, '--',
+    process.execPath, FERRY_BIN, 'agent',
+    '--node', node.name,
+    '--snapshot', paths.snapshotFile,
+    '--pin-dir', node.bpfPinDir,
+    '--cgroup', path.join(cgroupRoot, node.cgroup),
+    '--log-level', logLevel,
+    '--service-lb',
+  ];
+  return spawnInCgroup(path.join(cgroupRoot, node.agentCgroup), argv, path.join(paths.logDir, `agent-${node.name}.log`),
+    { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' });
+}
+
+/** GET /healthz/ready on the agent's readiness port, from inside its node's namespace. */
+export async function agentReady(nodeNetns: string): Promise<boolean> {
+  let socket: net.Socket;
+  try {
+    const fd = await native.connectInNetns(`/run/netns/${nodeNetns}`, {
+      family: 4, host: '127.0.0.1', port: PORTS.readiness, mark: SOCKET_MARK, timeoutMs: 1000,
+    });
+    socket = new net.Socket({ fd, readable: true, writable: true });
+  } catch {
+    return false;
+  }
+  return new Promise((resolve) => {
+    const req = http.request({ createConnection: () => socket, path: '/healthz/ready', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+function podEnv(plan: SandboxPlan, podIndex: number, containerEnv: Record<string, string>): string[] {
+  const pod = plan.pods[podIndex];
+  const base: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/root',
+    HOSTNAME: pod.name,
+    ...containerEnv,
+  };
+  return Object.entries(base).map(([k, v]) => `${k}=${v}`);
+}
+
+async function startPods(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, options: UpOptions): Promise<void> {
+  const cgroupRoot = cgroup2Root();
+  plan.pods.forEach((pod, index) => {
+    for (const container of pod.containers) {
+      const argv = ['ip', 'netns', 'exec', pod.netns, 'env', '-i', ...podEnv(plan, index, container.env),
+        ...container.command, ...container.args];
+      const logFile = path.join(paths.logDir, `pod-${pod.namespace}-${pod.name}-${container.name}.log`);
+      const pid = spawnInCgroup(path.join(cgroupRoot, pod.cgroup), argv, logFile, {}, container.workingDir);
+      ledger.add({ kind: 'process', pid, role: `pod ${pod.namespace}/${pod.name} container ${container.name}` });
+    }
+  });
+  // Wait for declared ports so the mesh is usable when `up` returns; a slow app is a warning.
+  for (const pod of plan.pods) {
+    for (const container of pod.containers) {
+      for (const port of container.ports) {
+        const open = await waitFor(() => portOpen(pod.netns, pod.ip, port.containerPort), POD_PORT_TIMEOUT_MS, 100);
+        if (!open) options.report(`warning: ${pod.namespace}/${pod.name} is not listening on ${port.containerPort} yet`);
+      }
+    }
+  }
+  options.report(`pods started (logs in ${paths.logDir})`);
+}
+
+/** Connect from inside the pod to its own address: over loopback, so never steered or captured. */
+async function portOpen(netns: string, host: string, port: number): Promise<boolean> {
+  try {
+    const fd = await native.connectInNetns(`/run/netns/${netns}`, { family: 4, host, port, mark: SOCKET_MARK, timeoutMs: 500 });
+    native.closeFd(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Remove everything the sandbox made, by the exact names in its ledger: processes (agents get
+ * SIGTERM and a moment to drain first), pins, namespaces, DNS files, cgroups, the state dir.
+ * Safe to run on a half-built sandbox and to run twice.
+ */
+export async function sandboxDown(prefix: string, report: (line: string) => void): Promise<void> {
+  requireRoot('ferry sandbox down');
+  const paths = sandboxPaths(prefix);
+  if (!fs.existsSync(paths.stateDir)) {
+    throw new SandboxStateError(`no sandbox "${prefix}" is up (no ${paths.stateDir})`);
+  }
+  const entries = new Ledger(paths.ledgerFile).entries();
+  const of = <K extends string>(kind: K) => entries.filter((e) => e.kind === kind) as Extract<typeof entries[number], { kind: K }>[];
+
+  const cgroups = of('cgroup').map((e) => e.path);
+  const processes = of('process');
+  for (const p of processes) {
+    if (p.role.startsWith('agent') && belongsTo(p.pid, prefix)) {
+      try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
+    }
+  }
+  await waitFor(() => processes.filter((p) => p.role.startsWith('agent')).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
+    AGENT_STOP_TIMEOUT_MS);
+  if (cgroups.length > 0) {
+    killCgroup(cgroups[0]);
+    await waitFor(() => cgroups.every((dir) => cgroupPids(dir).length === 0), 5000);
+  }
+  for (const p of processes) {
+    if (pidAlive(p.pid) && belongsTo(p.pid, prefix)) {
+      try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  }
+  report(`stopped ${processes.length} processes`);
+
+  for (const { path: dir } of of('pin-dir')) fs.rmSync(dir, { recursive: true, force: true });
+  const namespaces = of('netns').map((e) => e.name).reverse();
+  for (const name of namespaces) {
+    if (await netnsExists(name)) await ip('netns', 'del', name);
+  }
+  report(`removed ${namespaces.length} network namespaces`);
+  for (const { path: dir } of of('etc-netns')) fs.rmSync(dir, { recursive: true, force: true });
+  for (const dir of [...cgroups].reverse()) {
+    if (!fs.existsSync(dir)) continue;
+    // rmdir of a cgroup fails with EBUSY while a just-killed task is still exiting.
+    await waitFor(() => {
+      try { fs.rmdirSync(dir); return true; } catch { return false; }
+    }, 5000);
+  }
+  fs.rmSync(paths.stateDir, { recursive: true, force: true });
+  report(`sandbox "${prefix}" removed`);
+}
+
+/** Is pid one of this sandbox's processes (guards against a recycled pid)? */
+function belongsTo(pid: number, prefix: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`/${prefix}/`);
+  } catch {
+    return false;
+  }
+}
+
+/** Run a command inside a pod (its netns, its cgroup — so it is captured like the pod's own processes). */
+export async function sandboxExec(prefix: string, target: string, command: string[]): Promise<number> {
+  requireRoot('ferry sandbox exec');
+  const plan = readPlan(prefix);
+  const [namespace, name] = target.includes('/') ? target.split('/', 2) : ['default', target];
+  const pod = plan.pods.find((p) => p.namespace === namespace && p.name === name);
+  if (!pod) {
+    const known = plan.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
+    throw new SandboxStateError(`sandbox "${prefix}" has no pod ${namespace}/${name} (pods: ${known})`);
+  }
+  if (command.length === 0) throw new SandboxStateError('ferry sandbox exec: give a command after --');
+  const cgroupDir = path.join(cgroup2Root(), pod.cgroup);
+  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-exec', cgroupDir, 'ip', 'netns', 'exec', pod.netns, ...command], {
+    stdio: 'inherit',
+  });
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+export interface SandboxStatus {
+  prefix: string;
+  nodes: { name: string; netns: string; agentPid?: number; agentRunning: boolean; ready: boolean; cgroup: string }[];
+  pods: { namespace: string; name: string; node: string; ip: string; meshed: boolean; netns: string; running: boolean }[];
+  services: { namespace: string; name: string; vip: string; ports: string; endpoints: string[] }[];
+  logDir: string;
+}
+
+export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
+  const plan = readPlan(prefix);
+  const paths = sandboxPaths(prefix);
+  const cgroupRoot = cgroup2Root();
+  const nodes = [];
+  for (const node of plan.nodes) {
+    const pids = cgroupPids(path.join(cgroupRoot, node.agentCgroup));
+    nodes.push({
+      name: node.name, netns: node.netns, agentPid: pids[0], agentRunning: pids.length > 0,
+      ready: pids.length > 0 && await agentReady(node.netns), cgroup: path.join(cgroupRoot, node.cgroup),
+    });
+  }
+  return {
+    prefix,
+    nodes,
+    pods: plan.pods.map((pod) => ({
+      namespace: pod.namespace, name: pod.name, node: pod.nodeName, ip: pod.ip, meshed: pod.meshEnabled, netns: pod.netns,
+      running: cgroupPids(path.join(cgroupRoot, pod.cgroup)).length > 0,
+    })),
+    services: plan.services.map((s) => ({
+      namespace: s.namespace, name: s.name, vip: s.vip,
+      ports: s.ports.map((p) => `${p.port}->${p.targetPort}`).join(','),
+      endpoints: [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))],
+    })),
+    logDir: paths.logDir,
+  };
+}
+
+/** Stop one node's agent (SIGKILL: as if it crashed) — the sandbox's way to exercise fail-closed. */
+export async function sandboxKillAgent(prefix: string, nodeName: string): Promise<void> {
+  requireRoot('ferry sandbox agent kill');
+  const plan = readPlan(prefix);
+  const node = plan.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new SandboxStateError(`sandbox "${prefix}" has no node "${nodeName}"`);
+  const dir = path.join(cgroup2Root(), node.agentCgroup);
+  killCgroup(dir);
+  await waitFor(() => cgroupPids(dir).length === 0, 5000);
+}
+
+/** Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready. */
+export async function sandboxStartAgent(prefix: string, nodeName: string, logLevel = 'info'): Promise<void> {
+  requireRoot('ferry sandbox agent start');
+  const plan = readPlan(prefix);
+  const node = plan.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new SandboxStateError(`sandbox "${prefix}" has no node "${nodeName}"`);
+  const dir = path.join(cgroup2Root(), node.agentCgroup);
+  if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
+  const paths = sandboxPaths(prefix);
+  const pid = startAgent(plan, nodeName, paths, logLevel);
+  new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
+  if (!await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100)) {
+    throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
+  }
+}
+
+export { sleep };

@@ -1,0 +1,99 @@
+// Thin wrappers over the host tools the sandbox drives (iproute2, mounts, cgroup v2 files).
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import { SandboxSystemError } from './runtime-errors';
+
+const execFileAsync = promisify(execFile);
+
+/** Run a command without a shell; failures name the command line and carry its stderr. */
+export async function run(command: string, args: string[]): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(command, args, { maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new SandboxSystemError(`${command} ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`, { cause: err });
+  }
+}
+
+export function ip(...args: string[]): Promise<string> {
+  return run('ip', args);
+}
+
+interface Mount {
+  source: string;
+  target: string;
+  type: string;
+}
+
+function mounts(): Mount[] {
+  return fs.readFileSync('/proc/self/mounts', 'utf8').trim().split('\n').map((line) => {
+    const [source, target, type] = line.split(' ');
+    return { source, target: target.replace(/\\040/g, ' '), type };
+  });
+}
+
+/** Where cgroup v2 is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones. */
+export function cgroup2Root(): string {
+  const found = mounts().find((m) => m.type === 'cgroup2');
+  if (!found) {
+    throw new SandboxSystemError('no cgroup v2 hierarchy is mounted; Ferry attaches its connect programs to a cgroup v2 directory '
+      + '(mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified)');
+  }
+  return found.target;
+}
+
+/** Mount bpffs at /sys/fs/bpf when nothing is mounted there; pins live in it. */
+export async function ensureBpffs(): Promise<void> {
+  if (mounts().some((m) => m.target === '/sys/fs/bpf' && m.type === 'bpf')) return;
+  await run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+}
+
+export async function netnsExists(name: string): Promise<boolean> {
+  return fs.existsSync(`/run/netns/${name}`);
+}
+
+/** PIDs in a cgroup v2 directory (empty when it is gone). */
+export function cgroupPids(dir: string): number[] {
+  try {
+    return fs.readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** SIGKILL everything in a cgroup subtree (cgroup.kill, Linux 5.14+), falling back to signalling each pid. */
+export function killCgroup(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  try {
+    fs.writeFileSync(`${dir}/cgroup.kill`, '1');
+    return;
+  } catch {
+    // Older kernels have no cgroup.kill: signal what is listed.
+  }
+  for (const pid of cgroupPids(dir)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Poll until `check` is true or the deadline passes; returns the last result. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(stepMs);
+  }
+}

@@ -1,0 +1,90 @@
+// The agent's view of the cluster with the lookups the data path needs: workload by IP, Service by
+// VIP and port, and where a connection to an address should really go.
+import type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
+
+/** Where a captured connection goes after Service resolution. */
+export type Destination =
+  | { kind: 'service'; service: Service; port: ServicePort; endpoint: Endpoint; workload?: Workload }
+  | { kind: 'workload'; workload: Workload; ip: string; port: number }
+  | { kind: 'passthrough'; ip: string; port: number }
+  | { kind: 'no-endpoints'; service: Service; port: ServicePort };
+
+function vipKey(ip: string, port: number): string {
+  return `${ip}|${port}`;
+}
+
+export class ClusterState {
+  private snapshot: ClusterSnapshot = { version: 1, revision: 0, workloads: [], services: [] };
+  private byIp = new Map<string, Workload>();
+  private byUid = new Map<string, Workload>();
+  private byVip = new Map<string, { service: Service; port: ServicePort }>();
+  /** Round-robin position per VIP:port; kept across updates so a refresh does not reset the rotation. */
+  private readonly cursors = new Map<string, number>();
+
+  get revision(): number {
+    return this.snapshot.revision;
+  }
+
+  get workloads(): readonly Workload[] {
+    return this.snapshot.workloads;
+  }
+
+  get services(): readonly Service[] {
+    return this.snapshot.services;
+  }
+
+  /** Replace the whole model; lookups see the new one at once. */
+  replace(snapshot: ClusterSnapshot): void {
+    const byIp = new Map<string, Workload>();
+    const byUid = new Map<string, Workload>();
+    for (const workload of snapshot.workloads) {
+      byUid.set(workload.uid, workload);
+      for (const ip of workload.ips) byIp.set(ip, workload);
+    }
+    const byVip = new Map<string, { service: Service; port: ServicePort }>();
+    for (const service of snapshot.services) {
+      for (const vip of service.vips) {
+        for (const port of service.ports) byVip.set(vipKey(vip, port.port), { service, port });
+      }
+    }
+    this.snapshot = snapshot;
+    this.byIp = byIp;
+    this.byUid = byUid;
+    this.byVip = byVip;
+  }
+
+  workloadByIp(ip: string): Workload | undefined {
+    return this.byIp.get(ip);
+  }
+
+  workload(uid: string): Workload | undefined {
+    return this.byUid.get(uid);
+  }
+
+  /** Workloads scheduled on `node` that the agent must enrol. */
+  meshedWorkloadsOn(node: string): Workload[] {
+    return this.snapshot.workloads.filter((w) => w.node === node && w.meshEnabled);
+  }
+
+  serviceByVip(ip: string, port: number): { service: Service; port: ServicePort } | undefined {
+    return this.byVip.get(vipKey(ip, port));
+  }
+
+  /** Resolve an original destination: a Service VIP picks an endpoint round robin; a pod IP names its workload. */
+  resolve(ip: string, port: number): Destination {
+    const key = vipKey(ip, port);
+    const entry = this.byVip.get(key);
+    if (entry) {
+      const endpoints = entry.port.endpoints;
+      if (endpoints.length === 0) return { kind: 'no-endpoints', service: entry.service, port: entry.port };
+      const cursor = this.cursors.get(key) ?? 0;
+      const endpoint = endpoints[cursor % endpoints.length];
+      this.cursors.set(key, (cursor + 1) % endpoints.length);
+      const workload = endpoint.workloadUid ? this.byUid.get(endpoint.workloadUid) : this.byIp.get(endpoint.ip);
+      return { kind: 'service', service: entry.service, port: entry.port, endpoint, workload };
+    }
+    const workload = this.byIp.get(ip);
+    if (workload) return { kind: 'workload', workload, ip, port };
+    return { kind: 'passthrough', ip, port };
+  }
+}

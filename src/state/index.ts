@@ -1,0 +1,6 @@
+// src/state: the one in-memory model of workloads and services that the agent reads.
+export type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
+export { workloadUid } from './model';
+export { ClusterState, type Destination } from './cluster-state';
+export { parseSnapshot, readSnapshot, watchSnapshot, writeSnapshot } from './snapshot-file';
+export { SnapshotError, STATE_ERROR_CODES } from './errors';

@@ -1,0 +1,128 @@
+// Read a cluster snapshot from a JSON file and follow its changes. The sandbox writes the file
+// atomically (write to a temporary name, then rename), so a reader never sees half a document.
+import * as fs from 'node:fs';
+import Ajv from 'ajv';
+import type { ClusterSnapshot } from './model';
+import { SnapshotError } from './errors';
+
+const stringArray = { type: 'array', items: { type: 'string' } } as const;
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+
+const schema = {
+  type: 'object',
+  required: ['version', 'revision', 'workloads', 'services'],
+  additionalProperties: false,
+  properties: {
+    version: { const: 1 },
+    revision: { type: 'integer', minimum: 0 },
+    workloads: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['uid', 'namespace', 'name', 'node', 'serviceAccount', 'ips', 'labels', 'meshEnabled',
+          'netnsPath', 'excludeOutboundPorts', 'excludeOutboundCidrs'],
+        properties: {
+          uid: { type: 'string' }, namespace: { type: 'string' }, name: { type: 'string' },
+          node: { type: 'string' }, serviceAccount: { type: 'string' }, ips: stringArray,
+          labels: stringMap, meshEnabled: { type: 'boolean' }, netnsPath: { type: 'string' },
+          excludeOutboundPorts: { type: 'array', items: port }, excludeOutboundCidrs: stringArray,
+        },
+      },
+    },
+    services: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['namespace', 'name', 'hostname', 'vips', 'ports'],
+        properties: {
+          namespace: { type: 'string' }, name: { type: 'string' }, hostname: { type: 'string' }, vips: stringArray,
+          ports: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['port', 'endpoints'],
+              properties: {
+                name: { type: 'string' }, port,
+                endpoints: {
+                  type: 'array',
+                  items: {
+                    type: 'object', additionalProperties: false, required: ['ip', 'port'],
+                    properties: { ip: { type: 'string' }, port, workloadUid: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: true }).compile<ClusterSnapshot>(schema);
+
+/** Parse and check a snapshot; errors name the file and each offending field. */
+export function parseSnapshot(text: string, source: string): ClusterSnapshot {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new SnapshotError(`${source}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!validate(value)) {
+    const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`);
+    throw new SnapshotError(`${source}: invalid snapshot:\n  ${problems.join('\n  ')}`);
+  }
+  return value;
+}
+
+export function readSnapshot(file: string): ClusterSnapshot {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SnapshotError(`${file}: cannot read snapshot: ${(err as Error).message}`, { cause: err });
+  }
+  return parseSnapshot(text, file);
+}
+
+/** Write atomically: readers see the old or the new document, never a mix. */
+export function writeSnapshot(file: string, snapshot: ClusterSnapshot): void {
+  const temporary = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(temporary, JSON.stringify(snapshot, null, 2));
+  fs.renameSync(temporary, file);
+}
+
+/**
+ * Call `onChange` with each new revision of the file (polling: fs.watch misses renames on some
+ * filesystems). A bad document is reported to `onError` and the previous one stays in force.
+ * Returns a function that stops watching.
+ */
+export function watchSnapshot(
+  file: string,
+  onChange: (snapshot: ClusterSnapshot) => void,
+  onError: (err: Error) => void,
+  intervalMs = 250,
+): () => void {
+  let lastRevision = -1;
+  const check = (): void => {
+    if (!fs.existsSync(file)) return;
+    try {
+      const snapshot = readSnapshot(file);
+      if (snapshot.revision !== lastRevision) {
+        lastRevision = snapshot.revision;
+        onChange(snapshot);
+      }
+    } catch (err) {
+      onError(err as Error);
+    }
+  };
+  check();
+  const listener = (): void => check();
+  fs.watchFile(file, { interval: intervalMs, persistent: false }, listener);
+  return () => fs.unwatchFile(file, listener);
+}

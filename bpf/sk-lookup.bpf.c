@@ -14,13 +14,12 @@ int ferry_sk_lookup(struct bpf_sk_lookup *ctx)
 {
 	struct ferry_ip key = {};
 	struct bpf_sock *sk;
-	__u32 local4, local6[4];
+	__u32 local4, local6[4], remote4, remote6[4];
 	long err;
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
-	/* Connections that arrive on loopback were made inside the pod: the app's own, and the
-	 * agent delivering to the app. Steering those would loop delivery back into the agent. */
+	/* Connections to 127.0.0.0/8 or ::1 are the pod's own business. */
 	if (ctx->ingress_ifindex == FERRY_LOOPBACK_IFINDEX)
 		return SK_PASS;
 	if (ferry_is_own_port(ctx->local_port))
@@ -34,11 +33,25 @@ int ferry_sk_lookup(struct bpf_sk_lookup *ctx)
 	local6[1] = ctx->local_ip6[1];
 	local6[2] = ctx->local_ip6[2];
 	local6[3] = ctx->local_ip6[3];
+	remote4 = ctx->remote_ip4;
+	remote6[0] = ctx->remote_ip6[0];
+	remote6[1] = ctx->remote_ip6[1];
+	remote6[2] = ctx->remote_ip6[2];
+	remote6[3] = ctx->remote_ip6[3];
 	key.family = ctx->family;
-	if (key.family == FERRY_AF_INET)
+	if (key.family == FERRY_AF_INET) {
+		/* A connection from the pod to its own address: the kernel picks that address as the source.
+		 * This is how the agent delivers to the app, so it must not be steered back to the agent.
+		 * (Its ingress ifindex is the pod's eth0, not lo: for a local route the kernel records the
+		 * device holding the address, see ip_route_output_key_hash_rcu.) */
+		if (remote4 == local4)
+			return SK_PASS;
 		*(__u32 *)key.addr = local4;
-	else
+	} else {
+		if (remote6[0] == local6[0] && remote6[1] == local6[1] && remote6[2] == local6[2] && remote6[3] == local6[3])
+			return SK_PASS;
 		__builtin_memcpy(key.addr, local6, sizeof(key.addr));
+	}
 	if (!bpf_map_lookup_elem(&ferry_pod_ips, &key))
 		return SK_PASS;
 

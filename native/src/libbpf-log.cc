@@ -47,6 +47,13 @@ void LibbpfLogCapture::Append(const char* text, size_t length) {
 }
 
 std::string LibbpfLogCapture::Text() const {
+  std::string text = TextUntrimmed();
+  // libbpf lines end in '\n'; drop the last so the error message does not end in a blank line.
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+std::string LibbpfLogCapture::TextUntrimmed() const {
   if (buffer_.size() <= kMaxBytes && !truncated_) return buffer_;
   size_t start = buffer_.size() > kMaxBytes ? buffer_.size() - kMaxBytes : 0;
   // Resume at a line start so the first line shown is whole.

@@ -30,6 +30,8 @@ class LibbpfLogCapture {
   std::string Text() const;
 
  private:
+  std::string TextUntrimmed() const;
+
   std::string buffer_;
   bool truncated_ = false;
   LibbpfLogCapture* previous_;

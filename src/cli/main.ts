@@ -13,7 +13,8 @@ const say = (line: string): void => { process.stdout.write(`${line}\n`); };
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('ferry')
     .description('Ferry: a sidecarless service mesh — eBPF capture into one shared node proxy')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .enablePositionalOptions();
 
   program.command('agent')
     .description('run the node agent: capture enrolled pods and proxy their traffic')
@@ -45,7 +46,8 @@ export async function main(argv: string[]): Promise<void> {
       });
     });
 
-  const sandbox = program.command('sandbox').description('a whole mesh on this machine, made of network namespaces');
+  const sandbox = program.command('sandbox').description('a whole mesh on this machine, made of network namespaces')
+    .enablePositionalOptions();
   const prefixOption = (): Option => new Option('--prefix <name>', 'names of everything made start with this (FERRY_SANDBOX_PREFIX)');
 
   sandbox.command('up')
@@ -84,7 +86,9 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(prefixOption())
     .passThroughOptions()
     .action(async (pod: string, command: string[], options: { prefix?: string }) => {
-      process.exitCode = await sandboxExec(sandboxPrefixFrom(options.prefix), pod, command);
+      // passThroughOptions keeps the `--` that separates Ferry's options from the command.
+      const argv = command[0] === '--' ? command.slice(1) : command;
+      process.exitCode = await sandboxExec(sandboxPrefixFrom(options.prefix), pod, argv);
     });
 
   const agentCommand = sandbox.command('agent').description('stop or start one node\'s agent');

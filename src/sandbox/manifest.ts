@@ -3,7 +3,7 @@
 import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import Ajv, { type ErrorObject } from 'ajv';
-import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
 import { ManifestError, type ManifestProblem } from './errors';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -527,24 +527,40 @@ class DocumentContext {
     return `${this.file}: document ${this.document}${this.label}: ${formatPath(segments)}`;
   }
 
-  problem(segments: readonly Segment[], message: string): void {
+  /** Records a problem; `line` overrides the line found from the path (YAML syntax errors know their own). */
+  problem(segments: readonly Segment[], message: string, line?: number): void {
     const problem: ManifestProblem = { file: this.file, document: this.document, path: formatPath(segments), message };
     if (this.kind !== undefined) problem.kind = this.kind;
     if (this.name !== undefined) problem.name = this.name;
-    const line = this.lineOf(segments);
-    if (line !== undefined) problem.line = line;
+    const found = line ?? this.lineOf(segments);
+    if (found !== undefined) problem.line = found;
     this.problems.push(problem);
   }
 
-  /** Line of the node at `segments`, or of its nearest ancestor that exists (a missing field points at its parent). */
+  /**
+   * Line of the field at `segments`: of its key in a mapping (where a reader looks for a field), of the item in a
+   * list; for a missing field, of the nearest ancestor that exists.
+   */
   private lineOf(segments: readonly Segment[]): number | undefined {
     if (this.yaml === undefined || this.lines === undefined) return undefined;
-    for (let depth = segments.length; depth >= 0; depth--) {
-      const node: unknown = depth === 0 ? this.yaml.contents : this.yaml.getIn(segments.slice(0, depth), true);
-      const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
-      if (range !== undefined) return this.lines.linePos(range[0]).line;
+    let node: unknown = this.yaml.contents;
+    let offset = isNode(node) ? node.range?.[0] : undefined;
+    for (const segment of segments) {
+      let next: unknown;
+      let at: number | undefined;
+      if (isMap(node)) {
+        const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(segment));
+        next = pair?.value;
+        at = isNode(pair?.key) ? pair.key.range?.[0] : undefined;
+      } else if (isSeq(node) && typeof segment === 'number') {
+        next = node.items[segment];
+        at = isNode(next) ? next.range?.[0] : undefined;
+      }
+      if (at === undefined) break;
+      node = next;
+      offset = at;
     }
-    return undefined;
+    return offset === undefined ? undefined : this.lines.linePos(offset).line;
   }
 }
 
@@ -720,7 +736,8 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     raw,
     name,
     namespace,
-    nodeNameGiven: has(spec, 'nodeName'),
+    // Without a spec mapping the schema already reports it; a missing nodeName would only repeat that.
+    nodeNameGiven: has(spec, 'nodeName') || !isMapping(raw.spec),
     nodeName: asString(spec.nodeName),
     mesh: asString(annotations[MESH_ANNOTATION]),
     excludeOutboundPorts: parseExcludedPorts(ctx, asString(annotations[EXCLUDE_OUTBOUND_PORTS_ANNOTATION])),
@@ -867,7 +884,7 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
         documentCount++;
         for (const error of doc.errors) {
           const { line, col } = lines.linePos(error.pos[0]);
-          ctx.problem([], `malformed YAML at line ${line}, column ${col}: ${error.message}; expected valid YAML`);
+          ctx.problem([], `malformed YAML at line ${line}, column ${col}: ${error.message}; expected valid YAML`, line);
         }
         return;
       }
@@ -980,9 +997,11 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
     }
   }
   let defaultReferenced = false;
+  // A name that is not even a valid name has been reported by the schema; "not declared" would only repeat it.
+  const validName = (name: string): boolean => name.length <= 63 && new RegExp(DNS_LABEL).test(name);
   const checkReference = (ctx: DocumentContext, namespace: string): void => {
     if (namespace === DEFAULT_NAMESPACE) defaultReferenced = true;
-    if (!meshByNamespace.has(namespace)) {
+    if (!meshByNamespace.has(namespace) && validName(namespace)) {
       ctx.problem(['metadata', 'namespace'], `namespace ${quote(namespace)} is not declared; expected a Namespace document named ${quote(namespace)}, or ${DEFAULT_NAMESPACE}`);
     }
   };
@@ -996,7 +1015,7 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
     if (!pod.nodeNameGiven) {
       if (nodeNames.length === 1) nodeName = nodeNames[0] ?? '';
       else pod.ctx.problem(['spec', 'nodeName'], `is required when the sandbox has more than one node; expected ${choices}`);
-    } else if (pod.nodeName !== undefined && !nodeNames.includes(pod.nodeName)) {
+    } else if (pod.nodeName !== undefined && !nodeNames.includes(pod.nodeName) && validName(pod.nodeName)) {
       pod.ctx.problem(['spec', 'nodeName'], `${quote(pod.nodeName)} names no node; expected ${choices}`);
     }
     const namespaceMesh = meshByNamespace.get(pod.namespace) === true;
@@ -1040,14 +1059,17 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
   };
 }
 
-/** Problems sorted by file (in the order given) and document; within a document, in the order found. */
+/**
+ * Problems in reading order: by file (in the order given), document, then line, so the list follows the text
+ * whichever check found each problem. Array.prototype.sort is stable (ES2019): problems on one line keep the order
+ * they were found in.
+ */
 function inFileOrder(problems: ManifestProblem[], files: readonly string[]): ManifestProblem[] {
   const rank = (file: string): number => {
     const index = files.indexOf(file);
     return index < 0 ? files.length : index;
   };
-  // Array.prototype.sort is stable (ES2019), so same-document problems keep the order they were found in.
-  return [...problems].sort((a, b) => rank(a.file) - rank(b.file) || a.document - b.document);
+  return [...problems].sort((a, b) => rank(a.file) - rank(b.file) || a.document - b.document || (a.line ?? 0) - (b.line ?? 0));
 }
 
 /**

@@ -23,8 +23,12 @@ const AGENT_READY_TIMEOUT_MS = 30_000;
 const POD_PORT_TIMEOUT_MS = 15_000;
 const AGENT_STOP_TIMEOUT_MS = 5_000;
 
-/** Joins the cgroup given as $1, then execs the rest: every process the sandbox starts is in its cgroup from the first instruction. */
-const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"';
+/**
+ * Joins the cgroup given as $1, then execs the rest: every process the sandbox starts is in its
+ * cgroup from its first instruction. The open-files limit is raised to the hard limit: the agent
+ * holds two sockets per proxied connection.
+ */
+const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; } && shift && exec "$@"';
 
 export interface SandboxPaths {
   stateDir: string;

@@ -1,0 +1,245 @@
+// Root integration: a real sandbox (BPF programs compiled by clang and loaded into this kernel,
+// real namespaces, veths and sockets) and traffic through Ferry's capture and node proxy.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { NODE, TOOLS, TestSandbox, eventually, ferry, leftovers, requireRoot, sh } from './harness';
+
+const PREFIX = 'ferryt-cap';
+const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
+const MANIFEST = `
+apiVersion: v1
+kind: Namespace
+metadata: { name: app, annotations: { ferry.dev/mesh: enabled } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: plain }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server-a, namespace: app, labels: { app: echo-a } }
+spec:
+  nodeName: node-a
+  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-a }], ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server-b, namespace: app, labels: { app: echo-b } }
+spec:
+  nodeName: node-b
+  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server-p, namespace: plain, labels: { app: echo-p } }
+spec:
+  nodeName: node-b
+  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-p }], ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client-a, namespace: app }
+spec: { nodeName: node-a, containers: [{ name: c, command: ["sleep", "infinity"] }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: optout, namespace: app, annotations: { ferry.dev/mesh: disabled } }
+spec: { nodeName: node-a, containers: [{ name: c, command: ["sleep", "infinity"] }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client-p, namespace: plain }
+spec: { nodeName: node-b, containers: [{ name: c, command: ["sleep", "infinity"] }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo-a, namespace: app }
+spec: { selector: { app: echo-a }, ports: [{ port: 80, targetPort: 7000 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo-b, namespace: app }
+spec: { selector: { app: echo-b }, ports: [{ port: 80, targetPort: 7000 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo-p, namespace: plain }
+spec: { selector: { app: echo-p }, ports: [{ port: 80, targetPort: 7000 }] }
+`;
+
+const CAPTURED = '127.0.0.1:15001';
+
+describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
+  const sandbox = new TestSandbox(PREFIX, MANIFEST);
+  let ip: Record<string, string> = {};
+  let netnsNames: string[] = [];
+
+  before(async () => {
+    requireRoot();
+    await sandbox.up();
+    const status = await sandbox.status();
+    ip = Object.fromEntries(status.pods.map((p) => [p.name, p.ip]));
+    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
+      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
+  });
+
+  after(async () => {
+    const result = await sandbox.down();
+    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
+    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
+  });
+
+  /** The outbound access record the node's agent wrote for a client socket's local address. */
+  async function outboundRecord(node: string, clientLocal: string): Promise<Record<string, unknown>> {
+    const port = clientLocal.split(':').pop();
+    let found: Record<string, unknown> | undefined;
+    await eventually(() => {
+      found = sandbox.accessRecords(node).find((r) => r.direction === 'outbound' && r.source === `127.0.0.1:${port}`);
+      return found !== undefined;
+    }, 5000, `outbound access record for client port ${port} on ${node}`);
+    return found!;
+  }
+
+  test('BPF programs are attached: connect4/6 and sock_ops on each node cgroup, one sk_lookup link per enrolled pod', async () => {
+    const status = await sandbox.status();
+    for (const node of status.nodes) {
+      const tree = await sh('bpftool', ['cgroup', 'show', node.cgroup]);
+      assert.match(tree, /connect4\s+.*ferry_connect4/);
+      assert.match(tree, /connect6\s+.*ferry_connect6/);
+      assert.match(tree, /sock_ops\s+.*ferry_sock_ops/);
+    }
+    const links = JSON.parse(await sh('bpftool', ['-j', 'link', 'show'])) as Array<{ type: string; prog_id: number }>;
+    const progs = JSON.parse(await sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name: string }>;
+    const skLookupIds = new Set(progs.filter((p) => p.name === 'ferry_sk_lookup').map((p) => p.id));
+    const skLookupLinks = links.filter((l) => l.type === 'netns' && skLookupIds.has(l.prog_id));
+    // Enrolled: app/server-a, app/server-b, app/client-a (optout and the plain namespace are not).
+    assert.equal(skLookupLinks.length, 3);
+  });
+
+  test('same-node capture by Service name: client-a -> echo-a.app goes through the agent', async () => {
+    const result = await sandbox.client('app/client-a', ['who', 'echo-a.app', '80']);
+    assert.equal(result.error, undefined, JSON.stringify(result));
+    assert.equal(result.remote, CAPTURED, 'connect() was rewritten to the pod-local outbound listener');
+    assert.equal((result.server as { pod: string }).pod, 'server-a');
+    const record = await outboundRecord('node-a', result.local as string);
+    assert.equal(record.destinationService, 'echo-a.app');
+    assert.equal(record.upstream, `${ip['server-a']}:7000`);
+    // server-a is enrolled too: its inbound side was steered by sk_lookup and delivered locally.
+    await eventually(() => sandbox.accessRecords('node-a').some((r) => r.direction === 'inbound'
+      && r.pod === 'app/server-a' && r.source === `${ip['client-a']}:${String(r.source).split(':')[1]}`), 5000, 'inbound record');
+  });
+
+  test('cross-node capture by VIP and by pod IP, with the source pod IP preserved', async () => {
+    const status = await sandbox.status();
+    const vip = status.services.find((s) => s.name === 'echo-b')!.vip;
+    const byVip = await sandbox.client('app/client-a', ['who', vip, '80']);
+    assert.equal(byVip.remote, CAPTURED);
+    assert.equal((byVip.server as { pod: string }).pod, 'server-b');
+    const byIp = await sandbox.client('app/client-a', ['who', ip['server-b'], '7000']);
+    assert.equal(byIp.remote, CAPTURED);
+    assert.equal((await outboundRecord('node-a', byIp.local as string)).upstream, `${ip['server-b']}:7000`);
+    // To a pod outside the mesh the agent dials from inside client-a's namespace: the server sees client-a's IP.
+    const toPlain = await sandbox.client('app/client-a', ['who', 'echo-p.plain', '80']);
+    assert.equal(toPlain.remote, CAPTURED);
+    assert.equal((toPlain.server as { peer: string }).peer, ip['client-a']);
+    // And the destination agent on node-b saw the inbound side of the meshed ones.
+    await eventually(() => sandbox.accessRecords('node-b').some((r) => r.direction === 'inbound' && r.pod === 'app/server-b'
+      && String(r.source).startsWith(`${ip['client-a']}:`)), 5000, 'inbound record on node-b');
+  });
+
+  test('a pod of a namespace that is not enrolled is not captured; its Service call still works', async () => {
+    const before = sandbox.accessRecords('node-b').filter((r) => r.direction === 'outbound').length;
+    const result = await sandbox.client('plain/client-p', ['who', 'echo-p', '80']);
+    assert.equal(result.error, undefined, JSON.stringify(result));
+    assert.equal(result.remote, `${ip['server-p']}:7000`, 'the VIP was translated in the kernel, not proxied');
+    assert.equal((result.server as { peer: string }).peer, ip['client-p']);
+    assert.equal(sandbox.accessRecords('node-b').filter((r) => r.direction === 'outbound').length, before);
+  });
+
+  test('a pod annotated ferry.dev/mesh: disabled is not captured', async () => {
+    const result = await sandbox.client('app/optout', ['who', ip['server-p'], '7000']);
+    assert.equal(result.remote, `${ip['server-p']}:7000`);
+    assert.equal((result.server as { peer: string }).peer, ip['optout']);
+  });
+
+  test('inbound plaintext from outside the mesh reaches the app on its original port through the agent', async () => {
+    const result = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);
+    assert.equal(result.remote, `${ip['server-a']}:7000`, 'the client is not captured');
+    // Delivered by the agent from inside server-a's namespace, to the port the client dialled.
+    assert.equal((result.server as { local: string }).local, `${ip['server-a']}:7000`);
+    assert.equal((result.server as { peer: string }).peer, ip['server-a']);
+    await eventually(() => sandbox.accessRecords('node-a').some((r) => r.direction === 'inbound' && r.pod === 'app/server-a'
+      && String(r.source).startsWith(`${ip['client-p']}:`) && r.destination === `${ip['server-a']}:7000`), 5000, 'inbound record');
+  });
+
+  test('the agent\'s own marked sockets are not captured; the same connect without the mark is', async () => {
+    const tool = [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000'];
+    const marked = JSON.parse((await sandbox.exec('app/client-a', [...tool, 'agent'])).stdout.trim());
+    assert.equal(marked.remote, `${ip['server-b']}:7000`);
+    const unmarked = JSON.parse((await sandbox.exec('app/client-a', [...tool, '0'])).stdout.trim());
+    assert.equal(unmarked.remote, CAPTURED);
+  });
+
+  test('half-close: the client\'s FIN reaches the server and the server\'s reply after it comes back', async () => {
+    for (const target of [['echo-a.app', '80'], ['echo-b.app', '80']]) {
+      const result = await sandbox.client('app/client-a', ['halfclose', ...target]);
+      assert.equal(result.remote, CAPTURED);
+      assert.equal(result.body, 'hello before fin\nBYE-AFTER-FIN\n');
+    }
+  });
+
+  test('64 MiB each way cross-node, checked by hash', async () => {
+    const bytes = 64 * 1024 * 1024;
+    const result = await sandbox.client('app/client-a', ['hash', 'echo-b.app', '80', String(bytes)], 300_000);
+    assert.equal(result.remote, CAPTURED);
+    assert.equal(result.receivedBytes, result.expectedBytes);
+    assert.equal(result.match, true, 'echoed bytes differ from those sent');
+  });
+
+  test('200 concurrent connections through the agent', async () => {
+    const result = await sandbox.client('app/client-a', ['concurrent', 'echo-b.app', '80', '200'], 120_000);
+    assert.equal(result.failed, 0, JSON.stringify(result.errors));
+    assert.equal(result.ok, 200);
+    assert.deepEqual(result.remotes, [CAPTURED]);
+  });
+
+  test('SIGTERM drains: new connections refused at once, open ones finish, then the agent exits', async () => {
+    const holder = sandbox.hold('app/client-a', 'echo-b.app', 80);
+    const lines: Array<Record<string, unknown>> = [];
+    holder.stdout.on('data', (d: Buffer) => {
+      for (const l of d.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+    });
+    await eventually(() => lines.some((l) => l.connected), 10_000, 'held connection');
+    const agentPid = (await sandbox.status()).nodes.find((n) => n.name === 'node-a')!.agentPid!;
+    process.kill(agentPid, 'SIGTERM');
+    await eventually(() => sandbox.agentLog('node-a').includes('"msg":"draining"'), 5000, 'drain start');
+    const refused = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
+    assert.equal(refused.code, 'ECONNREFUSED', `new connection during drain: ${JSON.stringify(refused)}`);
+    holder.stdin.write('still flowing\n');
+    await eventually(() => lines.some((l) => l.echo === 'still flowing\n'), 5000, 'echo on the held connection');
+    holder.stdin.write('END\n');
+    await eventually(() => lines.some((l) => l.ended), 5000, 'held connection end');
+    await eventually(() => { try { process.kill(agentPid, 0); return false; } catch { return true; } }, 10_000, 'agent exit');
+    assert.match(sandbox.agentLog('node-a'), /"finished":true/);
+    const start = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX]);
+    assert.equal(start.code, 0, start.stderr);
+  });
+
+  test('agent killed: connections refused (never unmeshed); restarted: served again', async () => {
+    const kill = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
+    assert.equal(kill.code, 0, kill.stderr);
+    const outbound = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
+    assert.equal(outbound.code, 'ECONNREFUSED', `outbound with the agent gone: ${JSON.stringify(outbound)}`);
+    const inbound = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);
+    assert.ok(inbound.code === 'ECONNREFUSED' || inbound.code === 'ECONNRESET',
+      `inbound to an enrolled pod with its agent gone must be refused: ${JSON.stringify(inbound)}`);
+    const start = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX]);
+    assert.equal(start.code, 0, start.stderr);
+    const again = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
+    assert.equal(again.remote, CAPTURED);
+    assert.equal((again.server as { pod: string }).pod, 'server-b');
+    const inboundAgain = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);
+    assert.equal((inboundAgain.server as { pod: string }).pod, 'server-a');
+  });
+});

@@ -1,0 +1,434 @@
+// Tests for src/sandbox/plan.ts: the names, addresses, VIPs, endpoints and DNS files a sandbox gets, and the
+// manifests that cannot be laid out. Pure computation; nothing here touches the system.
+import { test, describe } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
+import { planSandbox, podHostVethName, MAX_PODS_PER_NODE, MAX_NODES, type SandboxPlan } from '../../src/sandbox/plan';
+import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
+
+function repoRoot(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'examples', 'demo.yaml')) && fs.existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  throw new Error(`no repository root above ${__dirname}`);
+}
+const DEMO = path.join(repoRoot(), 'examples', 'demo.yaml');
+// Not the CLI's default "ferry", so that nothing computed here could name a user's sandbox.
+const PREFIX = 'ftest';
+
+function demoManifest(): SandboxManifest {
+  return parseManifests([{ file: DEMO, text: fs.readFileSync(DEMO, 'utf8') }]);
+}
+
+function demoPlan(): SandboxPlan {
+  return planSandbox(demoManifest(), { prefix: PREFIX });
+}
+
+function pod(plan: SandboxPlan, id: string) {
+  const found = plan.pods.find((p) => `${p.namespace}/${p.name}` === id);
+  assert.ok(found !== undefined, `no pod ${id}`);
+  return found;
+}
+
+/** A manifest built by hand, for inputs parseManifests would refuse or that are tedious in YAML. */
+function manifestOf(parts: Partial<SandboxManifest>): SandboxManifest {
+  return { nodes: [{ name: 'node-a' }, { name: 'node-b' }], namespaces: [], pods: [], services: [], warnings: [], ...parts };
+}
+
+function podOf(namespace: string, name: string, nodeName: string, extra: Partial<SandboxPod> = {}): SandboxPod {
+  return {
+    namespace,
+    name,
+    nodeName,
+    serviceAccount: 'default',
+    labels: {},
+    annotations: {},
+    meshEnabled: false,
+    containers: [{ name: 'c', command: ['sleep', 'infinity'], args: [], env: {}, ports: [] }],
+    excludeOutboundPorts: [],
+    excludeOutboundCidrs: [],
+    ...extra,
+  };
+}
+
+function assertPlanError(fn: () => unknown, message: string | RegExp): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof PlanError, `expected PlanError, got ${String(error)}`);
+    assert.equal(error.code, 'FERRY_ERR_SANDBOX_PLAN');
+    if (typeof message === 'string') assert.equal(error.message, message);
+    else assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe('fabric and nodes', () => {
+  test('the fabric namespace, bridge and subnet', () => {
+    assert.deepEqual(demoPlan().fabric, { netns: 'ftest-fabric', bridge: 'br0', subnet: '10.250.0.0/24' });
+    assert.equal(demoPlan().prefix, PREFIX);
+  });
+
+  test('node i: names, fabric link and address, pod range, cgroups, pin dir and routes to the others', () => {
+    const plan = demoPlan();
+    assert.deepEqual(plan.nodes, [
+      {
+        name: 'node-a',
+        index: 0,
+        netns: 'ftest-node-node-a',
+        fabricVeth: 'fab-0',
+        fabricPeer: 'eth0',
+        fabricIp: '10.250.0.10',
+        fabricAddress: '10.250.0.10/24',
+        podCidr: '10.244.0.0/24',
+        podGateway: '10.244.0.1',
+        cgroup: 'ftest/node-node-a',
+        agentCgroup: 'ftest/node-node-a/agent',
+        bpfPinDir: '/sys/fs/bpf/ftest/node-node-a',
+        routes: [{ destination: '10.244.1.0/24', via: '10.250.0.11' }],
+      },
+      {
+        name: 'node-b',
+        index: 1,
+        netns: 'ftest-node-node-b',
+        fabricVeth: 'fab-1',
+        fabricPeer: 'eth0',
+        fabricIp: '10.250.0.11',
+        fabricAddress: '10.250.0.11/24',
+        podCidr: '10.244.1.0/24',
+        podGateway: '10.244.1.1',
+        cgroup: 'ftest/node-node-b',
+        agentCgroup: 'ftest/node-node-b/agent',
+        bpfPinDir: '/sys/fs/bpf/ftest/node-node-b',
+        routes: [{ destination: '10.244.0.0/24', via: '10.250.0.10' }],
+      },
+    ]);
+  });
+
+  test('three nodes route to both others, in node order', () => {
+    const plan = planSandbox(manifestOf({ nodes: [{ name: 'x' }, { name: 'y' }, { name: 'z' }] }), { prefix: PREFIX });
+    assert.deepEqual(plan.nodes[1]?.routes, [
+      { destination: '10.244.0.0/24', via: '10.250.0.10' },
+      { destination: '10.244.2.0/24', via: '10.250.0.12' },
+    ]);
+    assert.equal(plan.nodes[2]?.fabricVeth, 'fab-2');
+  });
+});
+
+describe('pods', () => {
+  test('addresses count per node in declaration order', () => {
+    const plan = demoPlan();
+    assert.deepEqual(
+      plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.nodeName, p.nodeIndex, p.ip, p.gateway]),
+      [
+        ['shop/web', 'node-a', 0, '10.244.0.10', '10.244.0.1'],
+        ['shop/cart', 'node-b', 1, '10.244.1.10', '10.244.1.1'],
+        ['shop/cart-2', 'node-a', 0, '10.244.0.11', '10.244.0.1'],
+        ['shop/client', 'node-a', 0, '10.244.0.12', '10.244.0.1'],
+        ['legacy/client', 'node-b', 1, '10.244.1.11', '10.244.1.1'],
+      ],
+    );
+  });
+
+  test('names: netns, veth ends, cgroup and DNS directory', () => {
+    const web = pod(demoPlan(), 'shop/web');
+    assert.equal(web.netns, 'ftest-pod-shop-web');
+    assert.equal(web.podVeth, 'eth0');
+    assert.match(web.hostVeth, /^v[0-9a-f]{8}$/);
+    assert.equal(web.cgroup, 'ftest/node-node-a/pod-shop-web');
+    assert.equal(web.dns.dir, '/etc/netns/ftest-pod-shop-web');
+    const legacy = pod(demoPlan(), 'legacy/client');
+    assert.equal(legacy.netns, 'ftest-pod-legacy-client');
+    assert.equal(legacy.cgroup, 'ftest/node-node-b/pod-legacy-client');
+  });
+
+  test('the node-side veth name is "v" and 8 hex digits of sha256("NS/POD"), within IFNAMSIZ', () => {
+    // sha256("shop/web") = 97375646…, computed independently with `printf shop/web | sha256sum`.
+    assert.equal(podHostVethName('shop', 'web'), 'v97375646');
+    assert.equal(pod(demoPlan(), 'shop/web').hostVeth, 'v97375646');
+    // Same pod name in two namespaces: different interfaces.
+    assert.notEqual(podHostVethName('shop', 'client'), podHostVethName('legacy', 'client'));
+    assert.ok(podHostVethName('x'.repeat(63), 'y'.repeat(63)).length <= 15);
+  });
+
+  test('pod data is carried over from the manifest', () => {
+    const plan = demoPlan();
+    const cart = pod(plan, 'shop/cart');
+    assert.equal(cart.meshEnabled, true);
+    assert.equal(cart.serviceAccount, 'default');
+    assert.deepEqual(cart.labels, { app: 'cart' });
+    assert.deepEqual(cart.containers[0]?.env, { POD_NAME: 'cart' });
+    assert.equal(pod(plan, 'legacy/client').meshEnabled, false);
+  });
+
+  test('exclusions are carried over', () => {
+    const manifest = manifestOf({ pods: [podOf('default', 'db-client', 'node-a', { excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8'] })] });
+    const planned = planSandbox(manifest, { prefix: PREFIX }).pods[0];
+    assert.deepEqual(planned?.excludeOutboundPorts, [5432]);
+    assert.deepEqual(planned?.excludeOutboundCidrs, ['10.0.0.0/8']);
+  });
+});
+
+describe('DNS files', () => {
+  test('hosts: localhost, the pod itself, and every Service, with bare names only in the own namespace', () => {
+    const plan = demoPlan();
+    assert.equal(
+      pod(plan, 'shop/client').dns.hosts,
+      [
+        '127.0.0.1 localhost',
+        '::1 localhost',
+        '10.244.0.12 client',
+        '10.96.0.10 web.shop.svc.cluster.local web.shop web',
+        '10.96.0.11 cart.shop.svc.cluster.local cart.shop cart',
+        '',
+      ].join('\n'),
+    );
+    assert.equal(
+      pod(plan, 'legacy/client').dns.hosts,
+      [
+        '127.0.0.1 localhost',
+        '::1 localhost',
+        '10.244.1.11 client',
+        '10.96.0.10 web.shop.svc.cluster.local web.shop',
+        '10.96.0.11 cart.shop.svc.cluster.local cart.shop',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('resolv.conf: the Kubernetes search path and ndots, and no nameserver', () => {
+    const plan = demoPlan();
+    assert.equal(pod(plan, 'shop/web').dns.resolvConf, 'search shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+    assert.equal(pod(plan, 'legacy/client').dns.resolvConf, 'search legacy.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+    assert.doesNotMatch(pod(plan, 'shop/web').dns.resolvConf, /nameserver/);
+  });
+});
+
+describe('services', () => {
+  test('VIPs from 10.96.0.10 in declaration order; endpoints with resolved target ports', () => {
+    assert.deepEqual(demoPlan().services, [
+      {
+        namespace: 'shop',
+        name: 'web',
+        vip: '10.96.0.10',
+        selector: { app: 'web' },
+        ports: [
+          {
+            name: 'http',
+            port: 80,
+            targetPort: 8080,
+            endpoints: [{ namespace: 'shop', pod: 'web', nodeName: 'node-a', ip: '10.244.0.10', port: 8080 }],
+          },
+        ],
+      },
+      {
+        namespace: 'shop',
+        name: 'cart',
+        vip: '10.96.0.11',
+        selector: { app: 'cart' },
+        ports: [
+          {
+            name: 'http',
+            port: 80,
+            targetPort: 'http',
+            endpoints: [
+              { namespace: 'shop', pod: 'cart', nodeName: 'node-b', ip: '10.244.1.10', port: 8080 },
+              { namespace: 'shop', pod: 'cart-2', nodeName: 'node-a', ip: '10.244.0.11', port: 8080 },
+            ],
+          },
+        ],
+      },
+    ]);
+    assert.deepEqual(demoPlan().warnings, []);
+  });
+
+  test('explicit clusterIPs are honoured and skipped by allocation', () => {
+    const manifest = parseManifests([
+      {
+        file: 'svc.yaml',
+        text: ['a', 'b', 'c']
+          .map((name) => `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n${name === 'c' ? '  clusterIP: 10.96.0.10\n' : ''}  ports: [{port: 80}]\n`)
+          .join('---\n'),
+      },
+    ]);
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    assert.deepEqual(plan.services.map((s) => [s.name, s.vip]), [
+      ['a', '10.96.0.11'],
+      ['b', '10.96.0.12'],
+      ['c', '10.96.0.10'],
+    ]);
+  });
+
+  test('selection: same namespace only, every selector pair must match', () => {
+    const manifest = manifestOf({
+      namespaces: [{ name: 'other', labels: {}, annotations: {}, meshEnabled: false }],
+      pods: [
+        podOf('default', 'both', 'node-a', { labels: { app: 'x', tier: 'db' } }),
+        podOf('default', 'one', 'node-a', { labels: { app: 'x' } }),
+        podOf('other', 'elsewhere', 'node-b', { labels: { app: 'x', tier: 'db' } }),
+      ],
+      services: [{ namespace: 'default', name: 's', selector: { app: 'x', tier: 'db' }, ports: [{ port: 80, targetPort: 9000 }] }],
+    });
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    // A numeric targetPort is used as given, declared by the pod or not (as in Kubernetes).
+    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints, [{ namespace: 'default', pod: 'both', nodeName: 'node-a', ip: '10.244.0.10', port: 9000 }]);
+  });
+
+  test('a selected pod without the named target port is left out, with a warning', () => {
+    const manifest = manifestOf({
+      pods: [
+        podOf('default', 'named', 'node-a', { labels: { app: 'x' }, containers: [{ name: 'c', command: ['x'], args: [], env: {}, ports: [{ name: 'web', containerPort: 8081 }] }] }),
+        podOf('default', 'unnamed', 'node-b', { labels: { app: 'x' } }),
+      ],
+      services: [{ namespace: 'default', name: 's', selector: { app: 'x' }, ports: [{ name: 'http', port: 80, targetPort: 'web' }] }],
+      warnings: ['from the manifest'],
+    });
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints.map((e) => [e.pod, e.port]), [['named', 8081]]);
+    assert.deepEqual(plan.warnings, [
+      'from the manifest',
+      'Service default/s port http: pod default/unnamed has no container port named "web", so it is not an endpoint of this port',
+    ]);
+  });
+
+  test('a Service that selects nothing, or has no selector, gets a warning and no endpoints', () => {
+    const manifest = manifestOf({
+      services: [
+        { namespace: 'default', name: 'lonely', selector: { app: 'nobody' }, ports: [{ port: 80, targetPort: 80 }] },
+        { namespace: 'default', name: 'external', selector: {}, ports: [{ port: 80, targetPort: 80 }] },
+      ],
+    });
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    assert.deepEqual(plan.services.map((s) => s.ports[0]?.endpoints.length), [0, 0]);
+    assert.deepEqual(plan.warnings, [
+      'Service default/lonely: selector app=nobody matches no pod in namespace default, so it has no endpoints',
+      'Service default/external has no selector, so it has no endpoints',
+    ]);
+  });
+});
+
+describe('determinism and serialisation', () => {
+  test('the same input gives the same plan', () => {
+    assert.deepEqual(demoPlan(), demoPlan());
+  });
+
+  test('the plan survives a JSON round trip unchanged (plain data only)', () => {
+    const plan = demoPlan();
+    assert.deepEqual(JSON.parse(JSON.stringify(plan)), plan);
+  });
+
+  test('the prefix changes names but no address', () => {
+    const a = planSandbox(demoManifest(), { prefix: 'fa' });
+    const b = planSandbox(demoManifest(), { prefix: 'fb' });
+    assert.deepEqual(a.pods.map((p) => p.ip), b.pods.map((p) => p.ip));
+    assert.deepEqual(a.services.map((s) => s.vip), b.services.map((s) => s.vip));
+    assert.equal(a.pods[0]?.netns, 'fa-pod-shop-web');
+    assert.equal(b.pods[0]?.netns, 'fb-pod-shop-web');
+  });
+
+  test('the plan does not share objects with the manifest', () => {
+    const manifest = demoManifest();
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    manifest.pods[0]?.containers[0]?.command.push('--changed');
+    if (manifest.pods[0] !== undefined) manifest.pods[0].labels.app = 'changed';
+    assert.deepEqual(plan.pods[0]?.containers[0]?.command, ['node', '-e']);
+    assert.equal(plan.pods[0]?.labels.app, 'web');
+  });
+});
+
+describe('impossible plans', () => {
+  test('an invalid prefix is an argument error', () => {
+    for (const prefix of ['', 'Ferry', 'ferry/x', '-x', 'x-', 'a'.repeat(17)]) {
+      assert.throws(() => planSandbox(demoManifest(), { prefix }), (error: unknown) => {
+        assert.ok(error instanceof SandboxArgumentError, `prefix ${JSON.stringify(prefix)}`);
+        assert.equal(error.code, 'FERRY_ERR_SANDBOX_ARGUMENT');
+        return true;
+      });
+    }
+    assert.equal(planSandbox(demoManifest(), { prefix: 'a'.repeat(16) }).prefix, 'a'.repeat(16));
+  });
+
+  test('with the longest prefix, the longest names parseManifests accepts fit exactly 64 characters', () => {
+    const prefix = 'p'.repeat(16);
+    const manifest = manifestOf({ pods: [podOf('n'.repeat(21), 'm'.repeat(21), 'node-a')] });
+    assert.equal(planSandbox(manifest, { prefix }).pods[0]?.netns.length, 64);
+  });
+
+  test('a netns name over 64 characters names the pod', () => {
+    const name = 'm'.repeat(40);
+    const manifest = manifestOf({ pods: [podOf('shop', name, 'node-a')] });
+    assertPlanError(
+      () => planSandbox(manifest, { prefix: 'ferry-long-test' }),
+      `pod shop/${name}: network namespace name ferry-long-test-pod-shop-${name} is 65 characters; at most 64 are allowed`,
+    );
+  });
+
+  test('a netns name over 64 characters for a node names the node', () => {
+    const name = 'n'.repeat(43);
+    assertPlanError(
+      () => planSandbox(manifestOf({ nodes: [{ name }] }), { prefix: 'p'.repeat(16) }),
+      `node ${name}: network namespace name ${'p'.repeat(16)}-node-${name} is 65 characters; at most 64 are allowed`,
+    );
+  });
+
+  test('two pods whose generated names collide', () => {
+    // '-' is legal in both names, so a-b/c and a/b-c would both be P-pod-a-b-c.
+    const manifest = manifestOf({ pods: [podOf('a-b', 'c', 'node-a'), podOf('a', 'b-c', 'node-b')] });
+    assertPlanError(
+      () => planSandbox(manifest, { prefix: PREFIX }),
+      'pod a/b-c: network namespace name ftest-pod-a-b-c is also the name for pod a-b/c; rename one of them',
+    );
+  });
+
+  test('240 pods fit on one node, the 241st does not', () => {
+    const pods = Array.from({ length: MAX_PODS_PER_NODE }, (_, k) => podOf('default', `p${k}`, 'node-a'));
+    const plan = planSandbox(manifestOf({ pods }), { prefix: PREFIX });
+    assert.equal(MAX_PODS_PER_NODE, 240);
+    assert.equal(plan.pods.at(-1)?.ip, '10.244.0.249');
+    pods.push(podOf('default', 'one-more', 'node-a'));
+    assertPlanError(
+      () => planSandbox(manifestOf({ pods }), { prefix: PREFIX }),
+      'pod default/one-more: node node-a already has 240 pods, the most one node\'s /24 pod range holds here',
+    );
+    // The same pod on the other node is fine.
+    pods[pods.length - 1] = podOf('default', 'one-more', 'node-b');
+    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX }).pods.at(-1)?.ip, '10.244.1.10');
+  });
+
+  test('more nodes than fabric addresses', () => {
+    const nodes = Array.from({ length: MAX_NODES + 1 }, (_, i) => ({ name: `n${i}` }));
+    assertPlanError(() => planSandbox(manifestOf({ nodes }), { prefix: PREFIX }), `${MAX_NODES + 1} nodes do not fit the fabric subnet 10.250.0.0/24; at most ${MAX_NODES} are supported`);
+    const plan = planSandbox(manifestOf({ nodes: nodes.slice(0, MAX_NODES) }), { prefix: PREFIX });
+    assert.equal(plan.nodes.at(-1)?.fabricIp, '10.250.0.254');
+  });
+
+  test('a pod on a node that does not exist', () => {
+    assertPlanError(
+      () => planSandbox(manifestOf({ pods: [podOf('default', 'p', 'node-q')] }), { prefix: PREFIX }),
+      'pod default/p: node "node-q" is not a node of this sandbox',
+    );
+  });
+
+  test('explicit clusterIP conflicts and out-of-range addresses', () => {
+    const service = (name: string, clusterIP: string) => ({ namespace: 'default', name, clusterIP, selector: {}, ports: [{ port: 80, targetPort: 80 }] });
+    assertPlanError(
+      () => planSandbox(manifestOf({ services: [service('a', '10.96.1.1'), service('b', '10.96.1.1')] }), { prefix: PREFIX }),
+      'Service default/b: clusterIP 10.96.1.1 is already taken by Service default/a',
+    );
+    assertPlanError(
+      () => planSandbox(manifestOf({ services: [service('a', '10.97.0.1')] }), { prefix: PREFIX }),
+      'Service default/a: clusterIP 10.97.0.1 is not an address inside 10.96.0.0/16',
+    );
+  });
+
+  test('the service range runs out', () => {
+    // 10.96.0.10 … 10.96.255.254 is 65525 automatic addresses.
+    const services = Array.from({ length: 65526 }, (_, n) => ({ namespace: 'default', name: `s${n}`, selector: {}, ports: [{ port: 80, targetPort: 80 }] }));
+    assertPlanError(
+      () => planSandbox(manifestOf({ services }), { prefix: PREFIX }),
+      'Service default/s65525: no free VIP left in 10.96.0.0/16 (65526 Services; automatic addresses run from 10.96.0.10 to 10.96.255.254)',
+    );
+    const plan = planSandbox(manifestOf({ services: services.slice(0, 65525) }), { prefix: PREFIX });
+    assert.equal(plan.services.at(-1)?.vip, '10.96.255.254');
+  });
+});

@@ -71,7 +71,7 @@ export class PodReconciler {
       }, { outbound: listeners.outbound, inbound: listeners.inbound });
       await this.capture.enrol(workload, listeners);
     } catch (err) {
-      await this.proxy.removePod(workload.uid);
+      this.proxy.removePod(workload.uid);
       this.failures.set(workload.uid, (err as Error).message);
       this.log.error({ err, pod: workload.uid }, 'enrolment failed');
       return;
@@ -83,7 +83,7 @@ export class PodReconciler {
 
   private async release(uid: string): Promise<void> {
     this.capture.release(uid);
-    await this.proxy.removePod(uid);
+    this.proxy.removePod(uid);
     this.current.delete(uid);
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'released' });
   }

@@ -50,6 +50,15 @@ function stripMapped(ip: string): string {
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
 }
 
+/**
+ * Close listening sockets now. Not awaiting server.close()'s callback is deliberate: it fires only
+ * once every connection the server accepted has ended, while the listening fd itself is closed at
+ * once (and with it the kernel's socket-map entry).
+ */
+function stopAccepting(servers: net.Server[]): void {
+  for (const server of servers) if (server.listening) server.close();
+}
+
 export class NodeProxy {
   private readonly pods = new Map<string, PodServers>();
   readonly tracker = new ConnectionTracker();
@@ -87,11 +96,11 @@ export class NodeProxy {
   }
 
   /** Stop serving a pod: close its listeners and its open connections. */
-  async removePod(uid: string): Promise<void> {
+  removePod(uid: string): void {
     const entry = this.pods.get(uid);
     if (!entry) return;
     this.pods.delete(uid);
-    await Promise.all(entry.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    stopAccepting(entry.servers);
     this.tracker.destroyWhere((c) => c.podUid === uid);
   }
 
@@ -114,12 +123,7 @@ export class NodeProxy {
    * what is left. Resolves when every connection is gone.
    */
   async drain(deadlineMs: number): Promise<{ finished: boolean; closed: number }> {
-    const uids = [...this.pods.keys()];
-    await Promise.all(uids.map(async (uid) => {
-      const entry = this.pods.get(uid);
-      if (!entry) return;
-      await Promise.all(entry.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    }));
+    for (const entry of this.pods.values()) stopAccepting(entry.servers);
     this.log.info({ open: this.tracker.size, deadlineMs }, 'draining');
     const finished = await this.tracker.waitForIdle(deadlineMs);
     const closed = finished ? 0 : this.tracker.destroyWhere(() => true);

@@ -368,7 +368,7 @@ export function formatIpv4(value: number): string {
   return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join('.');
 }
 
-/** `a.b.c.d/len` → base and size; the base must be the network address. Throws on malformed input (constants only). */
+/** `a.b.c.d/len` → base address, size and prefix length. For the module's own constants: throws when malformed. */
 export function parseIpv4Cidr(cidr: string): { base: number; size: number; prefixLength: number } {
   const [address, length] = cidr.split('/');
   const base = parseIpv4(address ?? '');
@@ -403,9 +403,9 @@ function cidrProblem(cidr: string): string | undefined {
   const address = cidr.slice(0, slash);
   const lengthText = cidr.slice(slash + 1);
   const family = address.includes('%') ? 0 : net.isIP(address);
-  if (family === 0) return `"${address}" is not an IP address`;
+  if (family === 0) return 'is not an IP address and prefix length (zone indexes such as %eth0 are not allowed)';
   const bits = family === 4 ? 32 : 128;
-  if (!/^[0-9]{1,3}$/.test(lengthText) || Number(lengthText) > bits) return `prefix length "${lengthText}" is not 0..${bits}`;
+  if (!/^[0-9]{1,3}$/.test(lengthText) || Number(lengthText) > bits) return `has a prefix length outside 0..${bits}`;
   const hostBits = bits - Number(lengthText);
   const value = family === 4 ? BigInt(parseIpv4(address) ?? 0) : ipv6ToBigInt(address);
   if ((value & ((1n << BigInt(hostBits)) - 1n)) !== 0n) return 'has host bits set (give the network address)';
@@ -876,8 +876,9 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
 
   for (const source of sources) {
     const lines = new LineCounter();
-    // uniqueKeys: a repeated key is an error, not a silent override of the first.
-    const docs = parseAllDocuments(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    // uniqueKeys: a repeated key is an error, not a silent override of the first. merge: `<<: *anchor` works as
+    // it does for kubectl (go-yaml), although YAML 1.2 dropped merge keys.
+    const docs = parseAllDocuments(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
     docs.forEach((doc, index) => {
       const ctx = new DocumentContext(source.file, index + 1, doc, lines, problems);
       if (doc.errors.length > 0) {

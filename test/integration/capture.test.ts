@@ -105,8 +105,8 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     const status = await sandbox.status();
     for (const node of status.nodes) {
       const tree = await sh('bpftool', ['cgroup', 'show', node.cgroup]);
-      assert.match(tree, /connect4\s+.*ferry_connect4/);
-      assert.match(tree, /connect6\s+.*ferry_connect6/);
+      assert.match(tree, /inet4_connect\s+.*ferry_connect4/);
+      assert.match(tree, /inet6_connect\s+.*ferry_connect6/);
       assert.match(tree, /sock_ops\s+.*ferry_sock_ops/);
     }
     const links = JSON.parse(await sh('bpftool', ['-j', 'link', 'show'])) as Array<{ type: string; prog_id: number }>;

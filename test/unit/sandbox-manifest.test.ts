@@ -166,6 +166,21 @@ ${POD('p')}`);
     assert.equal(manifest.pods.length, 1);
   });
 
+  test('anchors and merge keys work within a document, as with kubectl', () => {
+    const manifest = parse(`apiVersion: v1
+kind: Pod
+metadata: {name: p, labels: &labels {app: x}}
+spec:
+  nodeName: node-a
+  containers:
+    - &base {name: a, command: [sleep, infinity]}
+    - <<: *base
+      name: b
+`);
+    assert.deepEqual(manifest.pods[0]?.containers.map((c) => [c.name, c.command]), [['a', ['sleep', 'infinity']], ['b', ['sleep', 'infinity']]]);
+    assert.deepEqual(manifest.pods[0]?.labels, { app: 'x' });
+  });
+
   test('files are read in order, and that is the declaration order', () => {
     const manifest = parseManifests([
       { file: 'one.yaml', text: POD('b') },
@@ -211,6 +226,17 @@ ${annotations}spec:
     assert.deepEqual(pod?.excludeOutboundCidrs, ['10.0.0.0/8', 'fd00::/8']);
   });
 
+  test('excluded networks: IPv4, IPv6 and IPv4-mapped IPv6, with host bits clear', () => {
+    const accepted = parse(namespaced('    ferry.dev/exclude-outbound-cidrs: "0.0.0.0/0, 2001:db8::/32, ::ffff:10.0.0.0/104"\n')).pods[0];
+    assert.deepEqual(accepted?.excludeOutboundCidrs, ['0.0.0.0/0', '2001:db8::/32', '::ffff:10.0.0.0/104']);
+    const error = problemsOf(namespaced('    ferry.dev/exclude-outbound-cidrs: "::ffff:10.0.0.1/104,fe80::1%eth0/64,10.0.0.0/8,10.0.0.0/8"\n'));
+    assert.deepEqual(error.problems.map((p) => p.message.split(';')[0]), [
+      '"::ffff:10.0.0.1/104" has host bits set (give the network address)',
+      '"fe80::1%eth0/64" is not an IP address and prefix length (zone indexes such as %eth0 are not allowed)',
+      '"10.0.0.0/8" is listed twice',
+    ]);
+  });
+
   test('bad Ferry annotations are errors that name the annotation', () => {
     const error = problemsOf(
       namespaced(
@@ -230,7 +256,7 @@ ${annotations}spec:
       `${at}["ferry.dev/exclude-outbound-ports"]: "70000" is not a port; ${ports}`,
       `${at}["ferry.dev/exclude-outbound-ports"]: lists 9 ports; ${ports}`,
       `${at}["ferry.dev/exclude-outbound-cidrs"]: "10.0.0.1/8" has host bits set (give the network address); ${cidrs}`,
-      `${at}["ferry.dev/exclude-outbound-cidrs"]: "192.168.0.0/33" prefix length "33" is not 0..32; ${cidrs}`,
+      `${at}["ferry.dev/exclude-outbound-cidrs"]: "192.168.0.0/33" has a prefix length outside 0..32; ${cidrs}`,
       `${at}["ferry.dev/exclude-outbound-cidrs"]: lists 5 networks; ${cidrs}`,
       `${at}["ferry.dev/frobnicate"]: unknown Ferry annotation; expected one of: ferry.dev/mesh, ferry.dev/exclude-outbound-ports, ferry.dev/exclude-outbound-cidrs`,
     ]);

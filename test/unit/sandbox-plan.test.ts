@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
-import { planSandbox, podHostVethName, MAX_PODS_PER_NODE, MAX_NODES, type SandboxPlan } from '../../src/sandbox/plan';
+import { planSandbox, podHostVethName, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, type SandboxPlan } from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
 
 function repoRoot(): string {
@@ -148,7 +148,7 @@ describe('pods', () => {
     assert.equal(pod(demoPlan(), 'shop/web').hostVeth, 'v97375646');
     // Same pod name in two namespaces: different interfaces.
     assert.notEqual(podHostVethName('shop', 'client'), podHostVethName('legacy', 'client'));
-    assert.ok(podHostVethName('x'.repeat(63), 'y'.repeat(63)).length <= 15);
+    assert.ok(podHostVethName('x'.repeat(63), 'y'.repeat(63)).length <= INTERFACE_NAME_MAX);
   });
 
   test('pod data is carried over from the manifest', () => {

@@ -1,0 +1,250 @@
+// Pod-to-pod benchmark: keep-alive req/s, new conn/s, open-loop latency and bulk MiB/s from a client
+// pod to a server on the same node and on the other node, direct (not captured) versus through Ferry.
+//   node dist/bench/pod-to-pod.js [--json FILE] [--quick]      (root; `npm run bench`)
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchSandbox, NODE, REPO, clockTicks, processCpuMs, type SandboxStatusJson } from './lib/sandbox-driver';
+import { formatReport, ratios, type CpuByPhase, type LaneResult, type Placement } from './lib/report';
+
+const PREFIX = 'ferryb';
+const SERVER = path.join(REPO, 'bench', 'tools', 'server.js');
+const LOAD = path.join(REPO, 'bench', 'tools', 'load.js');
+const HTTP_PORT = 8080;
+const SINK_PORT = 9000;
+const SERVICE_HTTP_PORT = 80;
+/** A lane's load tool has its own 150 s hard limit; this is the backstop if the exec itself hangs. */
+const LANE_TIMEOUT_MS = 170_000;
+/** Access records are written when a relayed connection closes, just after the load tool exits. */
+const LOG_SETTLE_MS = 300;
+const PAUSE_BETWEEN_LANES_MS = 500;
+
+interface Phases {
+  connections: number;
+  rpsSeconds: number;
+  cpsSeconds: number;
+  cpsConcurrency: number;
+  rate: number;
+  latencySeconds: number;
+  latencyConnections: number;
+  bulkMiB: number;
+  bulkRuns: number;
+  warmupSeconds: number;
+}
+
+// About 20 s a lane, so four lanes plus sandbox up/down stay well under 3 minutes on 2 cores.
+const FULL: Phases = {
+  connections: 16, rpsSeconds: 5, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 5,
+  latencyConnections: 32, bulkMiB: 256, bulkRuns: 3, warmupSeconds: 1,
+};
+const QUICK: Phases = {
+  connections: 16, rpsSeconds: 1, cpsSeconds: 1, cpsConcurrency: 8, rate: 500, latencySeconds: 1,
+  latencyConnections: 32, bulkMiB: 32, bulkRuns: 1, warmupSeconds: 0.5,
+};
+
+interface Lane {
+  name: string;
+  namespace: 'direct' | 'mesh';
+  placement: Placement;
+  service: string;
+}
+
+const LANES: Lane[] = [
+  { name: 'direct same-node', namespace: 'direct', placement: 'same-node', service: 'server-a' },
+  { name: 'direct cross-node', namespace: 'direct', placement: 'cross-node', service: 'server-b' },
+  { name: 'ferry same-node', namespace: 'mesh', placement: 'same-node', service: 'server-a' },
+  { name: 'ferry cross-node', namespace: 'mesh', placement: 'cross-node', service: 'server-b' },
+];
+
+/** `direct` is not enrolled (the baseline); `mesh` is. Each has servers on both nodes and a client on node-a. */
+function manifest(): string {
+  const docs: string[] = [
+    'apiVersion: v1\nkind: Namespace\nmetadata: { name: direct }',
+    'apiVersion: v1\nkind: Namespace\nmetadata: { name: mesh, annotations: { ferry.dev/mesh: enabled } }',
+  ];
+  for (const ns of ['direct', 'mesh']) {
+    for (const [name, node] of [['server-a', 'node-a'], ['server-b', 'node-b']]) {
+      docs.push(`apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${name} } }
+spec:
+  nodeName: ${node}
+  containers:
+    - name: server
+      command: ${JSON.stringify([NODE, SERVER, String(HTTP_PORT), String(SINK_PORT)])}
+      env: [{ name: POD_NAME, value: ${ns}-${name} }]
+      ports: [{ containerPort: ${HTTP_PORT}, name: http }, { containerPort: ${SINK_PORT}, name: sink }]`);
+      docs.push(`apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: ${ns} }
+spec:
+  selector: { app: ${name} }
+  ports: [{ name: http, port: ${SERVICE_HTTP_PORT}, targetPort: http }, { name: sink, port: ${SINK_PORT}, targetPort: sink }]`);
+    }
+    docs.push(`apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: ${ns} }
+spec: { nodeName: node-a, containers: [{ name: client, command: ["sleep", "infinity"] }] }`);
+  }
+  return `${docs.join('\n---\n')}\n`;
+}
+
+const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface LoadResult {
+  rps: { perSecond: number; requests: number; errors: { total: number } };
+  cps: { perSecond: number; connections: number; errors: { total: number } };
+  latency: { answered: number; unanswered: number; latencyMs: { p50: number | null; p99: number | null }; errors: { total: number } };
+  bulk: { bytes: number; runs: number; mibPerSecond: number | null; errors: { total: number } };
+  warmupErrors: number;
+}
+
+async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJson, ticks: number, phases: Phases): Promise<LaneResult> {
+  const service = status.services.find((s) => s.namespace === lane.namespace && s.name === lane.service);
+  const result: LaneResult = {
+    lane: lane.name, mesh: lane.namespace === 'mesh', placement: lane.placement,
+    target: { service: `${lane.service}.${lane.namespace}`, vip: service?.vip ?? '' }, ok: false, notes: [],
+  };
+  if (!service) {
+    result.error = `no service ${lane.namespace}/${lane.service} in the sandbox`;
+    return result;
+  }
+  const agents = status.nodes.filter((n) => n.agentPid !== undefined).map((n) => ({ node: n.name, pid: n.agentPid! }));
+  const cpuNow = (): Record<string, number> => Object.fromEntries(agents.map((a) => [a.node, processCpuMs(a.pid, ticks)]));
+  const marks: Record<string, { start?: Record<string, number>; end?: Record<string, number> }> = {};
+  const logMark = sandbox.logMark(status.logDir, status.nodes.map((n) => n.name));
+
+  let load: (LoadResult & Record<string, unknown>) | undefined;
+  let loadError: string | undefined;
+  const onLine = (line: string): void => {
+    if (!line.startsWith('{')) return;
+    let event: { event?: string; phase?: string; state?: 'start' | 'end'; error?: string };
+    try { event = JSON.parse(line) as typeof event; } catch { return; }
+    if (event.event === 'phase' && event.phase && event.state) {
+      (marks[event.phase] ??= {})[event.state] = cpuNow();
+    } else if (event.event === 'result') {
+      load = event as unknown as LoadResult & Record<string, unknown>;
+    } else if (event.event === 'error') {
+      loadError = event.error;
+    }
+  };
+  const argv = [NODE, LOAD, '--host', service.vip, '--http-port', String(SERVICE_HTTP_PORT), '--sink-port', String(SINK_PORT),
+    '--connections', String(phases.connections), '--rps-seconds', String(phases.rpsSeconds),
+    '--cps-seconds', String(phases.cpsSeconds), '--cps-concurrency', String(phases.cpsConcurrency),
+    '--rate', String(phases.rate), '--latency-seconds', String(phases.latencySeconds),
+    '--latency-connections', String(phases.latencyConnections), '--bulk-mib', String(phases.bulkMiB),
+    '--bulk-runs', String(phases.bulkRuns), '--warmup-seconds', String(phases.warmupSeconds)];
+  const exec = await sandbox.execStreaming(`${lane.namespace}/client`, argv, onLine, LANE_TIMEOUT_MS);
+  await sleep(LOG_SETTLE_MS);
+  const logs = sandbox.scanLogs(status.logDir, logMark);
+  result.agentLogs = logs;
+
+  if (!load) {
+    result.error = loadError ?? `load tool exited ${exec.code} without a result: ${exec.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+    return result;
+  }
+  result.ok = true;
+  result.load = load;
+  result.requestsPerSecond = load.rps.perSecond;
+  result.connectionsPerSecond = load.cps.perSecond;
+  result.p50Ms = load.latency.latencyMs.p50;
+  result.p99Ms = load.latency.latencyMs.p99;
+  result.mibPerSecond = load.bulk.mibPerSecond;
+
+  const cpu: Record<string, CpuByPhase> = {};
+  for (const [phase, { start, end }] of Object.entries(marks)) {
+    if (!start || !end) continue;
+    const byNode = Object.fromEntries(Object.keys(start).map((node) => [node, end[node] - start[node]]));
+    cpu[phase] = { totalMs: Object.values(byNode).reduce((a, b) => a + b, 0), byNode };
+  }
+  result.agentCpu = cpu;
+  const per = (ms: number | undefined, count: number, unit: number): number | undefined =>
+    (ms === undefined || count <= 0 ? undefined : (ms / count) * unit);
+  result.agentCpuMsPer1kRequests = per(cpu.rps?.totalMs, load.rps.requests, 1000);
+  result.agentCpuMsPer1kConnections = per(cpu.cps?.totalMs, load.cps.connections, 1000);
+  result.agentCpuMsPer1kOpenLoopRequests = per(cpu.latency?.totalMs, load.latency.answered, 1000);
+  result.agentCpuMsPerGiB = per(cpu.bulk?.totalMs, load.bulk.bytes * load.bulk.runs, 1024 ** 3);
+
+  // What a reader of the table needs to trust it: errors seen by the client, and whether the lane
+  // really was (or really was not) relayed by the agents.
+  const errors = { rps: load.rps.errors.total, cps: load.cps.errors.total, latency: load.latency.errors.total, bulk: load.bulk.errors.total };
+  for (const [phase, count] of Object.entries(errors)) if (count > 0) result.notes.push(`${count} client errors in ${phase} (see JSON)`);
+  if (load.warmupErrors > 0) result.notes.push(`${load.warmupErrors} client errors during warm-up`);
+  if (load.latency.unanswered > 0) result.notes.push(`${load.latency.unanswered} open-loop requests unanswered by the deadline`);
+  const records = Object.values(logs).reduce((a, s) => a + s.accessRecords, 0);
+  const accessErrors = Object.values(logs).reduce((a, s) => a + s.accessErrors, 0);
+  const warnings = Object.values(logs).reduce((a, s) => a + s.warnings, 0);
+  if (result.mesh && records === 0) result.notes.push('no access records: the lane was not relayed by the agents');
+  if (!result.mesh && records > 0) result.notes.push(`${records} access records: the baseline lane was captured`);
+  if (accessErrors > 0 || warnings > 0) {
+    const top = Object.entries(Object.assign({}, ...Object.values(logs).map((s) => s.errorsByMessage)) as Record<string, number>)
+      .sort((a, b) => b[1] - a[1]).slice(0, 3).map(([m, n]) => `${n}x ${m}`).join('; ');
+    result.notes.push(`agents logged ${accessErrors} connection errors and ${warnings} warnings: ${top}`);
+  }
+  return result;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean', default: false } } });
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it builds a sandbox of network namespaces, cgroups and BPF programs)\n');
+    return 1;
+  }
+  const phases = values.quick ? QUICK : FULL;
+  const sandbox = new BenchSandbox(PREFIX, manifest());
+  // Interrupted: stop our execs and remove the sandbox before exiting; a second signal exits at once.
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write(`\n${signal}: removing sandbox "${PREFIX}"\n`);
+    sandbox.down().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const startedAt = new Date();
+  const lanes: LaneResult[] = [];
+  try {
+    say(`bringing up sandbox "${PREFIX}"`);
+    await sandbox.up();
+    const status = await sandbox.status();
+    const missing = status.nodes.filter((n) => !n.agentRunning || n.agentPid === undefined);
+    if (missing.length > 0) throw new Error(`agent not running on ${missing.map((n) => n.name).join(', ')}`);
+    const ticks = await clockTicks();
+    for (const lane of LANES) {
+      if (interrupted) break;
+      say(`lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
+      const result = await runLane(sandbox, lane, status, ticks, phases);
+      lanes.push(result);
+      if (!result.ok) say(`  failed: ${result.error}`);
+      await sleep(PAUSE_BETWEEN_LANES_MS);
+    }
+  } finally {
+    if (!interrupted) {
+      const down = await sandbox.down();
+      if (down.code !== 0) process.stderr.write(`bench: sandbox down failed:\n${down.stderr}\n`);
+    }
+  }
+  if (interrupted) return 130;
+
+  say('');
+  for (const line of formatReport(lanes)) say(line);
+  if (values.json) {
+    const report = {
+      scenario: 'pod-to-pod', startedAt: startedAt.toISOString(), node: process.version,
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release() },
+      phases, lanes, ratios: ratios(lanes),
+    };
+    fs.writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
+    say(`\nresults written to ${values.json}`);
+  }
+  return lanes.length === LANES.length && lanes.every((l) => l.ok) ? 0 : 1;
+}
+
+main().then((code) => { process.exitCode = code; }, (err: Error) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exitCode = 1;
+});

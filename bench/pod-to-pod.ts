@@ -1,11 +1,14 @@
 // Pod-to-pod benchmark: keep-alive req/s, new conn/s, open-loop latency and bulk MiB/s from a client
 // pod to a server on the same node and on the other node, direct (not captured) versus through Ferry.
-//   node dist/bench/pod-to-pod.js [--json FILE] [--quick]      (root; `npm run bench`)
+//   node dist/bench/pod-to-pod.js [--json FILE] [--rounds N] [--quick]      (root; `npm run bench`)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { BenchSandbox, NODE, REPO, clockTicks, processCpuMs, type SandboxStatusJson } from './lib/sandbox-driver';
+import {
+  BenchSandbox, NODE, REPO, cgroupCpuMs, clockTicks, machineCpuMs, processCpuMs, type SandboxStatusJson,
+} from './lib/sandbox-driver';
 import { formatReport, ratios, type CpuByPhase, type LaneResult, type Placement } from './lib/report';
 
 const PREFIX = 'ferryb';
@@ -19,8 +22,12 @@ const LANE_TIMEOUT_MS = 170_000;
 /** Access records are written when a relayed connection closes, just after the load tool exits. */
 const LOG_SETTLE_MS = 300;
 const PAUSE_BETWEEN_LANES_MS = 500;
+/** CPUs busy outside the sandbox during a phase above which the lane is flagged as disturbed. */
+const OTHER_LOAD_NOTE_CPUS = 0.25;
 
 interface Phases {
+  /** Every lane runs this many times, interleaved (a b c d a b c d); the table shows the best of them. */
+  rounds: number;
   connections: number;
   rpsSeconds: number;
   cpsSeconds: number;
@@ -33,13 +40,13 @@ interface Phases {
   warmupSeconds: number;
 }
 
-// About 20 s a lane, so four lanes plus sandbox up/down stay well under 3 minutes on 2 cores.
+// About 16 s a lane run; 2 rounds of 4 lanes plus sandbox up/down stay under 3 minutes on 2 cores.
 const FULL: Phases = {
-  connections: 16, rpsSeconds: 5, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 5,
+  rounds: 2, connections: 16, rpsSeconds: 4, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 4,
   latencyConnections: 32, bulkMiB: 256, bulkRuns: 3, warmupSeconds: 1,
 };
 const QUICK: Phases = {
-  connections: 16, rpsSeconds: 1, cpsSeconds: 1, cpsConcurrency: 8, rate: 500, latencySeconds: 1,
+  rounds: 1, connections: 16, rpsSeconds: 1, cpsSeconds: 1, cpsConcurrency: 8, rate: 500, latencySeconds: 1,
   latencyConnections: 32, bulkMiB: 32, bulkRuns: 1, warmupSeconds: 0.5,
 };
 
@@ -93,6 +100,13 @@ spec: { nodeName: node-a, containers: [{ name: client, command: ["sleep", "infin
 const say = (line: string): void => { process.stdout.write(`${line}\n`); };
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+interface Sample {
+  at: number;
+  agents: Record<string, number>;
+  machineBusyMs: number;
+  sandboxMs: number;
+}
+
 interface LoadResult {
   rps: { perSecond: number; requests: number; errors: { total: number } };
   cps: { perSecond: number; connections: number; errors: { total: number } };
@@ -112,8 +126,14 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     return result;
   }
   const agents = status.nodes.filter((n) => n.agentPid !== undefined).map((n) => ({ node: n.name, pid: n.agentPid! }));
-  const cpuNow = (): Record<string, number> => Object.fromEntries(agents.map((a) => [a.node, processCpuMs(a.pid, ticks)]));
-  const marks: Record<string, { start?: Record<string, number>; end?: Record<string, number> }> = {};
+  const cgroupDir = sandbox.cgroupDir;
+  const sample = (): Sample => ({
+    at: performance.now(),
+    agents: Object.fromEntries(agents.map((a) => [a.node, processCpuMs(a.pid, ticks)])),
+    machineBusyMs: machineCpuMs(ticks).busyMs,
+    sandboxMs: cgroupCpuMs(cgroupDir),
+  });
+  const marks: Record<string, { start?: Sample; end?: Sample }> = {};
   const logMark = sandbox.logMark(status.logDir, status.nodes.map((n) => n.name));
 
   let load: (LoadResult & Record<string, unknown>) | undefined;
@@ -123,7 +143,7 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     let event: { event?: string; phase?: string; state?: 'start' | 'end'; error?: string };
     try { event = JSON.parse(line) as typeof event; } catch { return; }
     if (event.event === 'phase' && event.phase && event.state) {
-      (marks[event.phase] ??= {})[event.state] = cpuNow();
+      (marks[event.phase] ??= {})[event.state] = sample();
     } else if (event.event === 'result') {
       load = event as unknown as LoadResult & Record<string, unknown>;
     } else if (event.event === 'error') {
@@ -154,12 +174,17 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   result.mibPerSecond = load.bulk.mibPerSecond;
 
   const cpu: Record<string, CpuByPhase> = {};
+  const otherLoad: Record<string, number> = {};
   for (const [phase, { start, end }] of Object.entries(marks)) {
     if (!start || !end) continue;
-    const byNode = Object.fromEntries(Object.keys(start).map((node) => [node, end[node] - start[node]]));
+    const byNode = Object.fromEntries(Object.keys(start.agents).map((node) => [node, end.agents[node] - start.agents[node]]));
     cpu[phase] = { totalMs: Object.values(byNode).reduce((a, b) => a + b, 0), byNode };
+    // Busy CPU of the machine not spent by the sandbox's processes: other work sharing the cores.
+    const other = (end.machineBusyMs - start.machineBusyMs) - (end.sandboxMs - start.sandboxMs);
+    otherLoad[phase] = Math.max(0, other) / Math.max(1, end.at - start.at);
   }
   result.agentCpu = cpu;
+  result.otherLoadCpus = otherLoad;
   const per = (ms: number | undefined, count: number, unit: number): number | undefined =>
     (ms === undefined || count <= 0 ? undefined : (ms / count) * unit);
   result.agentCpuMsPer1kRequests = per(cpu.rps?.totalMs, load.rps.requests, 1000);
@@ -172,6 +197,10 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   const errors = { rps: load.rps.errors.total, cps: load.cps.errors.total, latency: load.latency.errors.total, bulk: load.bulk.errors.total };
   for (const [phase, count] of Object.entries(errors)) if (count > 0) result.notes.push(`${count} client errors in ${phase} (see JSON)`);
   if (load.warmupErrors > 0) result.notes.push(`${load.warmupErrors} client errors during warm-up`);
+  const disturbed = Object.entries(otherLoad).filter(([, cpus]) => cpus > OTHER_LOAD_NOTE_CPUS);
+  if (disturbed.length > 0) {
+    result.notes.push(`other processes used CPU meanwhile: ${disturbed.map(([p, c]) => `${p} ${c.toFixed(2)} CPUs`).join(', ')}`);
+  }
   if (load.latency.unanswered > 0) result.notes.push(`${load.latency.unanswered} open-loop requests unanswered by the deadline`);
   const records = Object.values(logs).reduce((a, s) => a + s.accessRecords, 0);
   const accessErrors = Object.values(logs).reduce((a, s) => a + s.accessErrors, 0);
@@ -186,13 +215,51 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   return result;
 }
 
+/**
+ * Best of a lane's rounds, metric by metric: highest rate, lowest latency, lowest CPU cost. Other
+ * work on a shared machine only ever makes a run look worse, so the best run is the closest to
+ * what the data path can do; every round stays in `rounds` for the JSON.
+ */
+function bestOf(runs: LaneResult[]): LaneResult {
+  const ok = runs.filter((r) => r.ok);
+  if (ok.length === 0) return { ...runs[0], rounds: runs };
+  const pick = (get: (r: LaneResult) => number | null | undefined, best: (a: number, b: number) => number): number | undefined => {
+    const values = ok.map(get).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    return values.length > 0 ? values.reduce((a, b) => best(a, b)) : undefined;
+  };
+  const notes = runs.flatMap((r, i) => [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `round ${i + 1}: ${n}` : n)));
+  return {
+    lane: ok[0].lane, mesh: ok[0].mesh, placement: ok[0].placement, target: ok[0].target, ok: true,
+    requestsPerSecond: pick((r) => r.requestsPerSecond, Math.max),
+    connectionsPerSecond: pick((r) => r.connectionsPerSecond, Math.max),
+    p50Ms: pick((r) => r.p50Ms, Math.min),
+    p99Ms: pick((r) => r.p99Ms, Math.min),
+    mibPerSecond: pick((r) => r.mibPerSecond, Math.max),
+    agentCpuMsPer1kRequests: pick((r) => r.agentCpuMsPer1kRequests, Math.min),
+    agentCpuMsPer1kConnections: pick((r) => r.agentCpuMsPer1kConnections, Math.min),
+    agentCpuMsPer1kOpenLoopRequests: pick((r) => r.agentCpuMsPer1kOpenLoopRequests, Math.min),
+    agentCpuMsPerGiB: pick((r) => r.agentCpuMsPerGiB, Math.min),
+    notes,
+    rounds: runs,
+  };
+}
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { json: { type: 'string' }, quick: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { json: { type: 'string' }, rounds: { type: 'string' }, quick: { type: 'boolean', default: false } },
+  });
   if (process.getuid?.() !== 0) {
     process.stderr.write('bench: needs root (it builds a sandbox of network namespaces, cgroups and BPF programs)\n');
     return 1;
   }
-  const phases = values.quick ? QUICK : FULL;
+  const phases = { ...(values.quick ? QUICK : FULL) };
+  if (values.rounds !== undefined) {
+    phases.rounds = Number(values.rounds);
+    if (!Number.isInteger(phases.rounds) || phases.rounds < 1 || phases.rounds > 10) {
+      process.stderr.write(`bench: --rounds: expected an integer from 1 to 10, got "${values.rounds}"\n`);
+      return 1;
+    }
+  }
   const sandbox = new BenchSandbox(PREFIX, manifest());
   // Interrupted: stop our execs and remove the sandbox before exiting; a second signal exits at once.
   let interrupted = false;
@@ -214,14 +281,21 @@ async function main(): Promise<number> {
     const missing = status.nodes.filter((n) => !n.agentRunning || n.agentPid === undefined);
     if (missing.length > 0) throw new Error(`agent not running on ${missing.map((n) => n.name).join(', ')}`);
     const ticks = await clockTicks();
-    for (const lane of LANES) {
-      if (interrupted) break;
-      say(`lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
-      const result = await runLane(sandbox, lane, status, ticks, phases);
-      lanes.push(result);
-      if (!result.ok) say(`  failed: ${result.error}`);
-      await sleep(PAUSE_BETWEEN_LANES_MS);
+    const runs = new Map<string, LaneResult[]>(LANES.map((l) => [l.name, []]));
+    for (let round = 1; round <= phases.rounds && !interrupted; round++) {
+      for (const lane of LANES) {
+        if (interrupted) break;
+        say(`round ${round}/${phases.rounds} lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
+        const result = await runLane(sandbox, lane, status, ticks, phases);
+        runs.get(lane.name)!.push(result);
+        say(result.ok
+          ? `  ${result.requestsPerSecond!.toFixed(0)} req/s, ${result.connectionsPerSecond!.toFixed(0)} conn/s, `
+            + `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s`
+          : `  failed: ${result.error}`);
+        await sleep(PAUSE_BETWEEN_LANES_MS);
+      }
     }
+    for (const lane of LANES) if (runs.get(lane.name)!.length > 0) lanes.push(bestOf(runs.get(lane.name)!));
   } finally {
     if (!interrupted) {
       const down = await sandbox.down();
@@ -241,7 +315,7 @@ async function main(): Promise<number> {
     fs.writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
     say(`\nresults written to ${values.json}`);
   }
-  return lanes.length === LANES.length && lanes.every((l) => l.ok) ? 0 : 1;
+  return lanes.length === LANES.length && lanes.every((l) => l.ok && (l.rounds ?? []).every((r) => r.ok)) ? 0 : 1;
 }
 
 main().then((code) => { process.exitCode = code; }, (err: Error) => {

@@ -27,6 +27,10 @@ export interface LaneResult {
   agentCpuMsPer1kOpenLoopRequests?: number;
   agentCpuMsPerGiB?: number;
   agentCpu?: Record<string, CpuByPhase>;
+  /** CPUs busy outside the sandbox during each phase (other work sharing the machine). */
+  otherLoadCpus?: Record<string, number>;
+  /** For a lane's best-of result: every round's own result. */
+  rounds?: LaneResult[];
   /** Everything the load tool reported, and what the agents logged during the lane. */
   load?: Record<string, unknown>;
   agentLogs?: Record<string, unknown>;

@@ -48,6 +48,28 @@ export function processCpuMs(pid: number, clockTicks: number): number {
   return ((utime + stime) * 1000) / clockTicks;
 }
 
+/** Busy and total CPU time of the whole machine in ms, from the first line of proc(5) /proc/stat. */
+export function machineCpuMs(clockTicks: number): { busyMs: number; totalMs: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  // cpu user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busyMs: (busy * 1000) / clockTicks, totalMs: ((busy + idle + iowait) * 1000) / clockTicks };
+}
+
+/** CPU time in ms of every task in a cgroup v2 subtree (usage_usec of cpu.stat, kept without the cpu controller). */
+export function cgroupCpuMs(dir: string): number {
+  const stat = fs.readFileSync(path.join(dir, 'cpu.stat'), 'utf8');
+  const usage = /^usage_usec (\d+)$/m.exec(stat);
+  return usage ? Number(usage[1]) / 1000 : 0;
+}
+
+export function cgroup2Root(): string {
+  const mount = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2');
+  if (!mount) throw new Error('no cgroup v2 hierarchy is mounted');
+  return mount[1];
+}
+
 /** Clock ticks per second for /proc times (sysconf(_SC_CLK_TCK); 100 on every mainstream Linux). */
 export async function clockTicks(): Promise<number> {
   try {
@@ -80,6 +102,11 @@ export class BenchSandbox {
 
   get stateDir(): string {
     return `/run/ferry/${this.prefix}`;
+  }
+
+  /** The cgroup holding every process of the sandbox: agents, pods and whatever exec put in them. */
+  get cgroupDir(): string {
+    return path.join(cgroup2Root(), this.prefix);
   }
 
   /** Bring the sandbox up, first removing one this prefix left behind (an interrupted earlier run). */

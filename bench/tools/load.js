@@ -8,6 +8,7 @@
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
 const { parseArgs } = require('node:util');
+const { Worker } = require('node:worker_threads');
 
 const { values: opt } = parseArgs({
   options: {
@@ -274,17 +275,64 @@ function percentile(sorted, p) {
 }
 
 /**
+ * Wakes the main thread when open-loop requests fall due. libuv timers have 1 ms resolution, so a
+ * setTimeout schedule would send most requests up to a millisecond late and charge that to the
+ * data path; a worker sleeping in Atomics.wait (fractional ms, a futex underneath) wakes on time
+ * and posts the index up to which requests are due. Waking the main thread through postMessage
+ * takes ~0.1 ms, so the worker posts TICK_LEAD_MS early. It owns no sockets; it posts 'ready',
+ * receives the start time, and stops after `total` requests or when terminated.
+ */
+const TICK_LEAD_MS = 0.15;
+const TICKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const { interval, total, lead } = workerData;
+const cell = new Int32Array(new SharedArrayBuffer(4));
+parentPort.once('message', (startAbs) => {
+  const base = startAbs - performance.timeOrigin - lead;
+  let i = 0;
+  while (i < total) {
+    const wait = base + i * interval - performance.now();
+    if (wait > 0.005) { Atomics.wait(cell, 0, 0, wait); continue; }
+    const now = performance.now();
+    let j = i + 1;
+    while (j < total && base + j * interval <= now) j += 1;
+    parentPort.postMessage(j);
+    i = j;
+  }
+});
+parentPort.postMessage('ready');
+`;
+
+function summarize(values, count) {
+  const sorted = values.subarray(0, count).sort();
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  const ms = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 1000);
+  return {
+    p50: ms(percentile(sorted, 0.5)), p90: ms(percentile(sorted, 0.9)), p99: ms(percentile(sorted, 0.99)),
+    p999: ms(percentile(sorted, 0.999)), max: ms(sorted.length ? sorted[sorted.length - 1] : null),
+    mean: ms(count ? sum / count : null),
+  };
+}
+
+/**
  * Open loop at a fixed rate over a pool of keep-alive connections. Request i is due at
  * start + i/rate; its latency runs from that due time, not from when it was sent, so a stall
  * that delays later sends is charged to them (no coordinated omission, as in wrk2). A request
- * due while every connection is busy waits in a queue, and that wait counts too.
+ * due while every connection is busy waits in a queue, and that wait counts too. A request the
+ * ticker released a little early is timed from its actual send instead. Also reported: the send
+ * lag (due to write, the tool's own share) and the service time (write to response).
  */
 async function openLoop(rate, durationMs, poolSize) {
   const errors = new ErrorCounter();
   const total = Math.min(Math.floor(rate * durationMs / 1000), MAX_REQUESTS_PER_PHASE);
   const latencies = new Float64Array(total);
+  const lags = new Float64Array(total);
+  const services = new Float64Array(total);
   let done = 0;
   let measured = 0;
+  let sentCount = 0;
   const idle = [];
   for (let i = 0; i < poolSize; i++) idle.push(await openHttp());
   const queue = [];
@@ -292,13 +340,28 @@ async function openLoop(rate, durationMs, poolSize) {
   let next = 0;
   let finish;
   const finished = new Promise((resolve) => { finish = resolve; });
-  const start = performance.now() + 1;
+  if (total === 0) finish();
+  const ticker = new Worker(TICKER_SOURCE, { eval: true, workerData: { interval, total, lead: TICK_LEAD_MS } });
+  await new Promise((resolve, reject) => {
+    ticker.once('message', resolve);
+    ticker.once('error', reject);
+  });
+  // A few ms ahead, so that request 0 is not already late when the worker reads its start time.
+  const start = performance.now() + 5;
+  ticker.postMessage(performance.timeOrigin + start);
 
   const send = (conn, due) => {
+    const sentAt = performance.now();
+    lags[sentCount++] = sentAt - due;
+    const from = Math.min(due, sentAt);
     conn.request(KEEPALIVE_REQUEST, (err) => {
       done += 1;
       if (err) errors.add(err);
-      else latencies[measured++] = performance.now() - due;
+      else {
+        const now = performance.now();
+        services[measured] = now - sentAt;
+        latencies[measured++] = now - from;
+      }
       if (!conn.dead) {
         if (queue.length > 0) send(conn, queue.shift());
         else idle.push(conn);
@@ -309,33 +372,26 @@ async function openLoop(rate, durationMs, poolSize) {
       if (done >= total) finish();
     });
   };
-  const tick = () => {
-    const now = performance.now();
-    while (next < total && start + next * interval <= now) {
+  ticker.on('message', (upTo) => {
+    while (next < upTo) {
       const due = start + next * interval;
       next += 1;
       const conn = idle.pop();
       if (conn) send(conn, due);
       else queue.push(due);
     }
-    if (next < total) setTimeout(tick, Math.max(0, start + next * interval - performance.now()));
-  };
-  setTimeout(tick, 1);
+  });
+  ticker.on('error', (err) => errors.add(err));
   const timeout = sleep(durationMs + DRAIN_MS).then(() => 'timeout');
   await Promise.race([finished, timeout]);
-  const sorted = latencies.subarray(0, measured).sort();
+  await ticker.terminate();
   for (const conn of idle) conn.close();
-  const ms = (v) => (v === null ? null : Math.round(v * 1000) / 1000);
-  let sum = 0;
-  for (const v of sorted) sum += v;
   return {
     rate, seconds: durationMs / 1000, connections: poolSize, scheduled: total, answered: measured,
     unanswered: total - measured - errors.total,
-    latencyMs: {
-      p50: ms(percentile(sorted, 0.5)), p90: ms(percentile(sorted, 0.9)), p99: ms(percentile(sorted, 0.99)),
-      p999: ms(percentile(sorted, 0.999)), max: ms(sorted.length ? sorted[sorted.length - 1] : null),
-      mean: ms(measured ? sum / measured : null),
-    },
+    latencyMs: summarize(latencies, measured),
+    sendLagMs: summarize(lags, sentCount),
+    serviceMs: summarize(services, measured),
     errors,
   };
 }

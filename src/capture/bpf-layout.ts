@@ -109,6 +109,9 @@ function expandIpv6(ip: string): number[] {
 
 export function addressText(family: number, bytes: Buffer): string {
   if (family === AF_INET) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  }
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
   // The WHATWG URL parser prints IPv6 hosts in RFC 5952 canonical (compressed) form.
@@ -166,9 +169,14 @@ export function encodePod(pod: PodEntry): Buffer {
   pod.excludedCidrs.forEach((cidr, i) => {
     const [ip, prefixText] = cidr.split('/');
     const { family, bytes } = addressBytes(ip);
+    const prefix = Number(prefixText);
+    const maxPrefix = family === AF_INET ? 32 : 128;
+    if (prefixText === undefined || !/^\d+$/.test(prefixText) || prefix > maxPrefix) {
+      throw new RangeError(`excluded CIDR "${cidr}": expected ADDRESS/PREFIX with a prefix length from 0 to ${maxPrefix}`);
+    }
     const at = f.excluded_cidrs + i * LAYOUT.ferry_cidr.size;
     writeU32(buf, family, at + LAYOUT.ferry_cidr.fields.family);
-    writeU32(buf, Number(prefixText), at + LAYOUT.ferry_cidr.fields.prefix_len);
+    writeU32(buf, prefix, at + LAYOUT.ferry_cidr.fields.prefix_len);
     bytes.copy(buf, at + LAYOUT.ferry_cidr.fields.addr);
   });
   return buf;

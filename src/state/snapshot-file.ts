@@ -74,7 +74,13 @@ export function parseSnapshot(text: string, source: string): ClusterSnapshot {
     throw new SnapshotError(`${source}: not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   if (!validate(value)) {
-    const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`);
+    const problems = (validate.errors ?? []).map((e) => {
+      const where = e.instancePath || '(root)';
+      if (e.keyword === 'additionalProperties') {
+        return `${where} ${e.message ?? "has an unknown field"}: "${String((e.params as { additionalProperty?: unknown }).additionalProperty)}"`;
+      }
+      return `${where} ${e.message ?? 'is invalid'}`;
+    });
     throw new SnapshotError(`${source}: invalid snapshot:\n  ${problems.join('\n  ')}`);
   }
   return value;

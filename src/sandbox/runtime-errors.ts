@@ -1,4 +1,5 @@
 // Errors of the sandbox's runtime (building and tearing down namespaces, processes, cgroups).
+import { FerryError } from '../errors';
 
 export const SANDBOX_RUNTIME_ERROR_CODES = {
   FERRY_ERR_SANDBOX_SYSTEM: 'a host command or file operation the sandbox needs failed (the message names it)',
@@ -6,26 +7,17 @@ export const SANDBOX_RUNTIME_ERROR_CODES = {
   FERRY_ERR_SANDBOX_AGENT: 'a sandbox agent did not become ready',
 } as const;
 
-export class SandboxSystemError extends Error {
-  override readonly name = 'SandboxSystemError';
-  readonly code = 'FERRY_ERR_SANDBOX_SYSTEM';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
+type RuntimeCode = keyof typeof SANDBOX_RUNTIME_ERROR_CODES;
+
+/** Names each error class after its code, so `instanceof` and `code` both work. */
+function runtimeError(code: RuntimeCode) {
+  return class extends FerryError<RuntimeCode> {
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options);
+    }
+  };
 }
 
-export class SandboxStateError extends Error {
-  override readonly name = 'SandboxStateError';
-  readonly code = 'FERRY_ERR_SANDBOX_STATE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
-
-export class SandboxAgentError extends Error {
-  override readonly name = 'SandboxAgentError';
-  readonly code = 'FERRY_ERR_SANDBOX_AGENT';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
-}
+export class SandboxSystemError extends runtimeError('FERRY_ERR_SANDBOX_SYSTEM') {}
+export class SandboxStateError extends runtimeError('FERRY_ERR_SANDBOX_STATE') {}
+export class SandboxAgentError extends runtimeError('FERRY_ERR_SANDBOX_AGENT') {}

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import {
   BenchSandbox, NODE, REPO, cgroupCpuMs, clockTicks, machineCpuMs, processCpuMs, type SandboxStatusJson,
 } from './lib/sandbox-driver';
-import { formatReport, ratios, type CpuByPhase, type LaneResult, type Placement } from './lib/report';
+import { formatReport, ratios, type CpuByPhase, type LaneResult, type Metric, type Placement } from './lib/report';
 
 const PREFIX = 'ferryb';
 const SERVER = path.join(REPO, 'bench', 'tools', 'server.js');
@@ -22,8 +22,14 @@ const LANE_TIMEOUT_MS = 170_000;
 /** Access records are written when a relayed connection closes, just after the load tool exits. */
 const LOG_SETTLE_MS = 300;
 const PAUSE_BETWEEN_LANES_MS = 500;
-/** CPUs busy outside the sandbox during a phase above which the lane is flagged as disturbed. */
+/** CPUs busy outside the sandbox during a phase above which the lane run counts as disturbed. */
 const OTHER_LOAD_NOTE_CPUS = 0.25;
+/**
+ * Lanes with a phase that no run had undisturbed get extra runs while the lanes as a whole stay within this time
+ * from sandbox up (so the whole benchmark stays near 3 minutes), at most MAX_EXTRA_ROUNDS times.
+ */
+const LANES_BUDGET_MS = 160_000;
+const MAX_EXTRA_ROUNDS = 2;
 
 interface Phases {
   /** Every lane runs this many times, interleaved (a b c d a b c d); the table shows the best of them. */
@@ -199,6 +205,7 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   if (load.warmupErrors > 0) result.notes.push(`${load.warmupErrors} client errors during warm-up`);
   const disturbed = Object.entries(otherLoad).filter(([, cpus]) => cpus > OTHER_LOAD_NOTE_CPUS);
   if (disturbed.length > 0) {
+    result.disturbed = true;
     result.notes.push(`other processes used CPU meanwhile: ${disturbed.map(([p, c]) => `${p} ${c.toFixed(2)} CPUs`).join(', ')}`);
   }
   if (load.latency.unanswered > 0) result.notes.push(`${load.latency.unanswered} open-loop requests unanswered by the deadline`);
@@ -215,33 +222,42 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   return result;
 }
 
+/** The phase each reported number comes from, to tell whether other load disturbed it. */
+const METRIC_PHASE: Record<Metric, string> = {
+  requestsPerSecond: 'rps', agentCpuMsPer1kRequests: 'rps',
+  connectionsPerSecond: 'cps', agentCpuMsPer1kConnections: 'cps',
+  p50Ms: 'latency', p99Ms: 'latency', agentCpuMsPer1kOpenLoopRequests: 'latency',
+  mibPerSecond: 'bulk', agentCpuMsPerGiB: 'bulk',
+};
+const HIGHER_IS_BETTER = new Set<Metric>(['requestsPerSecond', 'connectionsPerSecond', 'mibPerSecond']);
+
+const phaseDisturbed = (run: LaneResult, phase: string): boolean => (run.otherLoadCpus?.[phase] ?? 0) > OTHER_LOAD_NOTE_CPUS;
+
 /**
- * Best of a lane's rounds, metric by metric: highest rate, lowest latency, lowest CPU cost. Other
+ * Best of a lane's runs, metric by metric: highest rate, lowest latency, lowest CPU cost. Other
  * work on a shared machine only ever makes a run look worse, so the best run is the closest to
- * what the data path can do; every round stays in `rounds` for the JSON.
+ * what the data path can do. A run whose phase shared the CPUs with other processes counts for
+ * that phase's metrics only when no run had that phase undisturbed; such metrics are listed in
+ * `disturbedMetrics`. Every run stays in `rounds` for the JSON.
  */
 function bestOf(runs: LaneResult[]): LaneResult {
   const ok = runs.filter((r) => r.ok);
   if (ok.length === 0) return { ...runs[0], rounds: runs };
-  const pick = (get: (r: LaneResult) => number | null | undefined, best: (a: number, b: number) => number): number | undefined => {
-    const values = ok.map(get).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
-    return values.length > 0 ? values.reduce((a, b) => best(a, b)) : undefined;
+  const notes = runs.flatMap((r, i) => [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `run ${i + 1}: ${n}` : n)));
+  const best: LaneResult = {
+    lane: ok[0].lane, mesh: ok[0].mesh, placement: ok[0].placement, target: ok[0].target, ok: true, notes, rounds: runs,
+    disturbedMetrics: [],
   };
-  const notes = runs.flatMap((r, i) => [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `round ${i + 1}: ${n}` : n)));
-  return {
-    lane: ok[0].lane, mesh: ok[0].mesh, placement: ok[0].placement, target: ok[0].target, ok: true,
-    requestsPerSecond: pick((r) => r.requestsPerSecond, Math.max),
-    connectionsPerSecond: pick((r) => r.connectionsPerSecond, Math.max),
-    p50Ms: pick((r) => r.p50Ms, Math.min),
-    p99Ms: pick((r) => r.p99Ms, Math.min),
-    mibPerSecond: pick((r) => r.mibPerSecond, Math.max),
-    agentCpuMsPer1kRequests: pick((r) => r.agentCpuMsPer1kRequests, Math.min),
-    agentCpuMsPer1kConnections: pick((r) => r.agentCpuMsPer1kConnections, Math.min),
-    agentCpuMsPer1kOpenLoopRequests: pick((r) => r.agentCpuMsPer1kOpenLoopRequests, Math.min),
-    agentCpuMsPerGiB: pick((r) => r.agentCpuMsPerGiB, Math.min),
-    notes,
-    rounds: runs,
-  };
+  for (const metric of Object.keys(METRIC_PHASE) as Metric[]) {
+    const clean = ok.filter((r) => !phaseDisturbed(r, METRIC_PHASE[metric]));
+    const values = (clean.length > 0 ? clean : ok).map((r) => r[metric])
+      .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    if (values.length === 0) continue;
+    best[metric] = HIGHER_IS_BETTER.has(metric) ? Math.max(...values) : Math.min(...values);
+    if (clean.length === 0) best.disturbedMetrics!.push(metric);
+  }
+  best.disturbed = best.disturbedMetrics!.length > 0;
+  return best;
 }
 
 async function main(): Promise<number> {
@@ -282,18 +298,29 @@ async function main(): Promise<number> {
     if (missing.length > 0) throw new Error(`agent not running on ${missing.map((n) => n.name).join(', ')}`);
     const ticks = await clockTicks();
     const runs = new Map<string, LaneResult[]>(LANES.map((l) => [l.name, []]));
+    const lanesStart = performance.now();
+    let laneRuns = 0;
+    const runOne = async (lane: Lane, label: string): Promise<void> => {
+      say(`${label} lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
+      const result = await runLane(sandbox, lane, status, ticks, phases);
+      runs.get(lane.name)!.push(result);
+      laneRuns += 1;
+      say(result.ok
+        ? `  ${result.requestsPerSecond!.toFixed(0)} req/s, ${result.connectionsPerSecond!.toFixed(0)} conn/s, `
+          + `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s`
+          + `${result.disturbed ? ' (disturbed by other load)' : ''}`
+        : `  failed: ${result.error}`);
+      await sleep(PAUSE_BETWEEN_LANES_MS);
+    };
     for (let round = 1; round <= phases.rounds && !interrupted; round++) {
-      for (const lane of LANES) {
-        if (interrupted) break;
-        say(`round ${round}/${phases.rounds} lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
-        const result = await runLane(sandbox, lane, status, ticks, phases);
-        runs.get(lane.name)!.push(result);
-        say(result.ok
-          ? `  ${result.requestsPerSecond!.toFixed(0)} req/s, ${result.connectionsPerSecond!.toFixed(0)} conn/s, `
-            + `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s`
-          : `  failed: ${result.error}`);
-        await sleep(PAUSE_BETWEEN_LANES_MS);
-      }
+      for (const lane of LANES) if (!interrupted) await runOne(lane, `round ${round}/${phases.rounds}`);
+    }
+    // Extra runs for lanes with a phase that shared the cores with other work in every run, within the budget.
+    for (let extra = 1; extra <= MAX_EXTRA_ROUNDS && !interrupted; extra++) {
+      const redo = LANES.filter((l) => bestOf(runs.get(l.name)!).disturbed !== false);
+      const perRun = (performance.now() - lanesStart) / Math.max(1, laneRuns);
+      if (redo.length === 0 || performance.now() - lanesStart + perRun * redo.length > LANES_BUDGET_MS) break;
+      for (const lane of redo) if (!interrupted) await runOne(lane, `extra ${extra}`);
     }
     for (const lane of LANES) if (runs.get(lane.name)!.length > 0) lanes.push(bestOf(runs.get(lane.name)!));
   } finally {

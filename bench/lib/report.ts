@@ -16,6 +16,10 @@ export interface LaneResult {
   target: { service: string; vip: string };
   ok: boolean;
   error?: string;
+  /** Other processes used the machine's CPUs during a phase (for a best-of result: in every run, for some metric). */
+  disturbed?: boolean;
+  /** For a best-of result: the metrics no run measured undisturbed. */
+  disturbedMetrics?: Metric[];
   requestsPerSecond?: number;
   connectionsPerSecond?: number;
   p50Ms?: number | null;
@@ -36,6 +40,10 @@ export interface LaneResult {
   agentLogs?: Record<string, unknown>;
   notes: string[];
 }
+
+/** The numbers a lane reports, each measured in one phase of the load tool. */
+export type Metric = 'requestsPerSecond' | 'connectionsPerSecond' | 'p50Ms' | 'p99Ms' | 'mibPerSecond'
+  | 'agentCpuMsPer1kRequests' | 'agentCpuMsPer1kConnections' | 'agentCpuMsPer1kOpenLoopRequests' | 'agentCpuMsPerGiB';
 
 export interface Ratio {
   lane: string;
@@ -82,13 +90,18 @@ function table(rows: string[][], rightAligned: boolean[]): string[] {
 
 export function formatReport(lanes: LaneResult[]): string[] {
   const header = ['lane', 'req/s', 'conn/s', 'p50 ms', 'p99 ms', 'MiB/s', 'agent CPU ms/1k req', 'ms/1k conn', 'ms/GiB'];
+  const cell = (l: LaneResult, metric: Metric, digits: number): string =>
+    `${fixed(l[metric], digits)}${l.disturbedMetrics?.includes(metric) ? '*' : ''}`;
   const rows = lanes.map((l) => (l.ok ? [
-    l.lane, fixed(l.requestsPerSecond, 0), fixed(l.connectionsPerSecond, 0), fixed(l.p50Ms, 3), fixed(l.p99Ms, 3),
-    fixed(l.mibPerSecond, 0),
-    l.mesh ? fixed(l.agentCpuMsPer1kRequests, 1) : '-', l.mesh ? fixed(l.agentCpuMsPer1kConnections, 1) : '-',
-    l.mesh ? fixed(l.agentCpuMsPerGiB, 0) : '-',
+    l.lane, cell(l, 'requestsPerSecond', 0), cell(l, 'connectionsPerSecond', 0), cell(l, 'p50Ms', 3), cell(l, 'p99Ms', 3),
+    cell(l, 'mibPerSecond', 0),
+    l.mesh ? cell(l, 'agentCpuMsPer1kRequests', 1) : '-', l.mesh ? cell(l, 'agentCpuMsPer1kConnections', 1) : '-',
+    l.mesh ? cell(l, 'agentCpuMsPerGiB', 0) : '-',
   ] : [l.lane, 'failed', '', '', '', '', '', '', '']));
   const lines = table([header, ...rows], [false, true, true, true, true, true, true, true, true]);
+  if (lanes.some((l) => l.disturbed)) {
+    lines.push('* measured only while other processes used the CPUs too: pessimistic');
+  }
   const rs = ratios(lanes);
   if (rs.length > 0) {
     lines.push('');

@@ -139,7 +139,7 @@ Napi::Value BpfMap::Info(const Napi::CallbackInfo& info) {
 }
 
 // bpf_map_lookup_elem: ENOENT is an answer (no entry), not an error. For SOCKMAP/SOCKHASH with
-// an 8-byte value the kernel returns the socket's cookie (sock_map_lookup_sys, Linux 5.?+).
+// an 8-byte value the kernel returns the socket's cookie (sock_map_lookup_sys, Linux 5.10+).
 Napi::Value BpfMap::Lookup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* call = "bpf_map_lookup_elem";

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include <cerrno>
-#include <cstdlib>
 
 namespace ferry {
 

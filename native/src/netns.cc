@@ -202,6 +202,11 @@ class ListenWorker : public PromiseWorker {
         backlog_(backlog),
         v6_only_(v6_only) {}
 
+  // An fd not handed to JS (the Promise could not resolve) must not leak.
+  ~ListenWorker() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
  protected:
   void Run() override {
     const std::string where = Endpoint(endpoint_.family, endpoint_.host, endpoint_.port) + " in " + netns_path_;
@@ -241,11 +246,6 @@ class ListenWorker : public PromiseWorker {
     result.Set("netnsCookie", Napi::BigInt::New(env, netns_cookie_));
     fd_ = -1;  // ownership passed to JS
     return result;
-  }
-
- public:
-  ~ListenWorker() override {
-    if (fd_ >= 0) close(fd_);
   }
 
  private:

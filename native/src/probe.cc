@@ -81,61 +81,98 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
-// libbpf_probe_bpf_prog_type(3) loads a minimal program of that type: 1 supported, 0 not, <0 the
-// probe itself failed (EPERM without privileges, for instance).
-Check ProgTypeCheck(const char* name, bpf_prog_type type, const char* what, const char* min_kernel,
-                    const std::string& release) {
-  int result = libbpf_probe_bpf_prog_type(type, nullptr);
-  if (result == 1) return {name, true, std::string(what) + " programs load"};
-  if (result == 0) {
+// The effective capability set, via capget(2) with the v3 header (two 32-bit words).
+struct Capabilities {
+  bool known = false;
+  int error = 0;
+  uint64_t effective = 0;
+  bool Has(int cap) const { return known && ((effective >> cap) & 1) != 0; }
+};
+
+Capabilities ReadCapabilities() {
+  Capabilities caps;
+  __user_cap_header_struct header{};
+  header.version = _LINUX_CAPABILITY_VERSION_3;
+  header.pid = 0;
+  __user_cap_data_struct data[2]{};
+  if (syscall(SYS_capget, &header, data) == 0) {
+    caps.known = true;
+    caps.effective = (static_cast<uint64_t>(data[1].effective) << 32) | data[0].effective;
+  } else {
+    caps.error = errno;
+  }
+  return caps;
+}
+
+int ReadIntFile(const char* path) {
+  std::ifstream file(path);
+  int value = -1;
+  file >> value;
+  return value;
+}
+
+// What a failed feature probe means. libbpf_probe_bpf_prog_type/map_type(3) return 1 supported,
+// 0 "not supported" and <0 when the probe itself failed. A load refused for lack of privilege
+// also comes back as 0, so without CAP_BPF/CAP_SYS_ADMIN a 0 says nothing about the kernel.
+struct Prober {
+  std::string release;
+  bool privileged;
+
+  Check Result(const char* name, int result, const std::string& what, const std::string& works,
+               const char* min_kernel) const {
+    if (result == 1) return {name, true, what + " " + works};
+    if (result == 0 && !privileged) {
+      return {name, false,
+              what + " could not be probed: this process has neither CAP_BPF nor CAP_SYS_ADMIN (run as root; " +
+                  "kernel " + min_kernel + " needed)"};
+    }
+    if (result == 0) {
+      return {name, false, what + " not supported by kernel " + release + " (need " + min_kernel + ")"};
+    }
     return {name, false,
-            std::string(what) + " programs not supported by kernel " + release + " (need " + min_kernel + ")"};
+            "could not probe " + what + ": " + ErrnoName(-result) + " " + ErrnoMessage(-result) + " (kernel " +
+                min_kernel + " needed)"};
   }
-  return {name, false,
-          std::string("could not probe ") + what + " programs: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
-              " (needs CAP_BPF or CAP_SYS_ADMIN; kernel " + min_kernel + ")"};
-}
 
-Check MapTypeCheck(const char* name, bpf_map_type type, const char* what, const char* min_kernel,
-                   const std::string& release) {
-  int result = libbpf_probe_bpf_map_type(type, nullptr);
-  if (result == 1) return {name, true, std::string(what) + " maps can be created"};
-  if (result == 0) {
-    return {name, false, std::string(what) + " maps not supported by kernel " + release + " (need " + min_kernel + ")"};
+  Check Program(const char* name, bpf_prog_type type, const char* what, const char* min_kernel) const {
+    return Result(name, libbpf_probe_bpf_prog_type(type, nullptr), std::string(what) + " programs", "load",
+                  min_kernel);
   }
-  return {name, false,
-          std::string("could not probe ") + what + " maps: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
-              " (needs CAP_BPF or CAP_SYS_ADMIN; kernel " + min_kernel + ")"};
-}
 
-int LastCap() {
-  std::ifstream file("/proc/sys/kernel/cap_last_cap");
-  int last = -1;
-  file >> last;
-  return last;
-}
+  Check Map(const char* name, bpf_map_type type, const char* what, const char* min_kernel) const {
+    return Result(name, libbpf_probe_bpf_map_type(type, nullptr), std::string(what) + " maps", "can be created",
+                  min_kernel);
+  }
+};
 
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   utsname uts{};
   uname(&uts);
   const std::string release = uts.release;
+  const Capabilities caps = ReadCapabilities();
+  const Prober prober{release, caps.Has(CAP_BPF) || caps.Has(CAP_SYS_ADMIN)};
   std::vector<Check> checks;
 
   // bpf(2) at all: a socket filter is the oldest, least privileged program type, so failing here
-  // means the syscall is off (CONFIG_BPF_SYSCALL) or denied, not that a feature is missing.
+  // means the syscall is off or denied, not that a feature is missing.
   {
     int result = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCKET_FILTER, nullptr);
     if (result == 1) {
       checks.push_back({"bpf_syscall", true, "bpf() loads programs"});
+    } else if (!prober.privileged) {
+      checks.push_back({"bpf_syscall", false,
+                        "bpf() denied to this process: no CAP_BPF or CAP_SYS_ADMIN and "
+                        "kernel.unprivileged_bpf_disabled=" +
+                            std::to_string(ReadIntFile("/proc/sys/kernel/unprivileged_bpf_disabled")) +
+                            " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)"});
     } else if (result == 0) {
       checks.push_back({"bpf_syscall", false, "bpf() cannot load a socket filter on kernel " + release +
-                                                  " (kernel built without CONFIG_BPF_SYSCALL?)"});
+                                                  " (built without CONFIG_BPF_SYSCALL, or blocked by seccomp/LSM)"});
     } else {
       checks.push_back({"bpf_syscall", false,
                         "bpf() unusable: " + ErrnoName(-result) + " " + ErrnoMessage(-result) +
-                            " (run as root or with CAP_BPF+CAP_NET_ADMIN; check kernel.unprivileged_bpf_disabled "
-                            "and seccomp)"});
+                            " (kernel built without CONFIG_BPF_SYSCALL, or blocked by seccomp/LSM)"});
     }
   }
 
@@ -179,27 +216,17 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
                           " (kernel built without CONFIG_DEBUG_INFO_BTF; CO-RE programs need it, kernel 5.4+)"});
   }
 
-  checks.push_back(ProgTypeCheck("prog_cgroup_sock_addr", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup/connect (sock_addr)",
-                                 "4.17+", release));
-  checks.push_back(ProgTypeCheck("prog_sk_lookup", BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", "5.9+", release));
-  checks.push_back(ProgTypeCheck("prog_sock_ops", BPF_PROG_TYPE_SOCK_OPS, "sock_ops", "4.13+", release));
-  checks.push_back(MapTypeCheck("map_sockhash", BPF_MAP_TYPE_SOCKHASH, "SOCKHASH", "4.18+", release));
+  checks.push_back(prober.Program("prog_cgroup_sock_addr", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup/connect (sock_addr)",
+                                  "4.17+"));
+  checks.push_back(prober.Program("prog_sk_lookup", BPF_PROG_TYPE_SK_LOOKUP, "sk_lookup", "5.9+"));
+  checks.push_back(prober.Program("prog_sock_ops", BPF_PROG_TYPE_SOCK_OPS, "sock_ops", "4.13+"));
+  checks.push_back(prober.Map("map_sockhash", BPF_MAP_TYPE_SOCKHASH, "SOCKHASH", "4.18+"));
 
-  // capget(2) with the v3 header returns the 64-bit effective set in two 32-bit words.
   {
-    __user_cap_header_struct header{};
-    header.version = _LINUX_CAPABILITY_VERSION_3;
-    header.pid = 0;
-    __user_cap_data_struct data[2]{};
-    uint64_t effective = 0;
-    bool known = syscall(SYS_capget, &header, data) == 0;
-    int capget_errno = errno;
-    if (known) effective = (static_cast<uint64_t>(data[1].effective) << 32) | data[0].effective;
-    auto has = [&](int cap) { return known && (effective >> cap) & 1; };
     auto cap_check = [&](const char* name, int cap, const char* cap_name, const char* why) {
-      if (!known) {
-        checks.push_back({name, false, std::string("capget: ") + ErrnoMessage(capget_errno)});
-      } else if (has(cap)) {
+      if (!caps.known) {
+        checks.push_back({name, false, std::string("capget: ") + ErrnoMessage(caps.error)});
+      } else if (caps.Has(cap)) {
         checks.push_back({name, true, std::string(cap_name) + " in the effective set"});
       } else {
         checks.push_back({name, false, std::string(cap_name) + " missing from the effective set: " + why});
@@ -207,9 +234,9 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
     };
     // Before 5.8 there is no CAP_BPF and CAP_SYS_ADMIN alone grants bpf(); don't fail for a
     // capability the kernel cannot grant.
-    int last_cap = LastCap();
-    if (known && last_cap >= 0 && last_cap < CAP_BPF) {
-      bool ok = has(CAP_SYS_ADMIN);
+    int last_cap = ReadIntFile("/proc/sys/kernel/cap_last_cap");
+    if (caps.known && last_cap >= 0 && last_cap < CAP_BPF) {
+      bool ok = caps.Has(CAP_SYS_ADMIN);
       checks.push_back({"cap_bpf", ok,
                         ok ? "kernel " + release + " predates CAP_BPF (5.8); CAP_SYS_ADMIN grants bpf()"
                            : "kernel " + release + " predates CAP_BPF (5.8) and CAP_SYS_ADMIN is missing: bpf() "

@@ -5,6 +5,7 @@
 
 #include <napi.h>
 
+#include <exception>
 #include <new>
 
 #include "errors.h"
@@ -42,6 +43,8 @@ class PromiseWorker : public Napi::AsyncWorker {
       Run();
     } catch (const std::bad_alloc&) {
       failure_ = MakeFailure(ENOMEM, "malloc", "out of memory on the worker thread");
+    } catch (const std::exception& error) {
+      failure_ = MakeFailure(EIO, "worker", error.what());
     }
     // SetError only routes completion to OnError; the real error is built from failure_.
     if (failure_.failed()) SetError(failure_.syscall);
@@ -56,9 +59,12 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
-  void OnError(const Napi::Error&) override {
+  void OnError(const Napi::Error& error) override {
     Settled();
-    deferred_.Reject(ToJsError(Env(), failure_).Value());
+    // failure_ is always set when we route here; the fallback covers an error node-addon-api
+    // itself raised around Execute().
+    Failure failure = failure_.failed() ? failure_ : MakeFailure(EIO, "worker", error.Message());
+    deferred_.Reject(ToJsError(Env(), failure).Value());
   }
 
   Napi::Promise::Deferred deferred_;

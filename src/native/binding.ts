@@ -8,10 +8,11 @@ export interface NativeErrorShape extends Error {
   errno: number;
   code: string;    // 'EPERM', 'ENOENT', ... ('ENOSYS' etc. when libbpf returns a bare -errno)
   syscall: string; // 'bpf_object__load', 'setns', 'connect', ...
+  log?: string;    // libbpf output captured during the call (the verifier log when a load is rejected)
 }
 
 export interface ProbeCheck {
-  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin'
+  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin', 'so_netns_cookie'
   ok: boolean;
   detail: string;    // what was found, or what is missing and why it matters
 }

@@ -106,14 +106,18 @@ function requireAddress(call: string, options: Record<string, unknown>): { famil
     throw new NativeArgumentError(call, 'options.family', '4 or 6', options.family);
   }
   const family = options.family ?? detected;
-  if (typeof host !== 'string' || detected === 0 || detected !== family) {
-    const expected = family === 4 || family === 6 ? `an IPv${family} address string` : 'an IPv4 or IPv6 address string';
+  // A zone index (fe80::1%eth0) names an interface of the caller's namespace, not the target's.
+  if (typeof host !== 'string' || detected === 0 || detected !== family || host.includes('%')) {
+    const expected =
+      family === 4 || family === 6
+        ? `an IPv${family} address string without a zone index`
+        : 'an IPv4 or IPv6 address string without a zone index';
     throw new NativeArgumentError(call, 'options.host', expected, host);
   }
   return { family: family as 4 | 6, host };
 }
 
-// ---- errors from fds in Node objects -------------------------------------------------------
+// ---- fds under Node sockets ------------------------------------------------------------------
 
 /** The part of a net.Socket / net.Server libuv handle we read: its fd (Linux, -1 when none). */
 interface HandleWithFd {
@@ -340,6 +344,9 @@ export interface ConnectInNetnsOptions {
 /**
  * A listening TCP socket created inside the network namespace at netnsPath (/run/netns/NAME or
  * /proc/PID/ns/net), for `net.Server.listen({ fd })`, with that namespace's SO_NETNS_COOKIE.
+ * Node calls listen(2) again when adopting the fd, with its own backlog (511 unless
+ * `server.listen({ fd, backlog })` is given), which replaces the one set here.
+ * Sockets accepted from it inherit its SO_MARK (the kernel clones the listener).
  */
 export async function listenInNetns(
   netnsPath: string,

@@ -16,6 +16,9 @@ export interface NodeProxyDeps {
   log: Logger;
 }
 
+/** Matches the backlog the capture opens the pod's listeners with. */
+const LISTEN_BACKLOG = 1024;
+
 interface PodServers {
   pod: ProxyPod;
   servers: net.Server[];
@@ -78,7 +81,8 @@ export class NodeProxy {
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen({ fd }, () => {
+        // listen({ fd }) calls listen(2) again; without a backlog Node would lower it to 511.
+        server.listen({ fd, backlog: LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });

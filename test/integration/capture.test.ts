@@ -2,6 +2,7 @@
 // real namespaces, veths and sockets) and traffic through Ferry's capture and node proxy.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NODE, TOOLS, TestSandbox, eventually, ferry, leftovers, requireRoot, sh } from './harness';
 
@@ -109,12 +110,16 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
       assert.match(tree, /inet6_connect\s+.*ferry_connect6/);
       assert.match(tree, /sock_ops\s+.*ferry_sock_ops/);
     }
-    const links = JSON.parse(await sh('bpftool', ['-j', 'link', 'show'])) as Array<{ type: string; prog_id: number }>;
+    const links = JSON.parse(await sh('bpftool', ['-j', 'link', 'show'])) as Array<{ type: string; prog_id: number; netns_ino?: number }>;
     const progs = JSON.parse(await sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name: string }>;
     const skLookupIds = new Set(progs.filter((p) => p.name === 'ferry_sk_lookup').map((p) => p.id));
-    const skLookupLinks = links.filter((l) => l.type === 'netns' && skLookupIds.has(l.prog_id));
-    // Enrolled: app/server-a, app/server-b, app/client-a (optout and the plain namespace are not).
-    assert.equal(skLookupLinks.length, 3);
+    // Count per pod namespace (by inode): other sandboxes on the machine have links of their own.
+    const linksOn = (pod: string): number => {
+      const inode = fs.statSync(`/run/netns/${PREFIX}-pod-${pod}`).ino;
+      return links.filter((l) => l.type === 'netns' && skLookupIds.has(l.prog_id) && l.netns_ino === inode).length;
+    };
+    for (const pod of ['app-server-a', 'app-server-b', 'app-client-a']) assert.equal(linksOn(pod), 1, `sk_lookup links on ${pod}`);
+    for (const pod of ['app-optout', 'plain-client-p', 'plain-server-p']) assert.equal(linksOn(pod), 0, `sk_lookup links on ${pod}`);
   });
 
   test('same-node capture by Service name: client-a -> echo-a.app goes through the agent', async () => {

@@ -2,19 +2,21 @@
 // pinning and reuse under a unique bpffs dir, map calls, cgroup and netns attachment checked with
 // bpftool, verifier rejections. Root-only: fails when not root.
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 
 import {
   BPF_EXIST,
   BPF_NOEXIST,
   NativeArgumentError,
-  type BpfLink,
   type BpfObject,
   fdOf,
   isNativeError,
@@ -180,6 +182,29 @@ describe('loadObject', () => {
     });
   });
 
+  test('concurrent loads keep their libbpf logs apart (per-thread capture)', async () => {
+    const garbage = path.join(workDir, 'garbage-concurrent.bpf.o');
+    fs.writeFileSync(garbage, 'not ELF');
+    const outcomes = await Promise.allSettled([
+      loadObject(rejectPath, pinRoot),
+      loadObject(garbage, pinRoot),
+      loadObject(rejectPath, pinRoot),
+      loadObject(garbage, pinRoot),
+    ]);
+    for (const [i, outcome] of outcomes.entries()) {
+      assert.equal(outcome.status, 'rejected');
+      const error = (outcome as PromiseRejectedResult).reason as unknown;
+      assert.ok(isNativeError(error));
+      if (i % 2 === 0) {
+        assert.match(error.log ?? '', /map_value_or_null/);
+        assert.doesNotMatch(error.log ?? '', /garbage-concurrent/);
+      } else {
+        assert.match(error.log ?? '', /garbage-concurrent/);
+        assert.doesNotMatch(error.log ?? '', /PROG LOAD LOG/);
+      }
+    }
+  });
+
   test('map() of an unknown name is an argument error listing the maps', () => {
     assert.throws(
       () => loaded().map('nope'),
@@ -326,6 +351,40 @@ describe('BpfMap', () => {
   });
 });
 
+describe('garbage collection', () => {
+  test('a forgotten handle is closed by its finalizer, and an explicitly closed one is not closed twice', async () => {
+    // gc() without --expose-gc on the test runner's command line (v8(3) flags at run time).
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const fdCount = () => fs.readdirSync('/proc/self/fd').length;
+    const pinPath = path.join(pinRoot, 'fx_hash');
+    const settle = async () => {
+      for (let i = 0; i < 5; i++) {
+        gc();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    await settle();
+    const baseline = fdCount();
+    (() => {
+      for (let i = 0; i < 20; i++) openPinnedMap(pinPath);
+    })();
+    assert.ok(fdCount() >= baseline + 20);
+    await settle();
+    assert.ok(fdCount() <= baseline + 1, `finalizers left ${fdCount() - baseline} fds open`);
+
+    // Close one explicitly; the fd number it had is reused by the next open. If the finalizer of
+    // the closed handle closed "its" fd again, it would close the new handle's fd.
+    (() => {
+      openPinnedMap(pinPath).close();
+    })();
+    const survivor = openPinnedMap(pinPath);
+    await settle();
+    assert.equal(survivor.lookup(u32(12345)), null, 'survivor fd was closed by a stale finalizer');
+    survivor.close();
+  });
+});
+
 describe('BpfLink on a cgroup', () => {
   test('attachCgroup attaches; a pinned link survives close(); openPinnedLink + detach removes it', async () => {
     const link = await loaded().attachCgroup('fx_connect4', cgroupDir);
@@ -359,26 +418,29 @@ describe('BpfLink on a cgroup', () => {
     assert.equal(openPinnedLink(pinPath), null);
   });
 
-  test('the attached program runs for sockets in the cgroup', async (t) => {
+  test('the attached program runs for sockets in the cgroup', async () => {
     const counter = loaded().map('fx_hash');
-    t.after(() => counter.close());
     const key = u32(7); // fx_config in the fixture: the slot fx_connect4 counts in
     counter.update(key, u64(0n));
-    t.after(() => counter.delete(key));
     const link = await loaded().attachCgroup('fx_connect4', cgroupDir);
-    t.after(() => link.close());
-
     const server = net.createServer((socket) => socket.end());
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    t.after(() => server.close());
-    const { port } = server.address() as net.AddressInfo;
-    // A child that moves itself into the test cgroup, then connects once.
-    const script =
-      `require('fs').writeFileSync(${JSON.stringify(path.join(cgroupDir, 'cgroup.procs'))}, String(process.pid));` +
-      `const s = require('net').connect(${port}, '127.0.0.1', () => s.end()); s.on('close', () => process.exit(0));`;
-    execFileSync(process.execPath, ['-e', script], { timeout: 10_000 });
-    assert.ok((counter.lookup(key) as Buffer).readBigUInt64LE() >= 1n, 'fx_connect4 did not count the connect');
+    try {
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const { port } = server.address() as net.AddressInfo;
+      // A child that moves itself into the test cgroup, then connects once. Async, so this
+      // process keeps serving the connection meanwhile.
+      const script =
+        `require('fs').writeFileSync(${JSON.stringify(path.join(cgroupDir, 'cgroup.procs'))}, String(process.pid));` +
+        `require('net').connect(${port}, '127.0.0.1', () => process.exit(0));`;
+      await promisify(execFile)(process.execPath, ['-e', script], { timeout: 10_000 });
+      assert.ok((counter.lookup(key) as Buffer).readBigUInt64LE() >= 1n, 'fx_connect4 did not count the connect');
+    } finally {
+      server.close();
+      link.close();
+      counter.delete(key);
+      counter.close();
+    }
   });
 
   test('updateProgram swaps the program in place; closing an unpinned link releases it', async () => {
@@ -401,21 +463,24 @@ describe('BpfLink on a cgroup', () => {
     assert.deepEqual(cgroupPrograms(cgroupDir), []);
   });
 
-  test('unpin of a never-pinned link and pin over an existing pin are clear errors', async (t) => {
+  test('unpin of a never-pinned link and pin over an existing pin are clear errors', async () => {
     const link = await loaded().attachCgroup('fx_connect4', cgroupDir);
-    t.after(() => link.close());
-    assert.throws(
-      () => link.unpin(),
-      (error: unknown) => isNativeError(error) && error.code === 'EINVAL' && /not pinned/.test(error.message),
-    );
-    const pinPath = path.join(pinRoot, 'links', 'twice');
-    link.pin(pinPath);
-    t.after(() => fs.rmSync(pinPath, { force: true }));
-    assert.throws(
-      () => link.pin(path.join(pinRoot, 'links', 'again')),
-      (error: unknown) => isNativeError(error) && error.code === 'EBUSY' && error.message.includes(pinPath),
-    );
-    link.unpin();
+    try {
+      assert.throws(
+        () => link.unpin(),
+        (error: unknown) => isNativeError(error) && error.code === 'EINVAL' && /not pinned/.test(error.message),
+      );
+      const pinPath = path.join(pinRoot, 'links', 'twice');
+      link.pin(pinPath);
+      assert.throws(
+        () => link.pin(path.join(pinRoot, 'links', 'again')),
+        (error: unknown) => isNativeError(error) && error.code === 'EBUSY' && error.message.includes(pinPath),
+      );
+      link.unpin();
+      assert.equal(fs.existsSync(pinPath), false);
+    } finally {
+      link.close();
+    }
   });
 
   test('attaching to a path that is not a cgroup directory fails naming it', async () => {
@@ -426,23 +491,26 @@ describe('BpfLink on a cgroup', () => {
     });
   });
 
-  test('openPinnedLink refuses a map pin; openPinnedMap refuses a link pin', async (t) => {
+  test('openPinnedLink refuses a map pin; openPinnedMap refuses a link pin', async () => {
     assert.throws(
       () => openPinnedLink(path.join(pinRoot, 'fx_hash')),
       (error: unknown) => isNativeError(error) && error.code === 'EINVAL' && /bpf-map pin, not a link/.test(error.message),
     );
     const link = await loaded().attachCgroup('fx_connect4', cgroupDir);
-    t.after(() => link.close());
     const pinPath = path.join(pinRoot, 'links', 'kind');
-    link.pin(pinPath);
-    t.after(() => link.unpin());
-    assert.throws(
-      () => openPinnedMap(pinPath),
-      (error: unknown) => isNativeError(error) && error.code === 'EINVAL' && /bpf-link pin, not a map/.test(error.message),
-    );
+    try {
+      link.pin(pinPath);
+      assert.throws(
+        () => openPinnedMap(pinPath),
+        (error: unknown) => isNativeError(error) && error.code === 'EINVAL' && /bpf-link pin, not a map/.test(error.message),
+      );
+    } finally {
+      link.unpin();
+      link.close();
+    }
+    assert.deepEqual(cgroupPrograms(cgroupDir), [], 'every link of these tests is released');
   });
 });
-
 describe('BpfLink on a network namespace', () => {
   test('attachNetns attaches sk_lookup; bpftool link lists it; close releases it', async () => {
     assert.ok(netns);

@@ -156,6 +156,7 @@ describe('argument validation before C++', () => {
       (error: unknown) => rejects('options.host')(error) && /IPv4/.test((error as Error).message),
     );
     await assert.rejects(connectInNetns('/run/netns/x', { host: 'localhost', port: 1 }), rejects('options.host'));
+    await assert.rejects(connectInNetns('/run/netns/x', { host: 'fe80::1%eth0', port: 1 }), rejects('options.host'));
   });
 
   test('marks, backlogs and timeouts are range-checked', async () => {

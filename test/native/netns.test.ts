@@ -88,8 +88,9 @@ describe('listen and connect inside a namespace', () => {
     assert.ok(acceptedCookie > 0n);
     assert.ok(clientCookie > 0n);
     assert.notEqual(acceptedCookie, clientCookie);
-    // Mark 0 means no SO_MARK call: the accepted socket is unmarked (marks are per socket).
-    assert.equal(socketMark(fdOf(accepted[0])), 0);
+    // An accepted socket is a clone of its listener (inet_csk_clone_lock -> sk_clone_lock copies
+    // sk_mark), so it carries the listener's mark although nobody set SO_MARK on it.
+    assert.equal(socketMark(fdOf(accepted[0])), MARK);
   });
 
   test('the namespace really is separate: the host cannot reach the pod listener', async (t) => {

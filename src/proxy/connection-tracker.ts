@@ -64,7 +64,8 @@ export class ConnectionTracker {
     for (const connection of this.open.values()) {
       if (!predicate(connection)) continue;
       count += 1;
-      for (const socket of connection.sockets) socket.destroy();
+      // A reset, not a FIN: a peer must not take a cut-off stream for a complete one.
+      for (const socket of connection.sockets) if (!socket.destroyed) socket.resetAndDestroy();
     }
     return count;
   }

@@ -104,9 +104,10 @@ export function writeSnapshot(file: string, snapshot: ClusterSnapshot): void {
 }
 
 /**
- * Call `onChange` with each new revision of the file (polling: fs.watch misses renames on some
- * filesystems). A bad document is reported to `onError` and the previous one stays in force.
- * Returns a function that stops watching.
+ * Call `onChange` with each new revision of the file, checking every `intervalMs`. A plain timer
+ * rather than fs.watchFile: watchFile compares against a stat it takes later, in the background,
+ * so a file replaced between the first read and that stat would never be reported. A bad document
+ * is reported to `onError` and the previous one stays in force. Returns a function that stops.
  */
 export function watchSnapshot(
   file: string,
@@ -115,20 +116,26 @@ export function watchSnapshot(
   intervalMs = 250,
 ): () => void {
   let lastRevision = -1;
+  let lastError = '';
   const check = (): void => {
     if (!fs.existsSync(file)) return;
     try {
       const snapshot = readSnapshot(file);
+      lastError = '';
       if (snapshot.revision !== lastRevision) {
         lastRevision = snapshot.revision;
         onChange(snapshot);
       }
     } catch (err) {
-      onError(err as Error);
+      // Report a bad document once, not at every tick.
+      if ((err as Error).message !== lastError) {
+        lastError = (err as Error).message;
+        onError(err as Error);
+      }
     }
   };
   check();
-  const listener = (): void => check();
-  fs.watchFile(file, { interval: intervalMs, persistent: false }, listener);
-  return () => fs.unwatchFile(file, listener);
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

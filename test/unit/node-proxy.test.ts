@@ -386,14 +386,15 @@ test('drain closes a connection still open at the deadline', async (t) => {
   const port = await addPod(t, s);
   const client = await connect(t, port);
   assert.equal(await roundTrip(client, 'stay'), 'stay');
-  // The client allows half-open: the proxy closing its side shows as 'end'.
-  const clientEnded = once(client, 'end');
+  // Closed at the deadline with a reset, so the client cannot take the cut-off stream for a complete one.
+  const clientReset = once(client, 'error');
 
   const started = Date.now();
   const result = await within(s.proxy.drain(300), 3000, 'drain(300) to give up on the open connection');
   assert.deepEqual(result, { finished: false, closed: 1 });
   assert.ok(Date.now() - started >= 250, 'drain did not wait for the deadline');
-  await within(clientEnded, 2000, 'the proxy to close the client connection');
+  const [resetErr] = (await within(clientReset, 2000, 'the proxy to reset the client connection')) as [NodeJS.ErrnoException];
+  assert.equal(resetErr.code, 'ECONNRESET');
   await waitFor(() => s.proxy.tracker.size === 0, 'the closed connection to leave the tracker');
   await waitFor(() => s.access().length === 1, 'the closed connection\'s access record');
   assert.equal(s.access()[0].bytesSent, 'stay'.length);
@@ -411,12 +412,13 @@ test('removePod closes that pod\'s listener and connections, and leaves other po
   assert.equal(await roundTrip(clientA, 'a'), 'a');
   assert.equal(await roundTrip(clientB, 'b'), 'b');
   assert.equal(s.proxy.tracker.size, 2);
-  const endedA = once(clientA, 'end');
+  const resetA = once(clientA, 'error');
 
   s.proxy.removePod(POD.uid);
   assert.equal(s.proxy.hasPod(POD.uid), false);
   assert.equal(s.proxy.hasPod(OTHER_POD.uid), true);
-  await within(endedA, 2000, 'the removed pod\'s connection to close');
+  const [errA] = (await within(resetA, 2000, 'the removed pod\'s connection to be reset')) as [NodeJS.ErrnoException];
+  assert.equal(errA.code, 'ECONNRESET');
   assert.equal((await connectError(portA)).code, 'ECONNREFUSED');
 
   assert.equal(await roundTrip(clientB, 'still here'), 'still here');

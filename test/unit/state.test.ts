@@ -2,6 +2,7 @@
 // atomic snapshot file and its watcher. Pure computation plus files in a temporary directory.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -85,6 +86,14 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000)
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -374,6 +383,41 @@ describe('snapshot file', () => {
 });
 
 describe('watchSnapshot', () => {
+  /** Several polling intervals (20 ms here): time for fs.watchFile to take its first stat. */
+  const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 150));
+
+  /**
+   * Keeps every libuv threadpool thread busy for a while (pbkdf2 runs there), so that a
+   * fs.watchFile started now takes its first stat only after the caller's next synchronous steps.
+   * This makes a scheduling race deterministic; it does not change what the code under test does.
+   */
+  function occupyThreadpool(): Promise<unknown> {
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    return Promise.all(Array.from({ length: 2 * threads }, () =>
+      new Promise((resolve) => crypto.pbkdf2('ferry', 'salt', 200_000, 32, 'sha256', resolve))));
+  }
+
+  for (const existing of [true, false]) {
+    test(`a revision written just after watching starts is delivered (file ${existing ? 'present' : 'absent'} at start)`, async (t) => {
+      // fs.watchFile takes its baseline stat asynchronously and only reports differences from it:
+      // a file replaced (or created) after watchSnapshot's first read but before that stat is
+      // the baseline, so no change is ever reported for it.
+      const dir = tempDir(t);
+      const file = path.join(dir, 'snapshot.json');
+      if (existing) writeSnapshot(file, snapshot(1));
+      const busy = occupyThreadpool();
+      const seen: number[] = [];
+      const errors: Error[] = [];
+      const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
+      t.after(stop);
+      writeSnapshot(file, snapshot(2));
+      await within(busy, 10_000, 'the threadpool work');
+      await waitFor(() => seen.includes(2), 'revision 2', 1000).catch(() => undefined);
+      assert.deepEqual(seen, existing ? [1, 2] : [2], 'revision 2 was never delivered');
+      assert.deepEqual(errors, []);
+    });
+  }
+
   test('calls back with each new revision; a bad document is reported and the previous one stays', async (t) => {
     const dir = tempDir(t);
     const file = path.join(dir, 'snapshot.json');
@@ -397,6 +441,8 @@ describe('watchSnapshot', () => {
     assert.deepEqual(seen, [1]);
     assert.equal(state.revision, 1);
 
+    // Let the poller take its first stat (a write before that is the race tested further down).
+    await settle();
     writeSnapshot(file, snapshot(2));
     await waitFor(() => seen.length === 2, 'revision 2');
     assert.deepEqual(seen, [1, 2]);
@@ -433,6 +479,7 @@ describe('watchSnapshot', () => {
     const errors: Error[] = [];
     const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
     t.after(stop);
+    await settle();
     writeSnapshot(file, snapshot(5, { services: [] }));
     writeSnapshot(file, snapshot(6));
     await waitFor(() => seen.includes(6), 'revision 6');
@@ -448,6 +495,7 @@ describe('watchSnapshot', () => {
     const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
     t.after(stop);
     assert.deepEqual(seen, []);
+    await settle();
     writeSnapshot(file, snapshot(1));
     await waitFor(() => seen.length === 1, 'the file to appear');
     assert.deepEqual(seen, [1]);

@@ -25,8 +25,8 @@ const PAUSE_BETWEEN_LANES_MS = 500;
 /** CPUs busy outside the sandbox during a phase above which the lane run counts as disturbed. */
 const OTHER_LOAD_NOTE_CPUS = 0.25;
 /**
- * Lanes with a phase that no run had undisturbed get extra runs while the lanes as a whole stay within this time
- * from sandbox up (so the whole benchmark stays near 3 minutes), at most MAX_EXTRA_ROUNDS times.
+ * Lanes with a phase that no run had undisturbed get extra runs, at most MAX_EXTRA_ROUNDS times,
+ * while all lane runs together stay within this time (the whole benchmark within about 3 minutes).
  */
 const LANES_BUDGET_MS = 160_000;
 const MAX_EXTRA_ROUNDS = 2;
@@ -133,11 +133,13 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   }
   const agents = status.nodes.filter((n) => n.agentPid !== undefined).map((n) => ({ node: n.name, pid: n.agentPid! }));
   const cgroupDir = sandbox.cgroupDir;
+  // NaN rather than a throw when an agent is gone (restarted under us): the numbers show '-'.
+  const orNaN = (read: () => number): number => { try { return read(); } catch { return Number.NaN; } };
   const sample = (): Sample => ({
     at: performance.now(),
-    agents: Object.fromEntries(agents.map((a) => [a.node, processCpuMs(a.pid, ticks)])),
-    machineBusyMs: machineCpuMs(ticks).busyMs,
-    sandboxMs: cgroupCpuMs(cgroupDir),
+    agents: Object.fromEntries(agents.map((a) => [a.node, orNaN(() => processCpuMs(a.pid, ticks))])),
+    machineBusyMs: orNaN(() => machineCpuMs(ticks).busyMs),
+    sandboxMs: orNaN(() => cgroupCpuMs(cgroupDir)),
   });
   const marks: Record<string, { start?: Sample; end?: Sample }> = {};
   const logMark = sandbox.logMark(status.logDir, status.nodes.map((n) => n.name));
@@ -192,7 +194,7 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   result.agentCpu = cpu;
   result.otherLoadCpus = otherLoad;
   const per = (ms: number | undefined, count: number, unit: number): number | undefined =>
-    (ms === undefined || count <= 0 ? undefined : (ms / count) * unit);
+    (ms === undefined || !Number.isFinite(ms) || count <= 0 ? undefined : (ms / count) * unit);
   result.agentCpuMsPer1kRequests = per(cpu.rps?.totalMs, load.rps.requests, 1000);
   result.agentCpuMsPer1kConnections = per(cpu.cps?.totalMs, load.cps.connections, 1000);
   result.agentCpuMsPer1kOpenLoopRequests = per(cpu.latency?.totalMs, load.latency.answered, 1000);
@@ -206,7 +208,7 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   const disturbed = Object.entries(otherLoad).filter(([, cpus]) => cpus > OTHER_LOAD_NOTE_CPUS);
   if (disturbed.length > 0) {
     result.disturbed = true;
-    result.notes.push(`other processes used CPU meanwhile: ${disturbed.map(([p, c]) => `${p} ${c.toFixed(2)} CPUs`).join(', ')}`);
+    result.notes.push(`other processes used CPUs meanwhile: ${disturbed.map(([p, c]) => `${p} ${c.toFixed(2)}`).join(', ')}`);
   }
   if (load.latency.unanswered > 0) result.notes.push(`${load.latency.unanswered} open-loop requests unanswered by the deadline`);
   const records = Object.values(logs).reduce((a, s) => a + s.accessRecords, 0);

@@ -53,6 +53,8 @@ export interface Ratio {
   p50Ms: number | null;
   p99Ms: number | null;
   mibPerSecond: number | null;
+  /** Metrics of either lane measured only under other load. */
+  disturbedMetrics: Metric[];
 }
 
 function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
@@ -74,6 +76,7 @@ export function ratios(lanes: LaneResult[]): Ratio[] {
       p50Ms: ratio(lane.p50Ms, base.p50Ms),
       p99Ms: ratio(lane.p99Ms, base.p99Ms),
       mibPerSecond: ratio(lane.mibPerSecond, base.mibPerSecond),
+      disturbedMetrics: [...new Set([...(lane.disturbedMetrics ?? []), ...(base.disturbedMetrics ?? [])])],
     });
   }
   return out;
@@ -81,7 +84,10 @@ export function ratios(lanes: LaneResult[]): Ratio[] {
 
 const fixed = (v: number | null | undefined, digits: number): string =>
   (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
-const times = (v: number | null): string => (v === null ? '-' : `${v.toFixed(2)}x`);
+const times = (r: Ratio, metric: Metric & keyof Ratio): string => {
+  const v = r[metric];
+  return v === null ? '-' : `${v.toFixed(2)}x${r.disturbedMetrics.includes(metric) ? '*' : ''}`;
+};
 
 function table(rows: string[][], rightAligned: boolean[]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -108,8 +114,8 @@ export function formatReport(lanes: LaneResult[]): string[] {
     lines.push('ratio Ferry / direct, same placement (req/s, conn/s, MiB/s: higher is better; latency: lower is better)');
     lines.push(...table([
       ['lane', 'vs', 'req/s', 'conn/s', 'p50', 'p99', 'MiB/s'],
-      ...rs.map((r) => [r.lane, r.against, times(r.requestsPerSecond), times(r.connectionsPerSecond), times(r.p50Ms),
-        times(r.p99Ms), times(r.mibPerSecond)]),
+      ...rs.map((r) => [r.lane, r.against, times(r, 'requestsPerSecond'), times(r, 'connectionsPerSecond'), times(r, 'p50Ms'),
+        times(r, 'p99Ms'), times(r, 'mibPerSecond')]),
     ], [false, false, true, true, true, true, true]));
   }
   const notes = lanes.flatMap((l) => [...(l.ok ? [] : [`${l.lane}: ${l.error}`]), ...l.notes.map((n) => `${l.lane}: ${n}`)]);

@@ -16,11 +16,11 @@ const { values: opt } = parseArgs({
     'http-port': { type: 'string', default: '80' },
     'sink-port': { type: 'string', default: '9000' },
     connections: { type: 'string', default: '16' },
-    'rps-seconds': { type: 'string', default: '5' },
+    'rps-seconds': { type: 'string', default: '4' },
     'cps-seconds': { type: 'string', default: '3' },
     'cps-concurrency': { type: 'string', default: '8' },
     rate: { type: 'string', default: '500' },
-    'latency-seconds': { type: 'string', default: '5' },
+    'latency-seconds': { type: 'string', default: '4' },
     'latency-connections': { type: 'string', default: '32' },
     'bulk-mib': { type: 'string', default: '256' },
     'bulk-runs': { type: 'string', default: '3' },
@@ -202,27 +202,32 @@ async function closedLoop(connections, durationMs) {
   let reconnects = 0;
   const start = performance.now();
   const end = start + durationMs;
+  const open = new Set();
+  // One watchdog for the phase rather than a timer per request: whatever is still waiting for a
+  // response DRAIN_MS after the window is closed, which fails its request and ends its worker.
+  const watchdog = setTimeout(() => { for (const conn of open) conn.close(); }, durationMs + DRAIN_MS);
   const worker = async () => {
     let conn = null;
     while (performance.now() < end && sent < MAX_REQUESTS_PER_PHASE) {
       if (conn === null || conn.dead) {
+        if (conn !== null) open.delete(conn);
         if (conn !== null && ++reconnects > MAX_RECONNECTS_PER_PHASE) return;
         try { conn = await openHttp(); } catch (err) { errors.add(err); conn = null; await sleep(10); continue; }
+        open.add(conn);
       }
       sent += 1;
       await new Promise((resolve) => {
-        const timer = setTimeout(() => { conn.close(); }, Math.max(0, end - performance.now()) + DRAIN_MS);
         conn.request(KEEPALIVE_REQUEST, (err) => {
-          clearTimeout(timer);
           if (err) errors.add(err);
           else if (performance.now() <= end) completed += 1;
           resolve();
         });
       });
     }
-    if (conn) conn.close();
+    if (conn) { open.delete(conn); conn.close(); }
   };
   await Promise.all(Array.from({ length: connections }, worker));
+  clearTimeout(watchdog);
   const seconds = Math.min(performance.now(), end) - start;
   return { connections, seconds: seconds / 1000, requests: completed, perSecond: completed / (seconds / 1000), errors };
 }

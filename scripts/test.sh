@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build everything (installing what is missing), then run every test suite.
+# Build everything (installing what is missing), then run every test suite (npm test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-node scripts/run-tests.js
+npm test

@@ -181,9 +181,7 @@ export class CaptureEngine {
       }), 0);
     } catch (err) {
       this.removeEntries(workload, listeners.netnsCookie);
-      link.detach();
-      link.unpin();
-      link.close();
+      dropLink(link);
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
     }
     this.enrolled.set(workload.uid, { workload, listeners, link });
@@ -197,9 +195,7 @@ export class CaptureEngine {
     if (!entry) return;
     this.enrolled.delete(uid);
     this.removeEntries(entry.workload, entry.listeners.netnsCookie);
-    entry.link.detach();
-    entry.link.unpin();
-    entry.link.close();
+    dropLink(entry.link);
     this.log.info({ pod: uid }, 'pod released');
   }
 
@@ -239,9 +235,7 @@ export class CaptureEngine {
       if (!name.startsWith('sk_lookup_') || keepPins.has(name)) continue;
       const link = native.openPinnedLink(path.join(linkDir, name));
       if (link) {
-        link.detach();
-        link.unpin();
-        link.close();
+        dropLink(link);
         removed += 1;
       }
     }
@@ -327,6 +321,13 @@ export class CaptureEngine {
     for (const map of Object.values(this.maps)) map.close();
     for (const object of this.objects.values()) object.close();
   }
+}
+
+/** Detach a link and remove its pin: the pod's programs are gone for good, not just this handle. */
+function dropLink(link: BpfLinkHandle): void {
+  link.detach();
+  link.unpin();
+  link.close();
 }
 
 /** Re-adopt a pinned link (pointing it at the freshly loaded program) or attach and pin a new one. */

@@ -341,6 +341,18 @@ export interface ConnectInNetnsOptions {
   timeoutMs?: number;
 }
 
+/** What listenInNetns and connectInNetns both take: the namespace, an address, a port and a mark. */
+function socketTarget(
+  call: string, netnsPath: string, given: Record<string, unknown>,
+): { family: 4 | 6; host: string; port: number; mark: number } {
+  requirePath(call, 'netnsPath', netnsPath);
+  return {
+    ...requireAddress(call, given),
+    port: requirePort(call, 'options.port', given.port),
+    mark: requireInteger(call, 'options.mark', given.mark ?? 0, 0, MAX_UINT32),
+  };
+}
+
 /**
  * A listening TCP socket created inside the network namespace at netnsPath (/run/netns/NAME or
  * /proc/PID/ns/net), for `net.Server.listen({ fd })`, with that namespace's SO_NETNS_COOKIE.
@@ -353,15 +365,10 @@ export async function listenInNetns(
   options: ListenInNetnsOptions,
 ): Promise<{ fd: number; netnsCookie: bigint }> {
   const call = 'listenInNetns';
-  requirePath(call, 'netnsPath', netnsPath);
   const given = requireObject(call, 'options', options);
-  const { family, host } = requireAddress(call, given);
   const filled: ListenOptions = {
-    family,
-    host,
-    port: requirePort(call, 'options.port', given.port),
+    ...socketTarget(call, netnsPath, given),
     backlog: requireInteger(call, 'options.backlog', given.backlog ?? DEFAULT_BACKLOG, 0, 65535),
-    mark: requireInteger(call, 'options.mark', given.mark ?? 0, 0, MAX_UINT32),
     v6Only: requireBoolean(call, 'options.v6Only', given.v6Only ?? false),
   };
   const binding = nativeBinding();
@@ -375,14 +382,9 @@ export async function listenInNetns(
  */
 export async function connectInNetns(netnsPath: string, options: ConnectInNetnsOptions): Promise<number> {
   const call = 'connectInNetns';
-  requirePath(call, 'netnsPath', netnsPath);
   const given = requireObject(call, 'options', options);
-  const { family, host } = requireAddress(call, given);
   const filled: ConnectOptions = {
-    family,
-    host,
-    port: requirePort(call, 'options.port', given.port),
-    mark: requireInteger(call, 'options.mark', given.mark ?? 0, 0, MAX_UINT32),
+    ...socketTarget(call, netnsPath, given),
     timeoutMs: requireInteger(call, 'options.timeoutMs', given.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, 1, MAX_INT32),
   };
   const binding = nativeBinding();

@@ -10,7 +10,7 @@ import { PORTS, SOCKET_MARK } from '../config';
 import { writeSnapshot } from '../state';
 import { Ledger } from './ledger';
 import { loadManifests } from './manifest';
-import { planSandbox, type SandboxPlan } from './plan';
+import { planSandbox, type PlannedNode, type SandboxPlan } from './plan';
 import { SandboxAgentError, SandboxStateError } from './runtime-errors';
 import { snapshotFromPlan } from './snapshot';
 import {
@@ -179,7 +179,7 @@ async function startAgents(plan: SandboxPlan, ledger: Ledger, paths: SandboxPath
   fs.mkdirSync(pinRoot, { recursive: true });
   ledger.add({ kind: 'pin-dir', path: pinRoot });
   for (const node of plan.nodes) {
-    const pid = startAgent(plan, node.name, paths, options.logLevel ?? 'info');
+    const pid = startAgent(node, paths, options.logLevel ?? 'info');
     ledger.add({ kind: 'process', pid, role: `agent ${node.name}` });
   }
   for (const node of plan.nodes) {
@@ -193,10 +193,14 @@ async function startAgents(plan: SandboxPlan, ledger: Ledger, paths: SandboxPath
   }
 }
 
-/** Start (or restart) the agent of one node; returns its pid. */
-export function startAgent(plan: SandboxPlan, nodeName: string, paths: SandboxPaths, logLevel: string): number {
+function findNode(plan: SandboxPlan, nodeName: string): PlannedNode {
   const node = plan.nodes.find((n) => n.name === nodeName);
   if (!node) throw new SandboxStateError(`sandbox "${plan.prefix}" has no node "${nodeName}"`);
+  return node;
+}
+
+/** Start (or restart) the agent of one node; returns its pid. */
+function startAgent(node: PlannedNode, paths: SandboxPaths, logLevel: string): number {
   const cgroupRoot = cgroup2Root();
   const argv = [
     'nsenter', `--net=/run/netns/${node.netns}`, '--',
@@ -399,9 +403,7 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
 /** Stop one node's agent (SIGKILL: as if it crashed) — the sandbox's way to exercise fail-closed. */
 export async function sandboxKillAgent(prefix: string, nodeName: string): Promise<void> {
   requireRoot('ferry sandbox agent kill');
-  const plan = readPlan(prefix);
-  const node = plan.nodes.find((n) => n.name === nodeName);
-  if (!node) throw new SandboxStateError(`sandbox "${prefix}" has no node "${nodeName}"`);
+  const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
   killCgroup(dir);
   await waitFor(() => cgroupPids(dir).length === 0, 5000);
@@ -410,13 +412,11 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
 /** Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready. */
 export async function sandboxStartAgent(prefix: string, nodeName: string, logLevel = 'info'): Promise<void> {
   requireRoot('ferry sandbox agent start');
-  const plan = readPlan(prefix);
-  const node = plan.nodes.find((n) => n.name === nodeName);
-  if (!node) throw new SandboxStateError(`sandbox "${prefix}" has no node "${nodeName}"`);
+  const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
   if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
   const paths = sandboxPaths(prefix);
-  const pid = startAgent(plan, nodeName, paths, logLevel);
+  const pid = startAgent(node, paths, logLevel);
   new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
   if (!await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100)) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);

@@ -9,18 +9,7 @@ import { once } from 'node:events';
 import { NodeProxy, type AccessRecord, type Dialer, type OriginalDestinationSource, type ProxyPod, type SocketAddress } from '../../src/proxy';
 import { ClusterState, type ClusterSnapshot } from '../../src/state';
 import { createRootLogger } from '../../src/telemetry';
-
-type After = { after: (fn: () => void | Promise<void>) => void };
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+import { type After, sleep, within } from './helpers';
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

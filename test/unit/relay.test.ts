@@ -5,19 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { once } from 'node:events';
 import { relay, type RelayResult } from '../../src/proxy/relay';
-
-type After = { after: (fn: () => void | Promise<void>) => void };
-
-/** Rejects after `ms` so a broken relay fails the test instead of hanging it. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+import { type After, sleep, within } from './helpers';
 
 async function listen(t: After, server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');

@@ -1,6 +1,7 @@
 // Bring the enrolled pods in line with the model: enrol new meshed pods on this node, release
 // those gone, re-enrol those whose namespace or addresses changed. One pass at a time.
 import type { CaptureEngine } from '../capture';
+import type { SpiffeId, WorkloadCertificates } from '../identity';
 import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
 import { channels, type Logger } from '../telemetry';
@@ -14,6 +15,7 @@ export class PodReconciler {
   private pending = false;
   private readonly current = new Map<string, string>();
   private readonly failures = new Map<string, string>();
+  private readonly enrolledWorkloads = new Map<string, Workload>();
   private firstPass = true;
   private readonly log: Logger;
 
@@ -22,6 +24,7 @@ export class PodReconciler {
     private readonly state: ClusterState,
     private readonly capture: CaptureEngine,
     private readonly proxy: NodeProxy,
+    private readonly certificates: WorkloadCertificates,
     log: Logger,
   ) {
     this.log = log.child({ component: 'enrolment' });
@@ -61,14 +64,20 @@ export class PodReconciler {
     for (const uid of [...this.failures.keys()]) if (!desired.has(uid)) this.failures.delete(uid);
   }
 
+  private identityOf(workload: Workload): SpiffeId {
+    return { trustDomain: this.certificates.trustDomain, namespace: workload.namespace, serviceAccount: workload.serviceAccount };
+  }
+
   private async enrol(workload: Workload): Promise<void> {
     let listeners;
     try {
+      // The pod's certificate first: once enrolled its traffic is meshed, and HBONE needs it.
+      await this.certificates.fetch(this.identityOf(workload));
       listeners = await this.capture.openListeners(workload);
       await this.proxy.addPod({
         uid: workload.uid, namespace: workload.namespace, name: workload.name, serviceAccount: workload.serviceAccount,
         netnsPath: workload.netnsPath, netnsCookie: listeners.netnsCookie, ips: workload.ips,
-      }, { outbound: listeners.outbound, inbound: listeners.inbound });
+      }, { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone });
       await this.capture.enrol(workload, listeners);
     } catch (err) {
       this.proxy.removePod(workload.uid);
@@ -78,6 +87,7 @@ export class PodReconciler {
     }
     this.failures.delete(workload.uid);
     this.current.set(workload.uid, fingerprint(workload));
+    this.enrolledWorkloads.set(workload.uid, workload);
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid: workload.uid, action: 'enrolled' });
   }
 
@@ -85,6 +95,12 @@ export class PodReconciler {
     this.capture.release(uid);
     this.proxy.removePod(uid);
     this.current.delete(uid);
+    const gone = this.enrolledWorkloads.get(uid);
+    this.enrolledWorkloads.delete(uid);
+    // Service accounts are shared: the certificate goes only with the last pod that uses it.
+    if (gone && ![...this.enrolledWorkloads.values()].some((w) => w.namespace === gone.namespace && w.serviceAccount === gone.serviceAccount)) {
+      this.certificates.forget(this.identityOf(gone));
+    }
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'released' });
   }
 }

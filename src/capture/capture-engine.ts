@@ -30,6 +30,8 @@ export interface PodListeners {
   netnsCookie: bigint;
   outbound: number[];
   inbound: number[];
+  /** HBONE (15008) listeners on the pod's wildcard address. */
+  hbone: number[];
   /** The inbound listener fd per address family, for the socket map. */
   inboundByFamily: Map<4 | 6, number>;
 }
@@ -131,6 +133,7 @@ export class CaptureEngine {
     families.add(4);
     const outbound: number[] = [];
     const inbound: number[] = [];
+    const hbone: number[] = [];
     const inboundByFamily = new Map<4 | 6, number>();
     let netnsCookie = 0n;
     try {
@@ -143,13 +146,19 @@ export class CaptureEngine {
         const inb = await native.listenInNetns(workload.netnsPath, { ...common, port: PORTS.inbound });
         inbound.push(inb.fd);
         inboundByFamily.set(family, inb.fd);
+        // HBONE is reached from other nodes at the pod's own address, so it listens on the wildcard;
+        // sk_lookup passes Ferry's ports, so the kernel's normal lookup finds it.
+        const tunnel = await native.listenInNetns(workload.netnsPath, {
+          ...common, host: family === 4 ? '0.0.0.0' : '::', port: PORTS.hbone,
+        });
+        hbone.push(tunnel.fd);
       }
     } catch (err) {
-      for (const fd of [...outbound, ...inbound]) native.closeFd(fd);
+      for (const fd of [...outbound, ...inbound, ...hbone]) native.closeFd(fd);
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL',
         `pod ${workload.uid}: opening listeners in ${workload.netnsPath}: ${(err as Error).message}`, { cause: err });
     }
-    return { netnsCookie, outbound, inbound, inboundByFamily };
+    return { netnsCookie, outbound, inbound, hbone, inboundByFamily };
   }
 
   /**

@@ -4,7 +4,7 @@ import { agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent } from '../app';
 import { createRootLogger } from '../telemetry';
 import {
-  sandboxDown, sandboxExec, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp, type SandboxStatus,
+  sandboxChangePolicies, sandboxDown, sandboxExec, sandboxRotateCa, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp, type SandboxStatus,
 } from '../sandbox';
 import { printTable } from './table';
 
@@ -26,6 +26,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace (FERRY_LOG_LEVEL)')
     .option('--drain-seconds <n>', 'how long SIGTERM lets open connections finish (FERRY_DRAIN_SECONDS)')
     .option('--service-lb', 'translate Service VIPs in BPF for pods that are not captured (no kube-proxy)')
+    .option('--trust-domain <name>', 'SPIFFE trust domain (FERRY_TRUST_DOMAIN; default cluster.local)')
+    .option('--ca-dir <dir>', 'certificate authority directory that signs workload CSRs (FERRY_CA_DIR)')
+    .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
+    .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
+    .option('--no-same-node-shortcut', 'send same-node meshed traffic through an HBONE tunnel too, instead of inside the agent')
     .action(async (options) => {
       const config = agentConfigFrom(options);
       const log = createRootLogger(config.logLevel);
@@ -55,12 +60,26 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('-f, --file <files...>', 'manifest files (Namespace, Pod, Service, ferry.dev Node)')
     .addOption(prefixOption())
     .option('--log-level <level>', 'the agents\' log level', 'info')
-    .action(async (options: { file: string[]; prefix?: string; logLevel: string }) => {
+    .option('--agent-arg <arg>', 'an extra `ferry agent` argument for every agent (repeat it), e.g. --agent-arg=--cert-ttl-seconds=60',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .action(async (options: { file: string[]; prefix?: string; logLevel: string; agentArg: string[] }) => {
       const prefix = sandboxPrefixFrom(options.prefix);
-      const plan = await sandboxUp(options.file, { prefix, report: say, logLevel: options.logLevel });
+      const plan = await sandboxUp(options.file, { prefix, report: say, logLevel: options.logLevel, agentArgs: options.agentArg });
       say(`sandbox "${prefix}" is up: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ${plan.services.length} services`);
       say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
     });
+
+  for (const verb of ['apply', 'delete'] as const) {
+    sandbox.command(verb)
+      .description(verb === 'apply'
+        ? 'create or replace AuthorizationPolicy and PeerAuthentication objects in the running sandbox'
+        : 'remove AuthorizationPolicy and PeerAuthentication objects from the running sandbox')
+      .requiredOption('-f, --file <files...>', 'manifest files with the policy objects')
+      .addOption(prefixOption())
+      .action(async (options: { file: string[]; prefix?: string }) => {
+        await sandboxChangePolicies(sandboxPrefixFrom(options.prefix), options.file, verb, say);
+      });
+  }
 
   sandbox.command('down')
     .description('remove everything the sandbox made (namespaces, veths, cgroups, pins, processes)')
@@ -91,6 +110,14 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = await sandboxExec(sandboxPrefixFrom(options.prefix), pod, argv);
     });
 
+  sandbox.command('ca').description('the sandbox\'s certificate authority')
+    .command('rotate')
+    .description('replace the root CA in three phases (trust both, switch issuer, drop the old) with no failed request')
+    .addOption(prefixOption())
+    .action(async (options: { prefix?: string }) => {
+      await sandboxRotateCa(sandboxPrefixFrom(options.prefix), say);
+    });
+
   const agentCommand = sandbox.command('agent').description('stop or start one node\'s agent');
   agentCommand.command('kill')
     .description('kill the agent (SIGKILL); its pods stay captured and refuse connections until it is back')
@@ -104,8 +131,10 @@ export async function main(argv: string[]): Promise<void> {
     .description('start the agent again; it re-adopts its pinned programs and re-enrols its pods')
     .argument('<node>')
     .addOption(prefixOption())
-    .action(async (node: string, options: { prefix?: string }) => {
-      await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node);
+    .option('--agent-arg <arg>', 'extra `ferry agent` argument for this start (repeat it); replaces those given to `up`',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .action(async (node: string, options: { prefix?: string; agentArg?: string[] }) => {
+      await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg);
       say(`agent on ${node} ready`);
     });
 

@@ -11,6 +11,13 @@ export interface AgentOptions {
   logLevel?: string;
   drainSeconds?: string;
   serviceLb?: boolean;
+  trustDomain?: string;
+  caDir?: string;
+  certTtlSeconds?: string;
+  /** commander's --no-hbone gives false. */
+  hbone?: boolean;
+  /** commander's --no-same-node-shortcut gives false. */
+  sameNodeShortcut?: boolean;
 }
 
 export interface AgentConfig {
@@ -29,6 +36,19 @@ export interface AgentConfig {
   drainMs: number;
   /** Translate Service VIPs in BPF for pods that are not captured (no kube-proxy in the sandbox). */
   serviceLoadBalancing: boolean;
+  /** SPIFFE trust domain of this mesh (`cluster.local` unless set). */
+  trustDomain: string;
+  /** The sandbox's certificate authority directory (the in-process CA the agent signs its CSRs with). */
+  caDir: string;
+  /** Lifetime asked for workload certificates; renewed at half of it. */
+  certTtlSeconds: number;
+  /**
+   * Carry meshed traffic between nodes in HBONE mutual-TLS tunnels (default). Off only for
+   * measuring and debugging: meshed traffic then travels as plaintext, as to an unmeshed pod.
+   */
+  hbone: boolean;
+  /** Same-node meshed traffic skips TLS inside the agent (identity and policy still checked). */
+  sameNodeShortcut: boolean;
   /** Size of libuv's thread pool, which runs the addon's blocking calls (connect, setns). */
   threadPoolSize: number;
 }
@@ -64,12 +84,26 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   if (!Number.isInteger(threadPoolSize) || threadPoolSize < 1 || threadPoolSize > 1024) {
     throw new ConfigError(`agent: UV_THREADPOOL_SIZE "${poolText}" is not an integer in 1..1024`);
   }
-  for (const [flag, value] of [['--pin-dir', pinDir], ['--cgroup', cgroupPath], ['--snapshot', snapshotPath]]) {
+  const trustDomain = options.trustDomain ?? env.FERRY_TRUST_DOMAIN ?? 'cluster.local';
+  // SPIFFE trust domain names: lowercase letters, digits, '.', '-' and '_' (SPIFFE-ID spec §2.1).
+  if (!/^[a-z0-9._-]{1,255}$/.test(trustDomain)) {
+    throw new ConfigError(`agent: --trust-domain "${trustDomain}" must be lowercase letters, digits, '.', '-' or '_'`);
+  }
+  const caDir = required(options.caDir ?? env.FERRY_CA_DIR, '--ca-dir', 'FERRY_CA_DIR');
+  const ttlText = options.certTtlSeconds ?? env.FERRY_CERT_TTL_SECONDS ?? String(24 * 3600);
+  const certTtlSeconds = Number(ttlText);
+  if (!Number.isInteger(certTtlSeconds) || certTtlSeconds < 10 || certTtlSeconds > 90 * 24 * 3600) {
+    throw new ConfigError(`agent: --cert-ttl "${ttlText}" is not a whole number of seconds from 10 to 7776000 (90 days)`);
+  }
+  const hbone = options.hbone ?? env.FERRY_HBONE !== 'false';
+  const sameNodeShortcut = options.sameNodeShortcut ?? env.FERRY_SAME_NODE_SHORTCUT !== 'false';
+  for (const [flag, value] of [['--pin-dir', pinDir], ['--cgroup', cgroupPath], ['--snapshot', snapshotPath], ['--ca-dir', caDir]]) {
     if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
   }
   return {
     node, snapshotPath, pinDir, cgroupPath, bpfDir, logLevel,
     drainMs: Math.round(drainSeconds * 1000), serviceLoadBalancing, threadPoolSize,
+    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut,
   };
 }
 

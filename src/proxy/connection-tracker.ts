@@ -1,5 +1,17 @@
-// The agent's open proxied connections: listed for inspection, waited for or closed on drain.
-import type * as net from 'node:net';
+// The agent's open proxied connections (TCP or HBONE streams): listed for inspection, re-checked
+// when policy changes, waited for or closed on drain.
+import type { AuthorizationVerdict, InboundSource, ProxyPod, SocketAddress } from './types';
+
+/** What a connection arriving at a pod was authorized as; kept so a policy change can re-check it. */
+export interface AuthorizationContext {
+  pod: ProxyPod;
+  source: InboundSource;
+  destination: SocketAddress;
+  /** Admitted as plaintext (no mTLS): re-check PeerAuthentication too. */
+  plaintext: boolean;
+  /** The latest decision; a denial here is what closed the connection. */
+  verdict?: AuthorizationVerdict;
+}
 
 export interface TrackedConnection {
   id: string;
@@ -8,7 +20,15 @@ export interface TrackedConnection {
   source: string;
   destination: string;
   startedAt: number;
-  sockets: net.Socket[];
+  /** Absent for connections whose destination authorizes them elsewhere (HBONE out, passthrough). */
+  auth?: AuthorizationContext;
+  /** Set by whoever closes the connection early; becomes the access record's error. */
+  closeReason?: string;
+  /**
+   * Reset every side now (TCP RST / RST_STREAM): a peer must not take a cut-off stream for a
+   * complete one. Idempotent.
+   */
+  abort(): void;
 }
 
 export class ConnectionTracker {
@@ -58,14 +78,17 @@ export class ConnectionTracker {
     });
   }
 
-  /** Close what is left; used when the drain deadline passes or a pod is released. */
-  destroyWhere(predicate: (c: TrackedConnection) => boolean): number {
+  /**
+   * Abort the matching connections; used when the drain deadline passes, a pod is released or a
+   * policy change denies them. They leave the tracker when their relay finishes, not here.
+   */
+  destroyWhere(predicate: (c: TrackedConnection) => boolean, reason?: string): number {
     let count = 0;
-    for (const connection of this.open.values()) {
+    for (const connection of [...this.open.values()]) {
       if (!predicate(connection)) continue;
       count += 1;
-      // A reset, not a FIN: a peer must not take a cut-off stream for a complete one.
-      for (const socket of connection.sockets) if (!socket.destroyed) socket.resetAndDestroy();
+      if (reason !== undefined) connection.closeReason ??= reason;
+      connection.abort();
     }
     return count;
   }

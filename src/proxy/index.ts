@@ -1,7 +1,19 @@
-// src/proxy: the node proxy's listeners, relay and connection tracking.
-export { NodeProxy, type AccessRecord, type NodeProxyDeps } from './node-proxy';
-export { relay, type RelayResult } from './relay';
-export { ConnectionTracker, type TrackedConnection } from './connection-tracker';
+// src/proxy: the node proxy's listeners, HBONE client and server, relay and connection tracking.
+export { NodeProxy, type AccessRecord, type HboneOptions, type NodeProxyDeps, type ProxyPath } from './node-proxy';
+export { relay, resetEnd, type RelayResult } from './relay';
+export { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
+export {
+  HBONE_POOL_DEFAULTS, HbonePool, type HboneOpenRequest, type HbonePoolOptions, type HbonePoolStats, type HboneRequestHeaders,
+} from './hbone-pool';
+export {
+  HBONE_SERVER_DEFAULTS, HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
+} from './hbone-server';
+export { HBONE_FLOW, forwardedFor, newTraceparent, sourceBaggage } from './hbone-protocol';
+export {
+  PROXY_ERROR_CODES, HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError,
+  HboneStatusError, HboneStreamError, HboneTlsError, ProxyOptionsError, StreamResetError,
+} from './errors';
 export type {
-  DestinationResolver, Dialer, OriginalDestinationSource, PodListenerFds, ProxyPod, SocketAddress,
+  AuthorizationVerdict, DestinationResolver, Dialer, IdentityContexts, InboundAuthorizer, InboundSource,
+  OriginalDestinationSource, PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, TlsProvider,
 } from './types';

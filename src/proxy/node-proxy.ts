@@ -1,19 +1,43 @@
-// The node proxy: per enrolled pod, an outbound server (15001) and an inbound server (15006) on
-// listening sockets opened inside the pod's namespace; relays each accepted connection.
+// The node proxy: per enrolled pod an outbound server (15001), an inbound plaintext server (15006)
+// and an HBONE server (15008) on listening sockets opened inside the pod's namespace. Outbound
+// connections to meshed pods go through HBONE (or the same-node short path); inbound ones are
+// authorized before they reach the app, and re-checked when policy changes.
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry';
 import { channels } from '../telemetry';
-import { ConnectionTracker, type TrackedConnection } from './connection-tracker';
-import { relay, type RelayResult } from './relay';
+import type { Workload } from '../state';
+import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
+import { HboneStatusError } from './errors';
+import { HbonePool, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
+import { forwardedFor, hostPort, newTraceparent, sourceBaggage, stripMapped } from './hbone-protocol';
+import {
+  HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
+} from './hbone-server';
+import { relay, resetEnd, type RelayResult } from './relay';
 import type {
-  DestinationResolver, Dialer, OriginalDestinationSource, PodListenerFds, ProxyPod, SocketAddress,
+  AuthorizationVerdict, DestinationResolver, Dialer, InboundAuthorizer, InboundSource, OriginalDestinationSource,
+  PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, TlsProvider,
 } from './types';
+
+export interface HboneOptions {
+  pool?: Partial<HbonePoolOptions>;
+  server?: Partial<HboneServerLimits>;
+}
 
 export interface NodeProxyDeps {
   resolver: DestinationResolver;
   origins: OriginalDestinationSource;
   dialer: Dialer;
+  tls: TlsProvider;
+  authorizer: InboundAuthorizer;
   log: Logger;
+  hbone?: HboneOptions;
+  /**
+   * A meshed destination pod enrolled on this agent is reached without TLS (both ends are ours),
+   * authorized exactly as HBONE would be. Default true.
+   */
+  localShortcut?: boolean;
 }
 
 /** Matches the backlog the capture opens the pod's listeners with. */
@@ -22,36 +46,73 @@ const LISTEN_BACKLOG = 1024;
 interface PodServers {
   pod: ProxyPod;
   servers: net.Server[];
+  hbone: HboneListener;
 }
 
-/** One line per finished connection, on the `access` logger and the diagnostics channel. */
+export type ProxyPath = 'hbone' | 'short' | 'passthrough' | 'plaintext';
+
+/** One line per finished (or refused) connection, on the `access` logger and the diagnostics channel. */
 export interface AccessRecord {
   conn: string;
   direction: 'outbound' | 'inbound';
+  /** The enrolled pod the connection belongs to: its source (outbound) or destination (inbound). */
   pod: string;
+  /** hbone: through a tunnel; short: same-node meshed; passthrough: unmeshed destination; plaintext: inbound without mTLS. */
+  path: ProxyPath;
+  /** mutual_tls when the bytes crossed the network inside an HBONE tunnel. */
+  security: 'mutual_tls' | 'none';
   source: string;
   destination: string;
   upstream?: string;
   destinationService?: string;
   destinationWorkload?: string;
+  sourcePrincipal?: string;
+  destinationPrincipal?: string;
+  /** The HBONE tunnel (TLS connection) the stream used. */
+  tunnel?: string;
+  traceparent?: string;
+  /** The peer's answer to CONNECT when it was not 200. */
+  status?: number;
+  /** When authorization denied it: the deciding policy (`namespace/name`) and why. */
+  policy?: string;
+  reason?: string;
   bytesSent: number;
   bytesReceived: number;
   durationMs: number;
   error?: string;
 }
 
+/** A connection being handled: what its access record will say. */
+interface Flow {
+  id: string;
+  direction: 'outbound' | 'inbound';
+  pod: ProxyPod;
+  source: string;
+  destination: string;
+  startedAt: number;
+  record: Partial<AccessRecord> & Pick<AccessRecord, 'path' | 'security'>;
+}
+
+const NOTHING: RelayResult = { sent: 0, received: 0 };
+
 function family(address: string | undefined): 4 | 6 {
   return address !== undefined && net.isIPv6(address) && !address.startsWith('::ffff:') ? 6 : 4;
 }
 
-function hostPort(ip: string | undefined, port: number | undefined): string {
-  if (ip === undefined) return 'unknown';
-  return net.isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`;
+function endpoint(ip: string | undefined, port: number | undefined): string {
+  return ip === undefined ? 'unknown' : hostPort(ip, port ?? 0);
 }
 
-function stripMapped(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+/** The pod's address in the target's family (what the far side sees as the source). */
+function podIp(pod: ProxyPod, fam: 4 | 6): string | undefined {
+  return pod.ips.find((ip) => family(ip) === fam) ?? pod.ips[0];
 }
+
+function denial(verdict: AuthorizationVerdict): string {
+  return verdict.policy ? `denied by policy ${verdict.policy}` : `denied: ${verdict.reason}`;
+}
+
+const STRICT_REJECTION = 'plaintext rejected by PeerAuthentication STRICT';
 
 /**
  * Close listening sockets now. Not awaiting server.close()'s callback is deliberate: it fires only
@@ -65,19 +126,31 @@ function stopAccepting(servers: net.Server[]): void {
 export class NodeProxy {
   private readonly pods = new Map<string, PodServers>();
   readonly tracker = new ConnectionTracker();
+  readonly pool: HbonePool;
+  private readonly serverLimits: HboneServerLimits;
+  private readonly localShortcut: boolean;
   private readonly log: Logger;
   private readonly access: Logger;
+  private readonly unsubscribe: () => void;
+  private recheckScheduled = false;
 
   constructor(private readonly deps: NodeProxyDeps) {
     this.log = deps.log.child({ component: 'proxy' });
     this.access = deps.log.child({ component: 'access' });
+    this.localShortcut = deps.localShortcut ?? true;
+    this.serverLimits = hboneServerLimits(deps.hbone?.server);
+    this.pool = new HbonePool({ tls: deps.tls, dialer: deps.dialer, log: deps.log }, deps.hbone?.pool);
+    this.unsubscribe = deps.authorizer.onChange(() => this.scheduleRecheck());
   }
 
   /** Start serving a pod's listeners. The fds are listening already (the kernel queues connections). */
   async addPod(pod: ProxyPod, fds: PodListenerFds): Promise<void> {
     const servers: net.Server[] = [];
-    const open = async (fd: number, handler: (s: net.Socket) => void): Promise<void> => {
-      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, handler);
+    const hbone = new HboneListener(pod, {
+      tls: this.deps.tls, log: this.deps.log, limits: this.serverLimits, onStream: (s) => this.onHboneStream(s),
+    });
+    const open = async (fd: number, handler: (s: net.Socket) => void, options: net.ServerOpts): Promise<void> => {
+      const server = net.createServer(options, handler);
       servers.push(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -89,23 +162,30 @@ export class NodeProxy {
       });
       server.on('error', (err) => this.log.error({ err, pod: pod.uid }, 'listener error'));
     };
+    // Relayed sockets start paused (read once the upstream exists) and half-open; HBONE sockets
+    // are read by TLS at once.
+    const relayed: net.ServerOpts = { allowHalfOpen: true, pauseOnConnect: true };
     try {
-      for (const fd of fds.outbound) await open(fd, (s) => this.onOutbound(pod, s));
-      for (const fd of fds.inbound) await open(fd, (s) => this.onInbound(pod, s));
+      for (const fd of fds.outbound) await open(fd, (s) => this.onOutbound(pod, s), relayed);
+      for (const fd of fds.inbound) await open(fd, (s) => this.onInbound(pod, s), relayed);
+      for (const fd of fds.hbone) await open(fd, (s) => hbone.accept(s), {});
     } catch (err) {
       for (const server of servers) server.close();
       throw err;
     }
-    this.pods.set(pod.uid, { pod, servers });
+    this.pods.set(pod.uid, { pod, servers, hbone });
   }
 
-  /** Stop serving a pod: close its listeners and its open connections. */
+  /** Stop serving a pod: close its listeners, tunnels and open connections (as source or destination). */
   removePod(uid: string): void {
     const entry = this.pods.get(uid);
     if (!entry) return;
     this.pods.delete(uid);
     stopAccepting(entry.servers);
-    this.tracker.destroyWhere((c) => c.podUid === uid);
+    // Connections first, each reset on its own (TCP RST / RST_STREAM), then the tunnels under them.
+    this.tracker.destroyWhere((c) => c.podUid === uid || c.auth?.pod.uid === uid, 'closed: pod removed');
+    entry.hbone.close();
+    this.pool.closeSource(uid);
   }
 
   hasPod(uid: string): boolean {
@@ -120,58 +200,144 @@ export class NodeProxy {
     return true;
   }
 
+  hboneStats(): { pool: HbonePoolStats[]; listeners: Record<string, HboneListenerStats> } {
+    const listeners: Record<string, HboneListenerStats> = {};
+    for (const [uid, entry] of this.pods) listeners[uid] = entry.hbone.stats();
+    return { pool: this.pool.stats(), listeners };
+  }
+
   /**
    * Graceful stop (SIGTERM): stop accepting at once — closing the listeners also removes them
    * from the kernel's socket map, so new connections are refused (fail closed) rather than
-   * delivered around the mesh — then let open connections finish until the deadline, then close
-   * what is left. Resolves when every connection is gone.
+   * delivered around the mesh — and send GOAWAY on inbound tunnels so peers open no new streams;
+   * then let open connections finish until the deadline, then close what is left, the tunnels
+   * and the pool. Resolves when every connection is gone.
    */
   async drain(deadlineMs: number): Promise<{ finished: boolean; closed: number }> {
-    for (const entry of this.pods.values()) stopAccepting(entry.servers);
+    for (const entry of this.pods.values()) {
+      stopAccepting(entry.servers);
+      entry.hbone.drain();
+    }
     this.log.info({ open: this.tracker.size, deadlineMs }, 'draining');
     const finished = await this.tracker.waitForIdle(deadlineMs);
-    const closed = finished ? 0 : this.tracker.destroyWhere(() => true);
+    const closed = finished ? 0 : this.tracker.destroyWhere(() => true, 'closed at the drain deadline');
+    for (const entry of this.pods.values()) entry.hbone.close();
+    this.pool.close();
+    this.unsubscribe();
     this.pods.clear();
     return { finished, closed };
   }
 
+  // ---- outbound ---------------------------------------------------------------------------
+
   private onOutbound(pod: ProxyPod, client: net.Socket): void {
+    client.on('error', () => { /* reported through the relay or the dial failure */ });
     const id = this.tracker.nextId('outbound');
-    const source = hostPort(client.remoteAddress, client.remotePort);
+    const source = endpoint(client.remoteAddress, client.remotePort);
     const original = this.deps.origins.originalDestination(pod, client);
     if (!original) {
       this.log.warn({ conn: id, pod: pod.uid, source }, 'no original destination for captured connection; resetting');
       client.resetAndDestroy();
       return;
     }
+    const flow: Flow = {
+      id, direction: 'outbound', pod, source, destination: hostPort(original.ip, original.port), startedAt: Date.now(),
+      record: { path: 'passthrough', security: 'none' },
+    };
     const resolved = this.deps.resolver.resolve(original.ip, original.port);
     let target: SocketAddress;
-    const record: Partial<AccessRecord> = {};
+    let workload: Workload | undefined;
     switch (resolved.kind) {
       case 'service':
         target = { family: family(resolved.endpoint.ip), ip: resolved.endpoint.ip, port: resolved.endpoint.port };
-        record.destinationService = `${resolved.service.name}.${resolved.service.namespace}`;
-        record.destinationWorkload = resolved.workload?.uid;
+        workload = resolved.workload;
+        flow.record.destinationService = `${resolved.service.name}.${resolved.service.namespace}`;
+        flow.record.destinationWorkload = resolved.workload?.uid;
         break;
       case 'workload':
         target = original;
-        record.destinationWorkload = resolved.workload.uid;
+        workload = resolved.workload;
+        flow.record.destinationWorkload = resolved.workload.uid;
         break;
       case 'passthrough':
         target = original;
         break;
       case 'no-endpoints':
-        this.finish(id, 'outbound', pod, source, hostPort(original.ip, original.port), undefined, { sent: 0, received: 0 }, Date.now(),
-          { destinationService: `${resolved.service.name}.${resolved.service.namespace}`, error: 'no healthy endpoints' });
         client.resetAndDestroy();
+        this.finish(flow, NOTHING, undefined, {
+          destinationService: `${resolved.service.name}.${resolved.service.namespace}`, error: 'no healthy endpoints',
+        });
         return;
     }
-    this.connect(id, 'outbound', pod, client, source, hostPort(original.ip, original.port), target, record);
+    flow.record.upstream = hostPort(target.ip, target.port);
+    if (!workload?.meshEnabled) {
+      this.dialAndRelay(flow, client, pod, target);
+      return;
+    }
+    const local = this.pods.get(workload.uid);
+    flow.record.sourcePrincipal = this.principalOf(pod);
+    flow.record.destinationPrincipal = this.deps.tls.principalFor(workload.namespace, workload.serviceAccount);
+    if (local && this.localShortcut) this.shortPath(flow, client, local.pod, target);
+    else this.viaHbone(flow, client, target);
   }
 
+  /**
+   * Same-node meshed destination: no TLS, but the checks HBONE would make at the far end — the
+   * destination pod's policy with the source pod's identity — then delivery from inside the
+   * destination's namespace, exactly like inbound.
+   */
+  private shortPath(flow: Flow, client: net.Socket, destination: ProxyPod, target: SocketAddress): void {
+    flow.record.path = 'short';
+    const source: InboundSource = { peer: this.identityOf(flow.pod), ip: podIp(flow.pod, target.family) ?? '' };
+    const verdict = this.deps.authorizer.authorize(destination, source, target);
+    if (!verdict.allow) {
+      client.resetAndDestroy();
+      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      return;
+    }
+    this.dialAndRelay(flow, client, destination, target, { pod: destination, source, destination: target, plaintext: false, verdict });
+  }
+
+  /** Meshed destination on another node: a CONNECT stream through a pooled HBONE tunnel. */
+  private viaHbone(flow: Flow, client: net.Socket, target: SocketAddress): void {
+    flow.record.path = 'hbone';
+    flow.record.security = 'mutual_tls';
+    const traceparent = newTraceparent();
+    flow.record.traceparent = traceparent;
+    const sourceIp = podIp(flow.pod, target.family);
+    const { tracked, ends } = this.track(flow, [client]);
+    this.log.debug({ conn: flow.id, pod: flow.pod.uid, upstream: flow.record.upstream }, 'opening hbone stream');
+    this.pool.open({
+      sourcePod: flow.pod,
+      sourcePrincipal: flow.record.sourcePrincipal ?? this.principalOf(flow.pod),
+      target,
+      expectedPrincipal: flow.record.destinationPrincipal ?? '',
+      headers: { forwarded: forwardedFor(sourceIp ?? stripMapped(client.remoteAddress ?? '')), traceparent, baggage: sourceBaggage(flow.pod) },
+    }).then(
+      async (stream) => {
+        if (client.destroyed || tracked.closeReason !== undefined) {
+          resetEnd(stream);
+          this.finish(flow, NOTHING, tracked, { error: 'client closed before the tunnel was open' });
+          return;
+        }
+        ends.push(stream);
+        client.resume();
+        this.finish(flow, await relay(client, stream), tracked);
+      },
+      (err: Error) => {
+        client.resetAndDestroy();
+        this.finish(flow, NOTHING, tracked, {
+          status: err instanceof HboneStatusError ? err.status : undefined, error: `hbone ${flow.record.upstream}: ${err.message}`,
+        });
+      },
+    );
+  }
+
+  // ---- inbound ----------------------------------------------------------------------------
+
+  /** Plaintext to a pod (15006): PeerAuthentication first, then authorization by source address. */
   private onInbound(pod: ProxyPod, client: net.Socket): void {
-    const id = this.tracker.nextId('inbound');
-    const source = hostPort(client.remoteAddress, client.remotePort);
+    client.on('error', () => { /* reported through the relay or the dial failure */ });
     // sk_lookup steered the SYN without rewriting it: the accepted socket's local address is the
     // address and port the peer dialled, which is where the app listens.
     const localIp = stripMapped(client.localAddress ?? '');
@@ -181,52 +347,159 @@ export class NodeProxy {
       return;
     }
     const target: SocketAddress = { family: family(localIp), ip: localIp, port: localPort };
-    this.connect(id, 'inbound', pod, client, source, hostPort(localIp, localPort), target, { destinationWorkload: pod.uid });
+    const flow: Flow = {
+      id: this.tracker.nextId('inbound'), direction: 'inbound', pod,
+      source: endpoint(client.remoteAddress, client.remotePort), destination: hostPort(localIp, localPort), startedAt: Date.now(),
+      record: { path: 'plaintext', security: 'none', destinationWorkload: pod.uid, destinationPrincipal: this.principalOf(pod) },
+    };
+    if (!this.deps.authorizer.admitsPlaintext(pod, localPort)) {
+      client.resetAndDestroy();
+      this.finish(flow, NOTHING, undefined, { error: STRICT_REJECTION });
+      return;
+    }
+    const source: InboundSource = { ip: stripMapped(client.remoteAddress ?? '') };
+    const verdict = this.deps.authorizer.authorize(pod, source, target);
+    if (!verdict.allow) {
+      client.resetAndDestroy();
+      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      return;
+    }
+    this.dialAndRelay(flow, client, pod, target, { pod, source, destination: target, plaintext: true, verdict });
   }
 
-  private connect(
-    id: string, direction: 'outbound' | 'inbound', pod: ProxyPod, client: net.Socket, source: string,
-    destination: string, target: SocketAddress, record: Partial<AccessRecord>,
-  ): void {
-    const startedAt = Date.now();
-    const tracked: TrackedConnection = { id, direction, podUid: pod.uid, source, destination, startedAt, sockets: [client] };
-    this.tracker.add(tracked);
-    client.on('error', () => { /* reported through the relay or the dial failure */ });
-    this.log.debug({ conn: id, direction, pod: pod.uid, source, destination, upstream: hostPort(target.ip, target.port) }, 'accepted');
+  /** A CONNECT stream the pod's HBONE server accepted: authorize the verified peer, dial the app, answer. */
+  private onHboneStream(request: HboneInboundStream): void {
+    const { pod, target, stream } = request;
+    const flow: Flow = {
+      id: this.tracker.nextId('inbound'), direction: 'inbound', pod,
+      source: hostPort(request.source.ip, request.source.port), destination: hostPort(target.ip, target.port), startedAt: Date.now(),
+      record: {
+        path: 'hbone', security: 'mutual_tls', destinationWorkload: pod.uid, upstream: hostPort(target.ip, target.port),
+        sourcePrincipal: request.peer.principal, destinationPrincipal: this.principalOf(pod),
+        tunnel: request.tunnel, traceparent: request.traceparent,
+      },
+    };
+    const source: InboundSource = { peer: request.peer, ip: request.source.ip };
+    const verdict = this.deps.authorizer.authorize(pod, source, target);
+    if (!verdict.allow) {
+      request.reject(403);
+      this.finish(flow, NOTHING, undefined, { status: 403, policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      return;
+    }
+    const auth: AuthorizationContext = { pod, source, destination: target, plaintext: false, verdict };
+    const { tracked, ends } = this.track(flow, [stream], auth);
     this.deps.dialer.dial(pod.netnsPath, target).then(
       async (upstream) => {
-        if (client.destroyed) {
+        if (stream.destroyed || stream.closed || tracked.closeReason !== undefined) {
           upstream.destroy();
-          this.finish(id, direction, pod, source, destination, target, { sent: 0, received: 0 }, startedAt,
-            { ...record, error: 'client closed before the upstream connection was made' });
+          this.finish(flow, NOTHING, tracked, { error: 'stream closed before the app connection was made' });
           return;
         }
-        tracked.sockets.push(upstream);
-        client.resume();
-        const result = await relay(client, upstream);
-        this.finish(id, direction, pod, source, destination, target, result, startedAt, record);
+        ends.push(upstream);
+        request.accept();
+        this.finish(flow, await relay(stream, upstream), tracked);
       },
       (err: Error) => {
-        client.resetAndDestroy();
-        this.finish(id, direction, pod, source, destination, target, { sent: 0, received: 0 }, startedAt,
-          { ...record, error: `connect ${hostPort(target.ip, target.port)}: ${err.message}` });
+        request.reject(503);
+        this.finish(flow, NOTHING, tracked, { status: 503, error: `connect ${hostPort(target.ip, target.port)}: ${err.message}` });
       },
     );
   }
 
-  private finish(
-    id: string, direction: 'outbound' | 'inbound', pod: ProxyPod, source: string, destination: string,
-    target: SocketAddress | undefined, result: RelayResult, startedAt: number, extra: Partial<AccessRecord>,
-  ): void {
-    this.tracker.remove(id);
-    const entry: AccessRecord = {
-      conn: id, direction, pod: pod.uid, source, destination,
-      upstream: target ? hostPort(target.ip, target.port) : undefined,
-      destinationService: extra.destinationService, destinationWorkload: extra.destinationWorkload,
-      bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - startedAt,
-      error: extra.error ?? result.error?.message,
+  // ---- shared -----------------------------------------------------------------------------
+
+  /** Dial `target` from inside `from`'s namespace (marked) and relay; the client resumes once connected. */
+  private dialAndRelay(flow: Flow, client: net.Socket, from: ProxyPod, target: SocketAddress, auth?: AuthorizationContext): void {
+    const { tracked, ends } = this.track(flow, [client], auth);
+    const upstreamText = hostPort(target.ip, target.port);
+    this.log.debug({ conn: flow.id, direction: flow.direction, path: flow.record.path, pod: flow.pod.uid, source: flow.source,
+      destination: flow.destination, upstream: upstreamText }, 'accepted');
+    this.deps.dialer.dial(from.netnsPath, target).then(
+      async (upstream) => {
+        if (client.destroyed || tracked.closeReason !== undefined) {
+          upstream.destroy();
+          this.finish(flow, NOTHING, tracked, { error: 'client closed before the upstream connection was made' });
+          return;
+        }
+        ends.push(upstream);
+        client.resume();
+        this.finish(flow, await relay(client, upstream), tracked);
+      },
+      (err: Error) => {
+        client.resetAndDestroy();
+        this.finish(flow, NOTHING, tracked, { error: `connect ${upstreamText}: ${err.message}` });
+      },
+    );
+  }
+
+  private track(flow: Flow, ends: Duplex[], auth?: AuthorizationContext): { tracked: TrackedConnection; ends: Duplex[] } {
+    const tracked: TrackedConnection = {
+      id: flow.id, direction: flow.direction, podUid: flow.pod.uid, source: flow.source, destination: flow.destination,
+      startedAt: flow.startedAt, auth,
+      abort: () => { for (const end of ends) resetEnd(end); },
     };
-    this.access.info(entry, `${direction} ${source} -> ${destination} proxied`);
+    this.tracker.add(tracked);
+    return { tracked, ends };
+  }
+
+  /** Coalesces a burst of policy changes into one re-check, run outside the policy engine's call. */
+  private scheduleRecheck(): void {
+    if (this.recheckScheduled) return;
+    this.recheckScheduled = true;
+    setImmediate(() => {
+      this.recheckScheduled = false;
+      this.recheck();
+    });
+  }
+
+  /** Re-authorize every open connection that arrived at a pod; reset those policy now denies. */
+  private recheck(): void {
+    let closed = 0;
+    for (const connection of this.tracker.list()) {
+      const auth = connection.auth;
+      if (!auth || connection.closeReason !== undefined) continue;
+      let reason: string | undefined;
+      if (auth.plaintext && !this.deps.authorizer.admitsPlaintext(auth.pod, auth.destination.port)) {
+        reason = `closed: ${STRICT_REJECTION} after policy change`;
+      } else {
+        auth.verdict = this.deps.authorizer.authorize(auth.pod, auth.source, auth.destination);
+        if (!auth.verdict.allow) reason = `closed: ${denial(auth.verdict)} after policy change`;
+      }
+      if (reason === undefined) continue;
+      connection.closeReason = reason;
+      connection.abort();
+      closed += 1;
+    }
+    if (closed > 0) this.log.info({ closed }, 'policy change closed connections');
+  }
+
+  private principalOf(pod: ProxyPod): string {
+    return this.deps.tls.principalFor(pod.namespace, pod.serviceAccount);
+  }
+
+  private identityOf(pod: ProxyPod): PeerIdentity {
+    return {
+      trustDomain: this.deps.tls.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount,
+      principal: this.principalOf(pod),
+    };
+  }
+
+  private finish(flow: Flow, result: RelayResult, tracked: TrackedConnection | undefined, extra: Partial<AccessRecord> = {}): void {
+    this.tracker.remove(flow.id);
+    const verdict = tracked?.auth?.verdict;
+    const denied = verdict && !verdict.allow ? verdict : undefined;
+    const r = { ...flow.record, ...extra };
+    const entry: AccessRecord = {
+      conn: flow.id, direction: flow.direction, pod: flow.pod.uid, path: r.path, security: r.security,
+      source: flow.source, destination: flow.destination, upstream: r.upstream,
+      destinationService: r.destinationService, destinationWorkload: r.destinationWorkload,
+      sourcePrincipal: r.sourcePrincipal, destinationPrincipal: r.destinationPrincipal,
+      tunnel: r.tunnel, traceparent: r.traceparent, status: r.status,
+      policy: r.policy ?? denied?.policy, reason: r.reason ?? denied?.reason,
+      bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - flow.startedAt,
+      error: tracked?.closeReason ?? r.error ?? result.error?.message,
+    };
+    this.access.info(entry, `${flow.direction} ${flow.source} -> ${flow.destination} proxied`);
     if (channels.connectionClosed.hasSubscribers) channels.connectionClosed.publish(entry);
   }
 }

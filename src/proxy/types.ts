@@ -36,6 +36,72 @@ export interface Dialer {
 
 /** Listening sockets the agent opened inside the pod's namespace, as fds for net.Server.listen. */
 export interface PodListenerFds {
+  /** 15001: connections captured by connect4/6. */
   outbound: number[];
+  /** 15006: plaintext connections steered by sk_lookup. */
   inbound: number[];
+  /** 15008 on 0.0.0.0 (and ::): HBONE, mutual TLS from other agents. */
+  hbone: number[];
+}
+
+/** A peer's verified workload identity (from the single SPIFFE URI SAN of its certificate). */
+export interface PeerIdentity {
+  trustDomain: string;
+  namespace: string;
+  serviceAccount: string;
+  /** Istio's principal form: `<trust-domain>/ns/<ns>/sa/<sa>` (no `spiffe://`). */
+  principal: string;
+}
+
+/** The TLS contexts of one workload identity, rebuilt whenever its certificate or the trust bundle changes. */
+export interface IdentityContexts {
+  /** For dialling HBONE as this identity: our chain and key, the trust bundle as `ca`, TLS 1.3 only. */
+  client: import('node:tls').SecureContext;
+  /** For serving HBONE as this identity: same material. */
+  server: import('node:tls').SecureContext;
+  /** The certificate's notAfter; pooled tunnels are not given new streams past it. */
+  notAfter: Date;
+}
+
+/**
+ * What the proxy needs of identity: current TLS contexts per workload identity and peer verification.
+ * Implemented by the identity module; the proxy never sees CA keys nor the key material itself.
+ */
+export interface TlsProvider {
+  readonly trustDomain: string;
+  /** `<trust-domain>/ns/<ns>/sa/<sa>` for a workload. */
+  principalFor(namespace: string, serviceAccount: string): string;
+  /** Current contexts for `principal`; undefined when no certificate has been issued for it (yet). */
+  contexts(principal: string): IdentityContexts | undefined;
+  /**
+   * Check a peer certificate the TLS layer has already chain-verified against the bundle: exactly one
+   * URI SAN, a well-formed `spiffe://` ID of this trust domain. Throws (with the reason) otherwise.
+   */
+  peerIdentity(certificate: import('node:crypto').X509Certificate): PeerIdentity;
+}
+
+/** Source attributes of a connection arriving at a pod, as authorization sees them. */
+export interface InboundSource {
+  /** Verified peer (HBONE or the same-node short path); absent for plaintext. */
+  peer?: PeerIdentity;
+  ip: string;
+}
+
+export interface AuthorizationVerdict {
+  allow: boolean;
+  /** `namespace/name` of the policy that decided, when one did. */
+  policy?: string;
+  /** Human-readable: which rule or default decided. */
+  reason: string;
+}
+
+/**
+ * Peer authentication and authorization for connections arriving at an enrolled pod. Changes
+ * (policy updates) are announced through `onChange`; the proxy then re-checks open connections.
+ */
+export interface InboundAuthorizer {
+  /** PeerAuthentication for the pod and destination port: may plaintext (no mTLS) be admitted? */
+  admitsPlaintext(pod: ProxyPod, port: number): boolean;
+  authorize(pod: ProxyPod, source: InboundSource, destination: SocketAddress): AuthorizationVerdict;
+  onChange(listener: () => void): () => void;
 }

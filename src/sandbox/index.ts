@@ -2,7 +2,7 @@
 export { loadManifests, parseManifests } from './manifest';
 export { planSandbox, type SandboxPlan } from './plan';
 export {
-  agentReady, readPlan, sandboxDown, sandboxExec, sandboxKillAgent, sandboxPaths, sandboxStartAgent, sandboxStatus,
+  agentReady, readPlan, sandboxChangePolicies, sandboxDown, sandboxRotateCa, sandboxExec, sandboxKillAgent, sandboxPaths, sandboxStartAgent, sandboxStatus,
   sandboxUp, type SandboxStatus,
 } from './runtime';
 export { snapshotFromPlan } from './snapshot';

@@ -4,6 +4,10 @@ import { promises as fs } from 'node:fs';
 import * as net from 'node:net';
 import Ajv, { type ErrorObject } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
+import {
+  AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, PolicySet, validateAuthorizationPolicy, validatePeerAuthentication,
+  type AuthorizationPolicy, type PeerAuthentication, type PolicyValidation,
+} from '../policy';
 import { ManifestError, type ManifestProblem } from './errors';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -103,6 +107,9 @@ export interface SandboxManifest {
   namespaces: SandboxNamespace[];
   pods: SandboxPod[];
   services: SandboxService[];
+  /** Normalised by src/policy; the ones in DEFAULT_ROOT_NAMESPACE apply mesh-wide. */
+  authorizationPolicies: AuthorizationPolicy[];
+  peerAuthentications: PeerAuthentication[];
   warnings: string[];
 }
 
@@ -336,7 +343,7 @@ interface RawService {
 const ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, strict: true });
 
 interface KindInfo {
-  apiVersion: string;
+  apiVersions: readonly string[];
   namespaced: boolean;
   validate: (value: unknown) => boolean;
   errors: () => ErrorObject[];
@@ -344,16 +351,23 @@ interface KindInfo {
 
 function kindInfo(apiVersion: string, namespaced: boolean, schema: Schema): KindInfo {
   const validate = ajv.compile(schema);
-  return { apiVersion, namespaced, validate: (value) => validate(value) as boolean, errors: () => validate.errors ?? [] };
+  return { apiVersions: [apiVersion], namespaced, validate: (value) => validate(value) as boolean, errors: () => validate.errors ?? [] };
 }
+
+/** Istio's security kinds: src/policy checks every field (see checkPolicy), so there is no schema here. */
+const policyKind: KindInfo = { apiVersions: AUTHORIZATION_API_VERSIONS, namespaced: true, validate: () => true, errors: () => [] };
 
 const KINDS: Record<string, KindInfo> = {
   Namespace: kindInfo(CORE_API_VERSION, false, namespaceSchema),
   Pod: kindInfo(CORE_API_VERSION, true, podSchema),
   Service: kindInfo(CORE_API_VERSION, true, serviceSchema),
   Node: kindInfo(FERRY_API_VERSION, false, nodeSchema),
+  AuthorizationPolicy: policyKind,
+  PeerAuthentication: policyKind,
 };
-const KINDS_TEXT = 'Namespace, Pod or Service (apiVersion v1), or Node (apiVersion ferry.dev/v1alpha1)';
+const KINDS_TEXT =
+  'Namespace, Pod or Service (apiVersion v1), Node (apiVersion ferry.dev/v1alpha1), or AuthorizationPolicy or ' +
+  'PeerAuthentication (apiVersion security.istio.io/v1)';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Addresses (shared with plan.ts).
@@ -601,6 +615,11 @@ interface DeclaredService extends Declared {
   clusterIP: string | undefined;
 }
 
+interface DeclaredPolicy<T> extends Declared {
+  /** The normalised policy; undefined when it has problems. */
+  value: T | undefined;
+}
+
 /** Checks `ferry.dev/*` annotations against the ones `allowed` on this kind; other annotations are the user's. */
 function checkFerryAnnotations(ctx: DocumentContext, annotations: Record<string, unknown>, allowed: readonly string[]): void {
   for (const key of Object.keys(annotations)) {
@@ -793,6 +812,27 @@ function checkService(ctx: DocumentContext, raw: Record<string, unknown>): Decla
   };
 }
 
+/**
+ * AuthorizationPolicy and PeerAuthentication: src/policy checks the whole document (paths from the document root,
+ * as here) and normalises it; its warnings, which name the policy and field, get this document's location.
+ */
+function checkPolicy<T>(
+  ctx: DocumentContext,
+  raw: Record<string, unknown>,
+  validate: (doc: unknown) => PolicyValidation<T>,
+  warnings: string[],
+): DeclaredPolicy<T> {
+  const result = validate(raw);
+  for (const problem of result.problems) ctx.problem(problem.path, problem.message);
+  const label = `${ctx.kind ?? ''} ${ctx.name ?? ''}: `;
+  for (const warning of result.warnings) {
+    const rest = warning.startsWith(label) ? warning.slice(label.length) : warning;
+    warnings.push(`${ctx.file}: document ${ctx.document}${ctx.label}: ${rest}`);
+  }
+  const metadata = asMapping(raw.metadata);
+  return { ctx, raw, name: asString(metadata.name), namespace: asString(metadata.namespace) ?? DEFAULT_NAMESPACE, value: result.value };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Building the model: only ever called once no problem was found, so every document passed its schema.
 
@@ -858,20 +898,33 @@ function buildService(declared: DeclaredService): SandboxService {
  * source; returns the model (with warnings) only when there is none. Sources are read in order, and that order is
  * the declaration order the plan follows.
  */
-export function parseManifests(sources: readonly ManifestSource[]): SandboxManifest {
-  const { manifest, problems } = collect(sources, true);
+export function parseManifests(sources: readonly ManifestSource[], running?: RunningSandbox): SandboxManifest {
+  const { manifest, problems } = collect(sources, true, running);
   if (manifest === undefined) throw new ManifestError(problems);
   return manifest;
 }
 
 /** Parses every source; returns every problem found, and the model only when there are none. */
-function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { manifest?: SandboxManifest; problems: ManifestProblem[] } {
+/**
+ * What a running sandbox already has, for files applied to it (`ferry sandbox apply`): their objects
+ * may refer to its namespaces, and selectors are checked against its pods.
+ */
+export interface RunningSandbox {
+  namespaces: Array<{ name: string; meshEnabled: boolean }>;
+  pods: Array<{ namespace: string; labels: Record<string, string> }>;
+}
+
+function collect(
+  sources: readonly ManifestSource[], reportEmpty: boolean, running?: RunningSandbox,
+): { manifest?: SandboxManifest; problems: ManifestProblem[] } {
   const problems: ManifestProblem[] = [];
   const warnings: string[] = [];
   const namespaces: Declared[] = [];
   const nodes: Declared[] = [];
   const pods: DeclaredPod[] = [];
   const services: DeclaredService[] = [];
+  const authorizationPolicies: DeclaredPolicy<AuthorizationPolicy>[] = [];
+  const peerAuthentications: DeclaredPolicy<PeerAuthentication>[] = [];
   let documentCount = 0;
 
   for (const source of sources) {
@@ -932,14 +985,14 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
       ctx.problem(['kind'], `unknown kind ${quote(kind)}; expected ${KINDS_TEXT}`);
       fatal = true;
     }
-    const versionText = info?.apiVersion ?? 'the apiVersion of a supported kind';
+    const versionText = info?.apiVersions.join(' or ') ?? 'the apiVersion of a supported kind';
     if (apiVersion === undefined) {
       ctx.problem(['apiVersion'], `is required; expected ${versionText}`);
       fatal = true;
     } else if (typeof apiVersion !== 'string') {
       ctx.problem(['apiVersion'], `is ${describeValue(apiVersion)}; expected ${versionText}`);
       fatal = true;
-    } else if (info !== undefined && apiVersion !== info.apiVersion) {
+    } else if (info !== undefined && !info.apiVersions.includes(apiVersion)) {
       ctx.problem(['apiVersion'], `${quote(apiVersion)} is not the apiVersion of ${ctx.kind}; expected ${versionText}`);
       fatal = true;
     }
@@ -957,6 +1010,8 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
       case 'Node': nodes.push(checkNode(ctx, value)); break;
       case 'Pod': pods.push(checkPod(ctx, value, warnings)); break;
       case 'Service': services.push(checkService(ctx, value)); break;
+      case 'AuthorizationPolicy': authorizationPolicies.push(checkPolicy(ctx, value, validateAuthorizationPolicy, warnings)); break;
+      case 'PeerAuthentication': peerAuthentications.push(checkPolicy(ctx, value, validatePeerAuthentication, warnings)); break;
     }
   }
 
@@ -992,6 +1047,7 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
 
   const nodeNames = nodes.length > 0 ? uniqueNodes.flatMap((n) => (n.name !== undefined ? [n.name] : [])) : [...DEFAULT_NODE_NAMES];
   const meshByNamespace = new Map<string, boolean>([[DEFAULT_NAMESPACE, false]]);
+  for (const namespace of running?.namespaces ?? []) meshByNamespace.set(namespace.name, namespace.meshEnabled);
   for (const namespace of uniqueNamespaces) {
     if (namespace.name !== undefined) {
       meshByNamespace.set(namespace.name, asString(asMapping(asMapping(namespace.raw.metadata).annotations)[MESH_ANNOTATION]) === 'enabled');
@@ -1042,7 +1098,40 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
     }
   }
 
+  const uniqueAuthorizationPolicies = rejectDuplicates(authorizationPolicies);
+  const uniquePeerAuthentications = rejectDuplicates(peerAuthentications);
+  for (const policy of [...uniqueAuthorizationPolicies, ...uniquePeerAuthentications]) {
+    // The root namespace holds mesh-wide policies and needs no Namespace document (Istio's istio-system is
+    // never declared by users either); any other namespace must be declared like a Pod's.
+    if (policy.namespace === DEFAULT_ROOT_NAMESPACE) continue;
+    checkReference(policy.ctx, policy.namespace);
+    if (meshByNamespace.get(policy.namespace) === false) {
+      warnings.push(`${policy.ctx.where(['metadata', 'namespace'])}: has no effect because namespace ${policy.namespace} is not enrolled; ` +
+        `annotate the Namespace with ${MESH_ANNOTATION}: enabled`);
+    }
+  }
+  const podLabels = [...(running?.pods ?? []),
+    ...uniquePods.map((pod) => ({ namespace: pod.namespace, labels: asMapping(asMapping(pod.raw.metadata).labels) }))];
+  for (const policy of [...uniqueAuthorizationPolicies, ...uniquePeerAuthentications]) {
+    const selector = policy.value?.selector;
+    const root = policy.namespace === DEFAULT_ROOT_NAMESPACE;
+    // src/policy already warned that a root-namespace PeerAuthentication with a selector is ignored.
+    if (selector === undefined || (root && policy.ctx.kind === 'PeerAuthentication')) continue;
+    // A root-namespace AuthorizationPolicy selects in every namespace (Istio); everything else in its own.
+    const everywhere = root;
+    const matched = podLabels.some((pod) => (everywhere || pod.namespace === policy.namespace)
+      && Object.entries(selector).every(([key, value]) => has(pod.labels, key) && pod.labels[key] === value));
+    if (!matched) {
+      warnings.push(`${policy.ctx.where(['spec', 'selector', 'matchLabels'])}: matches no pod ${everywhere ? 'in any namespace' : `in namespace ${policy.namespace}`}, so the policy applies to nothing`);
+    }
+  }
+
   if (problems.length > 0) return { problems: inFileOrder(problems, sources.map((s) => s.file)) };
+
+  const authorizationPolicyList = uniqueAuthorizationPolicies.flatMap((p) => (p.value !== undefined ? [p.value] : []));
+  const peerAuthenticationList = uniquePeerAuthentications.flatMap((p) => (p.value !== undefined ? [p.value] : []));
+  // Conflicts between policies (two namespace-wide PeerAuthentications, …) only show across objects.
+  warnings.push(...new PolicySet(authorizationPolicyList, peerAuthenticationList).conflicts);
 
   const namespaceList = uniqueNamespaces.map(buildNamespace);
   if (defaultReferenced && !namespaceList.some((n) => n.name === DEFAULT_NAMESPACE)) {
@@ -1054,6 +1143,8 @@ function collect(sources: readonly ManifestSource[], reportEmpty: boolean): { ma
       namespaces: namespaceList,
       pods: uniquePods.map((pod, i) => buildPod(pod, podNodes[i] ?? '', podMesh[i] ?? false)),
       services: uniqueServices.map(buildService),
+      authorizationPolicies: authorizationPolicyList,
+      peerAuthentications: peerAuthenticationList,
       warnings,
     },
     problems,
@@ -1077,7 +1168,7 @@ function inFileOrder(problems: ManifestProblem[], files: readonly string[]): Man
  * Reads `files` (in order) and parses them with parseManifests. A file that cannot be read is one more problem
  * in the same ManifestError, so a typo in one path does not hide mistakes in the others.
  */
-export async function loadManifests(files: readonly string[]): Promise<SandboxManifest> {
+export async function loadManifests(files: readonly string[], running?: RunningSandbox): Promise<SandboxManifest> {
   const results = await Promise.allSettled(files.map((file) => fs.readFile(file, 'utf8')));
   const sources: ManifestSource[] = [];
   const unreadable: ManifestProblem[] = [];
@@ -1093,7 +1184,7 @@ export async function loadManifests(files: readonly string[]): Promise<SandboxMa
     }
   });
   // With a file unreadable, "no documents" would only describe the readable ones: leave it out.
-  const { manifest, problems } = collect(sources, unreadable.length === 0);
+  const { manifest, problems } = collect(sources, unreadable.length === 0, running);
   if (manifest === undefined || unreadable.length > 0) throw new ManifestError(inFileOrder([...unreadable, ...problems], files), { cause });
   return manifest;
 }

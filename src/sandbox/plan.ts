@@ -2,6 +2,7 @@
 // cgroup and BPF pin, every address, Service VIPs and endpoints, and each pod's /etc/hosts and resolv.conf.
 // Pure and deterministic (same manifest and prefix → same plan), and plain data, so it can be saved as JSON.
 import { createHash } from 'node:crypto';
+import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
 import { PlanError, SandboxArgumentError } from './errors';
 import {
   NETNS_NAME_MAX,
@@ -132,6 +133,11 @@ export interface SandboxPlan {
   nodes: PlannedNode[];
   pods: PlannedPod[];
   services: PlannedService[];
+  /** Declared namespaces and whether each is enrolled (what `ferry sandbox apply` checks references against). */
+  namespaces: Array<{ name: string; meshEnabled: boolean }>;
+  /** As the manifest has them (normalised by src/policy); the agents get them through the snapshot. */
+  authorizationPolicies: AuthorizationPolicy[];
+  peerAuthentications: PeerAuthentication[];
   /** The manifest's warnings, then the plan's own (e.g. a Service that selects no pod). */
   warnings: string[];
 }
@@ -364,6 +370,10 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     nodes,
     pods,
     services,
+    // Copies, for the same reason as the containers above.
+    namespaces: manifest.namespaces.map((n) => ({ name: n.name, meshEnabled: n.meshEnabled })),
+    authorizationPolicies: structuredClone(manifest.authorizationPolicies),
+    peerAuthentications: structuredClone(manifest.peerAuthentications),
     warnings,
   };
 }

@@ -7,9 +7,12 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as native from '../native';
 import { PORTS, SOCKET_MARK } from '../config';
-import { writeSnapshot } from '../state';
+import { readSnapshot, writeSnapshot } from '../state';
+import {
+  CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus,
+} from '../identity';
 import { Ledger } from './ledger';
-import { loadManifests } from './manifest';
+import { loadManifests, type SandboxManifest } from './manifest';
 import { planSandbox, type PlannedNode, type SandboxPlan } from './plan';
 import { SandboxAgentError, SandboxStateError } from './runtime-errors';
 import { snapshotFromPlan } from './snapshot';
@@ -36,6 +39,10 @@ export interface SandboxPaths {
   snapshotFile: string;
   ledgerFile: string;
   logDir: string;
+  /** The sandbox's certificate authority (the in-process CA every agent signs with). */
+  caDir: string;
+  /** How `up` started the agents, so `agent start` restarts them the same way. */
+  agentSettingsFile: string;
 }
 
 export function sandboxPaths(prefix: string): SandboxPaths {
@@ -46,6 +53,8 @@ export function sandboxPaths(prefix: string): SandboxPaths {
     snapshotFile: path.join(stateDir, 'snapshot.json'),
     ledgerFile: path.join(stateDir, 'ledger.jsonl'),
     logDir: path.join(stateDir, 'logs'),
+    caDir: path.join(stateDir, 'ca'),
+    agentSettingsFile: path.join(stateDir, 'agent.json'),
   };
 }
 
@@ -54,6 +63,19 @@ export interface UpOptions {
   /** Progress lines for the user. */
   report: (line: string) => void;
   logLevel?: string;
+  /** Extra `ferry agent` flags for every agent, e.g. ['--cert-ttl-seconds', '60']. */
+  agentArgs?: string[];
+}
+
+/** Kept in the state dir: how agents are started. */
+interface AgentSettings {
+  logLevel: string;
+  agentArgs: string[];
+  trustDomain: string;
+}
+
+function readAgentSettings(paths: SandboxPaths): AgentSettings {
+  return JSON.parse(fs.readFileSync(paths.agentSettingsFile, 'utf8')) as AgentSettings;
 }
 
 function requireRoot(what: string): void {
@@ -91,11 +113,19 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   }
   fs.mkdirSync(paths.logDir, { recursive: true });
   fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
+  const settings: AgentSettings = {
+    logLevel: options.logLevel ?? 'info', agentArgs: options.agentArgs ?? [], trustDomain: DEFAULT_TRUST_DOMAIN,
+  };
+  fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
   const ledger = new Ledger(paths.ledgerFile);
   try {
     await buildNetwork(plan, ledger, options);
     writeSnapshot(paths.snapshotFile, snapshotFromPlan(plan, 1));
-    await startAgents(plan, ledger, paths, options);
+    // A root and an intermediate, as a production mesh would plug in; lives in the state dir,
+    // which is root-only and removed by `down`.
+    await CaDirectory.create(paths.caDir, { trustDomain: settings.trustDomain, intermediate: true });
+    options.report(`certificate authority for spiffe://${settings.trustDomain} in ${paths.caDir}`);
+    await startAgents(plan, ledger, paths, settings, options);
     await startPods(plan, ledger, paths, options);
   } catch (err) {
     options.report(`sandbox up failed: ${(err as Error).message}`);
@@ -174,12 +204,14 @@ function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string, env: 
   return child.pid;
 }
 
-async function startAgents(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, options: UpOptions): Promise<void> {
+async function startAgents(
+  plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, settings: AgentSettings, options: UpOptions,
+): Promise<void> {
   const pinRoot = path.join('/sys/fs/bpf', plan.prefix);
   fs.mkdirSync(pinRoot, { recursive: true });
   ledger.add({ kind: 'pin-dir', path: pinRoot });
   for (const node of plan.nodes) {
-    const pid = startAgent(node, paths, options.logLevel ?? 'info');
+    const pid = startAgent(node, paths, settings);
     ledger.add({ kind: 'process', pid, role: `agent ${node.name}` });
   }
   for (const node of plan.nodes) {
@@ -200,7 +232,7 @@ function findNode(plan: SandboxPlan, nodeName: string): PlannedNode {
 }
 
 /** Start (or restart) the agent of one node; returns its pid. */
-function startAgent(node: PlannedNode, paths: SandboxPaths, logLevel: string): number {
+function startAgent(node: PlannedNode, paths: SandboxPaths, settings: AgentSettings): number {
   const cgroupRoot = cgroup2Root();
   const argv = [
     'nsenter', `--net=/run/netns/${node.netns}`, '--',
@@ -209,8 +241,11 @@ function startAgent(node: PlannedNode, paths: SandboxPaths, logLevel: string): n
     '--snapshot', paths.snapshotFile,
     '--pin-dir', node.bpfPinDir,
     '--cgroup', path.join(cgroupRoot, node.cgroup),
-    '--log-level', logLevel,
+    '--log-level', settings.logLevel,
     '--service-lb',
+    '--ca-dir', paths.caDir,
+    '--trust-domain', settings.trustDomain,
+    ...settings.agentArgs,
   ];
   return spawnInCgroup(path.join(cgroupRoot, node.agentCgroup), argv, path.join(paths.logDir, `agent-${node.name}.log`),
     { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' });
@@ -409,18 +444,133 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
   await waitFor(() => cgroupPids(dir).length === 0, 5000);
 }
 
-/** Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready. */
-export async function sandboxStartAgent(prefix: string, nodeName: string, logLevel = 'info'): Promise<void> {
+/**
+ * Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready.
+ * `agentArgs`, when given, replace the extra agent arguments `up` was given, for this start only.
+ */
+export async function sandboxStartAgent(prefix: string, nodeName: string, agentArgs?: string[]): Promise<void> {
   requireRoot('ferry sandbox agent start');
   const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
   if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
   const paths = sandboxPaths(prefix);
-  const pid = startAgent(node, paths, logLevel);
+  const settings = readAgentSettings(paths);
+  const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
   new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
   if (!await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100)) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
   }
+}
+
+const ROTATION_PHASE_TIMEOUT_MS = 90_000;
+
+/**
+ * `ferry sandbox ca rotate`: replace the sandbox's root without a failed request. Three phases,
+ * each started only once every running agent has reported (in the CA directory's status files)
+ * that it has caught up with the one before:
+ *   1. a new root (and intermediate) is trusted beside the old one, which still signs;
+ *   2. the new one signs; agents re-issue every certificate from it;
+ *   3. the old root leaves the bundle.
+ * A peer therefore always trusts the root of any certificate it can be shown.
+ */
+export async function sandboxRotateCa(prefix: string, report: (line: string) => void): Promise<void> {
+  requireRoot('ferry sandbox ca rotate');
+  const plan = readPlan(prefix);
+  const paths = sandboxPaths(prefix);
+  const ca = await CaDirectory.open(paths.caDir);
+  const running = plan.nodes.filter((n) => cgroupPids(path.join(cgroup2Root(), n.agentCgroup)).length > 0);
+  const waitForAgents = async (what: string, caughtUp: (s: AgentTrustStatus) => boolean): Promise<void> => {
+    for (const node of running) {
+      const ok = await waitFor(() => {
+        const status = readAgentTrustStatus(paths.caDir, node.name);
+        return status !== undefined && caughtUp(status);
+      }, ROTATION_PHASE_TIMEOUT_MS, 200);
+      if (!ok) {
+        throw new SandboxAgentError(`ca rotate: the agent on ${node.name} did not ${what} within ${ROTATION_PHASE_TIMEOUT_MS / 1000}s; `
+          + `the rotation stopped here and can be continued by running the command again`);
+      }
+    }
+  };
+  let metadata = await ca.metadata();
+  if (metadata.phase === 'steady') {
+    metadata = await ca.beginRotation();
+    report(`phase 1/3: trusting ${metadata.roots.at(-1)} beside ${metadata.roots.slice(0, -1).join(', ')} (generation ${metadata.generation})`);
+    const generation = metadata.generation;
+    await waitForAgents('load the new trust bundle', (s) => s.generation >= generation);
+  }
+  if (metadata.phase === 'rotating') {
+    metadata = await ca.switchIssuer();
+    report(`phase 2/3: ${metadata.issuer} signs now; agents re-issue their certificates`);
+  }
+  const issuer = issuerNameOf(readCaIssuer(paths.caDir).issuer.certPem);
+  const switched = metadata.generation;
+  await waitForAgents('re-issue its certificates from the new issuer',
+    (s) => s.generation >= switched && s.certificates.every((c) => c.issuer === issuer));
+  metadata = await ca.finishRotation();
+  report(`phase 3/3: trust bundle is ${metadata.roots.join(', ')} (generation ${metadata.generation})`);
+  const finished = metadata.generation;
+  await waitForAgents('drop the old root', (s) => s.generation >= finished);
+  report(`root rotation done; ${running.length} agent(s) caught up`);
+}
+
+type PolicyChange = 'apply' | 'delete';
+
+/** The policy objects of applied files, refused when the files hold anything a running sandbox cannot change. */
+async function policyFiles(plan: SandboxPlan, files: string[], verb: PolicyChange): Promise<SandboxManifest> {
+  const manifest = await loadManifests(files, {
+    namespaces: plan.namespaces ?? [],
+    pods: plan.pods.map((p) => ({ namespace: p.namespace, labels: p.labels })),
+  });
+  const others = [
+    ...manifest.pods.map((p) => `Pod ${p.namespace}/${p.name}`),
+    ...manifest.services.map((x) => `Service ${x.namespace}/${x.name}`),
+    ...manifest.namespaces.filter((n) => !(plan.namespaces ?? []).some((m) => m.name === n.name)).map((n) => `Namespace ${n.name}`),
+  ];
+  if (others.length > 0) {
+    throw new SandboxStateError(`ferry sandbox ${verb}: only AuthorizationPolicy and PeerAuthentication objects change while a sandbox `
+      + `is up; ${files.join(', ')} also has ${others.join(', ')} (for those: ferry sandbox down, then up)`);
+  }
+  return manifest;
+}
+
+const policyKey = (p: { namespace: string; name: string }): string => `${p.namespace}/${p.name}`;
+
+/**
+ * `ferry sandbox apply|delete -f FILE…`: create, replace or remove policy objects of a running
+ * sandbox. The agents follow the snapshot file, so the change reaches them within their poll
+ * interval; returns the snapshot revision that carries it.
+ */
+export async function sandboxChangePolicies(
+  prefix: string, files: string[], verb: PolicyChange, report: (line: string) => void,
+): Promise<number> {
+  requireRoot(`ferry sandbox ${verb}`);
+  const plan = readPlan(prefix);
+  const paths = sandboxPaths(prefix);
+  const manifest = await policyFiles(plan, files, verb);
+  for (const warning of manifest.warnings) report(`warning: ${warning}`);
+  const snapshot = readSnapshot(paths.snapshotFile);
+  const change = <T extends { namespace: string; name: string }>(kind: string, current: T[], given: T[]): T[] => {
+    const byKey = new Map(current.map((p) => [policyKey(p), p]));
+    for (const policy of given) {
+      const key = policyKey(policy);
+      if (verb === 'apply') {
+        report(`${kind} ${key} ${byKey.has(key) ? 'configured' : 'created'}`);
+        byKey.set(key, policy);
+      } else {
+        if (!byKey.has(key)) throw new SandboxStateError(`ferry sandbox delete: ${kind} ${key} not found in sandbox "${prefix}"; nothing was deleted`);
+        byKey.delete(key);
+        report(`${kind} ${key} deleted`);
+      }
+    }
+    return [...byKey.values()];
+  };
+  const authorizationPolicies = change('AuthorizationPolicy', snapshot.authorizationPolicies ?? [], manifest.authorizationPolicies);
+  const peerAuthentications = change('PeerAuthentication', snapshot.peerAuthentications ?? [], manifest.peerAuthentications);
+  const revision = snapshot.revision + 1;
+  writeSnapshot(paths.snapshotFile, { ...snapshot, revision, authorizationPolicies, peerAuthentications });
+  fs.writeFileSync(paths.planFile, JSON.stringify({ ...plan, authorizationPolicies, peerAuthentications }, null, 2));
+  report(`snapshot revision ${revision} written; the agents apply it within a second`);
+  return revision;
 }
 
 export { sleep };

@@ -30,5 +30,8 @@ export function snapshotFromPlan(plan: SandboxPlan, revision: number): ClusterSn
         endpoints: port.endpoints.map((e) => ({ ip: e.ip, port: e.port, workloadUid: `${e.namespace}/${e.pod}` })),
       })),
     })),
+    // `?? []`: a plan.json saved before policies existed has neither field.
+    authorizationPolicies: plan.authorizationPolicies ?? [],
+    peerAuthentications: plan.peerAuthentications ?? [],
   };
 }

@@ -1,5 +1,6 @@
 // The agent's view of the cluster with the lookups the data path needs: workload by IP, Service by
-// VIP and port, and where a connection to an address should really go.
+// VIP and port, where a connection to an address should really go, and the compiled policies.
+import { DEFAULT_ROOT_NAMESPACE, PolicySet, policyFingerprint } from '../policy';
 import type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
 
 /** Where a captured connection goes after Service resolution. */
@@ -20,6 +21,13 @@ export class ClusterState {
   private byVip = new Map<string, { service: Service; port: ServicePort }>();
   /** Round-robin position per VIP:port; kept across updates so a refresh does not reset the rotation. */
   private readonly cursors = new Map<string, number>();
+  private policySet: PolicySet;
+  private policyChanges = 0;
+
+  /** `rootNamespace`: where mesh-wide policies live (DEFAULT_ROOT_NAMESPACE). */
+  constructor(options: { rootNamespace?: string } = {}) {
+    this.policySet = new PolicySet([], [], options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE);
+  }
 
   get revision(): number {
     return this.snapshot.revision;
@@ -33,8 +41,31 @@ export class ClusterState {
     return this.snapshot.services;
   }
 
-  /** Replace the whole model; lookups see the new one at once. */
+  /** AuthorizationPolicies and PeerAuthentications, compiled; the same object until the policies change. */
+  get policies(): PolicySet {
+    return this.policySet;
+  }
+
+  /**
+   * Grows by one each time replace() brings different policies (compared by fingerprint), and only then: the
+   * agent re-checks open connections when it moves, not on every snapshot.
+   */
+  get policyRevision(): number {
+    return this.policyChanges;
+  }
+
+  /**
+   * Replace the whole model; lookups see the new one at once. Throws PolicyError, leaving the model as it was,
+   * when the snapshot's policies cannot be compiled (parseSnapshot already refuses such a file).
+   */
   replace(snapshot: ClusterSnapshot): void {
+    const authorizationPolicies = snapshot.authorizationPolicies ?? [];
+    const peerAuthentications = snapshot.peerAuthentications ?? [];
+    const root = this.policySet.rootNamespace;
+    // First, so that a policy that cannot be compiled changes nothing.
+    const policies = policyFingerprint(authorizationPolicies, peerAuthentications, root) === this.policySet.fingerprint
+      ? this.policySet
+      : new PolicySet(authorizationPolicies, peerAuthentications, root);
     const byIp = new Map<string, Workload>();
     const byUid = new Map<string, Workload>();
     for (const workload of snapshot.workloads) {
@@ -51,6 +82,10 @@ export class ClusterState {
     this.byIp = byIp;
     this.byUid = byUid;
     this.byVip = byVip;
+    if (policies !== this.policySet) {
+      this.policySet = policies;
+      this.policyChanges++;
+    }
   }
 
   workloadByIp(ip: string): Workload | undefined {

@@ -1,4 +1,4 @@
-// src/state: the one in-memory model of workloads and services that the agent reads.
+// src/state: the one in-memory model of workloads, services and policies that the agent reads.
 export type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
 export { workloadUid } from './model';
 export { ClusterState, type Destination } from './cluster-state';

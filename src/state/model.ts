@@ -1,4 +1,5 @@
-// The shapes of the agent's one in-memory model: workloads (pods) and services with endpoints.
+// The shapes of the agent's one in-memory model: workloads (pods), services with endpoints, and policies.
+import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
 
 export interface Workload {
   /** "namespace/name" */
@@ -45,6 +46,10 @@ export interface ClusterSnapshot {
   revision: number;
   workloads: Workload[];
   services: Service[];
+  /** Normalised by src/policy (validateAuthorizationPolicy). Absent means none, as in snapshots that predate policies. */
+  authorizationPolicies?: AuthorizationPolicy[];
+  /** Normalised by src/policy (validatePeerAuthentication). Absent means none. */
+  peerAuthentications?: PeerAuthentication[];
 }
 
 export function workloadUid(namespace: string, name: string): string {

@@ -2,6 +2,7 @@
 // atomically (write to a temporary name, then rename), so a reader never sees half a document.
 import * as fs from 'node:fs';
 import Ajv from 'ajv';
+import { AUTHORIZATION_POLICY_JSON_SCHEMA, PEER_AUTHENTICATION_JSON_SCHEMA, PolicyError, PolicySet } from '../policy';
 import type { ClusterSnapshot } from './model';
 import { SnapshotError } from './errors';
 
@@ -60,6 +61,9 @@ const schema = {
         },
       },
     },
+    // The normalised forms src/policy produced when the sandbox (or control plane) read the YAML.
+    authorizationPolicies: { type: 'array', items: AUTHORIZATION_POLICY_JSON_SCHEMA },
+    peerAuthentications: { type: 'array', items: PEER_AUTHENTICATION_JSON_SCHEMA },
   },
 } as const;
 
@@ -82,6 +86,13 @@ export function parseSnapshot(text: string, source: string): ClusterSnapshot {
       return `${where} ${e.message ?? 'is invalid'}`;
     });
     throw new SnapshotError(`${source}: invalid snapshot:\n  ${problems.join('\n  ')}`);
+  }
+  // Values the schema cannot check (CIDRs, condition keys): compiling is the check, and it is cheap.
+  try {
+    new PolicySet(value.authorizationPolicies ?? [], value.peerAuthentications ?? []);
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    throw new SnapshotError(`${source}: invalid snapshot: ${err.message}`, { cause: err });
   }
   return value;
 }

@@ -45,7 +45,8 @@ export class TestSandbox {
   readonly manifestFile: string;
   private readonly dir: string;
 
-  constructor(readonly prefix: string, manifest: string) {
+  /** `upArgs`: extra `ferry sandbox up` arguments, e.g. ['--agent-arg=--cert-ttl-seconds=60']. */
+  constructor(readonly prefix: string, manifest: string, private readonly upArgs: string[] = []) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
     this.manifestFile = path.join(this.dir, 'manifest.yaml');
     fs.writeFileSync(this.manifestFile, manifest);
@@ -58,7 +59,7 @@ export class TestSandbox {
   async up(): Promise<void> {
     // A sandbox left by an interrupted earlier run of this test would block `up`: remove it by name.
     if (fs.existsSync(`/run/ferry/${this.prefix}`)) await ferry(['sandbox', 'down', '--prefix', this.prefix]);
-    const result = await ferry(['sandbox', 'up', '-f', this.manifestFile, '--prefix', this.prefix, '--log-level', 'debug']);
+    const result = await ferry(['sandbox', 'up', '-f', this.manifestFile, '--prefix', this.prefix, '--log-level', 'debug', ...this.upArgs]);
     assert.equal(result.code, 0, `sandbox up failed:\n${result.stdout}\n${result.stderr}`);
   }
 

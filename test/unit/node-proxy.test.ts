@@ -1,14 +1,19 @@
-// Fakes stand in for the kernel capture (origins: the BPF original-destination map) and the namespace dialer (setns + SO_MARK), which need root and BPF; test/integration covers the real ones.
-// Everything else is real: NodeProxy serves a real listening socket, relays over loopback TCP to
-// an echo server, resolves through a real ClusterState and logs through pino.
+// Fakes stand in for the kernel capture (origins: the BPF original-destination map), the namespace dialer (setns + SO_MARK: here a bind to the pod's 127.0.0.x address), the identity module (FakeTlsProvider over test certificates) and the policy engine (FakeAuthorizer); test/integration covers the real ones.
+// Everything else is real: NodeProxy serves real listening sockets, relays over loopback TCP to
+// echo servers, speaks HBONE (TLS 1.3 + HTTP/2) between two proxies, resolves through a real
+// ClusterState and logs through pino.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as net from 'node:net';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { NodeProxy, type AccessRecord, type Dialer, type OriginalDestinationSource, type ProxyPod, type SocketAddress } from '../../src/proxy';
-import { ClusterState, type ClusterSnapshot } from '../../src/state';
+import {
+  NodeProxy, type AccessRecord, type AuthorizationVerdict, type Dialer, type HboneOptions, type InboundAuthorizer,
+  type InboundSource, type OriginalDestinationSource, type ProxyPod, type SocketAddress,
+} from '../../src/proxy';
+import { ClusterState, type ClusterSnapshot, type Workload } from '../../src/state';
 import { createRootLogger } from '../../src/telemetry';
+import { createCa, FakeTlsProvider, type TestCa } from './hbone-pki';
 import { type After, sleep, within } from './helpers';
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
@@ -31,7 +36,7 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000)
 const LISTENER_CHILD = `
 const net = require('node:net');
 const server = net.createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(0, process.argv[1] || '127.0.0.1', () => {
   process.send({ port: server.address().port }, server._handle, () => { server.close(); process.disconnect(); });
 });
 `;
@@ -41,8 +46,8 @@ interface RawHandle {
   close(): void;
 }
 
-async function listeningFd(t: After): Promise<{ fd: number; port: number; adopted: () => void }> {
-  const child = spawn(process.execPath, ['-e', LISTENER_CHILD], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function listeningFd(t: After, host = '127.0.0.1'): Promise<{ fd: number; port: number; adopted: () => void }> {
+  const child = spawn(process.execPath, ['-e', LISTENER_CHILD, host], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   t.after(() => { if (child.exitCode === null) child.kill(); });
   const exited = once(child, 'exit');
   const [message, handle] = await within(once(child, 'message'), 10_000, 'the child to send a listening socket') as [unknown, unknown];
@@ -61,7 +66,7 @@ async function listeningFd(t: After): Promise<{ fd: number; port: number; adopte
 // ---- servers, clients, logs -----------------------------------------------------------------
 
 /** A TCP server on 127.0.0.1:0 whose accepted sockets are destroyed at the end of the test. */
-async function serve(t: After, onSocket: (s: net.Socket) => void): Promise<number> {
+async function serve(t: After, onSocket: (s: net.Socket) => void, host = '127.0.0.1'): Promise<number> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
@@ -69,7 +74,7 @@ async function serve(t: After, onSocket: (s: net.Socket) => void): Promise<numbe
     s.on('close', () => sockets.delete(s));
     onSocket(s);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, host);
   await once(server, 'listening');
   t.after(() => {
     for (const s of sockets) s.destroy();
@@ -79,8 +84,8 @@ async function serve(t: After, onSocket: (s: net.Socket) => void): Promise<numbe
 }
 
 /** Echoes everything back and ends when the peer ends (half-close). */
-function echoServer(t: After): Promise<number> {
-  return serve(t, (s) => s.pipe(s));
+function echoServer(t: After, host = '127.0.0.1'): Promise<number> {
+  return serve(t, (s) => s.pipe(s), host);
 }
 
 /** Reads the whole request, then answers with how many bytes it got and ends (a reply of another size). */
@@ -102,8 +107,8 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-async function connect(t: After, port: number): Promise<net.Socket> {
-  const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+async function connect(t: After, port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  const socket = net.connect({ host, port, allowHalfOpen: true });
   socket.on('error', () => undefined);
   t.after(() => { socket.destroy(); });
   await within(once(socket, 'connect'), 2000, `a connection to 127.0.0.1:${port}`);
@@ -114,8 +119,8 @@ async function connect(t: After, port: number): Promise<net.Socket> {
  * Connects and resolves with the reset the proxy answers with. The RST may arrive before the
  * client's connect completes in libuv (the error then names syscall 'connect') or after.
  */
-async function resetError(t: After, port: number): Promise<NodeJS.ErrnoException> {
-  const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+async function resetError(t: After, port: number, host = '127.0.0.1'): Promise<NodeJS.ErrnoException> {
+  const socket = net.connect({ host, port, allowHalfOpen: true });
   t.after(() => { socket.destroy(); });
   let ended = false;
   socket.on('end', () => { ended = true; });
@@ -164,36 +169,76 @@ const OTHER_POD: ProxyPod = {
   uid: 'shop/worker', namespace: 'shop', name: 'worker', serviceAccount: 'worker',
   netnsPath: '/run/netns/ftest-worker', netnsCookie: 4343n, ips: ['10.244.0.6'],
 };
+/** Pods of the mesh tests: their own loopback addresses, so each can be told apart by IP. */
+const FRONTEND: ProxyPod = {
+  uid: 'shop/frontend', namespace: 'shop', name: 'frontend', serviceAccount: 'frontend',
+  netnsPath: '/run/netns/ftest-frontend', netnsCookie: 4242n, ips: ['127.0.0.2'],
+};
+const BACKEND: ProxyPod = {
+  uid: 'shop/backend', namespace: 'shop', name: 'backend', serviceAccount: 'backend',
+  netnsPath: '/run/netns/ftest-backend', netnsCookie: 4444n, ips: ['127.0.0.3'],
+};
 
-interface Setup {
-  proxy: NodeProxy;
-  state: ClusterState;
-  lines: LogLine[];
-  access: () => AccessRecord[];
-  dials: Array<{ netnsPath: string; to: SocketAddress }>;
-  asked: Array<{ pod: string; clientPort: number | undefined }>;
-  /** What the fake capture answers for the next accepted connection. */
-  origin: { next: SocketAddress | undefined };
+function workload(pod: ProxyPod, node: string, meshEnabled = true): Workload {
+  return {
+    uid: pod.uid, namespace: pod.namespace, name: pod.name, node, serviceAccount: pod.serviceAccount, ips: pod.ips,
+    labels: { app: pod.name }, meshEnabled, netnsPath: pod.netnsPath, excludeOutboundPorts: [], excludeOutboundCidrs: [],
+  };
 }
 
-function setup(t: After): Setup {
-  const lines: LogLine[] = [];
-  const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
-  const state = new ClusterState();
-  const dials: Setup['dials'] = [];
-  const asked: Setup['asked'] = [];
-  const origin: Setup['origin'] = { next: undefined };
-  const origins: OriginalDestinationSource = {
-    originalDestination(pod, accepted) {
-      asked.push({ pod: pod.uid, clientPort: accepted.remotePort });
-      return origin.next;
-    },
-  };
-  const dialer: Dialer = {
+/** Policy engine stand-in: a rule function, STRICT per pod, and the change announcement. */
+class FakeAuthorizer implements InboundAuthorizer {
+  rule: (pod: ProxyPod, source: InboundSource, destination: SocketAddress) => AuthorizationVerdict =
+    () => ({ allow: true, reason: 'no policy' });
+  readonly strict = new Set<string>();
+  readonly calls: Array<{ pod: string; source: InboundSource; destination: SocketAddress }> = [];
+  private readonly listeners = new Set<() => void>();
+
+  admitsPlaintext(pod: ProxyPod): boolean {
+    return !this.strict.has(pod.uid);
+  }
+
+  authorize(pod: ProxyPod, source: InboundSource, destination: SocketAddress): AuthorizationVerdict {
+    this.calls.push({ pod: pod.uid, source, destination });
+    return this.rule(pod, source, destination);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A policy update: new rule, then the announcement. */
+  change(rule: FakeAuthorizer['rule']): void {
+    this.rule = rule;
+    for (const listener of this.listeners) listener();
+  }
+}
+
+const DENY_BY_POLICY: AuthorizationVerdict = { allow: false, policy: 'shop/deny-frontend', reason: 'DENY rule 0 matched' };
+
+let testCa: TestCa | undefined;
+async function meshTls(): Promise<FakeTlsProvider> {
+  testCa ??= await createCa();
+  const provider = new FakeTlsProvider(testCa);
+  for (const pod of [POD, OTHER_POD, BACKEND]) await provider.add(pod.namespace, pod.serviceAccount);
+  return provider;
+}
+
+/**
+ * The namespace dialer's stand-in: connects from the pod's address (what setns gives the real
+ * one), and follows `routes` for addresses the test cannot listen on: a pod's 15008 (its HBONE
+ * listener is on an ephemeral port) and inbound targets (what sk_lookup would have steered).
+ */
+function fakeDialer(t: After, dials: Array<{ netnsPath: string; to: SocketAddress }>, routes: Map<string, number>, pods: ProxyPod[]): Dialer {
+  return {
     dial(netnsPath, to) {
       dials.push({ netnsPath, to });
+      const pod = pods.find((p) => p.netnsPath === netnsPath);
+      const localAddress = pod?.ips[0]?.startsWith('127.') && pod.ips[0] !== '127.0.0.1' ? pod.ips[0] : undefined;
+      const port = routes.get(`${to.ip}:${to.port}`) ?? to.port;
       return new Promise((resolve, reject) => {
-        const socket = net.connect({ host: to.ip, port: to.port, allowHalfOpen: true });
+        const socket = net.connect({ host: to.ip, port, localAddress, allowHalfOpen: true });
         socket.once('error', reject);
         socket.once('connect', () => {
           socket.off('error', reject);
@@ -203,7 +248,51 @@ function setup(t: After): Setup {
       });
     },
   };
-  const proxy = new NodeProxy({ resolver: state, origins, dialer, log });
+}
+
+interface Setup {
+  proxy: NodeProxy;
+  state: ClusterState;
+  tls: FakeTlsProvider;
+  authorizer: FakeAuthorizer;
+  lines: LogLine[];
+  access: () => AccessRecord[];
+  dials: Array<{ netnsPath: string; to: SocketAddress }>;
+  asked: Array<{ pod: string; clientPort: number | undefined }>;
+  /** What the fake capture answers for the next accepted connection. */
+  origin: { next: SocketAddress | undefined };
+  routes: Map<string, number>;
+}
+
+interface SetupOptions {
+  state?: ClusterState;
+  tls?: FakeTlsProvider;
+  authorizer?: FakeAuthorizer;
+  routes?: Map<string, number>;
+  hbone?: HboneOptions;
+  localShortcut?: boolean;
+}
+
+async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
+  const lines: LogLine[] = [];
+  const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
+  const state = options.state ?? new ClusterState();
+  const tls = options.tls ?? await meshTls();
+  const authorizer = options.authorizer ?? new FakeAuthorizer();
+  const routes = options.routes ?? new Map<string, number>();
+  const dials: Setup['dials'] = [];
+  const asked: Setup['asked'] = [];
+  const origin: Setup['origin'] = { next: undefined };
+  const origins: OriginalDestinationSource = {
+    originalDestination(pod, accepted) {
+      asked.push({ pod: pod.uid, clientPort: accepted.remotePort });
+      return origin.next;
+    },
+  };
+  const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD]);
+  const proxy = new NodeProxy({
+    resolver: state, origins, dialer, tls, authorizer, log, hbone: options.hbone, localShortcut: options.localShortcut,
+  });
   // Whatever a test left: close it, bounded, so one failure does not hang the file.
   t.after(async () => {
     proxy.tracker.destroyWhere(() => true);
@@ -211,21 +300,38 @@ function setup(t: After): Setup {
   });
   const access = (): AccessRecord[] =>
     lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
-  return { proxy, state, lines, access, dials, asked, origin };
+  return { proxy, state, tls, authorizer, lines, access, dials, asked, origin, routes };
 }
 
-/** A pod served by the proxy on a fresh listener; returns the listener's port. */
-async function addPod(t: After, s: Setup, pod: ProxyPod = POD): Promise<number> {
-  const listener = await listeningFd(t);
-  await within(s.proxy.addPod(pod, { outbound: [listener.fd], inbound: [] }), 2000, 'addPod');
-  listener.adopted();
-  return listener.port;
+/** A pod served by the proxy on fresh listeners (outbound; inbound and HBONE when asked); returns their ports. */
+async function addPod(
+  t: After, s: Setup, pod: ProxyPod = POD, which: { inbound?: boolean; hbone?: boolean } = {},
+): Promise<number> {
+  const ports = await addPodListeners(t, s, pod, which);
+  return ports.outbound;
+}
+
+async function addPodListeners(
+  t: After, s: Setup, pod: ProxyPod, which: { inbound?: boolean; hbone?: boolean } = {},
+): Promise<{ outbound: number; inbound?: number; hbone?: number }> {
+  // Mesh-test pods have loopback addresses of their own; the others listen on 127.0.0.1.
+  const host = pod.ips[0]?.startsWith('127.') ? pod.ips[0] : '127.0.0.1';
+  const outbound = await listeningFd(t, host);
+  const inbound = which.inbound ? await listeningFd(t, host) : undefined;
+  const hbone = which.hbone ? await listeningFd(t, host) : undefined;
+  await within(s.proxy.addPod(pod, {
+    outbound: [outbound.fd], inbound: inbound ? [inbound.fd] : [], hbone: hbone ? [hbone.fd] : [],
+  }), 2000, 'addPod');
+  for (const l of [outbound, inbound, hbone]) l?.adopted();
+  // The peer agents dial <pod ip>:15008.
+  if (hbone) s.routes.set(`${host}:15008`, hbone.port);
+  return { outbound: outbound.port, inbound: inbound?.port, hbone: hbone?.port };
 }
 
 // ---- tests ----------------------------------------------------------------------------------
 
 test('relays a captured connection to its original destination and logs one access record', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const serverPort = await countingServer(t);
   s.origin.next = { family: 4, ip: '127.0.0.1', port: serverPort };
   const port = await addPod(t, s);
@@ -262,7 +368,7 @@ test('relays a captured connection to its original destination and logs one acce
 });
 
 test('a Service VIP is dialled at the endpoint the state picks, and the record names the Service', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const echoPort = await echoServer(t);
   const snapshot: ClusterSnapshot = {
     version: 1, revision: 1, workloads: [],
@@ -289,7 +395,7 @@ test('a Service VIP is dialled at the endpoint the state picks, and the record n
 });
 
 test('a connection without an original destination is reset and nothing is dialled', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   s.origin.next = undefined;
   const port = await addPod(t, s);
 
@@ -303,7 +409,7 @@ test('a connection without an original destination is reset and nothing is diall
 });
 
 test('a Service port without endpoints resets the client and logs the reason', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   s.state.replace({
     version: 1, revision: 1, workloads: [],
     services: [{ namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'], ports: [{ port: 80, endpoints: [] }] }],
@@ -320,7 +426,7 @@ test('a Service port without endpoints resets the client and logs the reason', a
 });
 
 test('a failed dial resets the client and the access record carries the error', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const deadPort = await closedPort();
   s.origin.next = { family: 4, ip: '127.0.0.1', port: deadPort };
   const port = await addPod(t, s);
@@ -337,7 +443,7 @@ test('a failed dial resets the client and the access record carries the error', 
 });
 
 test('drain closes the listeners at once and waits for an open connection to finish', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const echoPort = await echoServer(t);
   s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
   const port = await addPod(t, s);
@@ -361,7 +467,7 @@ test('drain closes the listeners at once and waits for an open connection to fin
 });
 
 test('drain with nothing open resolves at once', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const port = await addPod(t, s);
   const result = await within(s.proxy.drain(5000), 1000, 'drain');
   assert.deepEqual(result, { finished: true, closed: 0 });
@@ -369,7 +475,7 @@ test('drain with nothing open resolves at once', async (t) => {
 });
 
 test('drain closes a connection still open at the deadline', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const echoPort = await echoServer(t);
   s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
   const port = await addPod(t, s);
@@ -391,7 +497,7 @@ test('drain closes a connection still open at the deadline', async (t) => {
 });
 
 test('removePod closes that pod\'s listener and connections, and leaves other pods alone', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const echoPort = await echoServer(t);
   s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
   const portA = await addPod(t, s, POD);
@@ -417,7 +523,7 @@ test('removePod closes that pod\'s listener and connections, and leaves other po
 });
 
 test('removePod of a pod with no connections closes its listener', async (t) => {
-  const s = setup(t);
+  const s = await setup(t);
   const port = await addPod(t, s);
   s.proxy.removePod(POD.uid);
   assert.equal(s.proxy.hasPod(POD.uid), false);
@@ -425,4 +531,245 @@ test('removePod of a pod with no connections closes its listener', async (t) => 
   // Removing an unknown pod is a no-op.
   s.proxy.removePod('shop/unknown');
   assert.equal(s.proxy.hasPod('shop/unknown'), false);
+});
+
+// ---- the mesh: HBONE between two proxies, plaintext inbound, the short path, policy changes ----
+
+interface Mesh {
+  /** Node A: FRONTEND (outbound). */
+  a: Setup;
+  /** Node B: BACKEND (inbound plaintext and HBONE). */
+  b: Setup;
+  authorizer: FakeAuthorizer;
+  appPort: number;
+  /** FRONTEND's outbound listener (what its captured connects reach). */
+  frontendOut: number;
+  /** BACKEND's inbound plaintext listener (what sk_lookup steers to). */
+  backendIn: number;
+}
+
+/** Two agents sharing one cluster view, trust domain and policy; BACKEND's app echoes on 127.0.0.3. */
+async function mesh(t: After): Promise<Mesh> {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-b')], services: [] });
+  const tls = await meshTls();
+  const authorizer = new FakeAuthorizer();
+  const routes = new Map<string, number>();
+  const a = await setup(t, { state, tls, authorizer, routes });
+  const b = await setup(t, { state, tls, authorizer, routes });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, a, FRONTEND);
+  const back = await addPodListeners(t, b, BACKEND, { inbound: true, hbone: true });
+  assert.ok(back.inbound !== undefined);
+  // sk_lookup's stand-in: the inbound listener's own address is the "original destination" the
+  // proxy dials; route it to the app.
+  routes.set(`127.0.0.3:${back.inbound}`, appPort);
+  a.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  return { a, b, authorizer, appPort, frontendOut: front.outbound, backendIn: back.inbound };
+}
+
+const count = (s: Setup, msg: string): number => s.lines.filter((l) => l.msg === msg).length;
+
+test('a meshed pod on another node is reached through HBONE: mutual TLS, authorized as the source identity', async (t) => {
+  const m = await mesh(t);
+  for (let i = 0; i < 3; i++) {
+    const client = await connect(t, m.frontendOut, '127.0.0.2');
+    assert.equal(await roundTrip(client, `ping ${i}`), `ping ${i}`);
+    client.end();
+    await waitFor(() => m.a.access().length === i + 1 && m.b.access().length === i + 1, `access records of connection ${i}`);
+  }
+  // One tunnel carried all three connections.
+  assert.equal(count(m.a, 'hbone connection established'), 1);
+  assert.equal(count(m.b, 'hbone connection accepted'), 1);
+
+  const out = m.a.access()[0];
+  assert.equal(out.direction, 'outbound');
+  assert.equal(out.path, 'hbone');
+  assert.equal(out.security, 'mutual_tls');
+  assert.equal(out.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');
+  assert.equal(out.destinationPrincipal, 'cluster.local/ns/shop/sa/backend');
+  assert.equal(out.destinationWorkload, BACKEND.uid);
+  assert.equal(out.bytesSent, 'ping 0'.length);
+  assert.equal(out.bytesReceived, 'ping 0'.length);
+  assert.match(out.traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  assert.equal(out.error, undefined);
+
+  const inb = m.b.access()[0];
+  assert.equal(inb.direction, 'inbound');
+  assert.equal(inb.pod, BACKEND.uid);
+  assert.equal(inb.path, 'hbone');
+  assert.equal(inb.security, 'mutual_tls');
+  assert.equal(inb.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');
+  assert.equal(inb.traceparent, out.traceparent, 'the traceparent did not travel in the CONNECT');
+  assert.match(inb.source, /^127\.0\.0\.2:\d+$/);
+  assert.equal(inb.destination, `127.0.0.3:${m.appPort}`);
+  assert.equal(inb.bytesSent, 'ping 0'.length);
+
+  // B authorized the verified peer and its address; the tunnel was dialled from FRONTEND's
+  // namespace and the app from BACKEND's.
+  const [call] = m.authorizer.calls;
+  assert.equal(call.pod, BACKEND.uid);
+  assert.equal(call.source.peer?.principal, 'cluster.local/ns/shop/sa/frontend');
+  assert.equal(call.source.ip, '127.0.0.2');
+  assert.deepEqual(call.destination, { family: 4, ip: '127.0.0.3', port: m.appPort });
+  assert.deepEqual(m.a.dials[0], { netnsPath: FRONTEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: 15008 } });
+  assert.deepEqual(m.b.dials[0], { netnsPath: BACKEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: m.appPort } });
+  assert.equal(m.a.dials.length, 1, 'a second tunnel was dialled');
+  assert.deepEqual(m.a.proxy.hboneStats().pool.map((p) => [p.sourcePod, p.targetIp, p.connections.length]), [[FRONTEND.uid, '127.0.0.3', 1]]);
+});
+
+test('denied over HBONE: 403 on the tunnel, the client is reset, the app is never dialled', async (t) => {
+  const m = await mesh(t);
+  m.authorizer.rule = () => DENY_BY_POLICY;
+  const err = await resetError(t, m.frontendOut, '127.0.0.2');
+  assert.equal(err.code, 'ECONNRESET');
+  await waitFor(() => m.a.access().length === 1 && m.b.access().length === 1, 'both access records');
+  assert.deepEqual(m.b.dials, []);
+  const inb = m.b.access()[0];
+  assert.equal(inb.status, 403);
+  assert.equal(inb.policy, 'shop/deny-frontend');
+  assert.equal(inb.reason, 'DENY rule 0 matched');
+  assert.equal(inb.error, 'denied by policy shop/deny-frontend');
+  const out = m.a.access()[0];
+  assert.equal(out.status, 403);
+  assert.match(out.error ?? '', /answered 403/);
+});
+
+test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizing the source address', async (t) => {
+  const m = await mesh(t);
+  m.authorizer.strict.add(BACKEND.uid);
+  assert.equal((await resetError(t, m.backendIn, '127.0.0.3')).code, 'ECONNRESET');
+  await waitFor(() => m.b.access().length === 1, 'the rejection\'s access record');
+  assert.equal(m.b.access()[0].error, 'plaintext rejected by PeerAuthentication STRICT');
+  assert.equal(m.b.access()[0].path, 'plaintext');
+  assert.equal(m.authorizer.calls.length, 0);
+  assert.deepEqual(m.b.dials, []);
+
+  m.authorizer.strict.delete(BACKEND.uid);
+  const client = await connect(t, m.backendIn, '127.0.0.3');
+  assert.equal(await roundTrip(client, 'plain'), 'plain');
+  client.end();
+  await waitFor(() => m.b.access().length === 2, 'the admitted connection\'s record');
+  const record = m.b.access()[1];
+  assert.equal(record.path, 'plaintext');
+  assert.equal(record.security, 'none');
+  assert.equal(record.sourcePrincipal, undefined);
+  assert.equal(record.error, undefined);
+  assert.equal(m.authorizer.calls.length, 1);
+  assert.equal(m.authorizer.calls[0].source.peer, undefined);
+  assert.equal(m.authorizer.calls[0].source.ip, '127.0.0.1');
+
+  // Denied by policy: reset too.
+  m.authorizer.rule = () => DENY_BY_POLICY;
+  assert.equal((await resetError(t, m.backendIn, '127.0.0.3')).code, 'ECONNRESET');
+  await waitFor(() => m.b.access().length === 3, 'the denial\'s record');
+  assert.equal(m.b.access()[2].policy, 'shop/deny-frontend');
+});
+
+test('same node: the short path authorizes with the source identity and delivers from the destination\'s namespace', async (t) => {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
+  const s = await setup(t, { state });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, s, FRONTEND);
+  await addPodListeners(t, s, BACKEND);
+  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+
+  const client = await connect(t, front.outbound, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'local'), 'local');
+  client.end();
+  await waitFor(() => s.access().length === 1, 'the access record');
+  const record = s.access()[0];
+  assert.equal(record.path, 'short');
+  assert.equal(record.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');
+  assert.equal(record.destinationPrincipal, 'cluster.local/ns/shop/sa/backend');
+  assert.equal(count(s, 'hbone connection established'), 0, 'the short path used TLS');
+  const [call] = s.authorizer.calls;
+  assert.equal(call.pod, BACKEND.uid);
+  assert.deepEqual(call.source.peer, {
+    trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'frontend', principal: 'cluster.local/ns/shop/sa/frontend',
+  });
+  assert.equal(call.source.ip, '127.0.0.2');
+  assert.deepEqual(s.dials, [{ netnsPath: BACKEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: appPort } }]);
+
+  s.authorizer.rule = () => DENY_BY_POLICY;
+  assert.equal((await resetError(t, front.outbound, '127.0.0.2')).code, 'ECONNRESET');
+  await waitFor(() => s.access().length === 2, 'the denial\'s record');
+  assert.equal(s.access()[1].error, 'denied by policy shop/deny-frontend');
+  assert.equal(s.dials.length, 1);
+});
+
+test('same node with localShortcut off: HBONE to itself', async (t) => {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
+  const s = await setup(t, { state, localShortcut: false });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, s, FRONTEND);
+  await addPodListeners(t, s, BACKEND, { hbone: true });
+  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  const client = await connect(t, front.outbound, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'loop'), 'loop');
+  client.end();
+  await waitFor(() => s.access().length === 2, 'both records');
+  assert.deepEqual(s.access().map((r) => [r.direction, r.path]).sort(), [['inbound', 'hbone'], ['outbound', 'hbone']]);
+});
+
+test('a destination that is not meshed is passed through from the source pod', async (t) => {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-b', false)], services: [] });
+  const s = await setup(t, { state });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, s, FRONTEND);
+  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  const client = await connect(t, front.outbound, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'plain'), 'plain');
+  client.end();
+  await waitFor(() => s.access().length === 1, 'the record');
+  assert.equal(s.access()[0].path, 'passthrough');
+  assert.equal(s.access()[0].security, 'none');
+  assert.deepEqual(s.dials, [{ netnsPath: FRONTEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: appPort } }]);
+  assert.deepEqual(s.authorizer.calls, []);
+});
+
+test('a policy change closes the open connections it now denies, within 1 s, and leaves the rest', async (t) => {
+  const m = await mesh(t);
+  const tunnelled = await connect(t, m.frontendOut, '127.0.0.2');
+  assert.equal(await roundTrip(tunnelled, 'via hbone'), 'via hbone');
+  const plain = await connect(t, m.backendIn, '127.0.0.3');
+  assert.equal(await roundTrip(plain, 'plaintext'), 'plaintext');
+  await waitFor(() => m.b.proxy.tracker.size === 2, 'both connections to be open at B');
+
+  const reset = within(once(tunnelled, 'error'), 1000, 'the denied connection to be reset') as Promise<[NodeJS.ErrnoException]>;
+  const started = Date.now();
+  // Deny the frontend identity only: the plaintext connection (no peer) stays allowed.
+  m.authorizer.change((_pod, source) => (source.peer?.serviceAccount === 'frontend' ? DENY_BY_POLICY : { allow: true, reason: 'ok' }));
+  const [err] = await reset;
+  assert.equal(err.code, 'ECONNRESET');
+  assert.ok(Date.now() - started < 1000);
+  await waitFor(() => m.b.access().length === 1 && m.a.access().length === 1, 'the closed connection\'s records');
+  const closed = m.b.access()[0];
+  assert.equal(closed.error, 'closed: denied by policy shop/deny-frontend after policy change');
+  assert.equal(closed.policy, 'shop/deny-frontend');
+  assert.equal(await roundTrip(plain, 'still allowed'), 'still allowed');
+
+  // PeerAuthentication turning STRICT closes the plaintext one.
+  const plainReset = within(once(plain, 'error'), 1000, 'the plaintext connection to be reset') as Promise<[NodeJS.ErrnoException]>;
+  m.authorizer.strict.add(BACKEND.uid);
+  m.authorizer.change(m.authorizer.rule);
+  assert.equal((await plainReset)[0].code, 'ECONNRESET');
+  await waitFor(() => m.b.access().length === 2, 'the plaintext record');
+  assert.equal(m.b.access()[1].error, 'closed: plaintext rejected by PeerAuthentication STRICT after policy change');
+});
+
+test('removePod closes the pod\'s HBONE listener and its tunnels', async (t) => {
+  const m = await mesh(t);
+  const client = await connect(t, m.frontendOut, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'x'), 'x');
+  const reset = within(once(client, 'error'), 2000, 'the tunnelled connection to be reset') as Promise<[NodeJS.ErrnoException]>;
+  let ended = false; client.on('end', () => { ended = true; });
+  m.b.proxy.removePod(BACKEND.uid);
+  await sleep(500); console.log('DEBUG', ended, client.destroyed, m.a.access(), m.b.access(), m.a.lines.filter(l => l.component === 'hbone').map(l => [l.msg, l.reason]));
+  assert.equal((await reset)[0].code, 'ECONNRESET');
+  await waitFor(() => m.a.proxy.hboneStats().pool.length === 0, 'A to drop the closed tunnel');
+  assert.equal(m.b.proxy.hboneStats().listeners[BACKEND.uid], undefined);
 });

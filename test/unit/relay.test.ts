@@ -1,10 +1,13 @@
 // Tests for src/proxy/relay.ts over real loopback TCP: client -> proxy (relay) -> far server, on
-// ephemeral ports. Byte counts, half-close, backpressure and resets.
+// ephemeral ports, the far side a TCP socket or an HTTP/2 CONNECT stream. Byte counts, half-close,
+// backpressure and resets.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { once } from 'node:events';
-import { relay, type RelayResult } from '../../src/proxy/relay';
+import { StreamResetError } from '../../src/proxy';
+import { relay, resetEnd, type RelayResult } from '../../src/proxy/relay';
 import { type After, sleep, within } from './helpers';
 
 async function listen(t: After, server: net.Server): Promise<number> {
@@ -214,4 +217,157 @@ test('a reset from the client resets the far side and relay reports the error', 
   const result = await within(h.result, 2000, 'relay to resolve after the reset');
   assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET');
   assert.equal(result.received, 'welcome'.length);
+});
+
+// ---- one side an HTTP/2 stream (an HBONE tunnel) ---------------------------------------------
+
+interface H2Harness {
+  client: net.Socket;
+  /** The far server's side: the stream it accepted (CONNECT answered 200). */
+  far: http2.ServerHttp2Stream;
+  downstream: net.Socket;
+  upstream: http2.ClientHttp2Stream;
+  result: Promise<RelayResult>;
+}
+
+/**
+ * client --> [downstream | relay | upstream stream] ==HTTP/2==> far server stream. The far server
+ * announces `windows` as its initial stream and connection windows.
+ */
+async function h2Harness(t: After, windows = 65_535): Promise<H2Harness> {
+  const farStreams: http2.ServerHttp2Stream[] = [];
+  const farServer = http2.createServer({ settings: { initialWindowSize: windows } });
+  const farSessions: http2.ServerHttp2Session[] = [];
+  farServer.on('session', (session) => {
+    farSessions.push(session);
+    session.on('error', () => undefined);
+  });
+  farServer.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.respond({ ':status': 200 });
+    farStreams.push(stream);
+  });
+  farServer.listen(0, '127.0.0.1');
+  await once(farServer, 'listening');
+  t.after(() => {
+    for (const session of farSessions) session.destroy();
+    farServer.close();
+  });
+  const session = http2.connect(`http://127.0.0.1:${(farServer.address() as net.AddressInfo).port}`);
+  session.on('error', () => undefined);
+  t.after(() => { session.destroy(); });
+
+  let resolveProxied!: (v: { downstream: net.Socket; upstream: http2.ClientHttp2Stream; result: Promise<RelayResult> }) => void;
+  const proxied = new Promise<{ downstream: net.Socket; upstream: http2.ClientHttp2Stream; result: Promise<RelayResult> }>((resolve) => {
+    resolveProxied = resolve;
+  });
+  const proxy = net.createServer({ allowHalfOpen: true }, (downstream) => {
+    track(t, downstream);
+    const upstream = session.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:1' }, { endStream: false });
+    upstream.on('error', () => undefined);
+    upstream.once('response', () => resolveProxied({ downstream, upstream, result: relay(downstream, upstream) }));
+  });
+  const proxyPort = await listen(t, proxy);
+  const client = track(t, net.connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true }));
+  await within(once(client, 'connect'), 2000, 'the client to connect');
+  const { downstream, upstream, result } = await within(proxied, 2000, 'the CONNECT to be answered');
+  await within((async () => { while (farStreams.length === 0) await sleep(5); })(), 2000, 'the far stream');
+  return { client, far: farStreams[0], downstream, upstream, result };
+}
+
+test('http2: bytes are counted and half-close is END_STREAM both ways', async (t) => {
+  const h = await h2Harness(t);
+  const atFar = collect(h.far as unknown as net.Socket);
+  const atClient = collect(h.client);
+  const request = Buffer.alloc(300_001, 'q');
+  const response = Buffer.alloc(123_457, 'r');
+
+  h.client.end(request);
+  await within(atFar.ended, 5000, 'the request and END_STREAM to arrive');
+  // The reverse direction is still open after the client's FIN.
+  await sleep(50);
+  assert.equal(h.client.destroyed, false);
+  h.far.end(response);
+  await within(atClient.ended, 5000, 'the response and FIN to arrive');
+
+  const result = await within(h.result, 5000, 'relay to resolve');
+  assert.deepEqual(result, { sent: request.length, received: response.length });
+  assert.ok(atFar.data().equals(request));
+  assert.ok(atClient.data().equals(response));
+  assert.equal(h.upstream.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+});
+
+test('http2: a stream reset by the far side resets the client (no FIN first)', async (t) => {
+  const h = await h2Harness(t);
+  const clientError = within(once(h.client, 'error'), 2000, 'the client to be reset');
+  let clientEnded = false;
+  h.client.on('end', () => { clientEnded = true; });
+  h.client.write('hello');
+  await within(once(h.far, 'data'), 2000, 'the far stream to get data');
+  // RST_STREAM alone, as a peer agent sends it (resetEnd), not Node's END_STREAM-then-RST close().
+  resetEnd(h.far);
+  const [err] = await clientError as [NodeJS.ErrnoException];
+  assert.equal(err.code, 'ECONNRESET');
+  assert.equal(clientEnded, false, 'the client saw a clean FIN before the reset');
+  const result = await within(h.result, 2000, 'relay to resolve');
+  assert.ok(result.error instanceof StreamResetError, `expected StreamResetError, got ${String(result.error)}`);
+  assert.equal(result.error.rstCode, http2.constants.NGHTTP2_CANCEL);
+  assert.equal(result.sent, 5);
+});
+
+test('http2: a client reset becomes RST_STREAM(CANCEL) on the tunnel, without END_STREAM', async (t) => {
+  const h = await h2Harness(t);
+  let aborted = false;
+  let farEnded = false;
+  h.far.on('aborted', () => { aborted = true; farEnded = h.far.readableEnded; });
+  h.far.write('welcome');
+  await within(once(h.client, 'data'), 2000, 'the client to get data');
+  h.client.resetAndDestroy();
+  await within(new Promise<void>((resolve) => h.far.once('close', () => resolve())), 2000, 'the far stream to close');
+  assert.ok(aborted, 'the far stream ended cleanly instead of being aborted');
+  assert.equal(farEnded, false, 'END_STREAM arrived before the RST_STREAM');
+  assert.equal(h.far.rstCode, http2.constants.NGHTTP2_CANCEL);
+  const result = await within(h.result, 2000, 'relay to resolve');
+  assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET');
+  assert.equal(result.received, 'welcome'.length);
+});
+
+test('http2: a far stream that does not read stops the client through flow control', async (t) => {
+  // 1 MiB windows: the sender may have at most that much unacknowledged; the relay must then stop
+  // reading the client instead of queueing in user space.
+  const h = await h2Harness(t, 1024 * 1024);
+  h.far.pause();
+  const TOTAL = 32 * 1024 * 1024;
+  const BOUND = 4 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let maxBuffered = 0;
+  const sample = (): void => {
+    maxBuffered = Math.max(maxBuffered, h.upstream.writableLength, h.downstream.writableLength);
+  };
+  const sampler = setInterval(sample, 5);
+  t.after(() => clearInterval(sampler));
+  let written = 0;
+  const writer = (async () => {
+    while (written < TOTAL) {
+      written += chunk.length;
+      const more = written < TOTAL ? h.client.write(chunk) : (h.client.end(chunk), true);
+      sample();
+      if (!more) await once(h.client, 'drain');
+    }
+  })();
+  await sleep(700);
+  assert.ok(written < TOTAL, 'the whole 32 MiB went into a stream nobody read');
+  assert.ok(maxBuffered < BOUND, `relay buffered ${maxBuffered} bytes in user space (bound ${BOUND})`);
+
+  let receivedAtFar = 0;
+  h.far.on('data', (c: Buffer) => { receivedAtFar += c.length; sample(); });
+  h.far.resume();
+  await within(once(h.far, 'end'), 20_000, 'all 32 MiB to reach the far stream');
+  await writer;
+  h.far.end();
+  clearInterval(sampler);
+  assert.equal(receivedAtFar, TOTAL);
+  assert.ok(maxBuffered < BOUND, `relay buffered ${maxBuffered} bytes in user space (bound ${BOUND})`);
+  const result = await within(h.result, 5000, 'relay to resolve');
+  assert.equal(result.sent, TOTAL);
 });

@@ -370,6 +370,215 @@ describe('the bad examples', () => {
   });
 });
 
+describe('security policies (AuthorizationPolicy, PeerAuthentication)', () => {
+  const SHOP = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations:
+    ferry.dev/mesh: enabled
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  nodeName: node-a
+  containers:
+    - name: app
+      command: ["sleep", "infinity"]
+`;
+
+  test('parse into the model; the root namespace needs no Namespace document', () => {
+    const manifest = parse(`${SHOP}---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: ferry-system
+spec:
+  mtls:
+    mode: STRICT
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: web-metrics
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {app: web}
+  portLevelMtls:
+    "9090": {mode: PERMISSIVE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-outsiders
+  namespace: ferry-system
+spec:
+  action: DENY
+  rules:
+    - from:
+        - source:
+            notNamespaces: ["shop", "ferry-system"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    istio.io/dry-run: "true"
+spec:
+  selector:
+    matchLabels: {app: web}
+  action: ALLOW
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/shop/sa/client"]
+      to:
+        - operation:
+            ports: ["8080"]
+            methods: ["GET"]
+`);
+    assert.deepEqual(manifest.peerAuthentications, [
+      { namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] },
+      { namespace: 'shop', name: 'web-metrics', selector: { app: 'web' }, mode: 'UNSET', portLevelMtls: [{ port: 9090, mode: 'PERMISSIVE' }] },
+    ]);
+    assert.deepEqual(manifest.authorizationPolicies, [
+      {
+        namespace: 'ferry-system', name: 'deny-outsiders', action: 'DENY', dryRun: false,
+        rules: [{ from: [{ notNamespaces: ['shop', 'ferry-system'] }] }],
+      },
+      {
+        namespace: 'shop', name: 'web', action: 'ALLOW', dryRun: true, selector: { app: 'web' },
+        rules: [{ from: [{ principals: ['cluster.local/ns/shop/sa/client'] }], to: [{ ports: [8080], methods: ['GET'] }] }],
+      },
+    ]);
+    // The root namespace is not added to the sandbox's namespaces: nothing runs there.
+    assert.deepEqual(manifest.namespaces.map((n) => n.name), ['shop']);
+    assert.deepEqual(manifest.warnings, [
+      'input.yaml: document 6 (AuthorizationPolicy shop/web): spec.rules[0].to[0].operation.methods: HTTP attributes are not enforced yet ' +
+        '(Ferry authorizes TCP connections); this ALLOW rule matches nothing (more restrictive than written)',
+    ]);
+  });
+
+  test('problems carry file, document, object, field path and line', () => {
+    const error = problemsOf(`${SHOP}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: bad
+  namespace: shop
+spec:
+  action: CUSTOM
+  rules:
+    - from:
+        - source:
+            ipBlocks: ["10.0.0.0/8", "10.0.0.300"]
+      to:
+        - operation:
+            ports: ["http"]
+            verbs: [GET]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: ns
+  namespace: shop
+spec:
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    "8080": {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: elsewhere
+  namespace: nowhere
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: bad
+  namespace: shop
+---
+apiVersion: security.istio.io/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: old
+`);
+    assertLines(error, [
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.action: CUSTOM is not supported (Ferry has no external authorization providers); expected ALLOW, DENY or AUDIT',
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].from[0].source.ipBlocks[1]: "10.0.0.300" is not an IPv4 or IPv6 address or CIDR (zone indexes such as %eth0 are not allowed); expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].to[0].operation.ports[0]: "http" is not a port; expected a port from 1 to 65535, as Istio writes it (a string such as "8080") or a number',
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].to[0].operation.verbs: unknown field; expected one of: hosts, notHosts, ports, notPorts, methods, notMethods, paths, notPaths',
+      'input.yaml: document 4 (PeerAuthentication shop/ns): spec.portLevelMtls: is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls',
+      'input.yaml: document 5 (PeerAuthentication nowhere/elsewhere): metadata.namespace: namespace "nowhere" is not declared; expected a Namespace document named "nowhere", or default',
+      'input.yaml: document 6 (AuthorizationPolicy shop/bad): metadata.name: duplicate AuthorizationPolicy shop/bad; expected unique names (first declared in input.yaml: document 3)',
+      'input.yaml: document 7 (AuthorizationPolicy default/old): apiVersion: "security.istio.io/v1alpha1" is not the apiVersion of AuthorizationPolicy; expected security.istio.io/v1 or security.istio.io/v1beta1',
+    ]);
+    const lineOf = (path: string): number | undefined => error.problems.find((p) => p.path === path)?.line;
+    assert.equal(lineOf('spec.action'), 26);
+    assert.equal(lineOf('spec.rules[0].from[0].source.ipBlocks[1]'), 30);
+    assert.equal(lineOf('spec.portLevelMtls'), 43);
+  });
+
+  test('warnings: an unenrolled namespace, a selector that matches no pod, conflicting PeerAuthentications', () => {
+    const manifest = parse(`${SHOP}---
+apiVersion: v1
+kind: Namespace
+metadata: {name: legacy}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing, namespace: legacy}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: typo, namespace: ferry-system}
+spec:
+  selector:
+    matchLabels: {app: wbe}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: b, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: a, namespace: shop}
+spec: {mtls: {mode: PERMISSIVE}}
+`);
+    assert.deepEqual(manifest.warnings, [
+      'input.yaml: document 4 (AuthorizationPolicy legacy/allow-nothing): metadata.namespace: has no effect because namespace legacy is not enrolled; annotate the Namespace with ferry.dev/mesh: enabled',
+      'input.yaml: document 5 (AuthorizationPolicy ferry-system/typo): spec.selector.matchLabels: matches no pod in any namespace, so the policy applies to nothing',
+      'PeerAuthentication shop/b: another namespace-wide PeerAuthentication, shop/a, is in force in namespace shop (the first by name; Istio would use the oldest); delete one of them',
+    ]);
+  });
+
+  test('examples/bad/bad-policy.yaml', async () => {
+    const file = example('bad/bad-policy.yaml');
+    await assert.rejects(loadManifests([file]), (error: unknown) => {
+      assert.ok(error instanceof ManifestError);
+      assertLines(error, [
+        `${file}: document 2 (AuthorizationPolicy shop/office-only): spec.rules[0].from[0].source.ipBlocks[1]: "192.168.0.0/33" has a prefix length outside 0..32; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8`,
+        `${file}: document 3 (AuthorizationPolicy shop/ext-authz): spec.action: CUSTOM is not supported (Ferry has no external authorization providers); expected ALLOW, DENY or AUDIT`,
+        `${file}: document 4 (PeerAuthentication shop/default): spec.portLevelMtls: is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls`,
+      ]);
+      assert.deepEqual(error.problems.map((p) => p.line), [20, 28, 40]);
+      return true;
+    });
+  });
+});
+
 describe('shape errors', () => {
   test('documents that are not objects, lack apiVersion or kind, or have an unknown kind or version', () => {
     const error = problemsOf(`- just a list
@@ -391,7 +600,8 @@ metadata: {name: n}
 apiVersion: 1
 kind: [Pod]
 `);
-    const kinds = 'Namespace, Pod or Service (apiVersion v1), or Node (apiVersion ferry.dev/v1alpha1)';
+    const kinds =
+      'Namespace, Pod or Service (apiVersion v1), Node (apiVersion ferry.dev/v1alpha1), or AuthorizationPolicy or PeerAuthentication (apiVersion security.istio.io/v1)';
     assertLines(error, [
       'input.yaml: document 1: is a list; expected a mapping with apiVersion, kind and metadata',
       `input.yaml: document 2: kind: is required; expected ${kinds}`,
@@ -742,7 +952,7 @@ describe('empty input and unreadable files', () => {
   test('no sources at all', () => {
     const error = parseManifestsError([]);
     assertLines(error, [
-      '(no files): no documents found; expected at least one Namespace, Pod or Service (apiVersion v1), or Node (apiVersion ferry.dev/v1alpha1)',
+      '(no files): no documents found; expected at least one Namespace, Pod or Service (apiVersion v1), Node (apiVersion ferry.dev/v1alpha1), or AuthorizationPolicy or PeerAuthentication (apiVersion security.istio.io/v1)',
     ]);
   });
 

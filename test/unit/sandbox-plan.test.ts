@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
 import { planSandbox, podHostVethName, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, type SandboxPlan } from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
+import { snapshotFromPlan } from '../../src/sandbox/snapshot';
+import { parseSnapshot } from '../../src/state';
 
 function repoRoot(): string {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
@@ -34,7 +36,10 @@ function pod(plan: SandboxPlan, id: string) {
 
 /** A manifest built by hand, for inputs parseManifests would refuse or that are tedious in YAML. */
 function manifestOf(parts: Partial<SandboxManifest>): SandboxManifest {
-  return { nodes: [{ name: 'node-a' }, { name: 'node-b' }], namespaces: [], pods: [], services: [], warnings: [], ...parts };
+  return {
+    nodes: [{ name: 'node-a' }, { name: 'node-b' }], namespaces: [], pods: [], services: [],
+    authorizationPolicies: [], peerAuthentications: [], warnings: [], ...parts,
+  };
 }
 
 function podOf(namespace: string, name: string, nodeName: string, extra: Partial<SandboxPod> = {}): SandboxPod {
@@ -430,5 +435,44 @@ describe('impossible plans', () => {
     );
     const plan = planSandbox(manifestOf({ services: services.slice(0, 65525) }), { prefix: PREFIX });
     assert.equal(plan.services.at(-1)?.vip, '10.96.255.254');
+  });
+});
+
+describe('policies', () => {
+  test('pass from the manifest through the plan into a snapshot the agent accepts', () => {
+    const text = `${fs.readFileSync(DEMO, 'utf8')}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: ferry-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: shop-only, namespace: shop}
+spec:
+  rules:
+    - from: [{source: {namespaces: [shop]}}]
+      to: [{operation: {ports: ["8080"]}}]
+`;
+    const manifest = parseManifests([{ file: DEMO, text }]);
+    const plan = planSandbox(manifest, { prefix: PREFIX });
+    assert.deepEqual(plan.authorizationPolicies, manifest.authorizationPolicies);
+    assert.notEqual(plan.authorizationPolicies, manifest.authorizationPolicies, 'the plan holds a copy');
+    const snapshot = snapshotFromPlan(plan, 1);
+    assert.deepEqual(snapshot.peerAuthentications, [{ namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] }]);
+    assert.deepEqual(snapshot.authorizationPolicies, [{
+      namespace: 'shop', name: 'shop-only', action: 'ALLOW', dryRun: false,
+      rules: [{ from: [{ namespaces: ['shop'] }], to: [{ ports: [8080] }] }],
+    }]);
+    assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
+  });
+
+  test('a plan saved before policies existed gives a snapshot with none', () => {
+    const plan = demoPlan() as Partial<SandboxPlan>;
+    delete plan.authorizationPolicies;
+    delete plan.peerAuthentications;
+    const snapshot = snapshotFromPlan(plan as SandboxPlan, 1);
+    assert.deepEqual([snapshot.authorizationPolicies, snapshot.peerAuthentications], [[], []]);
   });
 });

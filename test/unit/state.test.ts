@@ -1,5 +1,5 @@
-// Tests for src/state: Service VIP and pod IP resolution in ClusterState, snapshot validation, the
-// atomic snapshot file and its watcher. Pure computation plus files in a temporary directory.
+// Tests for src/state: Service VIP and pod IP resolution in ClusterState, policies in the snapshot and in
+// ClusterState, snapshot validation, the atomic snapshot file and its watcher. Pure computation plus files in a temporary directory.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -10,6 +10,7 @@ import {
   ClusterState, SnapshotError, parseSnapshot, readSnapshot, watchSnapshot, writeSnapshot,
   type ClusterSnapshot, type Destination, type Service, type Workload,
 } from '../../src/state';
+import type { AuthorizationPolicy, PeerAuthentication } from '../../src/policy';
 
 const VIP = '10.96.0.10';
 
@@ -226,6 +227,78 @@ describe('ClusterState lookups', () => {
     assert.equal(state.workload('shop/cart-2')?.ips[0], '10.244.0.12');
     assert.equal(state.serviceByVip(VIP, 80)?.service.name, 'cart');
     assert.equal(state.serviceByVip(VIP, 81), undefined);
+  });
+});
+
+describe('policies in the snapshot', () => {
+  const denyLegacy: AuthorizationPolicy = {
+    namespace: 'shop', name: 'deny-legacy', action: 'DENY', dryRun: false,
+    rules: [{ from: [{ namespaces: ['legacy'] }] }],
+  };
+  const strict: PeerAuthentication = { namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] };
+  const withPolicies = (revision: number, authorizationPolicies: AuthorizationPolicy[], peerAuthentications: PeerAuthentication[] = []): ClusterSnapshot =>
+    snapshot(revision, { authorizationPolicies, peerAuthentications });
+  const CART = workload('cart-1', '10.244.0.11');
+  const FROM_LEGACY = { source: { principal: 'spiffe://cluster.local/ns/legacy/sa/default', ip: '10.244.1.5' }, destination: { ip: '10.244.0.11', port: 8080 } };
+
+  test('ClusterState compiles them on replace', () => {
+    const state = stateOf(withPolicies(1, [denyLegacy], [strict]));
+    assert.equal(state.policies.authorize(CART, FROM_LEGACY).allow, false);
+    assert.equal(state.policies.mtlsMode(CART, 8080), 'STRICT');
+  });
+
+  test('a snapshot without policies (or an empty state) allows everything, PERMISSIVE', () => {
+    for (const state of [new ClusterState(), stateOf(snapshot(1))]) {
+      assert.equal(state.policies.authorize(CART, FROM_LEGACY).allow, true);
+      assert.equal(state.policies.mtlsMode(CART, 8080), 'PERMISSIVE');
+      assert.equal(state.policyRevision, 0);
+    }
+  });
+
+  test('policyRevision moves only when the policies change, and the PolicySet is kept otherwise', () => {
+    const state = stateOf(withPolicies(1, [denyLegacy]));
+    const first = state.policies;
+    assert.equal(state.policyRevision, 1);
+    state.replace(withPolicies(2, [structuredClone(denyLegacy)], []));
+    assert.equal(state.policyRevision, 1, 'same policies in a new snapshot');
+    assert.equal(state.policies, first);
+    state.replace(withPolicies(3, [denyLegacy], [strict]));
+    assert.equal(state.policyRevision, 2);
+    assert.notEqual(state.policies.fingerprint, first.fingerprint);
+    state.replace(snapshot(4));
+    assert.equal(state.policyRevision, 3);
+    assert.equal(state.policies.authorize(CART, FROM_LEGACY).allow, true);
+  });
+
+  test('a policy that cannot be compiled leaves the state as it was', () => {
+    const state = stateOf(withPolicies(1, [denyLegacy]));
+    const bad: AuthorizationPolicy = { ...denyLegacy, rules: [{ from: [{ ipBlocks: ['10.0.0.0/40'] }] }] };
+    assert.throws(() => state.replace(withPolicies(2, [bad])), { code: 'FERRY_ERR_POLICY_INVALID' });
+    assert.equal(state.revision, 1);
+    assert.equal(state.policyRevision, 1);
+  });
+
+  test('the snapshot file carries them: parseSnapshot accepts and returns them', () => {
+    const snap = withPolicies(3, [{ ...denyLegacy, selector: { app: 'cart' }, dryRun: true }], [
+      strict, { namespace: 'shop', name: 'db', selector: { app: 'db' }, mode: 'UNSET', portLevelMtls: [{ port: 5432, mode: 'DISABLE' }] },
+    ]);
+    assert.deepEqual(parseSnapshot(JSON.stringify(snap), 'snapshot.json'), snap);
+  });
+
+  test('parseSnapshot refuses malformed policies with their path, or values that cannot be compiled', () => {
+    const shape = withPolicies(1, [{ ...denyLegacy, action: 'CUSTOM' as 'DENY', rules: [{ from: [{ principal: ['x'] } as never] }] }]);
+    assert.throws(() => parseSnapshot(JSON.stringify(shape), 'snapshot.json'), (err: unknown) => {
+      assert.ok(err instanceof SnapshotError);
+      assert.match(err.message, /\/authorizationPolicies\/0\/action must be equal to one of the allowed values/);
+      assert.match(err.message, /\/authorizationPolicies\/0\/rules\/0\/from\/0 must NOT have additional properties: "principal"/);
+      return true;
+    });
+    const value = withPolicies(1, [{ ...denyLegacy, rules: [{ when: [{ key: 'source.ip', values: ['nope'] }] }] }]);
+    assert.throws(() => parseSnapshot(JSON.stringify(value), 'snapshot.json'), (err: unknown) => {
+      assert.ok(err instanceof SnapshotError);
+      assert.match(err.message, /^snapshot\.json: invalid snapshot: cannot compile authorization policies:\n {2}AuthorizationPolicy shop\/deny-legacy: spec\.rules\[0\]: "nope" is not an IPv4 or IPv6 address/);
+      return true;
+    });
   });
 });
 

@@ -1,0 +1,459 @@
+// HBONE client: opens HTTP/2 CONNECT streams to other agents over mutual TLS 1.3, multiplexing
+// many streams on one pooled connection per (source pod, source identity, peer, peer identity).
+import { X509Certificate } from 'node:crypto';
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import * as tls from 'node:tls';
+import { PORTS } from '../config';
+import type { Logger } from '../telemetry';
+import {
+  HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError, HboneStatusError,
+  HboneStreamError, HboneTlsError,
+} from './errors';
+import { HBONE_FLOW, hostPort, numericOptions } from './hbone-protocol';
+import { resetEnd } from './relay';
+import type { Dialer, IdentityContexts, ProxyPod, SocketAddress, TlsProvider } from './types';
+
+export interface HboneRequestHeaders {
+  /** RFC 7239 `for=<source pod ip>`; see forwardedFor(). */
+  forwarded: string;
+  /** W3C baggage naming the source workload; see sourceBaggage(). */
+  baggage?: string;
+  /** W3C trace context; see newTraceparent(). */
+  traceparent: string;
+}
+
+export interface HboneOpenRequest {
+  sourcePod: ProxyPod;
+  /** The identity the tunnel is opened as (our certificate). */
+  sourcePrincipal: string;
+  /** The pod address to CONNECT to; the tunnel itself goes to `<target.ip>:<port option>`. */
+  target: SocketAddress;
+  /** The peer's certificate must carry exactly this identity. */
+  expectedPrincipal: string;
+  headers: HboneRequestHeaders;
+}
+
+export interface HbonePoolOptions {
+  /** The peer agents' HBONE port. */
+  port: number;
+  /** Streams per connection before another connection is opened (ztunnel: pool_max_streams_per_conn = 100). */
+  maxStreamsPerConnection: number;
+  /** A connection without streams for this long is closed (ztunnel waits 5 min; connections are cheap to redo). */
+  idleTimeoutMs: number;
+  /** TCP connect to the end of the HTTP/2 preface exchange (first SETTINGS from the peer). */
+  handshakeTimeoutMs: number;
+  /** From sending CONNECT to the peer's response: the peer authorizes and dials its app meanwhile. */
+  responseTimeoutMs: number;
+  streamWindow: number;
+  connectionWindow: number;
+  maxFrameSize: number;
+}
+
+export const HBONE_POOL_DEFAULTS: HbonePoolOptions = {
+  port: PORTS.hbone,
+  maxStreamsPerConnection: 100,
+  idleTimeoutMs: 60_000,
+  handshakeTimeoutMs: 10_000,
+  responseTimeoutMs: 15_000,
+  ...HBONE_FLOW,
+};
+
+const RANGES: { [K in keyof HbonePoolOptions]: [number, number] } = {
+  port: [1, 65535],
+  maxStreamsPerConnection: [1, 10_000],
+  idleTimeoutMs: [1, 24 * 3600_000],
+  handshakeTimeoutMs: [1, 600_000],
+  responseTimeoutMs: [1, 600_000],
+  // RFC 9113 §6.5.2: windows up to 2^31-1, frames from 2^14 to 2^24-1.
+  streamWindow: [65_535, 2 ** 31 - 1],
+  connectionWindow: [65_535, 2 ** 31 - 1],
+  maxFrameSize: [16_384, 2 ** 24 - 1],
+};
+
+/** The client's own header list limit (ztunnel: 16 KiB): responses to CONNECT carry a status and little else. */
+const MAX_HEADER_LIST_SIZE = 16 * 1024;
+
+/**
+ * Code for sessions we tear down with streams still open: their streams close with it, so relays
+ * see an abort (with NO_ERROR Node would end them like a clean END_STREAM).
+ */
+const ABORT = http2.constants.NGHTTP2_CANCEL;
+
+/** Opens that find only fresh-but-unusable connections give up after this many dials. */
+const MAX_DIALS_PER_OPEN = 3;
+
+export interface HbonePoolDeps {
+  tls: TlsProvider;
+  dialer: Dialer;
+  log: Logger;
+}
+
+export interface HboneConnectionStats {
+  id: string;
+  streams: number;
+  local: string;
+  remote: string;
+  notAfter: string;
+}
+
+export interface HbonePoolStats {
+  sourcePod: string;
+  sourcePrincipal: string;
+  targetIp: string;
+  expectedPrincipal: string;
+  connections: HboneConnectionStats[];
+}
+
+interface Tunnel {
+  id: string;
+  key: string;
+  request: HboneOpenRequest;
+  session: http2.ClientHttp2Session;
+  /** The earlier of our certificate's and the peer's notAfter (ms). */
+  notAfter: number;
+  local: string;
+  remote: string;
+  streams: number;
+  /** No new streams: GOAWAY received, idle, past notAfter, or the pool is closing. */
+  retired: boolean;
+  closeReason?: string;
+  idleTimer?: NodeJS.Timeout;
+}
+
+function poolKey(r: HboneOpenRequest): string {
+  return [r.sourcePod.uid, r.sourcePrincipal, r.target.ip, r.expectedPrincipal].join('|');
+}
+
+function addressOf(socket: net.Socket, side: 'local' | 'remote'): string {
+  const ip = side === 'local' ? socket.localAddress : socket.remoteAddress;
+  const port = side === 'local' ? socket.localPort : socket.remotePort;
+  return ip === undefined || port === undefined ? 'unknown' : hostPort(ip, port);
+}
+
+export class HbonePool {
+  private readonly options: HbonePoolOptions;
+  private readonly log: Logger;
+  private readonly tunnels = new Map<string, Tunnel[]>();
+  /** One dial in flight per key; concurrent opens wait for it instead of dialling their own. */
+  private readonly dialing = new Map<string, Promise<void>>();
+  private counter = 0;
+  private closed = false;
+
+  constructor(private readonly deps: HbonePoolDeps, options?: Partial<HbonePoolOptions>) {
+    this.options = numericOptions('hbone.pool', HBONE_POOL_DEFAULTS, options, RANGES);
+    this.log = deps.log.child({ component: 'hbone' });
+  }
+
+  /**
+   * Open a CONNECT stream to `target` through a pooled tunnel. Resolves once the peer answered
+   * 200 with the stream (a Duplex: write = to the peer's app, end() = FIN, close(CANCEL) = RST);
+   * rejects with an HboneError (HboneStatusError carries the status).
+   */
+  async open(request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
+    const tunnel = await this.checkout(poolKey(request), request);
+    return this.connect(tunnel, request);
+  }
+
+  /**
+   * A tunnel with a free stream slot, the slot already taken. Concurrency: everything between
+   * finding a tunnel and counting the stream happens in one turn of the event loop, so two opens
+   * never take the same last slot; while a key has a dial in flight, opens wait for it and then look
+   * again (a full new tunnel makes the next waiter dial another, one at a time).
+   */
+  private async checkout(key: string, request: HboneOpenRequest): Promise<Tunnel> {
+    for (let dials = 0; ; ) {
+      if (this.closed) throw new HbonePoolClosedError();
+      const now = Date.now();
+      for (const tunnel of this.tunnels.get(key) ?? []) {
+        if (now >= tunnel.notAfter) this.retire(tunnel, 'certificate expiry');
+        else if (!tunnel.retired && tunnel.streams < this.capacity(tunnel)) {
+          tunnel.streams += 1;
+          if (tunnel.idleTimer) clearTimeout(tunnel.idleTimer);
+          tunnel.idleTimer = undefined;
+          return tunnel;
+        }
+      }
+      let pending = this.dialing.get(key);
+      if (!pending) {
+        if (dials === MAX_DIALS_PER_OPEN) throw new HboneStreamError(`no usable HBONE connection to ${request.target.ip} after ${dials} dials`);
+        dials += 1;
+        pending = this.dial(key, request).then(
+          (tunnel) => { this.dialing.delete(key); this.add(tunnel); },
+          (err: unknown) => { this.dialing.delete(key); throw err; },
+        );
+        this.dialing.set(key, pending);
+      }
+      await pending;
+    }
+  }
+
+  private capacity(tunnel: Tunnel): number {
+    const peer = tunnel.session.remoteSettings.maxConcurrentStreams ?? this.options.maxStreamsPerConnection;
+    return Math.min(this.options.maxStreamsPerConnection, peer);
+  }
+
+  private add(tunnel: Tunnel): void {
+    if (this.closed) {
+      tunnel.session.destroy();
+      return;
+    }
+    const list = this.tunnels.get(tunnel.key) ?? [];
+    list.push(tunnel);
+    this.tunnels.set(tunnel.key, list);
+    this.armIdle(tunnel);
+  }
+
+  private forget(tunnel: Tunnel): void {
+    const list = this.tunnels.get(tunnel.key);
+    if (!list) return;
+    const rest = list.filter((t) => t !== tunnel);
+    if (rest.length > 0) this.tunnels.set(tunnel.key, rest);
+    else this.tunnels.delete(tunnel.key);
+  }
+
+  /** No new streams on `tunnel`; it closes (GOAWAY, RFC 9113 §6.8) once its last stream is done. */
+  private retire(tunnel: Tunnel, reason: string): void {
+    if (!tunnel.retired) {
+      tunnel.retired = true;
+      tunnel.closeReason ??= reason;
+      this.forget(tunnel);
+    }
+    if (tunnel.streams === 0 && !tunnel.session.closed) tunnel.session.close();
+  }
+
+  private armIdle(tunnel: Tunnel): void {
+    if (tunnel.streams > 0 || tunnel.retired) return;
+    tunnel.idleTimer = setTimeout(() => this.retire(tunnel, 'idle'), this.options.idleTimeoutMs);
+    tunnel.idleTimer.unref();
+  }
+
+  private release(tunnel: Tunnel): void {
+    tunnel.streams -= 1;
+    if (tunnel.streams > 0) return;
+    if (tunnel.retired || Date.now() >= tunnel.notAfter) this.retire(tunnel, 'certificate expiry');
+    else this.armIdle(tunnel);
+  }
+
+  /** TCP from inside the source pod, then mutual TLS, then the HTTP/2 preface and SETTINGS. */
+  private async dial(key: string, request: HboneOpenRequest): Promise<Tunnel> {
+    const contexts = this.deps.tls.contexts(request.sourcePrincipal);
+    if (!contexts) throw new HboneNoIdentityError(request.sourcePrincipal);
+    const to: SocketAddress = { family: request.target.family, ip: request.target.ip, port: this.options.port };
+    const peer = hostPort(to.ip, to.port);
+    let raw: net.Socket;
+    try {
+      raw = await this.deps.dialer.dial(request.sourcePod.netnsPath, to);
+    } catch (err) {
+      throw new HboneDialError(`connect ${peer}: ${(err as Error).message}`, { cause: err });
+    }
+    raw.on('error', () => { /* reported by the TLS socket wrapping it */ });
+    if (this.closed) {
+      raw.destroy();
+      throw new HbonePoolClosedError();
+    }
+    const deadline = Date.now() + this.options.handshakeTimeoutMs;
+    const socket = await this.handshake(raw, contexts, request, peer);
+    const peerCertificate = socket.getPeerX509Certificate();
+    const notAfter = Math.min(contexts.notAfter.getTime(), peerCertificate ? Date.parse(peerCertificate.validTo) : 0);
+    const session = await this.startSession(socket, peer, deadline - Date.now());
+
+    this.counter += 1;
+    const tunnel: Tunnel = {
+      id: `t${this.counter}`, key, request, session, notAfter,
+      local: addressOf(socket, 'local'), remote: addressOf(socket, 'remote'), streams: 0, retired: false,
+    };
+    const fields = {
+      tunnel: tunnel.id, sourcePod: request.sourcePod.uid, sourcePrincipal: request.sourcePrincipal,
+      peer: request.expectedPrincipal, local: tunnel.local, remote: tunnel.remote,
+    };
+    session.on('goaway', (code: number) => this.retire(tunnel, `GOAWAY (code ${code})`));
+    session.on('error', (err: Error) => { tunnel.closeReason ??= err.message; });
+    session.on('close', () => {
+      if (tunnel.idleTimer) clearTimeout(tunnel.idleTimer);
+      tunnel.retired = true;
+      this.forget(tunnel);
+      this.log.info({ ...fields, reason: tunnel.closeReason ?? 'closed by peer' }, 'hbone connection closed');
+    });
+    this.log.info(fields, 'hbone connection established');
+    return tunnel;
+  }
+
+  /**
+   * Mutual TLS 1.3 with ALPN h2 and no SNI (the peer is addressed by IP, which SNI cannot carry,
+   * RFC 6066 §3). The server certificate must chain to the bundle (rejectUnauthorized) and carry
+   * exactly the expected identity: checkServerIdentity runs before 'secureConnect', so a wrong peer
+   * fails the handshake before a byte of payload is written.
+   */
+  private handshake(raw: net.Socket, contexts: IdentityContexts, request: HboneOpenRequest, peer: string): Promise<tls.TLSSocket> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          socket.destroy();
+          reject(err);
+        } else {
+          resolve(socket);
+        }
+      };
+      const socket = tls.connect({
+        socket: raw,
+        secureContext: contexts.client,
+        ALPNProtocols: ['h2'],
+        minVersion: 'TLSv1.3',
+        maxVersion: 'TLSv1.3',
+        rejectUnauthorized: true,
+        checkServerIdentity: (_host, certificate) => {
+          try {
+            const identity = this.deps.tls.peerIdentity(new X509Certificate(certificate.raw));
+            if (identity.principal === request.expectedPrincipal) return undefined;
+            return new HboneIdentityError(`${peer} presented ${identity.principal}, expected ${request.expectedPrincipal}`);
+          } catch (err) {
+            return new HboneIdentityError(`${peer} presented an unusable certificate: ${(err as Error).message}`, { cause: err });
+          }
+        },
+      });
+      const timer = setTimeout(() => settle(new HboneTlsError('TIMEOUT', `TLS handshake with ${peer} timed out after ${this.options.handshakeTimeoutMs} ms`)),
+        this.options.handshakeTimeoutMs);
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err instanceof HboneError) settle(err);
+        else settle(new HboneTlsError(err.code ?? 'TLS', `TLS handshake with ${peer}: ${err.message}`, { cause: err }));
+      });
+      socket.once('close', () => settle(new HboneTlsError('CLOSED', `${peer} closed the connection during the TLS handshake`)));
+      socket.once('secureConnect', () => {
+        if (socket.alpnProtocol !== 'h2') {
+          settle(new HboneTlsError('ALPN', `${peer} did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
+        } else {
+          settle();
+        }
+      });
+    });
+  }
+
+  /** The HTTP/2 client session over the TLS socket, resolved once the peer's SETTINGS arrived. */
+  private startSession(socket: tls.TLSSocket, peer: string, timeoutMs: number): Promise<http2.ClientHttp2Session> {
+    const session = http2.connect(`https://${peer}`, {
+      createConnection: () => socket,
+      settings: {
+        enablePush: false,
+        initialWindowSize: this.options.streamWindow,
+        maxFrameSize: this.options.maxFrameSize,
+        maxHeaderListSize: MAX_HEADER_LIST_SIZE,
+      },
+      peerMaxConcurrentStreams: this.options.maxStreamsPerConnection,
+    });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        session.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new HboneStreamError(`no HTTP/2 SETTINGS from ${peer} within the handshake timeout`)),
+        Math.max(1, timeoutMs));
+      // Stays attached: later errors close the session, which the pool sees as 'close'.
+      session.on('error', (err: Error) => fail(new HboneStreamError(`HTTP/2 session with ${peer}: ${err.message}`, { cause: err })));
+      session.once('close', () => fail(new HboneStreamError(`${peer} closed the HTTP/2 session before its SETTINGS`)));
+      session.once('remoteSettings', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // The connection window is not a SETTINGS parameter: only WINDOW_UPDATE on stream 0 raises it (RFC 9113 §6.9.2).
+        session.setLocalWindowSize(this.options.connectionWindow);
+        resolve(session);
+      });
+    });
+  }
+
+  /** Send CONNECT on a slot checkout() reserved; the slot is given back when the stream closes. */
+  private connect(tunnel: Tunnel, request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
+    const authority = hostPort(request.target.ip, request.target.port);
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': 'CONNECT', ':authority': authority,
+      forwarded: request.headers.forwarded, traceparent: request.headers.traceparent,
+    };
+    if (request.headers.baggage !== undefined) headers.baggage = request.headers.baggage;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = tunnel.session.request(headers, { endStream: false });
+    } catch (err) {
+      this.release(tunnel);
+      this.retire(tunnel, (err as Error).message);
+      return Promise.reject(new HboneStreamError(`CONNECT ${authority}: ${(err as Error).message}`, { cause: err }));
+    }
+    stream.on('close', () => this.release(tunnel));
+    // Errors after the response belong to whoever relays the stream; this keeps none unhandled.
+    stream.on('error', () => undefined);
+    this.log.debug({ tunnel: tunnel.id, authority }, 'hbone stream opened');
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        resetEnd(stream);
+        reject(new HboneStreamError(`CONNECT ${authority}: no response within ${this.options.responseTimeoutMs} ms`));
+      }, this.options.responseTimeoutMs);
+      const closed = (): void => {
+        clearTimeout(timer);
+        reject(new HboneStreamError(`CONNECT ${authority}: stream closed before a response (code ${stream.rstCode ?? 'none'})`));
+      };
+      stream.once('close', closed);
+      stream.once('response', (response: http2.IncomingHttpHeaders) => {
+        clearTimeout(timer);
+        stream.off('close', closed);
+        const status = Number(response[':status']);
+        if (status === 200) {
+          resolve(stream);
+          return;
+        }
+        resetEnd(stream);
+        reject(new HboneStatusError(status, authority));
+      });
+    });
+  }
+
+  stats(): HbonePoolStats[] {
+    const out: HbonePoolStats[] = [];
+    for (const list of this.tunnels.values()) {
+      const { request } = list[0];
+      out.push({
+        sourcePod: request.sourcePod.uid, sourcePrincipal: request.sourcePrincipal,
+        targetIp: request.target.ip, expectedPrincipal: request.expectedPrincipal,
+        connections: list.map((t) => ({
+          id: t.id, streams: t.streams, local: t.local, remote: t.remote, notAfter: new Date(t.notAfter).toISOString(),
+        })),
+      });
+    }
+    return out;
+  }
+
+  /** Close the tunnels of one source pod now (it was released: its namespace is going away). */
+  closeSource(podUid: string): void {
+    for (const list of [...this.tunnels.values()]) {
+      for (const tunnel of list) {
+        if (tunnel.request.sourcePod.uid !== podUid) continue;
+        tunnel.closeReason ??= 'source pod removed';
+        this.forget(tunnel);
+        tunnel.session.destroy(undefined, ABORT);
+      }
+    }
+  }
+
+  /**
+   * Stop: no new opens, every tunnel destroyed now (their streams are reset, so relays see an
+   * abort), dials in flight are destroyed when they land. Call after the proxy's drain so open
+   * connections had their chance to finish.
+   */
+  close(): void {
+    this.closed = true;
+    for (const list of [...this.tunnels.values()]) {
+      for (const tunnel of list) {
+        tunnel.closeReason ??= 'pool closed';
+        tunnel.session.destroy(undefined, ABORT);
+      }
+    }
+    this.tunnels.clear();
+  }
+}

@@ -1,0 +1,96 @@
+// What both ends of an HBONE tunnel agree on: HTTP/2 flow-control settings, the CONNECT target
+// form, and the `forwarded`, `traceparent` and `baggage` headers the client sends.
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import { ProxyOptionsError } from './errors';
+import type { ProxyPod, SocketAddress } from './types';
+
+/**
+ * HTTP/2 flow control for tunnels, from ztunnel's defaults (config.rs `window_size`,
+ * `connection_window_size`, `frame_size`). RFC 9113's 64 KiB default stream window caps one
+ * stream at 64 KiB per round trip (~50 Mbit/s at 10 ms RTT); 4 MiB lets one stream fill a fast
+ * link, and the 16 MiB connection window bounds what one tunnel can make a receiver buffer
+ * however many streams are open (RFC 9113 §5.2: both windows apply to every DATA frame).
+ */
+export const HBONE_FLOW = {
+  streamWindow: 4 * 1024 * 1024,
+  connectionWindow: 16 * 1024 * 1024,
+  /** Larger frames mean fewer frame headers and callbacks per MiB (RFC 9113 §4.2 SETTINGS_MAX_FRAME_SIZE). */
+  maxFrameSize: 1024 * 1024,
+} as const;
+
+export function hostPort(ip: string, port: number): string {
+  return net.isIPv6(ip) ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** `::ffff:10.0.0.1` (a v4 peer on a dual-stack socket) → `10.0.0.1`. */
+export function stripMapped(ip: string): string {
+  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}
+
+/**
+ * The CONNECT request's `:authority`, which for CONNECT is the target's host and port
+ * (RFC 9113 §8.5, RFC 9110 §9.3.6): `ip:port`, `[v6]:port`. Undefined for anything else,
+ * including host names: HBONE targets a pod address, never a name.
+ */
+export function parseAuthority(authority: string | undefined): SocketAddress | undefined {
+  if (authority === undefined) return undefined;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(authority);
+  if (!match) return undefined;
+  const ip = match[1] ?? match[2];
+  const port = Number(match[3]);
+  const family = net.isIPv6(ip) ? 6 : net.isIPv4(ip) ? 4 : 0;
+  if (family === 0 || port < 1 || port > 65535) return undefined;
+  if (family === 6 && net.isIPv4(stripMapped(ip))) return { family: 4, ip: stripMapped(ip), port };
+  return { family, ip, port };
+}
+
+/** RFC 7239 §4: `for=192.0.2.60`, and a v6 address bracketed and quoted: `for="[2001:db8::1]"`. */
+export function forwardedFor(ip: string): string {
+  return net.isIPv6(ip) ? `for="[${ip}]"` : `for=${ip}`;
+}
+
+/**
+ * A new W3C trace-context `traceparent` (version 00): random 16-byte trace-id and 8-byte
+ * parent-id, neither all zeros (invalid per the spec), flags 00 — this proxy records no span, so it
+ * makes no sampling decision for the tunnel.
+ */
+export function newTraceparent(): string {
+  for (;;) {
+    const bytes = randomBytes(24);
+    const traceId = bytes.subarray(0, 16).toString('hex');
+    const parentId = bytes.subarray(16).toString('hex');
+    if (!/^0+$/.test(traceId) && !/^0+$/.test(parentId)) return `00-${traceId}-${parentId}-00`;
+  }
+}
+
+/** A received `traceparent` if it is well formed (version 00 form), else undefined. */
+export function validTraceparent(value: string | string[] | undefined): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const match = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(value.trim());
+  if (!match || match[1] === 'ff' || /^0+$/.test(match[2]) || /^0+$/.test(match[3])) return undefined;
+  return match[0];
+}
+
+/**
+ * W3C baggage naming the source workload, as ztunnel sends it (OpenTelemetry k8s semantic
+ * conventions); values percent-encoded as the baggage spec requires.
+ */
+export function sourceBaggage(pod: Pick<ProxyPod, 'namespace' | 'name'>): string {
+  return `k8s.namespace.name=${encodeURIComponent(pod.namespace)},k8s.pod.name=${encodeURIComponent(pod.name)}`;
+}
+
+/** Merge `overrides` over `defaults`, checking each numeric field is an integer in [min, max]. */
+export function numericOptions<T extends { [K in keyof T]: number }>(
+  where: string, defaults: T, overrides: Partial<T> | undefined, ranges: { [K in keyof T]: [number, number] },
+): T {
+  const merged = { ...defaults, ...overrides };
+  for (const field of Object.keys(defaults) as Array<keyof T & string>) {
+    const value = merged[field];
+    const [min, max] = ranges[field];
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new ProxyOptionsError(`${where}.${field}: expected an integer in [${min}, ${max}], got ${String(value)}`);
+    }
+  }
+  return merged;
+}

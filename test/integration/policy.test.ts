@@ -1,0 +1,258 @@
+// Root integration: PeerAuthentication and AuthorizationPolicy enforced by real agents on real
+// connections — plaintext from outside the mesh, HBONE across nodes and the same-node short path —
+// applied to a running sandbox with `ferry sandbox apply`, including connections already open.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { NODE, TOOLS, TestSandbox, eventually, ferry, leftovers, requireRoot } from './harness';
+
+const PREFIX = 'ferryt-pol';
+const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
+const idle = '[{ name: c, command: ["sleep", "infinity"] }]';
+const MANIFEST = `
+apiVersion: v1
+kind: Namespace
+metadata: { name: app, annotations: { ferry.dev/mesh: enabled } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: other, annotations: { ferry.dev/mesh: enabled } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: plain }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server, namespace: app, labels: { app: server } }
+spec:
+  nodeName: node-b
+  serviceAccountName: server
+  containers:
+    - { name: main, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7000 }] }
+    - { name: admin, command: ${echo(7001)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7001 }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: alpha, namespace: app }
+spec: { nodeName: node-a, serviceAccountName: alpha, containers: ${idle} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: beta, namespace: app }
+spec: { nodeName: node-a, serviceAccountName: beta, containers: ${idle} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: alpha-local, namespace: app }
+spec: { nodeName: node-b, serviceAccountName: alpha, containers: ${idle} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: stranger, namespace: other }
+spec: { nodeName: node-a, containers: ${idle} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: outsider, namespace: plain }
+spec: { nodeName: node-a, containers: ${idle} }
+`;
+
+/** Who connects: enrolled pods over HBONE (alpha, beta, stranger), the short path (alpha-local), plaintext (outsider). */
+const CLIENTS = ['app/alpha', 'app/beta', 'app/alpha-local', 'other/stranger', 'plain/outsider'] as const;
+type Client = typeof CLIENTS[number];
+type Expect = Partial<Record<Client, boolean>>;
+
+const ALPHA = 'cluster.local/ns/app/sa/alpha';
+const policy = (name: string, spec: string, annotations = ''): string => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: app${annotations ? `, annotations: { ${annotations} }` : ''} }
+spec:
+${spec.replace(/^/gm, '  ')}`;
+const peerAuth = (name: string, spec: string, namespace = 'app'): string => `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+${spec.replace(/^/gm, '  ')}`;
+
+describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_000 }, () => {
+  const sandbox = new TestSandbox(PREFIX, MANIFEST);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-policies-`));
+  let ip: Record<string, string> = {};
+  let netnsNames: string[] = [];
+  let applied: string[] = [];
+
+  before(async () => {
+    requireRoot();
+    await sandbox.up();
+    const status = await sandbox.status();
+    ip = Object.fromEntries(status.pods.map((p) => [p.name, p.ip]));
+    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
+      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
+  });
+
+  after(async () => {
+    fs.rmSync(work, { recursive: true, force: true });
+    const result = await sandbox.down();
+    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
+    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
+  });
+
+  /** Both agents have loaded at least snapshot revision `revision` (they log each policy change). */
+  async function agentsAt(revision: number): Promise<void> {
+    for (const node of ['node-a', 'node-b']) {
+      await eventually(() => sandbox.agentLog(node).split('\n').some((l) => {
+        if (!l.includes('"policies applied"')) return false;
+        return (JSON.parse(l) as { revision: number }).revision >= revision;
+      }), 5000, `${node}'s agent to apply revision ${revision}`);
+    }
+  }
+
+  /** Replace the policies of the previous case with `docs`; returns what `apply` printed. */
+  async function usePolicies(docs: string[]): Promise<string> {
+    if (applied.length > 0) {
+      const old = path.join(work, 'old.yaml');
+      fs.writeFileSync(old, applied.join('\n---\n'));
+      const removed = await ferry(['sandbox', 'delete', '--prefix', PREFIX, '-f', old]);
+      assert.equal(removed.code, 0, removed.stderr);
+    }
+    applied = docs;
+    if (docs.length === 0) return '';
+    const file = path.join(work, 'policies.yaml');
+    fs.writeFileSync(file, docs.join('\n---\n'));
+    const result = await ferry(['sandbox', 'apply', '--prefix', PREFIX, '-f', file]);
+    assert.equal(result.code, 0, `apply failed:\n${result.stdout}\n${result.stderr}`);
+    const revision = Number(/revision (\d+)/.exec(result.stdout)?.[1]);
+    assert.ok(revision > 0, `apply printed no revision: ${result.stdout}`);
+    await agentsAt(revision);
+    return result.stdout + result.stderr;
+  }
+
+  /** true when `client` gets its message echoed by server:port, false when the connection is refused or reset. */
+  async function reaches(client: Client, port: number): Promise<boolean> {
+    const text = `from ${client} to ${port}\n`;
+    const result = await sandbox.client(client, ['send', ip.server, String(port), text]);
+    if (result.body === `${text}BYE-AFTER-FIN\n`) return true;
+    assert.ok(result.body === undefined || result.body === '', `partial answer to ${client}: ${JSON.stringify(result)}`);
+    return false;
+  }
+
+  async function check(expect: Expect, port = 7000): Promise<void> {
+    const seen: Expect = {};
+    for (const client of Object.keys(expect) as Client[]) seen[client] = await reaches(client, port);
+    assert.deepEqual(seen, expect, `port ${port}`);
+  }
+
+  test('without policies everything is admitted (PERMISSIVE, no AuthorizationPolicy)', async () => {
+    await usePolicies([]);
+    await check({ 'app/alpha': true, 'app/beta': true, 'app/alpha-local': true, 'other/stranger': true, 'plain/outsider': true });
+  });
+
+  describe('PeerAuthentication', () => {
+    test('STRICT namespace-wide refuses plaintext from a pod outside the mesh; mutual TLS still passes', async () => {
+      await usePolicies([peerAuth('strict', 'mtls: { mode: STRICT }')]);
+      await check({ 'plain/outsider': false, 'app/alpha': true, 'app/alpha-local': true });
+    });
+
+    test('PERMISSIVE admits plaintext as unauthenticated', async () => {
+      await usePolicies([peerAuth('permissive', 'mtls: { mode: PERMISSIVE }')]);
+      await check({ 'plain/outsider': true, 'app/alpha': true });
+    });
+
+    test('mesh-wide STRICT with a port-level PERMISSIVE override on the workload', async () => {
+      await usePolicies([
+        peerAuth('default', 'mtls: { mode: STRICT }', 'ferry-system'),
+        peerAuth('admin-port', 'selector: { matchLabels: { app: server } }\nmtls: { mode: STRICT }\nportLevelMtls: { "7001": { mode: PERMISSIVE } }'),
+      ]);
+      await check({ 'plain/outsider': false }, 7000);
+      await check({ 'plain/outsider': true }, 7001);
+    });
+  });
+
+  describe('AuthorizationPolicy', () => {
+    const cases: Array<{ name: string; docs: () => string[]; expect: Expect; port?: number }> = [
+      { name: 'ALLOW principals', docs: () => [policy('p', `action: ALLOW\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)],
+        expect: { 'app/alpha': true, 'app/alpha-local': true, 'app/beta': false, 'other/stranger': false, 'plain/outsider': false } },
+      { name: 'ALLOW notPrincipals', docs: () => [policy('p', `rules: [{ from: [{ source: { notPrincipals: ["${ALPHA}"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': true } },
+      { name: 'ALLOW namespaces', docs: () => [policy('p', 'rules: [{ from: [{ source: { namespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': true, 'app/beta': true, 'other/stranger': false, 'plain/outsider': false } },
+      { name: 'ALLOW notNamespaces', docs: () => [policy('p', 'rules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': false, 'other/stranger': true } },
+      { name: 'ALLOW to ports', docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
+        expect: { 'app/alpha': false, 'plain/outsider': false }, port: 7000 },
+      { name: 'ALLOW to ports (the allowed port)', docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
+        expect: { 'app/alpha': true, 'plain/outsider': true }, port: 7001 },
+      { name: 'ALLOW notPorts', docs: () => [policy('p', 'rules: [{ to: [{ operation: { notPorts: ["7001"] } }] }]')],
+        expect: { 'app/alpha': false }, port: 7001 },
+      { name: 'ALLOW ipBlocks', docs: () => [policy('p', `rules: [{ from: [{ source: { ipBlocks: ["${ip.alpha}/32", "${ip.outsider}"] } }] }]`)],
+        expect: { 'app/alpha': true, 'plain/outsider': true, 'app/beta': false, 'other/stranger': false } },
+      { name: 'ALLOW notIpBlocks', docs: () => [policy('p', `rules: [{ from: [{ source: { notIpBlocks: ["${ip.alpha}/32"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/beta': true, 'plain/outsider': true } },
+      { name: 'DENY wins over ALLOW', docs: () => [
+        policy('allow-app', 'action: ALLOW\nrules: [{ from: [{ source: { namespaces: ["app"] } }] }]'),
+        policy('deny-alpha', `action: DENY\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': false } },
+      { name: 'DENY notNamespaces', docs: () => [policy('p', 'action: DENY\nrules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': true, 'other/stranger': false } },
+      { name: 'an ALLOW that applies and matches nothing denies everything', docs: () => [
+        policy('nobody', 'selector: { matchLabels: { app: server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]')],
+        expect: { 'app/alpha': false, 'app/beta': false, 'app/alpha-local': false, 'plain/outsider': false } },
+      { name: 'an ALLOW selecting other workloads does not apply', docs: () => [
+        policy('elsewhere', 'selector: { matchLabels: { app: not-the-server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]')],
+        expect: { 'app/alpha': true, 'plain/outsider': true } },
+      { name: 'when conditions (source.namespace, destination.port)', docs: () => [policy('p',
+        'rules: [{ when: [{ key: source.namespace, values: ["app"] }, { key: destination.port, values: ["7000"] }] }]')],
+        expect: { 'app/alpha': true, 'other/stranger': false } },
+      { name: 'a dry-run DENY is logged, not enforced', docs: () => [policy('deny-all', 'action: DENY\nrules: [{}]', '"istio.io/dry-run": "true"')],
+        expect: { 'app/alpha': true, 'plain/outsider': true } },
+      { name: 'ALLOW with L7 fields matches nothing (restrictive)', docs: () => [
+        policy('l7-allow', `rules: [{ from: [{ source: { principals: ["${ALPHA}"] } }], to: [{ operation: { methods: ["GET"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/beta': false } },
+      { name: 'DENY with L7 fields is enforced on its L4 part (restrictive)', docs: () => [
+        policy('l7-deny', 'action: DENY\nrules: [{ to: [{ operation: { ports: ["7000"], paths: ["/admin"] } }] }]')],
+        expect: { 'app/alpha': false, 'plain/outsider': false } },
+    ];
+    for (const c of cases) {
+      test(c.name, async () => {
+        const output = await usePolicies(c.docs());
+        if (c.name.includes('L7')) assert.match(output, /warning: .*app\/l7-(allow|deny)/, 'the restriction is announced, naming the policy');
+        await check(c.expect, c.port ?? 7000);
+      });
+    }
+
+    test('dry-run decisions are logged by the destination agent', async () => {
+      await usePolicies([policy('deny-all', 'action: DENY\nrules: [{}]', '"istio.io/dry-run": "true"')]);
+      const before = sandbox.agentLog('node-b').length;
+      assert.equal(await reaches('app/beta', 7000), true);
+      await eventually(() => /dry.run/i.test(sandbox.agentLog('node-b').slice(before)) && sandbox.agentLog('node-b').slice(before).includes('app/deny-all'),
+        5000, 'a dry-run log line naming app/deny-all');
+    });
+
+    test('a policy change closes open connections it now denies, within a second of the agent applying it', async () => {
+      await usePolicies([]);
+      const hold = sandbox.hold('app/alpha', ip.server, 7000);
+      const keep = sandbox.hold('app/beta', ip.server, 7000);
+      const lines: Record<string, string[]> = { alpha: [], beta: [] };
+      for (const [name, child] of [['alpha', hold], ['beta', keep]] as const) {
+        child.stdout.on('data', (c: Buffer) => lines[name].push(...c.toString().split('\n').filter(Boolean)));
+      }
+      try {
+        await eventually(() => lines.alpha.some((l) => l.includes('connected')) && lines.beta.some((l) => l.includes('connected')), 10_000, 'held connections');
+        hold.stdin.write('ping\n');
+        await eventually(() => lines.alpha.some((l) => l.includes('ping')), 5000, 'echo on the held connection');
+        const appliedAt = Date.now();
+        await usePolicies([policy('deny-alpha', `action: DENY\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)]);
+        await eventually(() => lines.alpha.some((l) => l.includes('"ended"') || l.includes('"error"')), 3000, 'the denied connection to close');
+        process.stdout.write(`# denied connection closed ${Date.now() - appliedAt} ms after apply\n`);
+        keep.stdin.write('still here\n');
+        await eventually(() => lines.beta.some((l) => l.includes('still here')), 5000, 'the allowed connection to stay open');
+      } finally {
+        hold.kill();
+        keep.kill();
+      }
+    });
+  });
+});

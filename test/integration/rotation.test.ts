@@ -1,0 +1,99 @@
+// Root integration: workload certificates with a 60-second lifetime renewed under steady traffic for
+// three minutes, with a root rotation of the sandbox CA in the middle — and not one failed request.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { NODE, TOOLS, TestSandbox, ferry, leftovers, requireRoot } from './harness';
+
+const PREFIX = 'ferryt-rot';
+const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
+const MANIFEST = `
+apiVersion: v1
+kind: Namespace
+metadata: { name: app, annotations: { ferry.dev/mesh: enabled } }
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: default, namespace: ferry-system }
+spec: { mtls: { mode: STRICT } }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server-a, namespace: app, labels: { app: echo-a } }
+spec:
+  nodeName: node-a
+  serviceAccountName: server
+  containers: [{ name: echo, command: ${echo(7000)}, ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: server-b, namespace: app, labels: { app: echo-b } }
+spec:
+  nodeName: node-b
+  serviceAccountName: server
+  containers: [{ name: echo, command: ${echo(7000)}, ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client-a, namespace: app }
+spec: { nodeName: node-a, serviceAccountName: client, containers: [{ name: c, command: ["sleep", "infinity"] }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo-a, namespace: app }
+spec: { selector: { app: echo-a }, ports: [{ port: 80, targetPort: 7000 }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: echo-b, namespace: app }
+spec: { selector: { app: echo-b }, ports: [{ port: 80, targetPort: 7000 }] }
+`;
+
+const TRAFFIC_SECONDS = 180;
+const RATE = 10;
+const ROTATE_AFTER_MS = 50_000;
+
+describe('certificate renewal and root rotation under traffic', { timeout: 600_000 }, () => {
+  const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--agent-arg=--cert-ttl-seconds=60']);
+  let netnsNames: string[] = [];
+
+  before(async () => {
+    requireRoot();
+    await sandbox.up();
+    const status = await sandbox.status();
+    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
+      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
+  });
+
+  after(async () => {
+    const result = await sandbox.down();
+    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
+    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
+  });
+
+  test(`60 s certificates, ${TRAFFIC_SECONDS} s of traffic, a root rotation: zero failed requests`, async () => {
+    const caFile = `/run/ferry/${PREFIX}/ca/ca.json`;
+    const rootsBefore = (JSON.parse(fs.readFileSync(caFile, 'utf8')) as { roots: string[] }).roots;
+    const steady = (service: string): Promise<Record<string, unknown>> =>
+      sandbox.client('app/client-a', ['steady', service, '80', String(TRAFFIC_SECONDS), String(RATE)], (TRAFFIC_SECONDS + 90) * 1000);
+    const cross = steady('echo-b.app');
+    const local = steady('echo-a.app');
+    await new Promise((r) => setTimeout(r, ROTATE_AFTER_MS));
+    const rotation = await ferry(['sandbox', 'ca', 'rotate', '--prefix', PREFIX], 120_000);
+    assert.equal(rotation.code, 0, `rotation failed:\n${rotation.stdout}\n${rotation.stderr}`);
+    const [crossResult, localResult] = await Promise.all([cross, local]);
+    for (const [name, result] of [['cross-node', crossResult], ['same-node', localResult]] as const) {
+      assert.deepEqual({ failed: result.failed, errors: result.errors }, { failed: 0, errors: [] }, `${name}: ${JSON.stringify(result)}`);
+      assert.ok((result.ok as number) >= TRAFFIC_SECONDS * RATE * 0.9, `${name}: only ${result.ok} requests made`);
+    }
+    const rootsAfter = (JSON.parse(fs.readFileSync(caFile, 'utf8')) as { roots: string[] }).roots;
+    assert.equal(rootsAfter.length, 1);
+    assert.notDeepEqual(rootsAfter, rootsBefore, 'the root was replaced');
+    // Half-life renewal of 60 s certificates: several renewals per identity on each node in 3 minutes.
+    for (const node of ['node-a', 'node-b']) {
+      const renewals = sandbox.agentLog(node).split('\n').filter((l) => l.includes('"certificate renewed"')).length;
+      assert.ok(renewals >= 4, `${node}: ${renewals} renewals`);
+    }
+  });
+});

@@ -1,0 +1,194 @@
+// Tests for the CA (src/identity certificate-authority.ts) and the sandbox CA directory (ca-directory.ts):
+// what a leaf contains, which CSRs are refused, rotation phases and their order, the client and the watcher.
+import { test, describe } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as x509 from '@peculiar/x509';
+import {
+  CaDirectory, CertificateAuthority, IdentityError, LocalCaClient, readCaMetadata, spiffeUri, watchTrustBundle,
+  type CaChange, type SpiffeId,
+} from '../../src/identity';
+import { forgeCsr } from '../fixtures/certs';
+import { within } from './helpers';
+
+const id: SpiffeId = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'cart' };
+const URI = spiffeUri(id);
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-ca-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('CertificateAuthority.sign', () => {
+  for (const intermediate of [false, true]) {
+    test(`issues an X.509-SVID leaf ${intermediate ? 'under an intermediate' : 'from the root'}`, async () => {
+      const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', intermediate });
+      const [rootPem] = await ca.trustBundle();
+      const before = Date.now();
+      const { chainPem } = await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 3600 });
+      assert.equal(chainPem.length, intermediate ? 2 : 1, 'leaf (+ intermediate), never the root');
+      const root = new crypto.X509Certificate(rootPem);
+      assert.ok(!chainPem.some((p) => new crypto.X509Certificate(p).fingerprint256 === root.fingerprint256));
+
+      const leaf = new x509.X509Certificate(chainPem[0]);
+      assert.equal(leaf.subject, '', 'empty subject');
+      const san = leaf.getExtension(x509.SubjectAlternativeNameExtension)!;
+      assert.equal(san.critical, true, 'SAN critical with an empty subject (RFC 5280 §4.2.1.6)');
+      assert.deepEqual(san.names.toJSON(), [{ type: 'url', value: URI }]);
+      const bc = leaf.getExtension(x509.BasicConstraintsExtension)!;
+      assert.equal(bc.ca, false);
+      const ku = leaf.getExtension(x509.KeyUsagesExtension)!;
+      assert.equal(ku.critical, true);
+      assert.equal(ku.usages, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+      assert.deepEqual([...leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages],
+        [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
+      const issuerCert = new x509.X509Certificate(intermediate ? chainPem[1] : rootPem);
+      assert.equal(leaf.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId,
+        issuerCert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId, 'AKI = issuer SKI');
+      assert.ok(leaf.getExtension(x509.SubjectKeyIdentifierExtension));
+      assert.ok(leaf.serialNumber.replace(/^00/, '').length >= 30, `serial ${leaf.serialNumber} is ~128 bits`);
+      // Lifetime: now - 60 s (but not before the issuer) to now + ttl.
+      assert.ok(leaf.notBefore.getTime() >= issuerCert.notBefore.getTime());
+      assert.ok(leaf.notBefore.getTime() <= before);
+      assert.ok(Math.abs(leaf.notAfter.getTime() - (before + 3600_000)) < 5000);
+
+      // The chain verifies up to the root with node:crypto too.
+      const chain = [...chainPem.map((p) => new crypto.X509Certificate(p)), root];
+      for (let i = 0; i + 1 < chain.length; i += 1) assert.ok(chain[i].verify(chain[i + 1].publicKey), `link ${i}`);
+      const rootX = new x509.X509Certificate(rootPem);
+      assert.equal(rootX.getExtension(x509.BasicConstraintsExtension)!.critical, true);
+      assert.equal(rootX.getExtension(x509.KeyUsagesExtension)!.usages, x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
+      if (intermediate) assert.equal(issuerCert.getExtension(x509.BasicConstraintsExtension)!.pathLength, 0);
+    });
+  }
+
+  test('never issues past the issuer\'s notAfter, and backdates no earlier than its notBefore', async () => {
+    const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', rootLifetimeSeconds: 120 });
+    const root = new crypto.X509Certificate((await ca.trustBundle())[0]);
+    const { chainPem } = await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 86_400 });
+    const leaf = new crypto.X509Certificate(chainPem[0]);
+    assert.equal(leaf.validTo, root.validTo);
+    assert.equal(leaf.validFrom, root.validFrom);
+  });
+
+  test('refuses CSRs that do not request exactly the identity\'s URI SAN, naming what they found', async () => {
+    const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local' });
+    const cases: Array<[string, Promise<string>, RegExp]> = [
+      ['wrong URI', forgeCsr({ uris: ['spiffe://cluster.local/ns/shop/sa/admin'] }), /found URI:spiffe:\/\/cluster.local\/ns\/shop\/sa\/admin/],
+      ['two URIs', forgeCsr({ uris: [URI, 'spiffe://cluster.local/ns/x/sa/y'] }), /found URI:spiffe.*, URI:spiffe/],
+      ['URI and DNS', forgeCsr({ uris: [URI], dns: ['cart.shop'] }), /found URI:.*, DNS:cart.shop/],
+      ['no SAN', forgeCsr({ uris: [] }), /expected one subjectAltName extension, found 0/],
+      ['P-384 key', forgeCsr({ uris: [URI], curve: 'P-384' }), /key is ECDSA P-384, expected ECDSA P-256/],
+      ['bad signature', forgeCsr({ uris: [URI], tamper: true }), /signature does not verify/],
+    ];
+    for (const [name, csr, message] of cases) {
+      await assert.rejects(ca.sign({ csrPem: await csr, identity: id, ttlSeconds: 60 }), (err: unknown) => {
+        assert.ok(err instanceof IdentityError, name);
+        assert.equal(err.code, 'FERRY_ERR_IDENTITY_CSR', name);
+        assert.match(err.message, message, name);
+        assert.ok(err.message.includes(URI), `${name}: names the identity`);
+        return true;
+      });
+    }
+    await assert.rejects(ca.sign({ csrPem: 'not a csr', identity: id, ttlSeconds: 60 }), /not a PEM PKCS#10 request/);
+    await assert.rejects(ca.sign({ csrPem: await forgeCsr({ uris: ['spiffe://other.td/ns/shop/sa/cart'] }),
+      identity: { ...id, trustDomain: 'other.td' }, ttlSeconds: 60 }), /trust domain "other.td" is not this CA's "cluster.local"/);
+    await assert.rejects(ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 0 }), /ttlSeconds must be a positive/);
+  });
+});
+
+describe('CaDirectory', () => {
+  test('create writes ca.json, certificates and owner-only keys in an owner-only directory', async (t) => {
+    const dir = path.join(tempDir(t), 'ca');
+    await CaDirectory.create(dir, { trustDomain: 'cluster.local', intermediate: true });
+    const m = readCaMetadata(dir);
+    assert.deepEqual(m, { version: 1, trustDomain: 'cluster.local', generation: 1, issuer: 'intermediate-1', roots: ['root-1'], phase: 'steady', intermediate: true });
+    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
+    for (const key of ['root-1.key.pem', 'intermediate-1.key.pem']) assert.equal(fs.statSync(path.join(dir, key)).mode & 0o777, 0o600, key);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['ca.json', 'intermediate-1.cert.pem', 'intermediate-1.chain.pem',
+      'intermediate-1.key.pem', 'root-1.cert.pem', 'root-1.key.pem']);
+    await assert.rejects(CaDirectory.create(dir, { trustDomain: 'cluster.local' }), /already holds a CA/);
+  });
+
+  test('rotation runs begin → switch → finish, refusing any other order', async (t) => {
+    const dir = tempDir(t);
+    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
+    const outOfOrder = (p: Promise<unknown>, message: RegExp) => assert.rejects(p, (err: unknown) => {
+      assert.ok(err instanceof IdentityError);
+      assert.equal(err.code, 'FERRY_ERR_IDENTITY_ROTATION');
+      assert.match(err.message, message);
+      return true;
+    });
+    await outOfOrder(ca.switchIssuer(), /switchIssuer needs phase "rotating" but the CA is "steady" \(next step: beginRotation\)/);
+    await outOfOrder(ca.finishRotation(), /finishRotation needs phase "switched"/);
+
+    let m = await ca.beginRotation();
+    assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [2, 'root-1', ['root-1', 'root-2'], 'rotating']);
+    await outOfOrder(CaDirectory.open(dir).beginRotation(), /next step: switchIssuer/);
+    await outOfOrder(ca.finishRotation(), /but the CA is "rotating"/);
+
+    m = await CaDirectory.open(dir).switchIssuer(); // another process may run each phase
+    assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [3, 'root-2', ['root-1', 'root-2'], 'switched']);
+    m = await ca.finishRotation();
+    assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [4, 'root-2', ['root-2'], 'steady']);
+    assert.ok(!fs.existsSync(path.join(dir, 'root-1.key.pem')), 'the retired root key is deleted');
+    assert.ok(fs.existsSync(path.join(dir, 'root-1.cert.pem')));
+  });
+
+  test('LocalCaClient signs with whatever ca.json names now, and announces its roots', async (t) => {
+    const dir = tempDir(t);
+    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local', intermediate: true });
+    const client = new LocalCaClient(dir);
+    const issuerOf = async (): Promise<string> => {
+      const { chainPem } = await client.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 60 });
+      assert.equal(chainPem.length, 2);
+      return new crypto.X509Certificate(chainPem[0]).issuer;
+    };
+    assert.match(await issuerOf(), /intermediate-1/);
+    assert.equal((await client.trustBundle()).length, 1);
+    await ca.beginRotation();
+    assert.match(await issuerOf(), /intermediate-1/, 'the old authority still signs while rotating');
+    assert.equal((await client.trustBundle()).length, 2);
+    await ca.switchIssuer();
+    assert.match(await issuerOf(), /intermediate-2/);
+    await ca.finishRotation();
+    const bundle = await client.trustBundle();
+    assert.equal(bundle.length, 1);
+    assert.match(new crypto.X509Certificate(bundle[0]).subject, /root-2/);
+  });
+
+  test('readCaMetadata names the bad field', async (t) => {
+    const dir = tempDir(t);
+    fs.writeFileSync(path.join(dir, 'ca.json'), JSON.stringify({ version: 1, trustDomain: 'td', generation: 1, issuer: '../etc', roots: ['root-1'], phase: 'steady', intermediate: false }));
+    assert.throws(() => readCaMetadata(dir), /ca.json field "issuer" must be an authority id/);
+    fs.writeFileSync(path.join(dir, 'ca.json'), '{');
+    assert.throws(() => readCaMetadata(dir), /ca.json is not valid JSON/);
+    await assert.rejects(new LocalCaClient(path.join(dir, 'missing')).trustBundle(), /cannot stat ca.json/);
+  });
+
+  test('watchTrustBundle reports every phase with what changed', async (t) => {
+    const dir = tempDir(t);
+    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
+    const changes: CaChange[] = [];
+    let wake: () => void = () => {};
+    const stop = watchTrustBundle(dir, 20, (c) => { changes.push(c); wake(); }, (err) => assert.fail(err));
+    t.after(stop);
+    const next = (): Promise<void> => within(new Promise<void>((resolve) => { wake = resolve; }), 2000, 'a CA change');
+    assert.equal(changes.length, 1, 'the current state is reported at once');
+    assert.deepEqual([changes[0].first, changes[0].generation, changes[0].roots.length], [true, 1, 1]);
+    let seen = next(); await ca.beginRotation(); await seen;
+    assert.deepEqual(pick(changes.at(-1)!), { generation: 2, phase: 'rotating', issuerChanged: false, rootsChanged: true, roots: 2 });
+    seen = next(); await ca.switchIssuer(); await seen;
+    assert.deepEqual(pick(changes.at(-1)!), { generation: 3, phase: 'switched', issuerChanged: true, rootsChanged: false, roots: 2 });
+    seen = next(); await ca.finishRotation(); await seen;
+    assert.deepEqual(pick(changes.at(-1)!), { generation: 4, phase: 'steady', issuerChanged: false, rootsChanged: true, roots: 1 });
+  });
+});
+
+function pick(c: CaChange): Record<string, unknown> {
+  return { generation: c.generation, phase: c.phase, issuerChanged: c.issuerChanged, rootsChanged: c.rootsChanged, roots: c.roots.length };
+}

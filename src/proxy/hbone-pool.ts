@@ -110,6 +110,8 @@ interface Tunnel {
   key: string;
   request: HboneOpenRequest;
   session: http2.ClientHttp2Session;
+  /** The TLS socket under the session (session.socket is a proxy that refuses destroy()). */
+  socket: tls.TLSSocket;
   /** The earlier of our certificate's and the peer's notAfter (ms). */
   notAfter: number;
   local: string;
@@ -248,6 +250,9 @@ export class HbonePool {
       throw new HboneDialError(`connect ${peer}: ${(err as Error).message}`, { cause: err });
     }
     raw.on('error', () => { /* reported by the TLS socket wrapping it */ });
+    // The Dialer makes half-open sockets for relaying; under TLS and HTTP/2 a half-open socket
+    // keeps the session from noticing the peer's FIN, so it would never see a dropped tunnel.
+    raw.allowHalfOpen = false;
     if (this.closed) {
       raw.destroy();
       throw new HbonePoolClosedError();
@@ -260,7 +265,7 @@ export class HbonePool {
 
     this.counter += 1;
     const tunnel: Tunnel = {
-      id: `t${this.counter}`, key, request, session, notAfter,
+      id: `t${this.counter}`, key, request, session, socket, notAfter,
       local: addressOf(socket, 'local'), remote: addressOf(socket, 'remote'), streams: 0, retired: false,
     };
     const fields = {
@@ -414,6 +419,16 @@ export class HbonePool {
     });
   }
 
+  /**
+   * Tear a tunnel down now. The TLS socket goes too: a session that was already closing (after a
+   * GOAWAY) would otherwise wait for the peer to close the connection.
+   */
+  private destroy(tunnel: Tunnel): void {
+    tunnel.retired = true;
+    tunnel.session.destroy(undefined, ABORT);
+    setImmediate(() => tunnel.socket.destroy());
+  }
+
   stats(): HbonePoolStats[] {
     const out: HbonePoolStats[] = [];
     for (const list of this.tunnels.values()) {
@@ -436,7 +451,7 @@ export class HbonePool {
         if (tunnel.request.sourcePod.uid !== podUid) continue;
         tunnel.closeReason ??= 'source pod removed';
         this.forget(tunnel);
-        tunnel.session.destroy(undefined, ABORT);
+        this.destroy(tunnel);
       }
     }
   }
@@ -451,7 +466,7 @@ export class HbonePool {
     for (const list of [...this.tunnels.values()]) {
       for (const tunnel of list) {
         tunnel.closeReason ??= 'pool closed';
-        tunnel.session.destroy(undefined, ABORT);
+        this.destroy(tunnel);
       }
     }
     this.tunnels.clear();

@@ -125,6 +125,8 @@ interface PendingHandshake {
 
 interface SessionState {
   id: string;
+  /** The TLS socket under the session (session.socket is a proxy that refuses destroy()). */
+  socket: tls.TLSSocket;
   peer: PeerIdentity;
   source: SocketAddress;
   streams: number;
@@ -268,7 +270,7 @@ export class HboneListener {
 
   private serve(session: http2.ServerHttp2Session, socket: tls.TLSSocket, peer: PeerIdentity, source: SocketAddress): void {
     tunnelCounter += 1;
-    const state: SessionState = { id: `h${tunnelCounter}`, peer, source, streams: 0, resets: [] };
+    const state: SessionState = { id: `h${tunnelCounter}`, socket, peer, source, streams: 0, resets: [] };
     this.sessions.set(session, state);
     const fields = {
       tunnel: state.id, side: 'server', peer: peer.principal,
@@ -376,10 +378,17 @@ export class HboneListener {
     for (const session of this.sessions.keys()) if (!session.closed) session.close();
   }
 
-  /** Close everything now: pending handshakes and sessions (their streams are reset). */
+  /**
+   * Close everything now: pending handshakes and sessions. Sessions are destroyed with a code, not
+   * NO_ERROR, so open streams close as aborted rather than as if finished; the TLS socket is
+   * destroyed right after, because Node leaves a session that was already closing (GOAWAY sent by
+   * drain()) waiting for the peer to close the connection.
+   */
   close(): void {
     this.drain();
-    // With a code, not NO_ERROR: open streams close as aborted rather than as if finished.
-    for (const session of [...this.sessions.keys()]) session.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
+    for (const [session, state] of [...this.sessions]) {
+      session.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
+      setImmediate(() => state.socket.destroy());
+    }
   }
 }

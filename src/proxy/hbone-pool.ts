@@ -308,8 +308,6 @@ export class HbonePool {
         socket: raw,
         secureContext: contexts.client,
         ALPNProtocols: ['h2'],
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
         rejectUnauthorized: true,
         checkServerIdentity: (_host, certificate) => {
           try {
@@ -329,7 +327,11 @@ export class HbonePool {
       });
       socket.once('close', () => settle(new HboneTlsError('CLOSED', `${peer} closed the connection during the TLS handshake`)));
       socket.once('secureConnect', () => {
-        if (socket.alpnProtocol !== 'h2') {
+        // min/maxVersion do not apply to a given secureContext; the identity module builds it for
+        // TLS 1.3 only, and this makes sure of it.
+        if (socket.getProtocol() !== 'TLSv1.3') {
+          settle(new HboneTlsError('VERSION', `${peer} negotiated ${String(socket.getProtocol())}, not TLS 1.3`));
+        } else if (socket.alpnProtocol !== 'h2') {
           settle(new HboneTlsError('ALPN', `${peer} did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`));
         } else {
           settle();

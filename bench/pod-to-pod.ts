@@ -1,5 +1,7 @@
 // Pod-to-pod benchmark: keep-alive req/s, new conn/s, open-loop latency and bulk MiB/s from a client
-// pod to a server on the same node and on the other node, direct (not captured) versus through Ferry.
+// pod to a server on the same node and on the other node: direct (not captured), through Ferry in
+// plaintext (capture only, agents run with --no-hbone), and through Ferry with mutual TLS (HBONE
+// across nodes; same node both by the agent's short path and forced through an HBONE tunnel).
 //   node dist/bench/pod-to-pod.js [--json FILE] [--rounds N] [--quick]      (root; `npm run bench`)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -28,7 +30,7 @@ const OTHER_LOAD_NOTE_CPUS = 0.25;
  * Lanes with a phase that no run had undisturbed get extra runs, at most MAX_EXTRA_ROUNDS times,
  * while all lane runs together stay within this time (the whole benchmark within about 3 minutes).
  */
-const LANES_BUDGET_MS = 160_000;
+const LANES_BUDGET_MS = 300_000;
 const MAX_EXTRA_ROUNDS = 2;
 
 interface Phases {
@@ -46,7 +48,7 @@ interface Phases {
   warmupSeconds: number;
 }
 
-// About 16 s a lane run; 2 rounds of 4 lanes plus sandbox up/down stay under 3 minutes on 2 cores.
+// About 16 s a lane run; 2 rounds of 7 lanes, agent restarts between modes, and sandbox up/down: about 5 minutes on 2 cores.
 const FULL: Phases = {
   rounds: 2, connections: 16, rpsSeconds: 4, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 4,
   latencyConnections: 32, bulkMiB: 256, bulkRuns: 3, warmupSeconds: 1,
@@ -56,18 +58,30 @@ const QUICK: Phases = {
   latencyConnections: 32, bulkMiB: 32, bulkRuns: 1, warmupSeconds: 0.5,
 };
 
+/** How the agents run during a lane; switching modes restarts them. */
+type AgentMode = 'mtls' | 'plaintext' | 'hbone-always';
+const AGENT_ARGS: Record<AgentMode, string[]> = {
+  mtls: [],
+  plaintext: ['--no-hbone'],
+  'hbone-always': ['--no-same-node-shortcut'],
+};
+
 interface Lane {
   name: string;
   namespace: 'direct' | 'mesh';
   placement: Placement;
   service: string;
+  mode: AgentMode;
 }
 
 const LANES: Lane[] = [
-  { name: 'direct same-node', namespace: 'direct', placement: 'same-node', service: 'server-a' },
-  { name: 'direct cross-node', namespace: 'direct', placement: 'cross-node', service: 'server-b' },
-  { name: 'ferry same-node', namespace: 'mesh', placement: 'same-node', service: 'server-a' },
-  { name: 'ferry cross-node', namespace: 'mesh', placement: 'cross-node', service: 'server-b' },
+  { name: 'direct same-node', namespace: 'direct', placement: 'same-node', service: 'server-a', mode: 'mtls' },
+  { name: 'direct cross-node', namespace: 'direct', placement: 'cross-node', service: 'server-b', mode: 'mtls' },
+  { name: 'mtls same-node (short path)', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'mtls' },
+  { name: 'mtls cross-node (hbone)', namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'mtls' },
+  { name: 'mtls same-node (hbone)', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'hbone-always' },
+  { name: 'plaintext same-node', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'plaintext' },
+  { name: 'plaintext cross-node', namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'plaintext' },
 ];
 
 /** `direct` is not enrolled (the baseline); `mesh` is. Each has servers on both nodes and a client on node-a. */
@@ -295,14 +309,25 @@ async function main(): Promise<number> {
   try {
     say(`bringing up sandbox "${PREFIX}"`);
     await sandbox.up();
-    const status = await sandbox.status();
-    const missing = status.nodes.filter((n) => !n.agentRunning || n.agentPid === undefined);
-    if (missing.length > 0) throw new Error(`agent not running on ${missing.map((n) => n.name).join(', ')}`);
+    let status = await sandbox.status();
+    let mode: AgentMode = 'mtls';
+    const nodes = status.nodes.map((n) => n.name);
+    const useMode = async (wanted: AgentMode): Promise<void> => {
+      if (wanted !== mode) {
+        say(`  agents restarted in ${wanted} mode${AGENT_ARGS[wanted].length > 0 ? ` (${AGENT_ARGS[wanted].join(' ')})` : ''}`);
+        await sandbox.restartAgents(nodes, AGENT_ARGS[wanted]);
+        mode = wanted;
+        status = await sandbox.status();
+      }
+      const missing = status.nodes.filter((n) => !n.agentRunning || n.agentPid === undefined);
+      if (missing.length > 0) throw new Error(`agent not running on ${missing.map((n) => n.name).join(', ')}`);
+    };
     const ticks = await clockTicks();
     const runs = new Map<string, LaneResult[]>(LANES.map((l) => [l.name, []]));
     const lanesStart = performance.now();
     let laneRuns = 0;
     const runOne = async (lane: Lane, label: string): Promise<void> => {
+      await useMode(lane.mode);
       say(`${label} lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
       const result = await runLane(sandbox, lane, status, ticks, phases);
       runs.get(lane.name)!.push(result);

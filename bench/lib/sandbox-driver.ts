@@ -137,6 +137,20 @@ export class BenchSandbox {
     return result;
   }
 
+  /**
+   * Restart every node's agent with `agentArgs` (the bench's agent modes: plaintext, HBONE, HBONE
+   * without the same-node shortcut). A killed agent's pods fail closed until it is back.
+   */
+  async restartAgents(nodes: string[], agentArgs: string[]): Promise<void> {
+    for (const node of nodes) {
+      const killed = await ferry(['sandbox', 'agent', 'kill', node, '--prefix', this.prefix]);
+      if (killed.code !== 0) throw new Error(`agent kill ${node} failed: ${killed.stderr}`);
+      const started = await ferry(['sandbox', 'agent', 'start', node, '--prefix', this.prefix,
+        ...agentArgs.map((a) => `--agent-arg=${a}`)]);
+      if (started.code !== 0) throw new Error(`agent start ${node} failed: ${started.stderr}`);
+    }
+  }
+
   async status(): Promise<SandboxStatusJson> {
     const result = await ferry(['sandbox', 'status', '--prefix', this.prefix, '-o', 'json']);
     if (result.code !== 0) throw new Error(`sandbox status failed: ${result.stderr}`);

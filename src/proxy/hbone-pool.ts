@@ -80,6 +80,9 @@ const MAX_HEADER_LIST_SIZE = 16 * 1024;
  */
 const ABORT = http2.constants.NGHTTP2_CANCEL;
 
+/** After our GOAWAY on an idle tunnel, how long the peer has to close its side. */
+const CLOSE_GRACE_MS = 5000;
+
 /** Opens that find only fresh-but-unusable connections give up after this many dials. */
 const MAX_DIALS_PER_OPEN = 3;
 
@@ -149,7 +152,7 @@ export class HbonePool {
 
   /**
    * Open a CONNECT stream to `target` through a pooled tunnel. Resolves once the peer answered
-   * 200 with the stream (a Duplex: write = to the peer's app, end() = FIN, close(CANCEL) = RST);
+   * 200 with the stream (a Duplex: write = to the peer's app, end() = FIN, resetEnd() = RST);
    * rejects with an HboneError (HboneStatusError carries the status).
    */
   async open(request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
@@ -169,6 +172,7 @@ export class HbonePool {
       const now = Date.now();
       for (const tunnel of this.tunnels.get(key) ?? []) {
         if (now >= tunnel.notAfter) this.retire(tunnel, 'certificate expiry');
+        else if (tunnel.session.closed || tunnel.session.destroyed) this.retire(tunnel, 'session closed');
         else if (!tunnel.retired && tunnel.streams < this.capacity(tunnel)) {
           tunnel.streams += 1;
           if (tunnel.idleTimer) clearTimeout(tunnel.idleTimer);
@@ -197,7 +201,7 @@ export class HbonePool {
 
   private add(tunnel: Tunnel): void {
     if (this.closed) {
-      tunnel.session.destroy();
+      this.destroy(tunnel);
       return;
     }
     const list = this.tunnels.get(tunnel.key) ?? [];
@@ -214,14 +218,19 @@ export class HbonePool {
     else this.tunnels.delete(tunnel.key);
   }
 
-  /** No new streams on `tunnel`; it closes (GOAWAY, RFC 9113 §6.8) once its last stream is done. */
+  /**
+   * No new streams on `tunnel`; once its last stream is done it closes with GOAWAY (RFC 9113 §6.8),
+   * and its socket is destroyed if the peer has not closed its side within CLOSE_GRACE_MS.
+   */
   private retire(tunnel: Tunnel, reason: string): void {
     if (!tunnel.retired) {
       tunnel.retired = true;
       tunnel.closeReason ??= reason;
       this.forget(tunnel);
     }
-    if (tunnel.streams === 0 && !tunnel.session.closed) tunnel.session.close();
+    if (tunnel.streams > 0 || tunnel.session.closed) return;
+    tunnel.session.close();
+    setTimeout(() => tunnel.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
 
   private armIdle(tunnel: Tunnel): void {
@@ -233,7 +242,8 @@ export class HbonePool {
   private release(tunnel: Tunnel): void {
     tunnel.streams -= 1;
     if (tunnel.streams > 0) return;
-    if (tunnel.retired || Date.now() >= tunnel.notAfter) this.retire(tunnel, 'certificate expiry');
+    if (tunnel.retired) this.retire(tunnel, 'retired');
+    else if (Date.now() >= tunnel.notAfter) this.retire(tunnel, 'certificate expiry');
     else this.armIdle(tunnel);
   }
 

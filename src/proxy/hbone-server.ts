@@ -116,6 +116,10 @@ export interface HboneListenerStats {
   pendingHandshakes: number;
   sessions: number;
   streams: number;
+  /** Since the listener started: handshakes closed at the timeout, closed to make room at the cap, and completed but refused. */
+  handshakesTimedOut: number;
+  handshakesEvicted: number;
+  handshakesRejected: number;
 }
 
 interface PendingHandshake {
@@ -169,6 +173,7 @@ export class HboneListener {
   /** Insertion order is acceptance order: the first entry is the oldest. */
   private readonly pending = new Set<PendingHandshake>();
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
+  private readonly counts = { handshakesTimedOut: 0, handshakesEvicted: 0, handshakesRejected: 0 };
   private closing = false;
 
   constructor(private readonly pod: ProxyPod, private readonly deps: HboneListenerDeps) {
@@ -209,6 +214,7 @@ export class HboneListener {
       const [oldest] = this.pending;
       this.settle(oldest);
       oldest.socket.destroy();
+      this.counts.handshakesEvicted += 1;
     }
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
@@ -219,7 +225,10 @@ export class HboneListener {
     });
     const entry: PendingHandshake = {
       socket,
-      timer: setTimeout(() => socket.destroy(), this.deps.limits.handshakeTimeoutMs),
+      timer: setTimeout(() => {
+        this.counts.handshakesTimedOut += 1;
+        socket.destroy();
+      }, this.deps.limits.handshakeTimeoutMs),
     };
     this.pending.add(entry);
     socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ remote, code: err.code, reason: err.message }, 'hbone connection error'));
@@ -252,6 +261,8 @@ export class HboneListener {
       }
     }
     if (reason || !peer || this.closing) {
+      this.counts.handshakesRejected += 1;
+      // debug, not info: anyone who can reach 15008 could otherwise fill the log.
       this.log.debug({ remote, reason: reason ?? 'closing' }, 'hbone handshake rejected');
       socket.destroy();
       return;
@@ -291,9 +302,13 @@ export class HboneListener {
     this.log.info(fields, 'hbone connection accepted');
   }
 
+  /** An idle session gets GOAWAY; its socket is destroyed if the peer has not closed within 5 s. */
   private armIdle(session: http2.ServerHttp2Session, state: SessionState): void {
     if (state.streams > 0 || session.closed) return;
-    state.idleTimer = setTimeout(() => session.close(), this.deps.limits.sessionIdleTimeoutMs);
+    state.idleTimer = setTimeout(() => {
+      session.close();
+      setTimeout(() => state.socket.destroy(), 5000).unref();
+    }, this.deps.limits.sessionIdleTimeoutMs);
     state.idleTimer.unref();
   }
 
@@ -362,7 +377,7 @@ export class HboneListener {
   stats(): HboneListenerStats {
     let streams = 0;
     for (const state of this.sessions.values()) streams += state.streams;
-    return { pendingHandshakes: this.pending.size, sessions: this.sessions.size, streams };
+    return { pendingHandshakes: this.pending.size, sessions: this.sessions.size, streams, ...this.counts };
   }
 
   /**

@@ -21,6 +21,12 @@ import type {
 } from './types';
 
 export interface HboneOptions {
+  /**
+   * false: meshed destinations on other nodes are dialled in plaintext from the source pod, like
+   * unmeshed ones (measurement and debugging; the destination's PeerAuthentication still applies).
+   * Pods' HBONE listeners keep serving. Default true.
+   */
+  enabled?: boolean;
   pool?: Partial<HbonePoolOptions>;
   server?: Partial<HboneServerLimits>;
 }
@@ -129,6 +135,7 @@ export class NodeProxy {
   readonly pool: HbonePool;
   private readonly serverLimits: HboneServerLimits;
   private readonly localShortcut: boolean;
+  private readonly hboneEnabled: boolean;
   private readonly log: Logger;
   private readonly access: Logger;
   private readonly unsubscribe: () => void;
@@ -138,6 +145,7 @@ export class NodeProxy {
     this.log = deps.log.child({ component: 'proxy' });
     this.access = deps.log.child({ component: 'access' });
     this.localShortcut = deps.localShortcut ?? true;
+    this.hboneEnabled = deps.hbone?.enabled ?? true;
     this.serverLimits = hboneServerLimits(deps.hbone?.server);
     this.pool = new HbonePool({ tls: deps.tls, dialer: deps.dialer, log: deps.log }, deps.hbone?.pool);
     this.unsubscribe = deps.authorizer.onChange(() => this.scheduleRecheck());
@@ -274,11 +282,13 @@ export class NodeProxy {
       this.dialAndRelay(flow, client, pod, target);
       return;
     }
+    const sourcePrincipal = this.principalOf(pod);
+    const destinationPrincipal = this.deps.tls.principalFor(workload.namespace, workload.serviceAccount);
+    Object.assign(flow.record, { sourcePrincipal, destinationPrincipal });
     const local = this.pods.get(workload.uid);
-    flow.record.sourcePrincipal = this.principalOf(pod);
-    flow.record.destinationPrincipal = this.deps.tls.principalFor(workload.namespace, workload.serviceAccount);
     if (local && this.localShortcut) this.shortPath(flow, client, local.pod, target);
-    else this.viaHbone(flow, client, target);
+    else if (this.hboneEnabled) this.viaHbone(flow, client, target, sourcePrincipal, destinationPrincipal);
+    else this.dialAndRelay(flow, client, pod, target);
   }
 
   /**
@@ -299,20 +309,16 @@ export class NodeProxy {
   }
 
   /** Meshed destination on another node: a CONNECT stream through a pooled HBONE tunnel. */
-  private viaHbone(flow: Flow, client: net.Socket, target: SocketAddress): void {
-    flow.record.path = 'hbone';
-    flow.record.security = 'mutual_tls';
+  private viaHbone(flow: Flow, client: net.Socket, target: SocketAddress, sourcePrincipal: string, expectedPrincipal: string): void {
     const traceparent = newTraceparent();
-    flow.record.traceparent = traceparent;
-    const sourceIp = podIp(flow.pod, target.family);
+    Object.assign(flow.record, { path: 'hbone', security: 'mutual_tls', traceparent });
+    // The far side sees the tunnel come from the source pod's address; `forwarded` says so too.
+    const sourceIp = podIp(flow.pod, target.family) ?? stripMapped(client.remoteAddress ?? '');
     const { tracked, ends } = this.track(flow, [client]);
     this.log.debug({ conn: flow.id, pod: flow.pod.uid, upstream: flow.record.upstream }, 'opening hbone stream');
     this.pool.open({
-      sourcePod: flow.pod,
-      sourcePrincipal: flow.record.sourcePrincipal ?? this.principalOf(flow.pod),
-      target,
-      expectedPrincipal: flow.record.destinationPrincipal ?? '',
-      headers: { forwarded: forwardedFor(sourceIp ?? stripMapped(client.remoteAddress ?? '')), traceparent, baggage: sourceBaggage(flow.pod) },
+      sourcePod: flow.pod, sourcePrincipal, target, expectedPrincipal,
+      headers: { forwarded: forwardedFor(sourceIp), traceparent, baggage: sourceBaggage(flow.pod) },
     }).then(
       async (stream) => {
         if (client.destroyed || tracked.closeReason !== undefined) {

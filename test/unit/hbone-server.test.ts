@@ -76,6 +76,7 @@ test('a client certificate from another CA is closed', async (t) => {
   const outcome = await rawTls(t, s.port, { ca: s.ca.pem, key: foreign.keyPem, cert: foreign.certPem });
   assert.ok(outcome.closedWithin, 'the server kept a client whose chain it does not trust');
   assert.equal(s.accepted(), 0);
+  assert.equal(s.listener.stats().handshakesRejected, 1);
   assert.ok(s.lines.some((l) => l.msg === 'hbone handshake rejected' && /not trusted/.test(String(l.reason))));
 });
 
@@ -234,5 +235,7 @@ test('2000 stalled connections neither block a real handshake nor stay open', as
   assert.ok(Date.now() - started < 1500, 'the real handshake waited for the stalled ones to time out');
 
   await waitFor(() => closedByServer === HOLD, 'every stalled connection to be closed by the timeout', 4000);
-  assert.equal(s.listener.stats().pendingHandshakes, 0);
+  const stats = s.listener.stats();
+  assert.equal(stats.pendingHandshakes, 0);
+  assert.equal(stats.handshakesEvicted + stats.handshakesTimedOut, HOLD);
 });

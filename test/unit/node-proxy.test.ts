@@ -731,6 +731,21 @@ test('a destination that is not meshed is passed through from the source pod', a
   assert.deepEqual(s.authorizer.calls, []);
 });
 
+test('with HBONE disabled a meshed pod on another node is dialled in plaintext from the source pod', async (t) => {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-b')], services: [] });
+  const s = await setup(t, { state, hbone: { enabled: false } });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, s, FRONTEND);
+  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  const client = await connect(t, front.outbound, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'clear'), 'clear');
+  client.end();
+  await waitFor(() => s.access().length === 1, 'the record');
+  assert.deepEqual([s.access()[0].path, s.access()[0].security], ['passthrough', 'none']);
+  assert.deepEqual(s.dials, [{ netnsPath: FRONTEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: appPort } }]);
+});
+
 test('a policy change closes the open connections it now denies, within 1 s, and leaves the rest', async (t) => {
   const m = await mesh(t);
   const tunnelled = await connect(t, m.frontendOut, '127.0.0.2');

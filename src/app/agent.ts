@@ -81,6 +81,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     dialer: netnsDialer(DIAL_TIMEOUT_MS),
     tls,
     authorizer,
+    hbone: { enabled: config.hbone },
     localShortcut: config.sameNodeShortcut,
     log,
   });

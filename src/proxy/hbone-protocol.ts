@@ -45,6 +45,15 @@ export function parseAuthority(authority: string | undefined): SocketAddress | u
   return { family, ip, port };
 }
 
+/** Whether `ip` is one of `ips`; IPv6 compared as addresses, not text ('2001:db8::1' = '2001:DB8:0::1'). */
+export function hasIp(ips: readonly string[], ip: string): boolean {
+  if (ips.includes(ip)) return true;
+  if (!net.isIPv6(ip)) return false;
+  const list = new net.BlockList();
+  list.addAddress(ip, 'ipv6');
+  return ips.some((candidate) => net.isIPv6(candidate) && list.check(candidate, 'ipv6'));
+}
+
 /** RFC 7239 §4: `for=192.0.2.60`, and a v6 address bracketed and quoted: `for="[2001:db8::1]"`. */
 export function forwardedFor(ip: string): string {
   return net.isIPv6(ip) ? `for="[${ip}]"` : `for=${ip}`;

@@ -5,7 +5,7 @@ import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import { PORTS } from '../config';
 import type { Logger } from '../telemetry';
-import { HBONE_FLOW, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
+import { HBONE_FLOW, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
 import { resetEnd } from './relay';
 import type { PeerIdentity, ProxyPod, SocketAddress, TlsProvider } from './types';
 
@@ -342,7 +342,7 @@ export class HboneListener {
     const authority = headers[':authority'];
     if (headers[':method'] !== 'CONNECT') return answer(405, true);
     const target = parseAuthority(authority);
-    if (!target || RESERVED_PORTS.has(target.port) || !this.pod.ips.includes(target.ip)) {
+    if (!target || RESERVED_PORTS.has(target.port) || !hasIp(this.pod.ips, target.ip)) {
       this.log.debug({ tunnel: state.id, authority }, 'hbone CONNECT target is not this pod');
       return answer(400, true);
     }

@@ -505,7 +505,8 @@ export class NodeProxy {
       bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - flow.startedAt,
       error: tracked?.closeReason ?? r.error ?? result.error?.message,
     };
-    this.access.info(entry, `${flow.direction} ${flow.source} -> ${flow.destination} proxied`);
+    const outcome = entry.error === undefined ? 'proxied' : entry.reason !== undefined ? 'denied' : 'failed';
+    this.access.info(entry, `${flow.direction} ${flow.source} -> ${flow.destination} ${outcome}`);
     if (channels.connectionClosed.hasSubscribers) channels.connectionClosed.publish(entry);
   }
 }

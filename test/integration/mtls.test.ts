@@ -223,6 +223,8 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMiB()); }, 200);
     // Legitimate traffic through the same agent for the whole attack.
     const steady = sandbox.client('app/client-a', ['steady', 'echo-b.app', '80', '40', '10'], 120_000);
+    // Awaited below; a failure before that must not surface as an unhandled rejection.
+    steady.catch(() => undefined);
     try {
       const creds = await credentials('abuser', { uris: ['spiffe://cluster.local/ns/plain/sa/default'] });
       const base = ['--target', `${ip['server-b']}:15008`, '--authority', `${ip['server-b']}:7000`, ...creds];
@@ -234,7 +236,9 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
       assert.equal(big.sessionClosed, true, `oversized header: ${JSON.stringify(big)}`);
       const many = await hbone('plain/outsider', [...base, '--mode', 'many-headers', '--count', '2000']);
       assert.notEqual(many.status, 200, `too many headers: ${JSON.stringify(many)}`);
-      assert.equal(many.sessionClosed, true, `too many headers: ${JSON.stringify(many)}`);
+      // nghttp2 answers a header block over SETTINGS_MAX_HEADER_LIST_PAIRS with RST_STREAM
+      // ENHANCE_YOUR_CALM (11), a stream error (RFC 9113 §5.4.2); the session may stay open.
+      assert.ok(many.rstCode === 11 || many.sessionClosed === true, `too many headers: ${JSON.stringify(many)}`);
       const garbage = await hbone('plain/outsider', [...base, '--mode', 'garbage', '--bytes', String(64 * 1024)]);
       assert.equal(garbage.closed, true, `garbage: ${JSON.stringify(garbage)}`);
       const stall = await hbone('plain/outsider', [...base, '--mode', 'stall', '--count', '3000', '--hold-ms', '15000',

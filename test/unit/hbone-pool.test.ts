@@ -54,7 +54,10 @@ test('a connection without streams is closed after the idle timeout', async (t) 
   assert.equal(await exchange(held, 'y'), 'y');
   await waitFor(() => p.stats().length === 0, 'the idle connection to be closed', 2000);
   await waitFor(() => s.listener.stats().sessions === 0, 'the server to see it closed', 2000);
-  const closed = s.lines.filter((l) => l.msg === 'hbone connection closed' && l.client === true);
+  // The pool logs the close when the session's 'close' event fires, which can trail the stats.
+  const closedLines = (): typeof s.lines => s.lines.filter((l) => l.msg === 'hbone connection closed' && l.client === true);
+  await waitFor(() => closedLines().length > 0, 'the pool to log the close', 2000);
+  const closed = closedLines();
   assert.equal(closed.length, 1);
   assert.equal(closed[0].reason, 'idle');
   // The next open dials afresh.

@@ -244,7 +244,10 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
       const stall = await hbone('plain/outsider', [...base, '--mode', 'stall', '--count', '3000', '--hold-ms', '15000',
         '--timeout-ms', '60000'], 90_000);
       assert.equal(stall.error, undefined, `stall: ${JSON.stringify(stall)}`);
-      assert.equal(stall.closedByServer, 3000, `stalled handshakes closed by the server: ${JSON.stringify(stall)}`);
+      // Beyond 256 pending handshakes the oldest is closed at once; the rest by the 10 s handshake
+      // timeout. Connects the kernel's full accept queue held back retry their SYN and start late.
+      assert.equal(stall.closedByServer, stall.opened, `stalled handshakes closed by the server: ${JSON.stringify(stall)}`);
+      assert.equal(stall.opened, 3000, `stalled handshakes: ${JSON.stringify(stall)}`);
     } finally {
       clearInterval(sampler);
     }

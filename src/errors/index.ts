@@ -10,3 +10,5 @@ export class FerryError<Code extends string = string> extends Error {
     return this.constructor.name;
   }
 }
+
+export { describeValue, formatFieldPath, quoteValue } from './describe';

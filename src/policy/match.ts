@@ -1,40 +1,19 @@
 // The value matchers policies are made of: Istio string patterns ("*", "abc*", "*abc"), IP addresses and CIDRs,
 // and ports. Shared by validation (is this value usable?) and evaluation (does it match?).
 import * as net from 'node:net';
+import { ipv6ToBigInt, parseIpv4 } from '../net';
 
 /** A parsed address; IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as Node reports peers on dual-stack sockets) is IPv4. */
 export type IpAddress = { family: 4; value: number } | { family: 6; value: bigint };
 
 export function parseIp(text: string): IpAddress | undefined {
   const family = net.isIP(text);
-  if (family === 4) return { family: 4, value: ipv4ToNumber(text) };
+  if (family === 4) return { family: 4, value: parseIpv4(text) ?? 0 };
   if (family !== 6 || text.includes('%')) return undefined;
   const value = ipv6ToBigInt(text);
   // ::ffff:0:0/96 is IPv4-mapped (RFC 4291 §2.5.5.2): match it against IPv4 blocks, like the kernel treats it.
   if (value >> 32n === 0xffffn) return { family: 4, value: Number(value & 0xffffffffn) };
   return { family: 6, value };
-}
-
-function ipv4ToNumber(text: string): number {
-  return text.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
-}
-
-function ipv6ToBigInt(text: string): bigint {
-  let address = text;
-  // An embedded IPv4 tail (`::ffff:1.2.3.4`) stands for the last two 16-bit groups.
-  const lastColon = address.lastIndexOf(':');
-  const tailV4 = address.slice(lastColon + 1);
-  if (net.isIPv4(tailV4)) {
-    const v4 = ipv4ToNumber(tailV4);
-    address = `${address.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
-  }
-  const [head = '', tail] = address.split('::');
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined
-    ? headGroups
-    : [...headGroups, ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
-  return groups.reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
 }
 
 /** A network: `family`, the masked base and the prefix length. */

@@ -2,6 +2,7 @@
 // them) and normalises them. Shape by JSON schema (ajv), Istio's own validation rules by code; every problem is
 // reported with its path from the document root, and unsupported fields are errors, never silently dropped.
 import Ajv, { type ErrorObject } from 'ajv';
+import { describeValue, formatFieldPath, quoteValue } from '../errors';
 import type { PolicyProblem } from './errors';
 import { parseIpBlock, parsePort, stringPatternProblem } from './match';
 import {
@@ -27,17 +28,6 @@ type Segment = string | number;
 type Schema = Record<string, unknown>;
 
 const article = (kind: string): string => (/^[AEIOU]/.test(kind) ? `an ${kind}` : `a ${kind}`);
-
-/** `spec.rules[0].from[1].source.ipBlocks[2]`; keys that are not identifiers are quoted: `annotations["istio.io/dry-run"]`. */
-export function formatPolicyPath(segments: readonly Segment[]): string {
-  let path = '';
-  for (const segment of segments) {
-    if (typeof segment === 'number') path += `[${segment}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)) path += path === '' ? segment : `.${segment}`;
-    else path += `[${JSON.stringify(segment)}]`;
-  }
-  return path;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schemas. A node's `description` is the "expected …" half of the message when that node is wrong.
@@ -230,19 +220,6 @@ const ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, str
 const checkAuthorizationShape = ajv.compile(authorizationPolicySchema);
 const checkPeerAuthenticationShape = ajv.compile(peerAuthenticationSchema);
 
-function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  switch (typeof value) {
-    case 'string': return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
-    case 'number': return Number.isInteger(value) ? `an integer (${value})` : `a number (${value})`;
-    case 'boolean': return `a boolean (${value})`;
-    case 'object': return 'a mapping';
-    default: return typeof value;
-  }
-}
-
-const quote = (value: unknown): string => (typeof value === 'string' ? JSON.stringify(value) : String(value));
 
 /** A JSON pointer as path segments: list positions become numbers, mapping keys stay strings (even "8080"). */
 function pointerToSegments(pointer: string, doc: unknown): Segment[] {
@@ -285,11 +262,11 @@ function explainAjvError(error: ErrorObject, doc: unknown): PolicyProblem | unde
     case 'type':
       return { path, message: `is ${describeValue(value)}; expected ${expected ?? String(params.type)}` };
     case 'enum':
-      return { path, message: `${quote(value)} is not supported; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
+      return { path, message: `${quoteValue(value)} is not supported; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
     case 'maxLength':
-      return { path, message: `${quote(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
+      return { path, message: `${quoteValue(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
     case 'pattern':
-      return { path, message: `${quote(value)} is not valid; expected ${expected ?? error.message}` };
+      return { path, message: `${quoteValue(value)} is not valid; expected ${expected ?? error.message}` };
     default:
       return { path, message: `${error.message ?? 'is not valid'}${expected !== undefined ? `; expected ${expected}` : ''}` };
   }
@@ -316,7 +293,7 @@ class Checker {
   }
 
   warn(path: Segment[], message: string): void {
-    this.warnings.push(`${this.label}: ${formatPolicyPath(path)}: ${message}`);
+    this.warnings.push(`${this.label}: ${formatFieldPath(path)}: ${message}`);
   }
 }
 
@@ -363,7 +340,7 @@ function readDryRun(c: Checker, annotations: Record<string, unknown>): boolean {
     const value = annotations[key];
     if (value === undefined || typeof value !== 'string') continue;
     if (value !== 'true' && value !== 'false') {
-      c.problem(['metadata', 'annotations', key], `${quote(value)} is not valid; expected "true" or "false"`);
+      c.problem(['metadata', 'annotations', key], `${quoteValue(value)} is not valid; expected "true" or "false"`);
     } else if (dryRun !== undefined && dryRun !== (value === 'true')) {
       c.problem(['metadata', 'annotations', key], `says ${value} but ${DRY_RUN_ANNOTATIONS[0]} says ${String(dryRun)}; expected one value`);
     } else {
@@ -388,7 +365,7 @@ function eachString(c: Checker, list: unknown, path: Segment[], check?: (value: 
 function checkPattern(c: Checker, what: string) {
   return (value: string, at: Segment[]): void => {
     const problem = stringPatternProblem(value);
-    if (problem !== undefined) c.problem(at, `${quote(value)} ${problem}; expected ${what}`);
+    if (problem !== undefined) c.problem(at, `${quoteValue(value)} ${problem}; expected ${what}`);
   };
 }
 
@@ -397,7 +374,7 @@ function checkPrincipal(c: Checker) {
   return (value: string, at: Segment[]): void => {
     // Istio principals omit the scheme; with it, the value could never match (ztunnel strips spiffe:// first).
     if (value.startsWith('spiffe://')) {
-      c.problem(at, `${quote(value)} includes the spiffe:// scheme; expected the principal without it, e.g. ${quote(value.slice('spiffe://'.length))}`);
+      c.problem(at, `${quoteValue(value)} includes the spiffe:// scheme; expected the principal without it, e.g. ${quoteValue(value.slice('spiffe://'.length))}`);
     } else {
       pattern(value, at);
     }
@@ -407,8 +384,8 @@ function checkPrincipal(c: Checker) {
 function checkIpBlock(c: Checker) {
   return (value: string, at: Segment[]): void => {
     const parsed = parseIpBlock(value);
-    if ('problem' in parsed) c.problem(at, `${quote(value)} ${parsed.problem}; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8`);
-    else if (parsed.hostBits) c.warn(at, `${quote(value)} has host bits set; it matches the whole network, as in Istio`);
+    if ('problem' in parsed) c.problem(at, `${quoteValue(value)} ${parsed.problem}; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8`);
+    else if (parsed.hostBits) c.warn(at, `${quoteValue(value)} has host bits set; it matches the whole network, as in Istio`);
   };
 }
 
@@ -417,7 +394,7 @@ function checkPorts(c: Checker, list: unknown, path: Segment[]): number[] {
   asList(list).forEach((item, i) => {
     if (typeof item !== 'string' && typeof item !== 'number') return; // the schema reports the type
     const port = parsePort(item);
-    if (port === undefined) c.problem([...path, i], `${quote(item)} is not a port; expected ${PORT_TEXT}`);
+    if (port === undefined) c.problem([...path, i], `${quoteValue(item)} is not a port; expected ${PORT_TEXT}`);
     else out.push(port);
   });
   return out;
@@ -428,7 +405,7 @@ const SERVICE_ACCOUNT = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?\/)?[a-z0-9]([-a-z0-9.]*
 /** `namespace/name`, or a bare name completed with the policy's namespace (Istio's ambient translation does the same). */
 function checkServiceAccounts(c: Checker, list: unknown, path: Segment[], namespace: string): string[] {
   return eachString(c, list, path, (value, at) => {
-    if (!SERVICE_ACCOUNT.test(value)) c.problem(at, `${quote(value)} is not valid; expected NAMESPACE/SERVICE-ACCOUNT, e.g. shop/web`);
+    if (!SERVICE_ACCOUNT.test(value)) c.problem(at, `${quoteValue(value)} is not valid; expected NAMESPACE/SERVICE-ACCOUNT, e.g. shop/web`);
   }).map((value) => (value.includes('/') ? value : `${namespace}/${value}`));
 }
 
@@ -512,12 +489,12 @@ function checkCondition(c: Checker, raw: Record<string, unknown>, at: Segment[])
   }
   const kind = conditionKeyKind(key);
   if (typeof kind === 'object') {
-    c.problem([...at, 'key'], `${quote(key)} ${kind.problem}`);
+    c.problem([...at, 'key'], `${quoteValue(key)} ${kind.problem}`);
     return undefined;
   }
   const valueCheck = (value: string, where: Segment[]): void => {
     if (key === 'source.ip' || key === 'destination.ip' || key === 'remote.ip') checkIpBlock(c)(value, where);
-    else if (key === 'destination.port' && parsePort(value) === undefined) c.problem(where, `${quote(value)} is not a port; expected a port from 1 to 65535`);
+    else if (key === 'destination.port' && parsePort(value) === undefined) c.problem(where, `${quoteValue(value)} is not a port; expected a port from 1 to 65535`);
     else if (key === 'source.principal') checkPrincipal(c)(value, where);
     else if (key === 'source.namespace') checkPattern(c, 'a namespace name, "*", or a prefix*/ *suffix')(value, where);
   };
@@ -572,17 +549,17 @@ export function unenforcedFieldWarnings(policy: AuthorizationPolicy): string[] {
     const at: Segment[] = ['spec', 'rules', r];
     rule.from?.forEach((source, i) => {
       for (const field of Object.keys(source)) {
-        if (L7_SOURCE_FIELDS.has(field)) warnings.push(`${label}: ${formatPolicyPath([...at, 'from', i, 'source', field])}: ${message}`);
+        if (L7_SOURCE_FIELDS.has(field)) warnings.push(`${label}: ${formatFieldPath([...at, 'from', i, 'source', field])}: ${message}`);
       }
     });
     rule.to?.forEach((operation, i) => {
       for (const field of Object.keys(operation)) {
-        if (L7_OPERATION_FIELDS.has(field)) warnings.push(`${label}: ${formatPolicyPath([...at, 'to', i, 'operation', field])}: ${message}`);
+        if (L7_OPERATION_FIELDS.has(field)) warnings.push(`${label}: ${formatFieldPath([...at, 'to', i, 'operation', field])}: ${message}`);
       }
     });
     rule.when?.forEach((condition, i) => {
       if (conditionKeyKind(condition.key) === 'l7') {
-        warnings.push(`${label}: ${formatPolicyPath([...at, 'when', i, 'key'])}: ${condition.key}: ${message}`);
+        warnings.push(`${label}: ${formatFieldPath([...at, 'when', i, 'key'])}: ${condition.key}: ${message}`);
       }
     });
   });
@@ -664,3 +641,6 @@ export function validatePeerAuthentication(doc: unknown, options: ValidateOption
   if (selector !== undefined) value.selector = { ...selector };
   return { value, problems: [], warnings: c.warnings };
 }
+
+/** Field paths in policy messages, as the rest of Ferry writes them: `spec.rules[0].from[1].source.ipBlocks[2]`. */
+export const formatPolicyPath = formatFieldPath;

@@ -8,6 +8,8 @@ import {
   AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, PolicySet, validateAuthorizationPolicy, validatePeerAuthentication,
   type AuthorizationPolicy, type PeerAuthentication, type PolicyValidation,
 } from '../policy';
+import { describeValue, formatFieldPath, quoteValue } from '../errors';
+import { ipv6ToBigInt, parseIpv4 } from '../net';
 import { ManifestError, type ManifestProblem } from './errors';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -372,12 +374,6 @@ const KINDS_TEXT =
 // ---------------------------------------------------------------------------------------------------------------
 // Addresses (shared with plan.ts).
 
-/** IPv4 dotted quad → unsigned 32-bit number, or undefined when not an IPv4 address. */
-export function parseIpv4(text: string): number | undefined {
-  if (!net.isIPv4(text)) return undefined;
-  return text.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
-}
-
 export function formatIpv4(value: number): string {
   return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join('.');
 }
@@ -391,23 +387,6 @@ export function parseIpv4Cidr(cidr: string): { base: number; size: number; prefi
     throw new TypeError(`not an IPv4 CIDR: ${cidr}`);
   }
   return { base, size: 2 ** (32 - prefixLength), prefixLength };
-}
-
-function ipv6ToBigInt(text: string): bigint {
-  let address = text;
-  // An embedded IPv4 tail (`::ffff:1.2.3.4`) stands for the last two 16-bit groups.
-  const lastColon = address.lastIndexOf(':');
-  const v4 = parseIpv4(address.slice(lastColon + 1));
-  if (v4 !== undefined) {
-    address = `${address.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
-  }
-  const [head = '', tail] = address.split('::');
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined
-    ? headGroups
-    : [...headGroups, ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
-  return groups.reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
 }
 
 /** Why `cidr` is not a usable IPv4/IPv6 network, or undefined when it is. */
@@ -431,17 +410,6 @@ function cidrProblem(cidr: string): string | undefined {
 
 type Segment = string | number;
 
-/** `spec.containers[0].ports[1].name`; keys that are not plain identifiers are quoted: `annotations["ferry.dev/mesh"]`. */
-export function formatPath(segments: readonly Segment[]): string {
-  let path = '';
-  for (const segment of segments) {
-    if (typeof segment === 'number') path += `[${segment}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)) path += path === '' ? segment : `.${segment}`;
-    else path += `[${JSON.stringify(segment)}]`;
-  }
-  return path;
-}
-
 function pointerToSegments(pointer: string): Segment[] {
   if (pointer === '') return [];
   return pointer
@@ -449,22 +417,6 @@ function pointerToSegments(pointer: string): Segment[] {
     .split('/')
     .map((raw) => raw.replace(/~1/g, '/').replace(/~0/g, '~'))
     .map((segment) => (/^(0|[1-9][0-9]*)$/.test(segment) ? Number(segment) : segment));
-}
-
-function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  switch (typeof value) {
-    case 'string': return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
-    case 'number': return Number.isInteger(value) ? `an integer (${value})` : `a number (${value})`;
-    case 'boolean': return `a boolean (${value})`;
-    case 'object': return 'a mapping';
-    default: return typeof value;
-  }
-}
-
-function quote(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
 /** Turns one ajv error into a located message, or undefined for errors another error already explains. */
@@ -501,17 +453,17 @@ function explainAjvError(error: ErrorObject): { segments: Segment[]; message: st
       return { segments, message: `is ${describeValue(value)}; expected ${expected ?? String(params.type)}` };
     case 'enum': {
       // UDP is planned (DNS capture) but not carried yet; say so rather than calling it invalid.
-      const message = value === 'UDP' ? 'UDP is not supported yet' : `${quote(value)} is not supported`;
+      const message = value === 'UDP' ? 'UDP is not supported yet' : `${quoteValue(value)} is not supported`;
       return { segments, message: `${message}; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
     }
     case 'minimum':
     case 'maximum':
-      return { segments, message: `${quote(value)} is out of range; expected ${expected ?? error.message}` };
+      return { segments, message: `${quoteValue(value)} is out of range; expected ${expected ?? error.message}` };
     case 'maxLength':
-      return { segments, message: `${quote(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
+      return { segments, message: `${quoteValue(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
     case 'pattern':
     case 'minLength':
-      return { segments, message: `${quote(value)} is not valid; expected ${expected ?? error.message}` };
+      return { segments, message: `${quoteValue(value)} is not valid; expected ${expected ?? error.message}` };
     case 'minItems':
       return { segments, message: `is empty; expected ${expected ?? error.message}` };
     default:
@@ -538,12 +490,12 @@ class DocumentContext {
 
   /** Prefix for warnings, formatted like problems so users find the spot the same way. */
   where(segments: readonly Segment[]): string {
-    return `${this.file}: document ${this.document}${this.label}: ${formatPath(segments)}`;
+    return `${this.file}: document ${this.document}${this.label}: ${formatFieldPath(segments)}`;
   }
 
   /** Records a problem; `line` overrides the line found from the path (YAML syntax errors know their own). */
   problem(segments: readonly Segment[], message: string, line?: number): void {
-    const problem: ManifestProblem = { file: this.file, document: this.document, path: formatPath(segments), message };
+    const problem: ManifestProblem = { file: this.file, document: this.document, path: formatFieldPath(segments), message };
     if (this.kind !== undefined) problem.kind = this.kind;
     if (this.name !== undefined) problem.name = this.name;
     const found = line ?? this.lineOf(segments);
@@ -629,7 +581,7 @@ function checkFerryAnnotations(ctx: DocumentContext, annotations: Record<string,
   }
   const mesh = asString(annotations[MESH_ANNOTATION]);
   if (allowed.includes(MESH_ANNOTATION) && mesh !== undefined && mesh !== 'enabled' && mesh !== 'disabled') {
-    ctx.problem(['metadata', 'annotations', MESH_ANNOTATION], `${quote(mesh)} is not valid; expected enabled or disabled`);
+    ctx.problem(['metadata', 'annotations', MESH_ANNOTATION], `${quoteValue(mesh)} is not valid; expected enabled or disabled`);
   }
 }
 
@@ -640,7 +592,7 @@ function parseExcludedPorts(ctx: DocumentContext, text: string | undefined): num
   const items = text.split(',').map((item) => item.trim());
   const ports: number[] = [];
   for (const item of items) {
-    if (!/^[0-9]{1,5}$/.test(item) || !isPort(Number(item))) ctx.problem(path, `${quote(item)} is not a port; ${expected}`);
+    if (!/^[0-9]{1,5}$/.test(item) || !isPort(Number(item))) ctx.problem(path, `${quoteValue(item)} is not a port; ${expected}`);
     else if (ports.includes(Number(item))) ctx.problem(path, `port ${item} is listed twice; ${expected}`);
     else ports.push(Number(item));
   }
@@ -656,8 +608,8 @@ function parseExcludedCidrs(ctx: DocumentContext, text: string | undefined): str
   const cidrs: string[] = [];
   for (const item of items) {
     const problem = cidrProblem(item);
-    if (problem !== undefined) ctx.problem(path, `${quote(item)} ${problem}; ${expected}`);
-    else if (cidrs.includes(item)) ctx.problem(path, `${quote(item)} is listed twice; ${expected}`);
+    if (problem !== undefined) ctx.problem(path, `${quoteValue(item)} ${problem}; ${expected}`);
+    else if (cidrs.includes(item)) ctx.problem(path, `${quoteValue(item)} is listed twice; ${expected}`);
     else cidrs.push(item);
   }
   if (items.length > EXCLUDE_OUTBOUND_CIDRS_MAX) ctx.problem(path, `lists ${items.length} networks; ${expected}`);
@@ -718,8 +670,8 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     const containerName = asString(container.name);
     if (containerName !== undefined) {
       const first = containerNames.get(containerName);
-      if (first !== undefined) ctx.problem([...at, 'name'], `${quote(containerName)} is already used by ${first}; expected unique container names`);
-      else containerNames.set(containerName, formatPath(at));
+      if (first !== undefined) ctx.problem([...at, 'name'], `${quoteValue(containerName)} is already used by ${first}; expected unique container names`);
+      else containerNames.set(containerName, formatFieldPath(at));
     }
     if (typeof container.image === 'string') {
       warnings.push(`${ctx.where([...at, 'image'])}: ignored: the sandbox runs the command directly on this machine, not from an image`);
@@ -730,7 +682,7 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     asList(container.env).forEach((variable, e) => {
       const envName = asString(asMapping(variable).name);
       if (envName === undefined) return;
-      if (envNames.has(envName)) ctx.problem([...at, 'env', e, 'name'], `${quote(envName)} is set twice in this container; expected each variable once`);
+      if (envNames.has(envName)) ctx.problem([...at, 'env', e, 'name'], `${quoteValue(envName)} is set twice in this container; expected each variable once`);
       envNames.add(envName);
     });
     asList(container.ports).forEach((entry, i) => {
@@ -739,13 +691,13 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
       if (isPort(p.containerPort)) {
         const first = portNumbers.get(p.containerPort);
         if (first !== undefined) ctx.problem([...portAt, 'containerPort'], `${p.containerPort} is already declared at ${first}; expected each containerPort once per pod`);
-        else portNumbers.set(p.containerPort, formatPath(portAt));
+        else portNumbers.set(p.containerPort, formatFieldPath(portAt));
       }
       const portName = asString(p.name);
       if (portName !== undefined) {
         const first = portNames.get(portName);
-        if (first !== undefined) ctx.problem([...portAt, 'name'], `${quote(portName)} is already declared at ${first}; expected unique port names per pod`);
-        else portNames.set(portName, formatPath(portAt));
+        if (first !== undefined) ctx.problem([...portAt, 'name'], `${quoteValue(portName)} is already declared at ${first}; expected unique port names per pod`);
+        else portNames.set(portName, formatFieldPath(portAt));
       }
     });
   });
@@ -771,7 +723,7 @@ function checkClusterIP(ctx: DocumentContext, clusterIP: string): boolean {
   const expected = `expected an IPv4 address inside ${SERVICE_CIDR} other than its first and last, or no clusterIP to have one allocated`;
   const address = parseIpv4(clusterIP);
   if (clusterIP === 'None') ctx.problem(path, `headless Services (clusterIP: None) are not supported yet; ${expected}`);
-  else if (address === undefined) ctx.problem(path, `${quote(clusterIP)} is not an IPv4 address; ${expected}`);
+  else if (address === undefined) ctx.problem(path, `${quoteValue(clusterIP)} is not an IPv4 address; ${expected}`);
   else if (address <= base || address >= base + size - 1) ctx.problem(path, `${clusterIP} is outside the service range; ${expected}`);
   else return true;
   return false;
@@ -799,7 +751,7 @@ function checkService(ctx: DocumentContext, raw: Record<string, unknown>): Decla
       ctx.problem(['spec', 'ports', i, 'name'], `is required when a Service has more than one port; expected ${IANA_SVC_NAME_TEXT}`);
     } else if (portName !== undefined) {
       const first = names.get(portName);
-      if (first !== undefined) ctx.problem(['spec', 'ports', i, 'name'], `${quote(portName)} is already used by spec.ports[${first}]; expected unique port names`);
+      if (first !== undefined) ctx.problem(['spec', 'ports', i, 'name'], `${quoteValue(portName)} is already used by spec.ports[${first}]; expected unique port names`);
       else names.set(portName, i);
     }
   });
@@ -982,7 +934,7 @@ function collect(
       ctx.problem(['kind'], `is ${describeValue(kind)}; expected ${KINDS_TEXT}`);
       fatal = true;
     } else if (info === undefined) {
-      ctx.problem(['kind'], `unknown kind ${quote(kind)}; expected ${KINDS_TEXT}`);
+      ctx.problem(['kind'], `unknown kind ${quoteValue(kind)}; expected ${KINDS_TEXT}`);
       fatal = true;
     }
     const versionText = info?.apiVersions.join(' or ') ?? 'the apiVersion of a supported kind';
@@ -993,7 +945,7 @@ function collect(
       ctx.problem(['apiVersion'], `is ${describeValue(apiVersion)}; expected ${versionText}`);
       fatal = true;
     } else if (info !== undefined && !info.apiVersions.includes(apiVersion)) {
-      ctx.problem(['apiVersion'], `${quote(apiVersion)} is not the apiVersion of ${ctx.kind}; expected ${versionText}`);
+      ctx.problem(['apiVersion'], `${quoteValue(apiVersion)} is not the apiVersion of ${ctx.kind}; expected ${versionText}`);
       fatal = true;
     }
     // Without a known kind and its apiVersion, field problems would be guesses.
@@ -1059,7 +1011,7 @@ function collect(
   const checkReference = (ctx: DocumentContext, namespace: string): void => {
     if (namespace === DEFAULT_NAMESPACE) defaultReferenced = true;
     if (!meshByNamespace.has(namespace) && validName(namespace)) {
-      ctx.problem(['metadata', 'namespace'], `namespace ${quote(namespace)} is not declared; expected a Namespace document named ${quote(namespace)}, or ${DEFAULT_NAMESPACE}`);
+      ctx.problem(['metadata', 'namespace'], `namespace ${quoteValue(namespace)} is not declared; expected a Namespace document named ${quoteValue(namespace)}, or ${DEFAULT_NAMESPACE}`);
     }
   };
 
@@ -1073,7 +1025,7 @@ function collect(
       if (nodeNames.length === 1) nodeName = nodeNames[0] ?? '';
       else pod.ctx.problem(['spec', 'nodeName'], `is required when the sandbox has more than one node; expected ${choices}`);
     } else if (pod.nodeName !== undefined && !nodeNames.includes(pod.nodeName) && validName(pod.nodeName)) {
-      pod.ctx.problem(['spec', 'nodeName'], `${quote(pod.nodeName)} names no node; expected ${choices}`);
+      pod.ctx.problem(['spec', 'nodeName'], `${quoteValue(pod.nodeName)} names no node; expected ${choices}`);
     }
     const namespaceMesh = meshByNamespace.get(pod.namespace) === true;
     podNodes.push(nodeName);

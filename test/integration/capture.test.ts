@@ -1,13 +1,12 @@
 // Root integration: a real sandbox (BPF programs compiled by clang and loaded into this kernel,
 // real namespaces, veths and sockets) and traffic through Ferry's capture and node proxy.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NODE, TOOLS, TestSandbox, eventually, ferry, leftovers, requireRoot, sh } from './harness';
+import { NODE, TOOLS, TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-cap';
-const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
 const MANIFEST = `
 apiVersion: v1
 kind: Namespace
@@ -22,21 +21,21 @@ kind: Pod
 metadata: { name: server-a, namespace: app, labels: { app: echo-a } }
 spec:
   nodeName: node-a
-  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-a }], ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server-a }], ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
 metadata: { name: server-b, namespace: app, labels: { app: echo-b } }
 spec:
   nodeName: node-b
-  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
 metadata: { name: server-p, namespace: plain, labels: { app: echo-p } }
 spec:
   nodeName: node-b
-  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-p }], ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server-p }], ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
@@ -73,23 +72,8 @@ const CAPTURED = '127.0.0.1:15001';
 
 describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
-  let ip: Record<string, string> = {};
-  let netnsNames: string[] = [];
 
-  before(async () => {
-    requireRoot();
-    await sandbox.up();
-    const status = await sandbox.status();
-    ip = Object.fromEntries(status.pods.map((p) => [p.name, p.ip]));
-    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
-      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
-  });
-
-  after(async () => {
-    const result = await sandbox.down();
-    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
-    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
-  });
+  const { ip } = withSandbox(sandbox);
 
   /** The outbound access record the node's agent wrote for a client socket's local address. */
   async function outboundRecord(node: string, clientLocal: string): Promise<Record<string, unknown>> {

@@ -2,6 +2,7 @@
 // this machine's kernel) under a test-only prefix, commands inside its pods, and a check that
 // nothing of it is left behind.
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -138,4 +139,34 @@ export async function leftovers(prefix: string, netnsNames: string[]): Promise<s
     }
   }
   return found;
+}
+
+/** The argv of the echo server fixture on `port`, as a YAML flow sequence for a container's `command`. */
+export function echoCommand(port: number): string {
+  return `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
+}
+
+/**
+ * Inside a describe(): bring the sandbox up before its tests and, after them, remove it and check
+ * that nothing it made is left (namespaces, DNS files, pins, cgroups, state, processes). `ip`
+ * holds each pod's address by pod name once the tests run. `cleanup` runs first on the way out.
+ */
+export function withSandbox(sandbox: TestSandbox, cleanup: () => void = () => undefined): { ip: Record<string, string> } {
+  const pods = { ip: {} as Record<string, string> };
+  let netnsNames: string[] = [];
+  before(async () => {
+    requireRoot();
+    await sandbox.up();
+    const status = await sandbox.status();
+    Object.assign(pods.ip, Object.fromEntries(status.pods.map((p) => [p.name, p.ip])));
+    netnsNames = [`${sandbox.prefix}-fabric`, ...status.nodes.map((n) => `${sandbox.prefix}-node-${n.name}`),
+      ...status.pods.map((p) => `${sandbox.prefix}-pod-${p.namespace}-${p.name}`)];
+  });
+  after(async () => {
+    cleanup();
+    const result = await sandbox.down();
+    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
+    assert.deepEqual(await leftovers(sandbox.prefix, netnsNames), [], 'sandbox down left something behind');
+  });
+  return pods;
 }

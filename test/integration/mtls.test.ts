@@ -1,18 +1,17 @@
 // Root integration: HBONE mutual TLS between real pods of a two-node sandbox — what crosses the
 // fabric, which certificates the HBONE server refuses, pooling, bulk transfer and abuse on 15008.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NODE, TOOLS, TestSandbox, eventually, leftovers, requireRoot, sh } from './harness';
+import { NODE, TOOLS, TestSandbox, echoCommand, eventually, sh, withSandbox } from './harness';
 import { readPcap } from './pcap';
 import { forgeLeaf, type ForgeOptions } from '../fixtures/certs';
 
 const PREFIX = 'ferryt-tls';
-const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
 const MANIFEST = `
 apiVersion: v1
 kind: Namespace
@@ -28,7 +27,7 @@ metadata: { name: server-a, namespace: app, labels: { app: echo-a } }
 spec:
   nodeName: node-a
   serviceAccountName: server
-  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-a }], ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server-a }], ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
@@ -36,7 +35,7 @@ metadata: { name: server-b, namespace: app, labels: { app: echo-b } }
 spec:
   nodeName: node-b
   serviceAccountName: server
-  containers: [{ name: echo, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
@@ -68,24 +67,8 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-certs-`));
   const caDir = `/run/ferry/${PREFIX}/ca`;
-  let ip: Record<string, string> = {};
-  let netnsNames: string[] = [];
 
-  before(async () => {
-    requireRoot();
-    await sandbox.up();
-    const status = await sandbox.status();
-    ip = Object.fromEntries(status.pods.map((p) => [p.name, p.ip]));
-    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
-      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
-  });
-
-  after(async () => {
-    fs.rmSync(work, { recursive: true, force: true });
-    const result = await sandbox.down();
-    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
-    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
-  });
+  const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
 
   /** Write a forged client certificate and the sandbox's trust bundle where the HBONE client tool can read them. */
   async function credentials(name: string, options: ForgeOptions): Promise<string[]> {

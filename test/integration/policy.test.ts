@@ -1,15 +1,14 @@
 // Root integration: PeerAuthentication and AuthorizationPolicy enforced by real agents on real
 // connections — plaintext from outside the mesh, HBONE across nodes and the same-node short path —
 // applied to a running sandbox with `ferry sandbox apply`, including connections already open.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { NODE, TOOLS, TestSandbox, eventually, ferry, leftovers, requireRoot } from './harness';
+import { TestSandbox, echoCommand, eventually, ferry, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-pol';
-const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
 const idle = '[{ name: c, command: ["sleep", "infinity"] }]';
 const MANIFEST = `
 apiVersion: v1
@@ -31,8 +30,8 @@ spec:
   nodeName: node-b
   serviceAccountName: server
   containers:
-    - { name: main, command: ${echo(7000)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7000 }] }
-    - { name: admin, command: ${echo(7001)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7001 }] }
+    - { name: main, command: ${echoCommand(7000)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7000 }] }
+    - { name: admin, command: ${echoCommand(7001)}, env: [{ name: POD_NAME, value: server }], ports: [{ containerPort: 7001 }] }
 ---
 apiVersion: v1
 kind: Pod
@@ -80,25 +79,9 @@ ${spec.replace(/^/gm, '  ')}`;
 describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-policies-`));
-  let ip: Record<string, string> = {};
-  let netnsNames: string[] = [];
   let applied: string[] = [];
 
-  before(async () => {
-    requireRoot();
-    await sandbox.up();
-    const status = await sandbox.status();
-    ip = Object.fromEntries(status.pods.map((p) => [p.name, p.ip]));
-    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
-      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
-  });
-
-  after(async () => {
-    fs.rmSync(work, { recursive: true, force: true });
-    const result = await sandbox.down();
-    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
-    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
-  });
+  const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
 
   /** Both agents have loaded at least snapshot revision `revision` (they log each policy change). */
   async function agentsAt(revision: number): Promise<void> {

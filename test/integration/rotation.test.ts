@@ -1,13 +1,11 @@
 // Root integration: workload certificates with a 60-second lifetime renewed under steady traffic for
 // three minutes, with a root rotation of the sandbox CA in the middle — and not one failed request.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { NODE, TOOLS, TestSandbox, ferry, leftovers, requireRoot } from './harness';
+import { TestSandbox, echoCommand, ferry, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-rot';
-const echo = (port: number): string => `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
 const MANIFEST = `
 apiVersion: v1
 kind: Namespace
@@ -24,7 +22,7 @@ metadata: { name: server-a, namespace: app, labels: { app: echo-a } }
 spec:
   nodeName: node-a
   serviceAccountName: server
-  containers: [{ name: echo, command: ${echo(7000)}, ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
@@ -32,7 +30,7 @@ metadata: { name: server-b, namespace: app, labels: { app: echo-b } }
 spec:
   nodeName: node-b
   serviceAccountName: server
-  containers: [{ name: echo, command: ${echo(7000)}, ports: [{ containerPort: 7000 }] }]
+  containers: [{ name: echo, command: ${echoCommand(7000)}, ports: [{ containerPort: 7000 }] }]
 ---
 apiVersion: v1
 kind: Pod
@@ -56,21 +54,8 @@ const ROTATE_AFTER_MS = 50_000;
 
 describe('certificate renewal and root rotation under traffic', { timeout: 600_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--agent-arg=--cert-ttl-seconds=60']);
-  let netnsNames: string[] = [];
 
-  before(async () => {
-    requireRoot();
-    await sandbox.up();
-    const status = await sandbox.status();
-    netnsNames = [`${PREFIX}-fabric`, `${PREFIX}-node-node-a`, `${PREFIX}-node-node-b`,
-      ...status.pods.map((p) => `${PREFIX}-pod-${p.namespace}-${p.name}`)];
-  });
-
-  after(async () => {
-    const result = await sandbox.down();
-    assert.equal(result.code, 0, `sandbox down failed: ${result.stderr}`);
-    assert.deepEqual(await leftovers(PREFIX, netnsNames), [], 'sandbox down left something behind');
-  });
+  withSandbox(sandbox);
 
   test(`60 s certificates, ${TRAFFIC_SECONDS} s of traffic, a root rotation: zero failed requests`, async () => {
     const caFile = `/run/ferry/${PREFIX}/ca/ca.json`;

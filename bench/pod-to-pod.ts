@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import {
   BenchSandbox, NODE, REPO, cgroupCpuMs, clockTicks, machineCpuMs, processCpuMs, type SandboxStatusJson,
 } from './lib/sandbox-driver';
-import { formatReport, ratios, type CpuByPhase, type LaneResult, type Metric, type Placement } from './lib/report';
+import { formatReport, metricsCosts, ratios, type CpuByPhase, type LaneResult, type Metric, type Placement } from './lib/report';
 
 const PREFIX = 'ferryb';
 const SERVER = path.join(REPO, 'bench', 'tools', 'server.js');
@@ -48,7 +48,7 @@ interface Phases {
   warmupSeconds: number;
 }
 
-// About 16 s a lane run; 2 rounds of 7 lanes, agent restarts between modes, and sandbox up/down: about 5 minutes on 2 cores.
+// About 16 s a lane run; 2 rounds of 9 lanes, agent restarts between modes, and sandbox up/down: about 6 minutes on 2 cores.
 const FULL: Phases = {
   rounds: 2, connections: 16, rpsSeconds: 4, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 4,
   latencyConnections: 32, bulkMiB: 256, bulkRuns: 3, warmupSeconds: 1,
@@ -59,12 +59,16 @@ const QUICK: Phases = {
 };
 
 /** How the agents run during a lane; switching modes restarts them. */
-type AgentMode = 'mtls' | 'plaintext' | 'hbone-always';
+type AgentMode = 'mtls' | 'plaintext' | 'hbone-always' | 'no-traffic-metrics';
 const AGENT_ARGS: Record<AgentMode, string[]> = {
   mtls: [],
   plaintext: ['--no-hbone'],
   'hbone-always': ['--no-same-node-shortcut'],
+  'no-traffic-metrics': ['--no-traffic-metrics'],
 };
+
+/** Suffix of a lane run with --no-traffic-metrics; the report compares it with the lane of the same name without it. */
+const WITHOUT_METRICS = ', no traffic metrics';
 
 interface Lane {
   name: string;
@@ -82,6 +86,9 @@ const LANES: Lane[] = [
   { name: 'mtls same-node (hbone)', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'hbone-always' },
   { name: 'plaintext same-node', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'plaintext' },
   { name: 'plaintext cross-node', namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'plaintext' },
+  // What Istio's TCP metrics cost: the same lanes with the agents counting nothing into them.
+  { name: `mtls same-node (short path)${WITHOUT_METRICS}`, namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'no-traffic-metrics' },
+  { name: `mtls cross-node (hbone)${WITHOUT_METRICS}`, namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'no-traffic-metrics' },
 ];
 
 /** `direct` is not enrolled (the baseline); `mesh` is. Each has servers on both nodes and a client on node-a. */
@@ -364,7 +371,7 @@ async function main(): Promise<number> {
     const report = {
       scenario: 'pod-to-pod', startedAt: startedAt.toISOString(), node: process.version,
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release() },
-      phases, lanes, ratios: ratios(lanes),
+      phases, lanes, ratios: ratios(lanes), metricsCosts: metricsCosts(lanes),
     };
     fs.writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
     say(`\nresults written to ${values.json}`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Ferry needs on a Debian machine (as root) and builds everything: system packages
-# (clang, libbpf, bpftool, iproute2), npm dependencies, the BPF objects, the addon and TypeScript.
+# (clang, libbpf, bpftool, iproute2; prometheus for `sandbox up --prometheus`), npm dependencies, the BPF objects, the addon and TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 util-linux procps make g++ python3 pkg-config curl tcpdump)
+PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 util-linux procps make g++ python3 pkg-config curl tcpdump prometheus graphviz)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -94,6 +94,26 @@ function table(rows: string[][], rightAligned: boolean[]): string[] {
   return rows.map((r) => r.map((cell, i) => (rightAligned[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd());
 }
 
+export interface MetricsCost {
+  lane: string;
+  withMetrics: { perKConnections: number | null; perKRequests: number | null };
+  withoutMetrics: { perKConnections: number | null; perKRequests: number | null };
+}
+
+/** Lanes named `X, no traffic metrics` against lane `X` of the same run: agent CPU per 1000 connections and requests. */
+export function metricsCosts(lanes: LaneResult[], suffix = ', no traffic metrics'): MetricsCost[] {
+  const out: MetricsCost[] = [];
+  for (const without of lanes.filter((l) => l.ok && l.lane.endsWith(suffix))) {
+    const withMetrics = lanes.find((l) => l.ok && l.lane === without.lane.slice(0, -suffix.length));
+    if (!withMetrics) continue;
+    const cpu = (l: LaneResult): MetricsCost['withMetrics'] => ({
+      perKConnections: l.agentCpuMsPer1kConnections ?? null, perKRequests: l.agentCpuMsPer1kRequests ?? null,
+    });
+    out.push({ lane: withMetrics.lane, withMetrics: cpu(withMetrics), withoutMetrics: cpu(without) });
+  }
+  return out;
+}
+
 export function formatReport(lanes: LaneResult[]): string[] {
   const header = ['lane', 'req/s', 'conn/s', 'p50 ms', 'p99 ms', 'MiB/s', 'agent CPU ms/1k req', 'ms/1k conn', 'ms/GiB'];
   const cell = (l: LaneResult, metric: Metric, digits: number): string =>
@@ -117,6 +137,17 @@ export function formatReport(lanes: LaneResult[]): string[] {
       ...rs.map((r) => [r.lane, r.against, times(r, 'requestsPerSecond'), times(r, 'connectionsPerSecond'), times(r, 'p50Ms'),
         times(r, 'p99Ms'), times(r, 'mibPerSecond')]),
     ], [false, false, true, true, true, true, true]));
+  }
+  const costs = metricsCosts(lanes);
+  if (costs.length > 0) {
+    lines.push('');
+    lines.push('cost of Istio\'s TCP metrics: agent CPU with them (default) and without (--no-traffic-metrics)');
+    const ms = (v: number | null): string => fixed(v, 1);
+    lines.push(...table([
+      ['lane', 'ms/1k conn with', 'without', 'ms/1k req with', 'without'],
+      ...costs.map((c) => [c.lane, ms(c.withMetrics.perKConnections), ms(c.withoutMetrics.perKConnections),
+        ms(c.withMetrics.perKRequests), ms(c.withoutMetrics.perKRequests)]),
+    ], [false, true, true, true, true]));
   }
   const notes = lanes.flatMap((l) => [...(l.ok ? [] : [`${l.lane}: ${l.error}`]), ...l.notes.map((n) => `${l.lane}: ${n}`)]);
   if (notes.length > 0) {

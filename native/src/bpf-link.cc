@@ -99,6 +99,17 @@ Napi::Value BpfLink::Info(const Napi::CallbackInfo& info) {
   result.Set("id", Napi::Number::New(env, link_info.id));
   result.Set("progId", Napi::Number::New(env, link_info.prog_id));
   result.Set("type", Napi::Number::New(env, link_info.type));
+  // The hook the link is on: a cgroup id or a network namespace inode. The kernel reports 0 once the
+  // link is detached (bpf_link_detach, or its cgroup/namespace went away); the link id lives on.
+  double target = -1;
+  if (link_info.type == BPF_LINK_TYPE_CGROUP) target = static_cast<double>(link_info.cgroup.cgroup_id);
+  else if (link_info.type == BPF_LINK_TYPE_NETNS) target = static_cast<double>(link_info.netns.netns_ino);
+  if (target >= 0) {
+    result.Set("target", Napi::Number::New(env, target));
+    result.Set("attached", Napi::Boolean::New(env, target != 0));
+  } else {
+    result.Set("attached", Napi::Boolean::New(env, true));
+  }
   return result;
 }
 

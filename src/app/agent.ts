@@ -1,6 +1,8 @@
-// Wiring of `ferry agent`: construction and start order of capture, state, proxy and readiness.
+// Wiring of `ferry agent`: construction and start order of capture, state, proxy, and the agent's
+// own servers: readiness (:15021), metrics (:15020) and the admin API (127.0.0.1:15000).
 import type * as http from 'node:http';
 import type * as net from 'node:net';
+import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
 import { CaptureEngine } from '../capture';
 import { assertKernelReady, probeKernel } from '../native';
@@ -10,9 +12,11 @@ import {
 import { NodeProxy, type ProxyPod } from '../proxy';
 import { ClusterState, watchSnapshot, type ClusterSnapshot } from '../state';
 import { IdentityTlsProvider } from '../tls';
-import type { Logger } from '../telemetry';
+import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type RootLogger } from '../telemetry';
+import { startAdminServer } from './admin';
 import { PolicyAuthorizer } from './authorizer';
 import { netnsDialer } from './dialer';
+import { listenHttp, sendText } from './http-server';
 import { startReadinessServer } from './readiness';
 import { PodReconciler } from './pod-reconciler';
 
@@ -21,6 +25,9 @@ export interface Agent {
   readonly certificates: WorkloadCertificates;
   readonly proxy: NodeProxy;
   readonly capture: CaptureEngine;
+  readonly metrics: Registry;
+  /** undefined when ready: what :15021/healthz/ready answers. */
+  notReadyReason(): string | undefined;
   /** Drain and stop; see NodeProxy.drain. */
   stop(): Promise<void>;
 }
@@ -29,7 +36,8 @@ const DIAL_TIMEOUT_MS = 5000;
 /** How often the agent looks at the CA directory for a new trust bundle or issuer. */
 const CA_POLL_MS = 500;
 
-export async function startAgent(config: AgentConfig, log: Logger): Promise<Agent> {
+export async function startAgent(config: AgentConfig, logging: RootLogger): Promise<Agent> {
+  const { log } = logging;
   const report = probeKernel();
   assertKernelReady(report);
   log.info({ node: config.node, kernel: report.kernelRelease }, 'kernel checks passed');
@@ -65,7 +73,11 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     if (!change.first) log.info({ generation: change.generation, phase: change.phase, issuer: change.issuer }, 'CA changed');
   }, (err) => log.error({ err }, 'CA directory unreadable'));
   certificates.onChange(() => reportTrust());
-  const authorizer = new PolicyAuthorizer(state, log);
+  const registry = new Registry();
+  const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
+  // Filled in below; the health gauges read it only at scrape time, once everything exists.
+  let health: HealthMetrics | undefined;
+  const authorizer = new PolicyAuthorizer(state, log, { policyDecision: (d, m) => health?.policyDecision(d, m) });
   const capture = await CaptureEngine.start({
     bpfDir: config.bpfDir, pinDir: config.pinDir, cgroupPath: config.cgroupPath,
     serviceLoadBalancing: config.serviceLoadBalancing, log,
@@ -83,18 +95,34 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
     authorizer,
     hbone: { enabled: config.hbone },
     localShortcut: config.sameNodeShortcut,
+    metrics: traffic,
     log,
   });
   if (!config.hbone) log.warn('HBONE is off (--no-hbone): meshed traffic between pods travels in plaintext');
-  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log);
+  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log,
+    { enrolmentFailed: (stage) => health?.enrolmentFailed(stage) });
 
   let synced = false;
-  const readiness: http.Server = await startReadinessServer({
-    notReadyReason() {
-      if (!synced) return 'state not synced';
-      return reconciler.notReadyReason() ?? (proxy.listening() ? undefined : 'listeners not open');
-    },
-  }, PORTS.readiness);
+  // Asked of the kernel each time: a program detached behind the agent's back makes it unready.
+  const notReadyReason = (): string | undefined => {
+    if (!synced) return 'state not synced';
+    return capture.detachedReason() ?? reconciler.notReadyReason() ?? (proxy.listening() ? undefined : 'listeners not open');
+  };
+  health = new HealthMetrics(registry, healthSource(state, capture, proxy, certificates, reconciler, notReadyReason));
+  const servers: http.Server[] = [];
+  servers.push(await startReadinessServer({ notReadyReason }, PORTS.readiness));
+  servers.push(await listenHttp(async (req, res) => {
+    const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
+    if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
+      sendText(res, 404, 'not found: metrics are at GET /metrics\n');
+      return;
+    }
+    sendText(res, 200, await registry.metrics(), registry.contentType);
+  }, PORTS.metrics, '0.0.0.0'));
+  servers.push(await startAdminServer({
+    node: config.node, state, proxy, capture, certificates, levels: logging.levels,
+    enrolled: () => reconciler.enrolled().map((w) => w.uid), notReadyReason,
+  }, PORTS.admin));
 
   const unwatch = watchSnapshot(config.snapshotPath, (snapshot: ClusterSnapshot) => {
     state.replace(snapshot);
@@ -108,16 +136,64 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Agen
 
 
   return {
-    state, proxy, capture, certificates,
+    state, proxy, capture, certificates, metrics: registry, notReadyReason,
     async stop() {
       unwatch();
       stopCaWatch();
-      readiness.close();
+      for (const server of servers) server.close();
       const { finished, closed } = await proxy.drain(config.drainMs);
       log.info({ finished, closed }, 'drained');
       capture.close();
       tls.close();
       certificates.close();
     },
+  };
+}
+
+/** What Ferry's health gauges read at scrape time. */
+function healthSource(
+  state: ClusterState, capture: CaptureEngine, proxy: NodeProxy, certificates: WorkloadCertificates,
+  reconciler: PodReconciler, notReadyReason: () => string | undefined,
+): HealthSource {
+  return {
+    enrolledWorkloads() {
+      const counts = new Map<string, { namespace: string; workload: string; pods: number }>();
+      for (const w of reconciler.enrolled()) {
+        const name = workloadName(w);
+        const key = `${w.namespace}/${name}`;
+        const entry = counts.get(key) ?? { namespace: w.namespace, workload: name, pods: 0 };
+        entry.pods += 1;
+        counts.set(key, entry);
+      }
+      return [...counts.values()];
+    },
+    bpfMaps: () => capture.mapStats(),
+    bpfLinks: () => capture.linkStates(),
+    certificates: () => certificates.certificates().map((c) => ({ principal: c.principal, notAfter: c.notAfter })),
+    tunnels() {
+      const { pool, listeners } = proxy.hboneStats();
+      let outboundConnections = 0;
+      let outboundStreams = 0;
+      for (const entry of pool) {
+        outboundConnections += entry.connections.length;
+        for (const c of entry.connections) outboundStreams += c.streams;
+      }
+      let inboundConnections = 0;
+      let inboundStreams = 0;
+      let pendingHandshakes = 0;
+      for (const l of Object.values(listeners)) {
+        inboundConnections += l.sessions;
+        inboundStreams += l.streams;
+        pendingHandshakes += l.pendingHandshakes;
+      }
+      return { outboundConnections, outboundStreams, inboundConnections, inboundStreams, pendingHandshakes };
+    },
+    openConnections() {
+      let outbound = 0;
+      for (const c of proxy.tracker.list()) if (c.direction === 'outbound') outbound += 1;
+      return { outbound, inbound: proxy.tracker.size - outbound };
+    },
+    ready: () => notReadyReason() === undefined,
+    stateRevision: () => state.revision,
   };
 }

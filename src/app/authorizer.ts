@@ -2,14 +2,14 @@
 // labels come from the model, decisions from PolicySet; dry-run and audit results are logged here.
 import type { AuthorizationVerdict, InboundAuthorizer, InboundSource, ProxyPod, SocketAddress } from '../proxy';
 import type { ClusterState } from '../state';
-import type { Logger } from '../telemetry';
+import type { HealthMetrics, Logger } from '../telemetry';
 
 export class PolicyAuthorizer implements InboundAuthorizer {
   private readonly listeners = new Set<() => void>();
   private readonly log: Logger;
   private appliedRevision = -1;
 
-  constructor(private readonly state: ClusterState, log: Logger) {
+  constructor(private readonly state: ClusterState, log: Logger, private readonly health?: Pick<HealthMetrics, 'policyDecision'>) {
     this.log = log.child({ component: 'policy' });
   }
 
@@ -42,6 +42,10 @@ export class PolicyAuthorizer implements InboundAuthorizer {
         destination: { ip: destination.ip, port: destination.port },
       },
     );
+    if (this.health) {
+      this.health.policyDecision(decision.allow ? 'allow' : 'deny', 'enforced');
+      for (const run of decision.dryRun) if (run.wouldAllow !== undefined) this.health.policyDecision(run.wouldAllow ? 'allow' : 'deny', 'dry_run');
+    }
     // Dry-run and audit results are the point of those policies: always logged, at info.
     if (decision.dryRun.length > 0 || decision.audited.length > 0) {
       this.log.info({

@@ -4,7 +4,7 @@ import type { CaptureEngine } from '../capture';
 import type { SpiffeId, WorkloadCertificates } from '../identity';
 import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
-import { channels, type Logger } from '../telemetry';
+import { channels, type HealthMetrics, type Logger } from '../telemetry';
 
 function fingerprint(w: Workload): string {
   return JSON.stringify([w.netnsPath, w.ips, w.excludeOutboundPorts, w.excludeOutboundCidrs, w.serviceAccount]);
@@ -26,6 +26,7 @@ export class PodReconciler {
     private readonly proxy: NodeProxy,
     private readonly certificates: WorkloadCertificates,
     log: Logger,
+    private readonly health?: Pick<HealthMetrics, 'enrolmentFailed'>,
   ) {
     this.log = log.child({ component: 'enrolment' });
   }
@@ -45,6 +46,11 @@ export class PodReconciler {
     if (this.failures.size === 0) return undefined;
     const [uid, reason] = this.failures.entries().next().value as [string, string];
     return `${this.failures.size} pod(s) not enrolled, e.g. ${uid}: ${reason}`;
+  }
+
+  /** The workloads enrolled now. */
+  enrolled(): Workload[] {
+    return [...this.enrolledWorkloads.values()];
   }
 
   private async pass(): Promise<void> {
@@ -70,19 +76,23 @@ export class PodReconciler {
 
   private async enrol(workload: Workload): Promise<void> {
     let listeners;
+    let stage: 'certificate' | 'listeners' | 'capture' = 'certificate';
     try {
       // The pod's certificate first: once enrolled its traffic is meshed, and HBONE needs it.
       await this.certificates.fetch(this.identityOf(workload));
+      stage = 'listeners';
       listeners = await this.capture.openListeners(workload);
       await this.proxy.addPod({
         uid: workload.uid, namespace: workload.namespace, name: workload.name, serviceAccount: workload.serviceAccount,
         netnsPath: workload.netnsPath, netnsCookie: listeners.netnsCookie, ips: workload.ips,
       }, { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone });
+      stage = 'capture';
       await this.capture.enrol(workload, listeners);
     } catch (err) {
       this.proxy.removePod(workload.uid);
       this.failures.set(workload.uid, (err as Error).message);
-      this.log.error({ err, pod: workload.uid }, 'enrolment failed');
+      this.health?.enrolmentFailed(stage);
+      this.log.error({ err, pod: workload.uid, stage }, 'enrolment failed');
       return;
     }
     this.failures.delete(workload.uid);

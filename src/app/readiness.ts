@@ -1,6 +1,7 @@
-// The agent's readiness endpoint, :15021/healthz/ready: 200 only when capture is in place, the
-// state is synced and every enrolled pod's listeners are open.
-import * as http from 'node:http';
+// The agent's readiness endpoint, :15021/healthz/ready: 200 only when the BPF programs are on
+// their hooks, the state is synced and every enrolled pod's listeners are open.
+import type * as http from 'node:http';
+import { listenHttp, sendText } from './http-server';
 
 export interface ReadinessSource {
   /** undefined when ready; otherwise why not. */
@@ -8,20 +9,12 @@ export interface ReadinessSource {
 }
 
 export function startReadinessServer(source: ReadinessSource, port: number, host = '0.0.0.0'): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  return listenHttp((req, res) => {
     if (req.url !== '/healthz/ready') {
-      res.writeHead(404).end();
+      sendText(res, 404, 'not found: the readiness endpoint is /healthz/ready\n');
       return;
     }
     const reason = source.notReadyReason();
-    res.writeHead(reason === undefined ? 200 : 503, { 'content-type': 'text/plain' });
-    res.end(reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
+    sendText(res, reason === undefined ? 200 : 503, reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+  }, port, host);
 }

@@ -36,6 +36,25 @@ export interface PodListeners {
   inboundByFamily: Map<4 | 6, number>;
 }
 
+export interface LinkState {
+  program: string;
+  /** The cgroup directory, or the pod (`namespace/name`) for sk_lookup. */
+  target: string;
+  linkId: number;
+  progId: number;
+  attached: boolean;
+}
+
+export interface MapState {
+  name: string;
+  type: string;
+  entries: number;
+  maxEntries: number;
+}
+
+/** BPF_MAP_TYPE_* values of the maps Ferry uses (uapi/linux/bpf.h). */
+const MAP_TYPE_NAMES: Record<number, string> = { 1: 'hash', 2: 'array', 9: 'lru_hash', 18: 'sockhash' };
+
 export interface CgroupAttachment {
   program: string;
   cgroup: string;
@@ -313,11 +332,35 @@ export class CaptureEngine {
     return [...this.enrolled.keys()];
   }
 
-  /** Entries in each map, for status and metrics. */
-  mapOccupancy(): Record<string, number> {
-    return Object.fromEntries(
-      Object.entries(this.maps).map(([key, map]) => [MAP_NAMES[key as keyof typeof MAP_NAMES], map.keys().length]),
-    );
+  /** Entries and capacity of each map, for the admin API and metrics (walks the keys: O(entries)). */
+  mapStats(): MapState[] {
+    return Object.values(this.maps).map((map) => ({
+      name: map.info.name, type: MAP_TYPE_NAMES[map.info.type] ?? `type ${map.info.type}`,
+      entries: map.keys().length, maxEntries: map.info.maxEntries,
+    }));
+  }
+
+  /** Every link this agent holds, asked of the kernel now: a link detached behind the agent's back shows here. */
+  linkStates(): LinkState[] {
+    const state = (program: string, target: string, link: BpfLinkHandle): LinkState => {
+      try {
+        const info = link.info;
+        return { program, target, linkId: info.id, progId: info.progId, attached: info.attached };
+      } catch {
+        return { program, target, linkId: 0, progId: 0, attached: false };
+      }
+    };
+    return [
+      ...this.cgroupLinks.map((link, i) => state(CGROUP_PROGRAMS[i].pin, this.options.cgroupPath, link)),
+      ...[...this.enrolled.values()].map(({ workload, link }) => state('sk_lookup', workload.uid, link)),
+    ];
+  }
+
+  /** undefined when every program is on its hook; otherwise which is not. */
+  detachedReason(): string | undefined {
+    const detached = this.linkStates().filter((l) => !l.attached);
+    if (detached.length === 0) return undefined;
+    return `BPF link detached: ${detached.map((l) => `${l.program} (${l.target}, link ${l.linkId})`).join(', ')}`;
   }
 
   /**
@@ -344,9 +387,15 @@ async function attachPinned(
   pinPath: string, object: BpfObjectHandle, program: string, attach: () => Promise<BpfLinkHandle>,
 ): Promise<{ link: BpfLinkHandle; adopted: boolean }> {
   const existing = native.openPinnedLink(pinPath);
-  if (existing) {
+  if (existing && existing.info.attached) {
     existing.updateProgram(object, program);
     return { link: existing, adopted: true };
+  }
+  if (existing) {
+    // Pinned but detached (bpf_link_detach, or its cgroup went away): it captures nothing and the
+    // kernel refuses to update it. Replace it.
+    existing.unpin();
+    existing.close();
   }
   const link = await attach();
   link.pin(pinPath);

@@ -2,10 +2,13 @@
 import { Command, Option } from 'commander';
 import { agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent } from '../app';
-import { createRootLogger } from '../telemetry';
+import { createLogging, type LogLevel } from '../telemetry';
 import {
-  sandboxChangePolicies, sandboxDown, sandboxExec, sandboxRotateCa, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp, type SandboxStatus,
+  sandboxChangePolicies, sandboxDown, sandboxExec, sandboxQuery, sandboxRotateCa, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp,
+  type SandboxStatus,
 } from '../sandbox';
+import { registerInspect } from './inspect';
+import { printPrometheusStatus, printQueryResult } from './prometheus-output';
 import { printTable } from './table';
 
 const say = (line: string): void => { process.stdout.write(`${line}\n`); };
@@ -31,10 +34,12 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
     .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
     .option('--no-same-node-shortcut', 'send same-node meshed traffic through an HBONE tunnel too, instead of inside the agent')
+    .option('--no-traffic-metrics', 'do not count connections into Istio\'s TCP metrics (to measure their cost; health metrics stay)')
     .action(async (options) => {
       const config = agentConfigFrom(options);
-      const log = createRootLogger(config.logLevel);
-      const agent = await startAgent(config, log).catch((err: Error) => {
+      const logging = createLogging(config.logLevel as LogLevel);
+      const { log } = logging;
+      const agent = await startAgent(config, logging).catch((err: Error) => {
         log.fatal({ err }, 'agent failed to start');
         throw err;
       });
@@ -62,9 +67,12 @@ export async function main(argv: string[]): Promise<void> {
     .option('--log-level <level>', 'the agents\' log level', 'info')
     .option('--agent-arg <arg>', 'an extra `ferry agent` argument for every agent (repeat it), e.g. --agent-arg=--cert-ttl-seconds=60',
       (value: string, previous: string[]) => [...previous, value], [] as string[])
-    .action(async (options: { file: string[]; prefix?: string; logLevel: string; agentArg: string[] }) => {
+    .option('--prometheus', 'also run Prometheus (Debian\'s /usr/bin/prometheus) scraping every agent; see: ferry sandbox query')
+    .action(async (options: { file: string[]; prefix?: string; logLevel: string; agentArg: string[]; prometheus?: boolean }) => {
       const prefix = sandboxPrefixFrom(options.prefix);
-      const plan = await sandboxUp(options.file, { prefix, report: say, logLevel: options.logLevel, agentArgs: options.agentArg });
+      const plan = await sandboxUp(options.file, {
+        prefix, report: say, logLevel: options.logLevel, agentArgs: options.agentArg, prometheus: options.prometheus === true,
+      });
       say(`sandbox "${prefix}" is up: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ${plan.services.length} services`);
       say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
     });
@@ -96,6 +104,21 @@ export async function main(argv: string[]): Promise<void> {
       const status = await sandboxStatus(sandboxPrefixFrom(options.prefix));
       if (options.output === 'json') say(JSON.stringify(status, null, 2));
       else printStatus(status);
+    });
+
+  sandbox.command('query')
+    .description('run an instant PromQL query against the sandbox\'s Prometheus (up --prometheus), e.g. query \'up\'')
+    .argument('<promql>', 'the PromQL expression, evaluated now')
+    .addOption(prefixOption())
+    .addOption(new Option('-o, --output <format>', 'table (one row per series) or json (the API\'s answer)').choices(['table', 'json']).default('table'))
+    .action(async (promql: string, options: { prefix?: string; output: string }) => {
+      const { raw, response } = await sandboxQuery(sandboxPrefixFrom(options.prefix), promql);
+      if (options.output === 'json') {
+        say(raw.trimEnd());
+        return;
+      }
+      for (const warning of response.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
+      if (response.data) printQueryResult(say, response.data);
     });
 
   sandbox.command('exec')
@@ -138,6 +161,8 @@ export async function main(argv: string[]): Promise<void> {
       say(`agent on ${node} ready`);
     });
 
+  registerInspect(program, sandbox);
+
   await program.parseAsync(argv);
 }
 
@@ -156,5 +181,9 @@ function printStatus(status: SandboxStatus): void {
     `${s.namespace}/${s.name}`, s.vip, s.ports, s.endpoints.join(' ') || '(none)',
   ]));
   say('');
+  if (status.prometheus) {
+    printPrometheusStatus(say, status.prometheus);
+    say('');
+  }
   say(`logs: ${status.logDir}`);
 }

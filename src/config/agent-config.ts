@@ -18,6 +18,8 @@ export interface AgentOptions {
   hbone?: boolean;
   /** commander's --no-same-node-shortcut gives false. */
   sameNodeShortcut?: boolean;
+  /** commander's --no-traffic-metrics gives false. */
+  trafficMetrics?: boolean;
 }
 
 export interface AgentConfig {
@@ -49,6 +51,11 @@ export interface AgentConfig {
   hbone: boolean;
   /** Same-node meshed traffic skips TLS inside the agent (identity and policy still checked). */
   sameNodeShortcut: boolean;
+  /**
+   * Count connections into Istio's TCP metrics (default). Off only to measure what they cost: the
+   * health metrics and the access log stay.
+   */
+  trafficMetrics: boolean;
   /** Size of libuv's thread pool, which runs the addon's blocking calls (connect, setns). */
   threadPoolSize: number;
 }
@@ -97,13 +104,14 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   }
   const hbone = options.hbone ?? env.FERRY_HBONE !== 'false';
   const sameNodeShortcut = options.sameNodeShortcut ?? env.FERRY_SAME_NODE_SHORTCUT !== 'false';
+  const trafficMetrics = options.trafficMetrics ?? env.FERRY_TRAFFIC_METRICS !== 'false';
   for (const [flag, value] of [['--pin-dir', pinDir], ['--cgroup', cgroupPath], ['--snapshot', snapshotPath], ['--ca-dir', caDir]]) {
     if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
   }
   return {
     node, snapshotPath, pinDir, cgroupPath, bpfDir, logLevel,
     drainMs: Math.round(drainSeconds * 1000), serviceLoadBalancing, threadPoolSize,
-    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut,
+    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut, trafficMetrics,
   };
 }
 

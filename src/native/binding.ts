@@ -51,6 +51,10 @@ export interface LinkInfo {
   id: number;
   progId: number;
   type: number;   // BPF_LINK_TYPE_*
+  /** Cgroup id (cgroup links) or network namespace inode (netns links); 0 once detached. */
+  target?: number;
+  /** The link is still on its hook. A detached link keeps its id and pins but runs nowhere. */
+  attached: boolean;
 }
 
 export interface BpfLinkHandle {

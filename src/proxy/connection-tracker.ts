@@ -1,6 +1,19 @@
 // The agent's open proxied connections (TCP or HBONE streams): listed for inspection, re-checked
 // when policy changes, waited for or closed on drain.
+import type { ByteCounts } from '../telemetry';
 import type { AuthorizationVerdict, InboundSource, ProxyPod, SocketAddress } from './types';
+
+/** What is known of the parties so far: the access record being built (workloads, service, principals, path). */
+export interface ConnectionDescription {
+  path: string;
+  sourceWorkload?: string;
+  sourceNamespace?: string;
+  sourcePrincipal?: string;
+  destinationService?: string;
+  destinationWorkload?: string;
+  destinationNamespace?: string;
+  destinationPrincipal?: string;
+}
 
 /** What a connection arriving at a pod was authorized as; kept so a policy change can re-check it. */
 export interface AuthorizationContext {
@@ -22,8 +35,13 @@ export interface TrackedConnection {
   startedAt: number;
   /** Absent for connections whose destination authorizes them elsewhere (HBONE out, passthrough). */
   auth?: AuthorizationContext;
+  /** Live: the parties as the access record names them, and the bytes relayed so far. */
+  record: ConnectionDescription;
+  counts: ByteCounts;
   /** Set by whoever closes the connection early; becomes the access record's error. */
   closeReason?: string;
+  /** Closed because a policy change denied it (response flag DENY). */
+  denied?: boolean;
   /**
    * Reset every side now (TCP RST / RST_STREAM): a peer must not take a cut-off stream for a
    * complete one. Idempotent.

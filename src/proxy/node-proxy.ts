@@ -4,8 +4,10 @@
 // authorized before they reach the app, and re-checked when policy changes.
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../telemetry';
-import { channels } from '../telemetry';
+import {
+  channels, workloadName, type ByteCounts, type LabelledWorkload, type Logger, type ResponseFlag, type SecurityPolicy,
+  type ServiceName, type TrafficMeter, type TrafficMetrics, type TrafficParty,
+} from '../telemetry';
 import type { Workload } from '../state';
 import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
 import { HboneStatusError } from './errors';
@@ -44,6 +46,8 @@ export interface NodeProxyDeps {
    * authorized exactly as HBONE would be. Default true.
    */
   localShortcut?: boolean;
+  /** Istio's TCP metrics; absent: no traffic metrics (the access log is written either way). */
+  metrics?: TrafficMetrics;
 }
 
 /** Matches the backlog the capture opens the pod's listeners with. */
@@ -65,13 +69,23 @@ export interface AccessRecord {
   pod: string;
   /** hbone: through a tunnel; short: same-node meshed; passthrough: unmeshed destination; plaintext: inbound without mTLS. */
   path: ProxyPath;
-  /** mutual_tls when the bytes crossed the network inside an HBONE tunnel. */
+  /**
+   * mutual_tls: both identities verified — through an HBONE tunnel, or on the same-node short path
+   * where the agent holds both ends and the bytes never leave the node.
+   */
   security: 'mutual_tls' | 'none';
+  /** Addresses: the peer that connected, and what it connected to. */
   source: string;
   destination: string;
   upstream?: string;
+  /** Workload names (the metrics' source_workload/destination_workload) and their namespaces. */
+  sourceWorkload?: string;
+  sourceNamespace?: string;
+  /** `name.namespace` of the Service the connection was addressed to (inbound: the Service selecting the port). */
   destinationService?: string;
   destinationWorkload?: string;
+  destinationNamespace?: string;
+  /** `<trust-domain>/ns/<ns>/sa/<sa>`: set only when verified (mutual_tls). */
   sourcePrincipal?: string;
   destinationPrincipal?: string;
   /** The HBONE tunnel (TLS connection) the stream used. */
@@ -82,6 +96,9 @@ export interface AccessRecord {
   /** When authorization denied it: the deciding policy (`namespace/name`) and why. */
   policy?: string;
   reason?: string;
+  /** Istio's response flag: `-`, DENY (authorization or peer authentication), CONNECT (upstream unreachable). */
+  responseFlags: ResponseFlag;
+  /** Bytes the source sent, and bytes the destination sent back. */
   bytesSent: number;
   bytesReceived: number;
   durationMs: number;
@@ -97,12 +114,26 @@ interface Flow {
   destination: string;
   startedAt: number;
   record: Partial<AccessRecord> & Pick<AccessRecord, 'path' | 'security'>;
+  /** Updated by the relay as bytes pass. */
+  counts: ByteCounts;
+  /** One per reporter (two on the same-node short path: this agent is both source and destination). */
+  meters: TrafficMeter[];
+}
+
+/** Who is talking to whom, as far as the agent knows; the metrics' labels and the access record's names. */
+interface Parties {
+  source: TrafficParty;
+  destination: TrafficParty & { service?: ServiceName };
 }
 
 const NOTHING: RelayResult = { sent: 0, received: 0 };
 
 function family(address: string | undefined): 4 | 6 {
   return address !== undefined && net.isIPv6(address) && !address.startsWith('::ffff:') ? 6 : 4;
+}
+
+function newFlow(id: string, direction: Flow['direction'], pod: ProxyPod, source: string, destination: string, record: Flow['record']): Flow {
+  return { id, direction, pod, source, destination, startedAt: Date.now(), record, counts: { sent: 0, received: 0 }, meters: [] };
 }
 
 function endpoint(ip: string | undefined, port: number | undefined): string {
@@ -248,47 +279,55 @@ export class NodeProxy {
       client.resetAndDestroy();
       return;
     }
-    const flow: Flow = {
-      id, direction: 'outbound', pod, source, destination: hostPort(original.ip, original.port), startedAt: Date.now(),
-      record: { path: 'passthrough', security: 'none' },
-    };
+    // The app's socket was redirected to the pod's loopback listener, so its address here is
+    // loopback; the record names the pod's own address (what the destination sees) with the app's port.
+    const podSource = endpoint(podIp(pod, original.family) ?? client.remoteAddress, client.remotePort);
+    const flow = newFlow(id, 'outbound', pod, podSource, hostPort(original.ip, original.port), { path: 'passthrough', security: 'none' });
     const resolved = this.deps.resolver.resolve(original.ip, original.port);
+    const sourceWorkload: LabelledWorkload = this.deps.resolver.workload(pod.uid) ?? { namespace: pod.namespace, name: pod.name, labels: {} };
     let target: SocketAddress;
     let workload: Workload | undefined;
+    let service: ServiceName | undefined;
     switch (resolved.kind) {
       case 'service':
         target = { family: family(resolved.endpoint.ip), ip: resolved.endpoint.ip, port: resolved.endpoint.port };
         workload = resolved.workload;
-        flow.record.destinationService = `${resolved.service.name}.${resolved.service.namespace}`;
-        flow.record.destinationWorkload = resolved.workload?.uid;
+        service = resolved.service;
         break;
       case 'workload':
         target = original;
         workload = resolved.workload;
-        flow.record.destinationWorkload = resolved.workload.uid;
         break;
       case 'passthrough':
         target = original;
         break;
       case 'no-endpoints':
         client.resetAndDestroy();
-        this.finish(flow, NOTHING, undefined, {
-          destinationService: `${resolved.service.name}.${resolved.service.namespace}`, error: 'no healthy endpoints',
-        });
+        this.open(flow, ['source'], { source: { workload: sourceWorkload }, destination: { service: resolved.service } }, 'unknown');
+        this.finish(flow, NOTHING, undefined, { responseFlags: 'CONNECT', error: 'no healthy endpoints' });
         return;
     }
     flow.record.upstream = hostPort(target.ip, target.port);
-    if (!workload?.meshEnabled) {
+    if (!workload?.meshEnabled || !(this.hboneEnabled || (this.localShortcut && this.pods.has(workload.uid)))) {
+      // Not meshed (or tunnels off for measurement): plaintext from inside the source pod.
+      this.open(flow, ['source'], { source: { workload: sourceWorkload }, destination: { workload, service } }, 'unknown');
       this.dialAndRelay(flow, client, pod, target);
       return;
     }
     const sourcePrincipal = this.principalOf(pod);
     const destinationPrincipal = this.deps.tls.principalFor(workload.namespace, workload.serviceAccount);
-    Object.assign(flow.record, { sourcePrincipal, destinationPrincipal });
+    const parties: Parties = {
+      source: { workload: sourceWorkload, principal: sourcePrincipal },
+      destination: { workload, service, principal: destinationPrincipal },
+    };
     const local = this.pods.get(workload.uid);
-    if (local && this.localShortcut) this.shortPath(flow, client, local.pod, target);
-    else if (this.hboneEnabled) this.viaHbone(flow, client, target, sourcePrincipal, destinationPrincipal);
-    else this.dialAndRelay(flow, client, pod, target);
+    if (local && this.localShortcut) {
+      this.open(flow, ['source', 'destination'], parties, 'mutual_tls');
+      this.shortPath(flow, client, local.pod, target);
+    } else {
+      this.open(flow, ['source'], parties, 'mutual_tls');
+      this.viaHbone(flow, client, target, sourcePrincipal, destinationPrincipal);
+    }
   }
 
   /**
@@ -302,7 +341,7 @@ export class NodeProxy {
     const verdict = this.deps.authorizer.authorize(destination, source, target);
     if (!verdict.allow) {
       client.resetAndDestroy();
-      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
       return;
     }
     this.dialAndRelay(flow, client, destination, target, { pod: destination, source, destination: target, plaintext: false, verdict });
@@ -311,7 +350,7 @@ export class NodeProxy {
   /** Meshed destination on another node: a CONNECT stream through a pooled HBONE tunnel. */
   private viaHbone(flow: Flow, client: net.Socket, target: SocketAddress, sourcePrincipal: string, expectedPrincipal: string): void {
     const traceparent = newTraceparent();
-    Object.assign(flow.record, { path: 'hbone', security: 'mutual_tls', traceparent });
+    Object.assign(flow.record, { path: 'hbone', traceparent });
     // The far side sees the tunnel come from the source pod's address; `forwarded` says so too.
     const sourceIp = podIp(flow.pod, target.family) ?? stripMapped(client.remoteAddress ?? '');
     const { tracked, ends } = this.track(flow, [client]);
@@ -328,12 +367,13 @@ export class NodeProxy {
         }
         ends.push(stream);
         client.resume();
-        this.finish(flow, await relay(client, stream), tracked);
+        this.finish(flow, await relay(client, stream, flow.counts), tracked);
       },
       (err: Error) => {
         client.resetAndDestroy();
+        const status = err instanceof HboneStatusError ? err.status : undefined;
         this.finish(flow, NOTHING, tracked, {
-          status: err instanceof HboneStatusError ? err.status : undefined, error: `hbone ${flow.record.upstream}: ${err.message}`,
+          status, responseFlags: status === 403 ? 'DENY' : 'CONNECT', error: `hbone ${flow.record.upstream}: ${err.message}`,
         });
       },
     );
@@ -353,21 +393,24 @@ export class NodeProxy {
       return;
     }
     const target: SocketAddress = { family: family(localIp), ip: localIp, port: localPort };
-    const flow: Flow = {
-      id: this.tracker.nextId('inbound'), direction: 'inbound', pod,
-      source: endpoint(client.remoteAddress, client.remotePort), destination: hostPort(localIp, localPort), startedAt: Date.now(),
-      record: { path: 'plaintext', security: 'none', destinationWorkload: pod.uid, destinationPrincipal: this.principalOf(pod) },
-    };
+    const sourceIp = stripMapped(client.remoteAddress ?? '');
+    const flow = newFlow(this.tracker.nextId('inbound'), 'inbound', pod, endpoint(client.remoteAddress, client.remotePort),
+      hostPort(localIp, localPort), { path: 'plaintext', security: 'none' });
+    // No identity: the source workload is only what its address says, and no principal is claimed.
+    this.open(flow, ['destination'], {
+      source: { workload: this.deps.resolver.workloadByIp(sourceIp) },
+      destination: this.inboundDestination(pod, localPort),
+    }, 'unknown');
     if (!this.deps.authorizer.admitsPlaintext(pod, localPort)) {
       client.resetAndDestroy();
-      this.finish(flow, NOTHING, undefined, { error: STRICT_REJECTION });
+      this.finish(flow, NOTHING, undefined, { responseFlags: 'DENY', error: STRICT_REJECTION });
       return;
     }
-    const source: InboundSource = { ip: stripMapped(client.remoteAddress ?? '') };
+    const source: InboundSource = { ip: sourceIp };
     const verdict = this.deps.authorizer.authorize(pod, source, target);
     if (!verdict.allow) {
       client.resetAndDestroy();
-      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
       return;
     }
     this.dialAndRelay(flow, client, pod, target, { pod, source, destination: target, plaintext: true, verdict });
@@ -376,20 +419,26 @@ export class NodeProxy {
   /** A CONNECT stream the pod's HBONE server accepted: authorize the verified peer, dial the app, answer. */
   private onHboneStream(request: HboneInboundStream): void {
     const { pod, target, stream } = request;
-    const flow: Flow = {
-      id: this.tracker.nextId('inbound'), direction: 'inbound', pod,
-      source: hostPort(request.source.ip, request.source.port), destination: hostPort(target.ip, target.port), startedAt: Date.now(),
-      record: {
-        path: 'hbone', security: 'mutual_tls', destinationWorkload: pod.uid, upstream: hostPort(target.ip, target.port),
-        sourcePrincipal: request.peer.principal, destinationPrincipal: this.principalOf(pod),
+    const flow = newFlow(this.tracker.nextId('inbound'), 'inbound', pod, hostPort(request.source.ip, request.source.port),
+      hostPort(target.ip, target.port), {
+        path: 'hbone', security: 'mutual_tls', upstream: hostPort(target.ip, target.port),
         tunnel: request.tunnel, traceparent: request.traceparent,
-      },
-    };
-    const source: InboundSource = { peer: request.peer, ip: request.source.ip };
+      });
+    // The verified identity is what counts; the workload at the source address names it only when
+    // it runs as that identity.
+    const peer = request.peer;
+    const atAddress = this.deps.resolver.workloadByIp(request.source.ip);
+    const sourceWorkload = atAddress && atAddress.namespace === peer.namespace && atAddress.serviceAccount === peer.serviceAccount
+      ? atAddress : undefined;
+    this.open(flow, ['destination'], {
+      source: { workload: sourceWorkload, namespace: peer.namespace, principal: peer.principal },
+      destination: { ...this.inboundDestination(pod, target.port), principal: this.principalOf(pod) },
+    }, 'mutual_tls');
+    const source: InboundSource = { peer, ip: request.source.ip };
     const verdict = this.deps.authorizer.authorize(pod, source, target);
     if (!verdict.allow) {
       request.reject(403);
-      this.finish(flow, NOTHING, undefined, { status: 403, policy: verdict.policy, reason: verdict.reason, error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, { status: 403, policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
       return;
     }
     const auth: AuthorizationContext = { pod, source, destination: target, plaintext: false, verdict };
@@ -403,11 +452,11 @@ export class NodeProxy {
         }
         ends.push(upstream);
         request.accept();
-        this.finish(flow, await relay(stream, upstream), tracked);
+        this.finish(flow, await relay(stream, upstream, flow.counts), tracked);
       },
       (err: Error) => {
         request.reject(503);
-        this.finish(flow, NOTHING, tracked, { status: 503, error: `connect ${hostPort(target.ip, target.port)}: ${err.message}` });
+        this.finish(flow, NOTHING, tracked, { status: 503, responseFlags: 'CONNECT', error: `connect ${hostPort(target.ip, target.port)}: ${err.message}` });
       },
     );
   }
@@ -429,11 +478,11 @@ export class NodeProxy {
         }
         ends.push(upstream);
         client.resume();
-        this.finish(flow, await relay(client, upstream), tracked);
+        this.finish(flow, await relay(client, upstream, flow.counts), tracked);
       },
       (err: Error) => {
         client.resetAndDestroy();
-        this.finish(flow, NOTHING, tracked, { error: `connect ${upstreamText}: ${err.message}` });
+        this.finish(flow, NOTHING, tracked, { responseFlags: 'CONNECT', error: `connect ${upstreamText}: ${err.message}` });
       },
     );
   }
@@ -441,7 +490,7 @@ export class NodeProxy {
   private track(flow: Flow, ends: Duplex[], auth?: AuthorizationContext): { tracked: TrackedConnection; ends: Duplex[] } {
     const tracked: TrackedConnection = {
       id: flow.id, direction: flow.direction, podUid: flow.pod.uid, source: flow.source, destination: flow.destination,
-      startedAt: flow.startedAt, auth,
+      startedAt: flow.startedAt, auth, record: flow.record, counts: flow.counts,
       abort: () => { for (const end of ends) resetEnd(end); },
     };
     this.tracker.add(tracked);
@@ -473,10 +522,50 @@ export class NodeProxy {
       }
       if (reason === undefined) continue;
       connection.closeReason = reason;
+      connection.denied = true;
       connection.abort();
       closed += 1;
     }
     if (closed > 0) this.log.info({ closed }, 'policy change closed connections');
+  }
+
+  /**
+   * Record who talks to whom on the access record and, with metrics on, count the connection as
+   * opened once per reporter. `security` is Istio's connection_security_policy.
+   */
+  private open(flow: Flow, reporters: Array<'source' | 'destination'>, parties: Parties, security: SecurityPolicy): void {
+    const { source, destination } = parties;
+    Object.assign(flow.record, {
+      security: security === 'mutual_tls' ? 'mutual_tls' : 'none',
+      sourceWorkload: source.workload ? workloadName(source.workload) : undefined,
+      sourceNamespace: source.workload?.namespace ?? source.namespace,
+      sourcePrincipal: security === 'mutual_tls' ? source.principal : undefined,
+      destinationService: destination.service ? `${destination.service.name}.${destination.service.namespace}` : undefined,
+      destinationWorkload: destination.workload ? workloadName(destination.workload) : undefined,
+      destinationNamespace: destination.workload?.namespace ?? destination.namespace,
+      destinationPrincipal: security === 'mutual_tls' ? destination.principal : undefined,
+    });
+    const metrics = this.deps.metrics;
+    if (!metrics) return;
+    // Metrics carry SPIFFE IDs (spiffe://…), as Istio's do; the access log keeps the principal form.
+    const spiffe = (principal: string | undefined): string | undefined =>
+      (security === 'mutual_tls' && principal !== undefined ? `spiffe://${principal}` : undefined);
+    for (const reporter of reporters) {
+      flow.meters.push(metrics.start({
+        reporter, security,
+        source: { ...source, principal: spiffe(source.principal) },
+        destination: { ...destination, principal: spiffe(destination.principal) },
+      }, flow.counts));
+    }
+  }
+
+  /** The destination side of a connection arriving at `pod` on `port`: the pod's workload and the Service selecting it there. */
+  private inboundDestination(pod: ProxyPod, port: number): Parties['destination'] {
+    const workload = this.deps.resolver.workload(pod.uid);
+    return {
+      workload: workload ?? { namespace: pod.namespace, name: pod.name, labels: {} },
+      service: workload ? this.deps.resolver.serviceOf(workload, port) : undefined,
+    };
   }
 
   private principalOf(pod: ProxyPod): string {
@@ -495,13 +584,15 @@ export class NodeProxy {
     const verdict = tracked?.auth?.verdict;
     const denied = verdict && !verdict.allow ? verdict : undefined;
     const r = { ...flow.record, ...extra };
+    const responseFlags: ResponseFlag = r.responseFlags ?? (denied || tracked?.denied ? 'DENY' : '-');
+    for (const meter of flow.meters) meter.close(responseFlags);
     const entry: AccessRecord = {
       conn: flow.id, direction: flow.direction, pod: flow.pod.uid, path: r.path, security: r.security,
-      source: flow.source, destination: flow.destination, upstream: r.upstream,
-      destinationService: r.destinationService, destinationWorkload: r.destinationWorkload,
-      sourcePrincipal: r.sourcePrincipal, destinationPrincipal: r.destinationPrincipal,
-      tunnel: r.tunnel, traceparent: r.traceparent, status: r.status,
-      policy: r.policy ?? denied?.policy, reason: r.reason ?? denied?.reason,
+      source: flow.source, sourceWorkload: r.sourceWorkload, sourceNamespace: r.sourceNamespace, sourcePrincipal: r.sourcePrincipal,
+      destination: flow.destination, destinationService: r.destinationService, destinationWorkload: r.destinationWorkload,
+      destinationNamespace: r.destinationNamespace, destinationPrincipal: r.destinationPrincipal,
+      upstream: r.upstream, tunnel: r.tunnel, traceparent: r.traceparent, status: r.status,
+      policy: r.policy ?? denied?.policy, reason: r.reason ?? denied?.reason, responseFlags,
       bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - flow.startedAt,
       error: tracked?.closeReason ?? r.error ?? result.error?.message,
     };

@@ -62,9 +62,10 @@ function abortedStream(stream: http2.Http2Stream): StreamResetError | undefined 
  * An error or reset on either side resets the other, so a peer's abort is seen as an abort on
  * the far side, not as a clean end of stream.
  */
-export function relay(downstream: Duplex, upstream: Duplex): Promise<RelayResult> {
+export function relay(downstream: Duplex, upstream: Duplex, counts: { sent: number; received: number } = { sent: 0, received: 0 }): Promise<RelayResult> {
   return new Promise((resolve) => {
-    const result: RelayResult = { sent: 0, received: 0 };
+    // `counts` is updated as bytes pass, so whoever holds it (metrics, /connections) sees them live.
+    const result: RelayResult = counts;
     let closed = 0;
 
     const fail = (err: Error, other: Duplex): void => {

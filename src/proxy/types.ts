@@ -1,6 +1,6 @@
 // The narrow interfaces the proxy is given: it never reaches into capture, state or native itself.
 import type * as net from 'node:net';
-import type { Destination } from '../state';
+import type { Destination, Service, Workload } from '../state';
 
 export interface SocketAddress {
   family: 4 | 6;
@@ -27,6 +27,11 @@ export interface OriginalDestinationSource {
 /** Service VIP and workload resolution. */
 export interface DestinationResolver {
   resolve(ip: string, port: number): Destination;
+  /** Workloads by uid and by address: the parties the metrics and access log name. */
+  workload(uid: string): Workload | undefined;
+  workloadByIp(ip: string): Workload | undefined;
+  /** The Service that sends traffic to `workload` on target `port` (which Service an inbound connection came through). */
+  serviceOf(workload: Workload, port: number): Service | undefined;
 }
 
 /** Opens a marked TCP connection from inside a pod's network namespace. */

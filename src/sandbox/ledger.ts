@@ -7,6 +7,10 @@ export type LedgerEntry =
   | { kind: 'cgroup'; path: string }
   | { kind: 'pin-dir'; path: string }
   | { kind: 'etc-netns'; path: string }
+  /** A veth end in `netns`; its peer goes with it. Removed before the namespaces are. */
+  | { kind: 'veth'; netns: string; name: string }
+  /** A directory of the sandbox's own (inside its state dir), removed with everything in it. */
+  | { kind: 'dir'; path: string }
   | { kind: 'process'; pid: number; role: string };
 
 export class Ledger {

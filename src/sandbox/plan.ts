@@ -21,9 +21,13 @@ export const DEFAULT_SANDBOX_PREFIX = 'ferry';
 /** Nodes meet on this subnet, on a bridge inside the fabric namespace; the bridge itself has no address. */
 export const FABRIC_SUBNET = '10.250.0.0/24';
 export const FABRIC_BRIDGE = 'br0';
-/** Node i gets fabric address .(10+i); the last usable host is .254. */
+/** Node i gets fabric address .(10+i), below the addresses the sandbox keeps for itself. */
 export const FABRIC_HOST_OFFSET = 10;
-export const MAX_NODES = 254 - FABRIC_HOST_OFFSET + 1;
+/** The sandbox's Prometheus (`ferry sandbox up --prometheus`) is .250 on the fabric: nodes stop at .249. */
+export const PROMETHEUS_FABRIC_HOST = 250;
+export const MAX_NODES = PROMETHEUS_FABRIC_HOST - FABRIC_HOST_OFFSET;
+/** Where the sandbox's Prometheus listens, inside its own namespace. */
+export const PROMETHEUS_PORT = 9090;
 /** Pod k on a node gets .(10+k) in the node's /24, and .1 is the gateway. */
 export const POD_HOST_OFFSET = 10;
 export const MAX_PODS_PER_NODE = 240;
@@ -70,6 +74,21 @@ export interface PlannedNode {
   bpfPinDir: string;
   /** To every other node's pods, in node order. */
   routes: PlannedRoute[];
+}
+
+/** The sandbox's Prometheus: its own namespace on the fabric bridge, with no route beyond the fabric. */
+export interface PlannedPrometheus {
+  netns: string;
+  /** In the fabric namespace, attached to the bridge. */
+  fabricVeth: string;
+  /** The other end, inside Prometheus's namespace. */
+  fabricPeer: string;
+  fabricIp: string;
+  /** fabricIp with the subnet's prefix length, as `ip addr add` takes it. */
+  fabricAddress: string;
+  /** Relative to the cgroup2 mount; beside the nodes' cgroups, under none of them. */
+  cgroup: string;
+  port: number;
 }
 
 export interface PlannedDnsFiles {
@@ -160,6 +179,31 @@ export function podNetnsName(prefix: string, namespace: string, pod: string): st
 /** Network namespace of a node: `P-node-NAME`. */
 export function nodeNetnsName(prefix: string, node: string): string {
   return `${prefix}-node-${node}`;
+}
+
+/** Network namespace of the sandbox's Prometheus: `P-prom`. */
+export function prometheusNetnsName(prefix: string): string {
+  return `${prefix}-prom`;
+}
+
+/**
+ * Names and address of the sandbox's Prometheus, for a planned sandbox. Its fabric address is
+ * PROMETHEUS_FABRIC_HOST, above every node's (planSandbox refuses more than MAX_NODES nodes), and
+ * on-link to all of them, so it needs no route at all.
+ */
+export function planPrometheus(plan: Pick<SandboxPlan, 'prefix' | 'fabric'>): PlannedPrometheus {
+  const fabric = parseIpv4Cidr(plan.fabric.subnet);
+  const fabricIp = formatIpv4(fabric.base + PROMETHEUS_FABRIC_HOST);
+  return {
+    netns: prometheusNetnsName(plan.prefix),
+    // Nodes' fabric veths are fab-<number>, so this name is never one of theirs.
+    fabricVeth: 'fab-prom',
+    fabricPeer: INNER_INTERFACE,
+    fabricIp,
+    fabricAddress: `${fabricIp}/${fabric.prefixLength}`,
+    cgroup: `${plan.prefix}/prometheus`,
+    port: PROMETHEUS_PORT,
+  };
 }
 
 function hostsFile(pod: { namespace: string; name: string; ip: string }, services: readonly PlannedService[]): string {

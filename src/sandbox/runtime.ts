@@ -2,8 +2,6 @@
 // run one agent per node and the pods' processes, and remove all of it by exact name.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import * as native from '../native';
 import { PORTS, SOCKET_MARK } from '../config';
@@ -13,11 +11,14 @@ import {
 } from '../identity';
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
-import { planSandbox, type PlannedNode, type SandboxPlan } from './plan';
-import { SandboxAgentError, SandboxStateError } from './runtime-errors';
+import { netnsHttpGet } from './netns-http';
+import { planPrometheus, planSandbox, type PlannedNode, type SandboxPlan } from './plan';
+import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
+import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtime-errors';
 import { snapshotFromPlan } from './snapshot';
+import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
-  cgroup2Root, cgroupPids, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run, sleep, waitFor,
+  CGROUP_EXEC, cgroup2Root, cgroupPids, deleteLink, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run, sleep, spawnInCgroup, waitFor,
 } from './system';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -26,38 +27,6 @@ const AGENT_READY_TIMEOUT_MS = 30_000;
 const POD_PORT_TIMEOUT_MS = 15_000;
 const AGENT_STOP_TIMEOUT_MS = 5_000;
 
-/**
- * Joins the cgroup given as $1, then execs the rest: every process the sandbox starts is in its
- * cgroup from its first instruction. The open-files limit is raised to the hard limit: the agent
- * holds two sockets per proxied connection.
- */
-const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; } && shift && exec "$@"';
-
-export interface SandboxPaths {
-  stateDir: string;
-  planFile: string;
-  snapshotFile: string;
-  ledgerFile: string;
-  logDir: string;
-  /** The sandbox's certificate authority (the in-process CA every agent signs with). */
-  caDir: string;
-  /** How `up` started the agents, so `agent start` restarts them the same way. */
-  agentSettingsFile: string;
-}
-
-export function sandboxPaths(prefix: string): SandboxPaths {
-  const stateDir = path.join('/run/ferry', prefix);
-  return {
-    stateDir,
-    planFile: path.join(stateDir, 'plan.json'),
-    snapshotFile: path.join(stateDir, 'snapshot.json'),
-    ledgerFile: path.join(stateDir, 'ledger.jsonl'),
-    logDir: path.join(stateDir, 'logs'),
-    caDir: path.join(stateDir, 'ca'),
-    agentSettingsFile: path.join(stateDir, 'agent.json'),
-  };
-}
-
 export interface UpOptions {
   prefix: string;
   /** Progress lines for the user. */
@@ -65,6 +34,8 @@ export interface UpOptions {
   logLevel?: string;
   /** Extra `ferry agent` flags for every agent, e.g. ['--cert-ttl-seconds', '60']. */
   agentArgs?: string[];
+  /** Also start a Prometheus that scrapes every agent (src/sandbox/prometheus.ts). */
+  prometheus?: boolean;
 }
 
 /** Kept in the state dir: how agents are started. */
@@ -78,25 +49,12 @@ function readAgentSettings(paths: SandboxPaths): AgentSettings {
   return JSON.parse(fs.readFileSync(paths.agentSettingsFile, 'utf8')) as AgentSettings;
 }
 
-function requireRoot(what: string): void {
-  if (process.getuid?.() !== 0) {
-    throw new SandboxStateError(`${what} needs root: it creates network namespaces, cgroups and BPF programs (run it with sudo)`);
-  }
-}
-
-export function readPlan(prefix: string): SandboxPlan {
-  const { planFile } = sandboxPaths(prefix);
-  if (!fs.existsSync(planFile)) {
-    throw new SandboxStateError(`no sandbox "${prefix}" is up (no ${planFile}); start one with: ferry sandbox up -f FILE`);
-  }
-  return JSON.parse(fs.readFileSync(planFile, 'utf8')) as SandboxPlan;
-}
-
 export async function sandboxUp(files: string[], options: UpOptions): Promise<SandboxPlan> {
   const manifest = await loadManifests(files);
   const plan = planSandbox(manifest, { prefix: options.prefix });
   for (const warning of plan.warnings) options.report(`warning: ${warning}`);
   requireRoot('ferry sandbox up');
+  if (options.prometheus) assertPrometheusInstalled();
   await ensureBpffs();
   native.assertKernelReady(native.probeKernel());
 
@@ -104,7 +62,8 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   if (fs.existsSync(paths.stateDir)) {
     throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
   }
-  const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+  const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns),
+    ...(options.prometheus ? [planPrometheus(plan).netns] : [])];
   for (const name of names) {
     if (await netnsExists(name)) {
       throw new SandboxStateError(`network namespace ${name} already exists but no sandbox "${options.prefix}" is recorded; `
@@ -126,6 +85,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
     await CaDirectory.create(paths.caDir, { trustDomain: settings.trustDomain, intermediate: true });
     options.report(`certificate authority for spiffe://${settings.trustDomain} in ${paths.caDir}`);
     await startAgents(plan, ledger, paths, settings, options);
+    if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
     await startPods(plan, ledger, paths, options);
   } catch (err) {
     options.report(`sandbox up failed: ${(err as Error).message}`);
@@ -193,17 +153,6 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
   options.report(`${plan.pods.length} pods, ${plan.services.length} services`);
 }
 
-function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv, cwd?: string): number {
-  const out = fs.openSync(logFile, 'a');
-  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-spawn', cgroupDir, ...argv], {
-    detached: true, stdio: ['ignore', out, out], env, cwd,
-  });
-  fs.closeSync(out);
-  child.unref();
-  if (child.pid === undefined) throw new SandboxAgentError(`could not start ${argv.join(' ')}`);
-  return child.pid;
-}
-
 async function startAgents(
   plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, settings: AgentSettings, options: UpOptions,
 ): Promise<void> {
@@ -253,24 +202,13 @@ function startAgent(node: PlannedNode, paths: SandboxPaths, settings: AgentSetti
 
 /** GET /healthz/ready on the agent's readiness port, from inside its node's namespace. */
 export async function agentReady(nodeNetns: string): Promise<boolean> {
-  let socket: net.Socket;
   try {
-    const fd = await native.connectInNetns(`/run/netns/${nodeNetns}`, {
-      family: 4, host: '127.0.0.1', port: PORTS.readiness, mark: SOCKET_MARK, timeoutMs: 1000,
-    });
-    socket = new net.Socket({ fd, readable: true, writable: true });
-  } catch {
-    return false;
+    const { status } = await netnsHttpGet(`/run/netns/${nodeNetns}`, '127.0.0.1', PORTS.readiness, '/healthz/ready', 3000);
+    return status === 200;
+  } catch (err) {
+    if (err instanceof SandboxHttpError) return false;
+    throw err;
   }
-  return new Promise((resolve) => {
-    const req = http.request({ createConnection: () => socket, path: '/healthz/ready', timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
 }
 
 function podEnv(plan: SandboxPlan, podIndex: number, containerEnv: Record<string, string>): string[] {
@@ -318,10 +256,13 @@ async function portOpen(netns: string, host: string, port: number): Promise<bool
   }
 }
 
+/** Processes that get SIGTERM, and a moment to finish, before the sandbox's cgroup is killed. */
+const gracefulRole = (role: string): boolean => role.startsWith('agent') || role === 'prometheus';
+
 /**
- * Remove everything the sandbox made, by the exact names in its ledger: processes (agents get
- * SIGTERM and a moment to drain first), pins, namespaces, DNS files, cgroups, the state dir.
- * Safe to run on a half-built sandbox and to run twice.
+ * Remove everything the sandbox made, by the exact names in its ledger: processes (agents and
+ * Prometheus get SIGTERM and a moment to finish first), pins, veths, namespaces, DNS files, cgroups,
+ * directories, the state dir. Safe to run on a half-built sandbox and to run twice.
  */
 export async function sandboxDown(prefix: string, report: (line: string) => void): Promise<void> {
   requireRoot('ferry sandbox down');
@@ -335,11 +276,11 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
   const cgroups = of('cgroup').map((e) => e.path);
   const processes = of('process');
   for (const p of processes) {
-    if (p.role.startsWith('agent') && belongsTo(p.pid, prefix)) {
+    if (gracefulRole(p.role) && belongsTo(p.pid, prefix)) {
       try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
     }
   }
-  await waitFor(() => processes.filter((p) => p.role.startsWith('agent')).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
+  await waitFor(() => processes.filter((p) => gracefulRole(p.role)).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
     AGENT_STOP_TIMEOUT_MS);
   if (cgroups.length > 0) {
     killCgroup(cgroups[0]);
@@ -353,12 +294,17 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
   report(`stopped ${processes.length} processes`);
 
   for (const { path: dir } of of('pin-dir')) fs.rmSync(dir, { recursive: true, force: true });
+  for (const veth of of('veth')) await deleteLink(veth.netns, veth.name);
   const namespaces = of('netns').map((e) => e.name).reverse();
   for (const name of namespaces) {
     if (await netnsExists(name)) await ip('netns', 'del', name);
   }
   report(`removed ${namespaces.length} network namespaces`);
   for (const { path: dir } of of('etc-netns')) fs.rmSync(dir, { recursive: true, force: true });
+  // Only directories inside the state dir are recorded; the check keeps a damaged ledger from reaching further.
+  for (const { path: dir } of of('dir')) {
+    if (dir.startsWith(`${paths.stateDir}/`)) fs.rmSync(dir, { recursive: true, force: true });
+  }
   for (const dir of [...cgroups].reverse()) {
     if (!fs.existsSync(dir)) continue;
     // rmdir of a cgroup fails with EBUSY while a just-killed task is still exiting.
@@ -404,6 +350,8 @@ export interface SandboxStatus {
   nodes: { name: string; netns: string; agentPid?: number; agentRunning: boolean; ready: boolean; cgroup: string }[];
   pods: { namespace: string; name: string; node: string; ip: string; meshed: boolean; netns: string; running: boolean }[];
   services: { namespace: string; name: string; vip: string; ports: string; endpoints: string[] }[];
+  /** Present when the sandbox was started with --prometheus. */
+  prometheus?: PrometheusStatus;
   logDir: string;
 }
 
@@ -431,6 +379,7 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
       ports: s.ports.map((p) => `${p.port}->${p.targetPort}`).join(','),
       endpoints: [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))],
     })),
+    prometheus: await prometheusStatus(plan),
     logDir: paths.logDir,
   };
 }

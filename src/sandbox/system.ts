@@ -1,5 +1,5 @@
 // Thin wrappers over the host tools the sandbox drives (iproute2, mounts, cgroup v2 files).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { SandboxSystemError } from './runtime-errors';
@@ -54,6 +54,13 @@ export async function netnsExists(name: string): Promise<boolean> {
   return fs.existsSync(`/run/netns/${name}`);
 }
 
+/** Delete the interface `name` inside network namespace `netns` when both exist (its veth peer goes with it). */
+export async function deleteLink(netns: string, name: string): Promise<void> {
+  if (!await netnsExists(netns)) return;
+  const links = JSON.parse(await ip('-j', '-n', netns, 'link', 'show')) as Array<{ ifname: string }>;
+  if (links.some((link) => link.ifname === name)) await ip('-n', netns, 'link', 'del', name);
+}
+
 /** PIDs in a cgroup v2 directory (empty when it is gone). */
 export function cgroupPids(dir: string): number[] {
   try {
@@ -96,4 +103,26 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() >= deadline) return false;
     await sleep(stepMs);
   }
+}
+
+/**
+ * Joins the cgroup given as $1, then execs the rest: every process the sandbox starts is in its
+ * cgroup from its first instruction. The open-files limit is raised to the hard limit: the agent
+ * holds two sockets per proxied connection.
+ */
+export const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; } && shift && exec "$@"';
+
+/**
+ * Start argv detached, inside cgroupDir (a cgroup the sandbox made, never the root one), with stdout
+ * and stderr appended to logFile; returns its pid, which stays the pid of argv[0] after the exec.
+ */
+export function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv, cwd?: string): number {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-spawn', cgroupDir, ...argv], {
+    detached: true, stdio: ['ignore', out, out], env, cwd,
+  });
+  fs.closeSync(out);
+  child.unref();
+  if (child.pid === undefined) throw new SandboxSystemError(`could not start ${argv.join(' ')}`);
+  return child.pid;
 }

@@ -1,6 +1,6 @@
 // The agent's view of the cluster with the lookups the data path needs: workload by IP, Service by
 // VIP and port, where a connection to an address should really go, and the compiled policies.
-import { DEFAULT_ROOT_NAMESPACE, PolicySet, policyFingerprint } from '../policy';
+import { DEFAULT_ROOT_NAMESPACE, PolicySet, policyFingerprint, type AuthorizationPolicy, type PeerAuthentication } from '../policy';
 import type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
 
 /** Where a captured connection goes after Service resolution. */
@@ -19,6 +19,7 @@ export class ClusterState {
   private byIp = new Map<string, Workload>();
   private byUid = new Map<string, Workload>();
   private byVip = new Map<string, { service: Service; port: ServicePort }>();
+  private byEndpoint = new Map<string, Service>();
   /** Round-robin position per VIP:port; kept across updates so a refresh does not reset the rotation. */
   private readonly cursors = new Map<string, number>();
   private policySet: PolicySet;
@@ -39,6 +40,15 @@ export class ClusterState {
 
   get services(): readonly Service[] {
     return this.snapshot.services;
+  }
+
+  /** The policies as validated (the snapshot's), for inspection; `policies` is what decides. */
+  get authorizationPolicies(): readonly AuthorizationPolicy[] {
+    return this.snapshot.authorizationPolicies ?? [];
+  }
+
+  get peerAuthentications(): readonly PeerAuthentication[] {
+    return this.snapshot.peerAuthentications ?? [];
   }
 
   /** AuthorizationPolicies and PeerAuthentications, compiled; the same object until the policies change. */
@@ -78,7 +88,19 @@ export class ClusterState {
         for (const port of service.ports) byVip.set(vipKey(vip, port.port), { service, port });
       }
     }
+    // Endpoint address and target port → the first Service (by namespace and name) that has it.
+    const byEndpoint = new Map<string, Service>();
+    const ordered = [...snapshot.services].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    for (const service of ordered) {
+      for (const port of service.ports) {
+        for (const endpoint of port.endpoints) {
+          const key = vipKey(endpoint.ip, endpoint.port);
+          if (!byEndpoint.has(key)) byEndpoint.set(key, service);
+        }
+      }
+    }
     this.snapshot = snapshot;
+    this.byEndpoint = byEndpoint;
     this.byIp = byIp;
     this.byUid = byUid;
     this.byVip = byVip;
@@ -99,6 +121,15 @@ export class ClusterState {
   /** Workloads scheduled on `node` that the agent must enrol. */
   meshedWorkloadsOn(node: string): Workload[] {
     return this.snapshot.workloads.filter((w) => w.node === node && w.meshEnabled);
+  }
+
+  /** The Service whose endpoints include the workload on target `port` (the first by namespace/name when several do). */
+  serviceOf(workload: Workload, port: number): Service | undefined {
+    for (const ip of workload.ips) {
+      const service = this.byEndpoint.get(vipKey(ip, port));
+      if (service) return service;
+    }
+    return undefined;
   }
 
   serviceByVip(ip: string, port: number): { service: Service; port: ServicePort } | undefined {

@@ -75,12 +75,15 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
 
   const { ip } = withSandbox(sandbox);
 
-  /** The outbound access record the node's agent wrote for a client socket's local address. */
-  async function outboundRecord(node: string, clientLocal: string): Promise<Record<string, unknown>> {
+  /**
+   * The outbound access record the node's agent wrote for a client socket: the app's socket is on
+   * loopback (captured), the record names the pod's address with that socket's port.
+   */
+  async function outboundRecord(node: string, pod: string, clientLocal: string): Promise<Record<string, unknown>> {
     const port = clientLocal.split(':').pop();
     let found: Record<string, unknown> | undefined;
     await eventually(() => {
-      found = sandbox.accessRecords(node).find((r) => r.direction === 'outbound' && r.source === `127.0.0.1:${port}`);
+      found = sandbox.accessRecords(node).find((r) => r.direction === 'outbound' && r.source === `${ip[pod]}:${port}`);
       return found !== undefined;
     }, 5000, `outbound access record for client port ${port} on ${node}`);
     return found!;
@@ -111,7 +114,7 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     assert.equal(result.error, undefined, JSON.stringify(result));
     assert.equal(result.remote, CAPTURED, 'connect() was rewritten to the pod-local outbound listener');
     assert.equal((result.server as { pod: string }).pod, 'server-a');
-    const record = await outboundRecord('node-a', result.local as string);
+    const record = await outboundRecord('node-a', 'client-a', result.local as string);
     assert.equal(record.destinationService, 'echo-a.app');
     assert.equal(record.upstream, `${ip['server-a']}:7000`);
     // server-a is enrolled on the same node: the agent delivers inside itself (the short path),
@@ -129,7 +132,7 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     assert.equal((byVip.server as { pod: string }).pod, 'server-b');
     const byIp = await sandbox.client('app/client-a', ['who', ip['server-b'], '7000']);
     assert.equal(byIp.remote, CAPTURED);
-    assert.equal((await outboundRecord('node-a', byIp.local as string)).upstream, `${ip['server-b']}:7000`);
+    assert.equal((await outboundRecord('node-a', 'client-a', byIp.local as string)).upstream, `${ip['server-b']}:7000`);
     // To a pod outside the mesh the agent dials from inside client-a's namespace: the server sees client-a's IP.
     const toPlain = await sandbox.client('app/client-a', ['who', 'echo-p.plain', '80']);
     assert.equal(toPlain.remote, CAPTURED);

@@ -159,7 +159,8 @@ export function withSandbox(sandbox: TestSandbox, cleanup: () => void = () => un
     await sandbox.up();
     const status = await sandbox.status();
     Object.assign(pods.ip, Object.fromEntries(status.pods.map((p) => [p.name, p.ip])));
-    netnsNames = [`${sandbox.prefix}-fabric`, ...status.nodes.map((n) => `${sandbox.prefix}-node-${n.name}`),
+    // `-prom` is there only with --prometheus; listing it always makes sure no Prometheus is left either.
+    netnsNames = [`${sandbox.prefix}-fabric`, `${sandbox.prefix}-prom`, ...status.nodes.map((n) => `${sandbox.prefix}-node-${n.name}`),
       ...status.pods.map((p) => `${sandbox.prefix}-pod-${p.namespace}-${p.name}`)];
   });
   after(async () => {

@@ -12,7 +12,8 @@ import {
   type InboundSource, type OriginalDestinationSource, type ProxyPod, type SocketAddress,
 } from '../../src/proxy';
 import { ClusterState, type ClusterSnapshot, type Workload } from '../../src/state';
-import { createRootLogger } from '../../src/telemetry';
+import { Registry } from 'prom-client';
+import { createRootLogger, ISTIO_TCP_METRICS, TrafficMetrics } from '../../src/telemetry';
 import { createCa, FakeTlsProvider, type TestCa } from './hbone-pki';
 import { type After, sleep, within } from './helpers';
 
@@ -262,6 +263,8 @@ interface Setup {
   /** What the fake capture answers for the next accepted connection. */
   origin: { next: SocketAddress | undefined };
   routes: Map<string, number>;
+  /** The series of one of Istio's TCP counters, as the agent would expose them now. */
+  series: (metric: string) => Promise<Array<{ labels: Record<string, string | number>; value: number }>>;
 }
 
 interface SetupOptions {
@@ -290,9 +293,15 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
     },
   };
   const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD]);
+  const registry = new Registry();
   const proxy = new NodeProxy({
     resolver: state, origins, dialer, tls, authorizer, log, hbone: options.hbone, localShortcut: options.localShortcut,
+    metrics: new TrafficMetrics(registry),
   });
+  const series: Setup['series'] = async (metric) => {
+    const found = (await registry.getMetricsAsJSON()).find((m) => m.name === metric);
+    return (found?.values ?? []).map((v) => ({ labels: v.labels as Record<string, string | number>, value: v.value }));
+  };
   // Whatever a test left: close it, bounded, so one failure does not hang the file.
   t.after(async () => {
     proxy.tracker.destroyWhere(() => true);
@@ -300,7 +309,7 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
   });
   const access = (): AccessRecord[] =>
     lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
-  return { proxy, state, tls, authorizer, lines, access, dials, asked, origin, routes };
+  return { proxy, state, tls, authorizer, lines, access, dials, asked, origin, routes, series };
 }
 
 /** A pod served by the proxy on fresh listeners (outbound; inbound and HBONE when asked); returns their ports. */
@@ -353,7 +362,8 @@ test('relays a captured connection to its original destination and logs one acce
   assert.equal(record.direction, 'outbound');
   assert.equal(record.pod, POD.uid);
   assert.match(record.conn, /^o\d+$/);
-  assert.equal(record.source, `127.0.0.1:${clientPort}`);
+  // The pod's address with the app's port, not the loopback the capture redirected it to.
+  assert.equal(record.source, `10.244.0.5:${clientPort}`);
   assert.equal(record.destination, `127.0.0.1:${serverPort}`);
   assert.equal(record.upstream, `127.0.0.1:${serverPort}`);
   assert.equal(record.bytesSent, request.length);
@@ -568,6 +578,10 @@ async function mesh(t: After): Promise<Mesh> {
   return { a, b, authorizer, appPort, frontendOut: front.outbound, backendIn: back.inbound };
 }
 
+function pick(labels: Record<string, string | number>, keys: string[]): Record<string, string | number> {
+  return Object.fromEntries(keys.map((k) => [k, labels[k]]));
+}
+
 const count = (s: Setup, msg: string): number => s.lines.filter((l) => l.msg === msg).length;
 
 test('a meshed pod on another node is reached through HBONE: mutual TLS, authorized as the source identity', async (t) => {
@@ -588,7 +602,8 @@ test('a meshed pod on another node is reached through HBONE: mutual TLS, authori
   assert.equal(out.security, 'mutual_tls');
   assert.equal(out.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');
   assert.equal(out.destinationPrincipal, 'cluster.local/ns/shop/sa/backend');
-  assert.equal(out.destinationWorkload, BACKEND.uid);
+  assert.equal(out.destinationWorkload, BACKEND.name);
+  assert.equal(out.destinationNamespace, BACKEND.namespace);
   assert.equal(out.bytesSent, 'ping 0'.length);
   assert.equal(out.bytesReceived, 'ping 0'.length);
   assert.match(out.traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
@@ -615,6 +630,26 @@ test('a meshed pod on another node is reached through HBONE: mutual TLS, authori
   assert.deepEqual(m.a.dials[0], { netnsPath: FRONTEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: 15008 } });
   assert.deepEqual(m.b.dials[0], { netnsPath: BACKEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: m.appPort } });
   assert.equal(m.a.dials.length, 1, 'a second tunnel was dialled');
+
+  // Istio's metrics: one series per reporter, exactly three connections and their bytes.
+  const expected = {
+    request_protocol: 'tcp', response_flags: '-', connection_security_policy: 'mutual_tls',
+    source_workload: 'frontend', source_workload_namespace: 'shop', source_app: 'frontend', source_version: 'latest',
+    source_principal: 'spiffe://cluster.local/ns/shop/sa/frontend',
+    destination_workload: 'backend', destination_workload_namespace: 'shop', destination_app: 'backend',
+    destination_principal: 'spiffe://cluster.local/ns/shop/sa/backend', destination_service: 'unknown',
+  };
+  const bytes = ['ping 0', 'ping 1', 'ping 2'].join('').length;
+  for (const [side, reporter] of [[m.a, 'source'], [m.b, 'destination']] as const) {
+    for (const [metric, value] of [[ISTIO_TCP_METRICS.opened, 3], [ISTIO_TCP_METRICS.closed, 3],
+      [ISTIO_TCP_METRICS.received, bytes], [ISTIO_TCP_METRICS.sent, bytes]] as const) {
+      const all = await side.series(metric);
+      assert.equal(all.length, 1, `${reporter} ${metric}: ${JSON.stringify(all)}`);
+      assert.equal(all[0].value, value, `${reporter} ${metric}`);
+      assert.deepEqual(pick(all[0].labels, Object.keys(expected)), expected, `${reporter} ${metric}`);
+      assert.equal(all[0].labels.reporter, reporter);
+    }
+  }
   assert.deepEqual(m.a.proxy.hboneStats().pool.map((p) => [p.sourcePod, p.targetIp, p.connections.length]), [[FRONTEND.uid, '127.0.0.3', 1]]);
 });
 
@@ -633,6 +668,14 @@ test('denied over HBONE: 403 on the tunnel, the client is reset, the app is neve
   const out = m.a.access()[0];
   assert.equal(out.status, 403);
   assert.match(out.error ?? '', /answered 403/);
+  assert.equal(out.responseFlags, 'DENY');
+  assert.equal(inb.responseFlags, 'DENY');
+  // Opened as `-` (the flag is known only at the end), closed as DENY; no bytes.
+  for (const side of [m.a, m.b]) {
+    assert.deepEqual((await side.series(ISTIO_TCP_METRICS.opened)).map((v) => [v.labels.response_flags, v.value]), [['-', 1]]);
+    assert.deepEqual((await side.series(ISTIO_TCP_METRICS.closed)).map((v) => [v.labels.response_flags, v.value]), [['DENY', 1]]);
+    assert.deepEqual(await side.series(ISTIO_TCP_METRICS.received), []);
+  }
 });
 
 test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizing the source address', async (t) => {
@@ -684,6 +727,11 @@ test('same node: the short path authorizes with the source identity and delivers
   assert.equal(record.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');
   assert.equal(record.destinationPrincipal, 'cluster.local/ns/shop/sa/backend');
   assert.equal(count(s, 'hbone connection established'), 0, 'the short path used TLS');
+  assert.equal(record.security, 'mutual_tls');
+  // This agent is both ends: it reports the connection once as source and once as destination.
+  const opened = await s.series(ISTIO_TCP_METRICS.opened);
+  assert.deepEqual(opened.map((v) => [v.labels.reporter, v.labels.connection_security_policy, v.value]).sort(),
+    [['destination', 'mutual_tls', 1], ['source', 'mutual_tls', 1]]);
   const [call] = s.authorizer.calls;
   assert.equal(call.pod, BACKEND.uid);
   assert.deepEqual(call.source.peer, {
@@ -729,6 +777,11 @@ test('a destination that is not meshed is passed through from the source pod', a
   assert.equal(s.access()[0].security, 'none');
   assert.deepEqual(s.dials, [{ netnsPath: FRONTEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: appPort } }]);
   assert.deepEqual(s.authorizer.calls, []);
+  // Reported by the source only, with no principal claimed: nothing was verified.
+  const [sent] = await s.series(ISTIO_TCP_METRICS.received);
+  assert.deepEqual(pick(sent.labels, ['reporter', 'connection_security_policy', 'source_principal', 'destination_principal', 'destination_workload']),
+    { reporter: 'source', connection_security_policy: 'unknown', source_principal: 'unknown', destination_principal: 'unknown', destination_workload: 'backend' });
+  assert.equal(sent.value, 'plain'.length);
 });
 
 test('with HBONE disabled a meshed pod on another node is dialled in plaintext from the source pod', async (t) => {

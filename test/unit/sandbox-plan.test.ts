@@ -5,7 +5,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
-import { planSandbox, podHostVethName, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, type SandboxPlan } from '../../src/sandbox/plan';
+import {
+  planPrometheus, planSandbox, podHostVethName, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, PROMETHEUS_FABRIC_HOST, type SandboxPlan,
+} from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
 import { snapshotFromPlan } from '../../src/sandbox/snapshot';
 import { parseSnapshot } from '../../src/state';
@@ -404,7 +406,26 @@ describe('impossible plans', () => {
     const nodes = Array.from({ length: MAX_NODES + 1 }, (_, i) => ({ name: `n${i}` }));
     assertPlanError(() => planSandbox(manifestOf({ nodes }), { prefix: PREFIX }), `${MAX_NODES + 1} nodes do not fit the fabric subnet 10.250.0.0/24; at most ${MAX_NODES} are supported`);
     const plan = planSandbox(manifestOf({ nodes: nodes.slice(0, MAX_NODES) }), { prefix: PREFIX });
-    assert.equal(plan.nodes.at(-1)?.fabricIp, '10.250.0.254');
+    // The last node stops just below the address kept for the sandbox's Prometheus.
+    assert.equal(plan.nodes.at(-1)?.fabricIp, '10.250.0.249');
+    assert.equal(planPrometheus(plan).fabricIp, '10.250.0.250');
+    assert.ok(plan.nodes.every((n) => n.fabricIp !== planPrometheus(plan).fabricIp));
+  });
+
+  test('the Prometheus namespace is on the fabric at .250 with its own names', () => {
+    const plan = demoPlan();
+    assert.deepEqual(planPrometheus(plan), {
+      netns: `${PREFIX}-prom`,
+      fabricVeth: 'fab-prom',
+      fabricPeer: 'eth0',
+      fabricIp: `10.250.0.${PROMETHEUS_FABRIC_HOST}`,
+      fabricAddress: `10.250.0.${PROMETHEUS_FABRIC_HOST}/24`,
+      cgroup: `${PREFIX}/prometheus`,
+      port: 9090,
+    });
+    const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+    assert.ok(!names.includes(planPrometheus(plan).netns));
+    assert.ok(!plan.nodes.some((n) => n.fabricVeth === planPrometheus(plan).fabricVeth));
   });
 
   test('a pod on a node that does not exist', () => {

@@ -1,0 +1,113 @@
+// What the agent's admin API (127.0.0.1:15000) answers, as JSON. `ferry inspect` reads these shapes;
+// they are the contract between the two and change only together.
+import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
+import type { Service } from '../state';
+
+/** A workload as this agent sees it: every pod in the model, enrolled here or not. */
+export interface WorkloadDump {
+  uid: string;
+  namespace: string;
+  name: string;
+  node: string;
+  ips: string[];
+  serviceAccount: string;
+  /** `spiffe://<td>/ns/<ns>/sa/<sa>` */
+  identity: string;
+  /** Istio's workload name (owner or pod name), canonical service and revision: the metrics' labels. */
+  workloadName: string;
+  app: string;
+  version: string;
+  /** HBONE: meshed (its traffic arrives in tunnels); TCP: not in the mesh. */
+  protocol: 'HBONE' | 'TCP';
+  /** Enrolled by this agent (on this node, listeners open, capture on). */
+  enrolled: boolean;
+}
+
+export interface CertificateDump {
+  identity: string;
+  principal: string;
+  serial: string;
+  issuer: string;
+  notBefore: string;
+  notAfter: string;
+  /** `valid`, `expired`, `not yet valid`. */
+  state: string;
+  /** Seconds until notAfter (negative once expired). */
+  expiresInSeconds: number;
+  /** Leaf first, then intermediates; PEM. Never the private key. */
+  chain: string[];
+}
+
+export interface TrustAnchorDump {
+  subject: string;
+  notAfter: string;
+  fingerprint256: string;
+}
+
+export interface LinkDump {
+  /** connect4, connect6, sock_ops, sk_lookup */
+  program: string;
+  /** A cgroup directory, or `NAMESPACE/POD` for a pod's sk_lookup link. */
+  target: string;
+  linkId: number;
+  progId: number;
+  /** The kernel still has the link on its hook (a detached link keeps its id but captures nothing). */
+  attached: boolean;
+}
+
+export interface MapDump {
+  name: string;
+  type: string;
+  entries: number;
+  maxEntries: number;
+}
+
+export interface ConfigDump {
+  node: string;
+  /** The snapshot revision the agent runs on, and how many times its policies changed. */
+  revision: number;
+  policyRevision: number;
+  ready: { ready: boolean; reason?: string };
+  workloads: WorkloadDump[];
+  services: Service[];
+  policies: {
+    authorizationPolicies: AuthorizationPolicy[];
+    peerAuthentications: PeerAuthentication[];
+    warnings: string[];
+  };
+  certificates: CertificateDump[];
+  trustBundle: TrustAnchorDump[];
+  bpf: { links: LinkDump[]; maps: MapDump[] };
+}
+
+/** An open proxied connection (TCP or an HBONE stream). */
+export interface ConnectionDump {
+  id: string;
+  direction: 'outbound' | 'inbound';
+  /** hbone, short, passthrough or plaintext */
+  path: string;
+  source: string;
+  destination: string;
+  sourceWorkload?: string;
+  sourceNamespace?: string;
+  sourcePrincipal?: string;
+  destinationService?: string;
+  destinationWorkload?: string;
+  destinationNamespace?: string;
+  destinationPrincipal?: string;
+  /** Bytes the source sent so far, and bytes the destination sent back. */
+  bytesSent: number;
+  bytesReceived: number;
+  startedAt: string;
+  ageMs: number;
+}
+
+export interface ConnectionsDump {
+  connections: ConnectionDump[];
+}
+
+export interface LoggingDump {
+  /** The root level, and components whose level differs from it. */
+  level: string;
+  components: Record<string, string>;
+}

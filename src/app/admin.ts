@@ -1,0 +1,147 @@
+// The admin API, on 127.0.0.1:15000 in the agent's own network namespace only: what this agent
+// thinks is going on (/config_dump, /connections) and its log levels (/logging). Loopback only, so
+// pods (other namespaces) and other nodes cannot reach it; `ferry inspect` reads it.
+import * as crypto from 'node:crypto';
+import type * as http from 'node:http';
+import type { CaptureEngine } from '../capture';
+import type { WorkloadCertificates } from '../identity';
+import type { NodeProxy } from '../proxy';
+import type { ClusterState, Workload } from '../state';
+import { canonicalRevision, canonicalService, isLogLevel, LOG_LEVELS, workloadName, type LogLevels } from '../telemetry';
+import type {
+  CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, TrustAnchorDump, WorkloadDump,
+} from './admin-types';
+import { listenHttp, sendJson, sendText } from './http-server';
+
+export interface AdminSources {
+  node: string;
+  state: ClusterState;
+  proxy: NodeProxy;
+  capture: CaptureEngine;
+  certificates: WorkloadCertificates;
+  levels: LogLevels;
+  /** uids enrolled now. */
+  enrolled(): string[];
+  notReadyReason(): string | undefined;
+}
+
+const INDEX = `Ferry agent admin API
+  GET  /config_dump    workloads, services, policies, certificates (no keys), BPF links and maps
+  GET  /connections    open proxied connections
+  GET  /logging        log levels
+  POST /logging?level=LEVEL[&component=NAME]   change the level (all, or one component); level=reset drops a component's override
+`;
+
+export function startAdminServer(sources: AdminSources, port: number, host = '127.0.0.1'): Promise<http.Server> {
+  return listenHttp((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const route = `${req.method} ${url.pathname}`;
+    switch (route) {
+      case 'GET /':
+        sendText(res, 200, INDEX);
+        return;
+      case 'GET /config_dump':
+        sendJson(res, 200, configDump(sources));
+        return;
+      case 'GET /connections':
+        sendJson(res, 200, connectionsDump(sources.proxy));
+        return;
+      case 'GET /logging':
+        sendJson(res, 200, loggingDump(sources.levels));
+        return;
+      case 'POST /logging':
+      case 'PUT /logging': {
+        const error = changeLogging(sources.levels, url.searchParams);
+        if (error) sendText(res, 400, `${error}\n`);
+        else sendJson(res, 200, loggingDump(sources.levels));
+        return;
+      }
+      default:
+        if (['/', '/config_dump', '/connections', '/logging'].includes(url.pathname)) {
+          sendText(res, 405, `method ${req.method} not allowed on ${url.pathname}\n`);
+        } else {
+          sendText(res, 404, `not found: ${url.pathname}\n\n${INDEX}`);
+        }
+    }
+  }, port, host);
+}
+
+/** A validation message for bad parameters, or undefined once applied. */
+export function changeLogging(levels: LogLevels, params: URLSearchParams): string | undefined {
+  const level = params.get('level');
+  const component = params.get('component') ?? undefined;
+  if (level === null) return `missing level: POST /logging?level=LEVEL[&component=NAME], LEVEL one of ${LOG_LEVELS.join(', ')}`;
+  if (component !== undefined && !/^[a-z][a-z0-9-]{0,31}$/.test(component)) return `component "${component}" is not a component name`;
+  if (level === 'reset') {
+    if (component === undefined) return 'level=reset needs a component';
+    levels.reset(component);
+    return undefined;
+  }
+  if (!isLogLevel(level)) return `level "${level}" is not one of ${LOG_LEVELS.join(', ')}`;
+  levels.set(level, component);
+  return undefined;
+}
+
+export function loggingDump(levels: LogLevels): LoggingDump {
+  return { level: levels.level, components: levels.components() };
+}
+
+function workloadDump(w: Workload, enrolled: Set<string>, trustDomain: string): WorkloadDump {
+  return {
+    uid: w.uid, namespace: w.namespace, name: w.name, node: w.node, ips: [...w.ips], serviceAccount: w.serviceAccount,
+    identity: `spiffe://${trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
+    workloadName: workloadName(w), app: canonicalService(w), version: canonicalRevision(w),
+    protocol: w.meshEnabled ? 'HBONE' : 'TCP', enrolled: enrolled.has(w.uid),
+  };
+}
+
+function certificateDumps(certificates: WorkloadCertificates, now: number): CertificateDump[] {
+  return certificates.certificates().map((c) => ({
+    identity: `spiffe://${c.principal}`, principal: c.principal, serial: c.serial, issuer: c.issuer,
+    notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(),
+    state: now < c.notBefore.getTime() ? 'not yet valid' : now >= c.notAfter.getTime() ? 'expired' : 'valid',
+    expiresInSeconds: Math.floor((c.notAfter.getTime() - now) / 1000),
+    chain: [...c.chainPem],
+  }));
+}
+
+function trustBundleDump(certificates: WorkloadCertificates): TrustAnchorDump[] {
+  return certificates.trustBundle().map((pem) => {
+    const root = new crypto.X509Certificate(pem);
+    return { subject: root.subject.split('\n').join(', '), notAfter: new Date(root.validTo).toISOString(), fingerprint256: root.fingerprint256 };
+  });
+}
+
+export function configDump(sources: AdminSources): ConfigDump {
+  const { state, capture, certificates } = sources;
+  const enrolled = new Set(sources.enrolled());
+  const reason = sources.notReadyReason();
+  return {
+    node: sources.node,
+    revision: state.revision,
+    policyRevision: state.policyRevision,
+    ready: reason === undefined ? { ready: true } : { ready: false, reason },
+    workloads: state.workloads.map((w) => workloadDump(w, enrolled, certificates.trustDomain)),
+    services: [...state.services],
+    policies: {
+      authorizationPolicies: [...state.authorizationPolicies],
+      peerAuthentications: [...state.peerAuthentications],
+      warnings: [...state.policies.warnings],
+    },
+    certificates: certificateDumps(certificates, Date.now()),
+    trustBundle: trustBundleDump(certificates),
+    bpf: { links: capture.linkStates(), maps: capture.mapStats() },
+  };
+}
+
+export function connectionsDump(proxy: NodeProxy, now = Date.now()): ConnectionsDump {
+  const connections: ConnectionDump[] = proxy.tracker.list().map((c) => ({
+    id: c.id, direction: c.direction, path: c.record.path, source: c.source, destination: c.destination,
+    sourceWorkload: c.record.sourceWorkload, sourceNamespace: c.record.sourceNamespace, sourcePrincipal: c.record.sourcePrincipal,
+    destinationService: c.record.destinationService, destinationWorkload: c.record.destinationWorkload,
+    destinationNamespace: c.record.destinationNamespace, destinationPrincipal: c.record.destinationPrincipal,
+    bytesSent: c.counts.sent, bytesReceived: c.counts.received,
+    startedAt: new Date(c.startedAt).toISOString(), ageMs: now - c.startedAt,
+  }));
+  return { connections };
+}

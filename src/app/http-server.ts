@@ -1,0 +1,35 @@
+// The agent's own small HTTP servers (admin, metrics, readiness): listen, and answer JSON or text.
+import * as http from 'node:http';
+
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+
+/** Listen on host:port; a handler that throws answers 500 with the message instead of dropping the request. */
+export function listenHttp(handler: Handler, port: number, host: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    Promise.resolve().then(() => handler(req, res)).catch((err: Error) => {
+      if (!res.headersSent) sendText(res, 500, `internal error: ${err.message}\n`);
+      else res.destroy(err);
+    });
+  });
+  // A scrape or an inspection that stalls must not hold a socket for ever.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendText(res: http.ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,48 @@
+// Where a sandbox keeps its state (plan, snapshot, ledger, logs, CA, Prometheus) under /run/ferry/PREFIX,
+// reading its plan back, and the root check every command that changes the system makes first.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { SandboxPlan } from './plan';
+import { SandboxStateError } from './runtime-errors';
+
+export interface SandboxPaths {
+  stateDir: string;
+  planFile: string;
+  snapshotFile: string;
+  ledgerFile: string;
+  logDir: string;
+  /** The sandbox's certificate authority (the in-process CA every agent signs with). */
+  caDir: string;
+  /** How `up` started the agents, so `agent start` restarts them the same way. */
+  agentSettingsFile: string;
+  /** Configuration, scrape targets and storage of the sandbox's Prometheus (`up --prometheus`). */
+  prometheusDir: string;
+}
+
+export function sandboxPaths(prefix: string): SandboxPaths {
+  const stateDir = path.join('/run/ferry', prefix);
+  return {
+    stateDir,
+    planFile: path.join(stateDir, 'plan.json'),
+    snapshotFile: path.join(stateDir, 'snapshot.json'),
+    ledgerFile: path.join(stateDir, 'ledger.jsonl'),
+    logDir: path.join(stateDir, 'logs'),
+    caDir: path.join(stateDir, 'ca'),
+    agentSettingsFile: path.join(stateDir, 'agent.json'),
+    prometheusDir: path.join(stateDir, 'prometheus'),
+  };
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new SandboxStateError(`${what} needs root: it creates network namespaces, cgroups and BPF programs (run it with sudo)`);
+  }
+}
+
+export function readPlan(prefix: string): SandboxPlan {
+  const { planFile } = sandboxPaths(prefix);
+  if (!fs.existsSync(planFile)) {
+    throw new SandboxStateError(`no sandbox "${prefix}" is up (no ${planFile}); start one with: ferry sandbox up -f FILE`);
+  }
+  return JSON.parse(fs.readFileSync(planFile, 'utf8')) as SandboxPlan;
+}

@@ -1,6 +1,7 @@
 // What the agent's admin API (127.0.0.1:15000) answers, as JSON. `ferry inspect` reads these shapes;
 // they are the contract between the two and change only together.
 import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
+import type { ConnectionDescription } from '../proxy';
 import type { Service } from '../state';
 
 /** A workload as this agent sees it: every pod in the model, enrolled here or not. */
@@ -80,21 +81,15 @@ export interface ConfigDump {
   bpf: { links: LinkDump[]; maps: MapDump[] };
 }
 
-/** An open proxied connection (TCP or an HBONE stream). */
-export interface ConnectionDump {
+/**
+ * An open proxied connection (TCP or an HBONE stream): its parties as the access record will name
+ * them (path, workloads, Service, principals), and its bytes so far.
+ */
+export interface ConnectionDump extends ConnectionDescription {
   id: string;
   direction: 'outbound' | 'inbound';
-  /** hbone, short, passthrough or plaintext */
-  path: string;
   source: string;
   destination: string;
-  sourceWorkload?: string;
-  sourceNamespace?: string;
-  sourcePrincipal?: string;
-  destinationService?: string;
-  destinationWorkload?: string;
-  destinationNamespace?: string;
-  destinationPrincipal?: string;
   /** Bytes the source sent so far, and bytes the destination sent back. */
   bytesSent: number;
   bytesReceived: number;

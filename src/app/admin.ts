@@ -136,10 +136,11 @@ export function configDump(sources: AdminSources): ConfigDump {
 
 export function connectionsDump(proxy: NodeProxy, now = Date.now()): ConnectionsDump {
   const connections: ConnectionDump[] = proxy.tracker.list().map((c) => ({
-    id: c.id, direction: c.direction, path: c.record.path, source: c.source, destination: c.destination,
-    sourceWorkload: c.record.sourceWorkload, sourceNamespace: c.record.sourceNamespace, sourcePrincipal: c.record.sourcePrincipal,
-    destinationService: c.record.destinationService, destinationWorkload: c.record.destinationWorkload,
-    destinationNamespace: c.record.destinationNamespace, destinationPrincipal: c.record.destinationPrincipal,
+    id: c.id, direction: c.direction, source: c.source, destination: c.destination,
+    path: c.record.path, sourceWorkload: c.record.sourceWorkload, sourceNamespace: c.record.sourceNamespace,
+    sourcePrincipal: c.record.sourcePrincipal, destinationService: c.record.destinationService,
+    destinationWorkload: c.record.destinationWorkload, destinationNamespace: c.record.destinationNamespace,
+    destinationPrincipal: c.record.destinationPrincipal,
     bytesSent: c.counts.sent, bytesReceived: c.counts.received,
     startedAt: new Date(c.startedAt).toISOString(), ageMs: now - c.startedAt,
   }));

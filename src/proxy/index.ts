@@ -1,7 +1,7 @@
 // src/proxy: the node proxy's listeners, HBONE client and server, relay and connection tracking.
 export { NodeProxy, type AccessRecord, type HboneOptions, type NodeProxyDeps, type ProxyPath } from './node-proxy';
 export { relay, resetEnd, type RelayResult } from './relay';
-export { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
+export { ConnectionTracker, type AuthorizationContext, type ConnectionDescription, type TrackedConnection } from './connection-tracker';
 export {
   HBONE_POOL_DEFAULTS, HbonePool, type HboneOpenRequest, type HbonePoolOptions, type HbonePoolStats, type HboneRequestHeaders,
 } from './hbone-pool';

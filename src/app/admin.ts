@@ -4,7 +4,7 @@
 import * as crypto from 'node:crypto';
 import type * as http from 'node:http';
 import type { CaptureEngine } from '../capture';
-import type { WorkloadCertificates } from '../identity';
+import { spiffeUri, type WorkloadCertificates } from '../identity';
 import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
 import { canonicalRevision, canonicalService, isLogLevel, LOG_LEVELS, workloadName, type LogLevels } from '../telemetry';
@@ -89,7 +89,7 @@ export function loggingDump(levels: LogLevels): LoggingDump {
 function workloadDump(w: Workload, enrolled: Set<string>, trustDomain: string): WorkloadDump {
   return {
     uid: w.uid, namespace: w.namespace, name: w.name, node: w.node, ips: [...w.ips], serviceAccount: w.serviceAccount,
-    identity: `spiffe://${trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
+    identity: spiffeUri({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
     workloadName: workloadName(w), app: canonicalService(w), version: canonicalRevision(w),
     protocol: w.meshEnabled ? 'HBONE' : 'TCP', enrolled: enrolled.has(w.uid),
   };
@@ -97,7 +97,7 @@ function workloadDump(w: Workload, enrolled: Set<string>, trustDomain: string): 
 
 function certificateDumps(certificates: WorkloadCertificates, now: number): CertificateDump[] {
   return certificates.certificates().map((c) => ({
-    identity: `spiffe://${c.principal}`, principal: c.principal, serial: c.serial, issuer: c.issuer,
+    identity: spiffeUri(c.identity), principal: c.principal, serial: c.serial, issuer: c.issuer,
     notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(),
     state: now < c.notBefore.getTime() ? 'not yet valid' : now >= c.notAfter.getTime() ? 'expired' : 'valid',
     expiresInSeconds: Math.floor((c.notAfter.getTime() - now) / 1000),

@@ -75,9 +75,8 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   certificates.onChange(() => reportTrust());
   const registry = new Registry();
   const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
-  // Filled in below; the health gauges read it only at scrape time, once everything exists.
-  let health: HealthMetrics | undefined;
-  const authorizer = new PolicyAuthorizer(state, log, { policyDecision: (d, m) => health?.policyDecision(d, m) });
+  const health = new HealthMetrics(registry);
+  const authorizer = new PolicyAuthorizer(state, log, health);
   const capture = await CaptureEngine.start({
     bpfDir: config.bpfDir, pinDir: config.pinDir, cgroupPath: config.cgroupPath,
     serviceLoadBalancing: config.serviceLoadBalancing, log,
@@ -99,8 +98,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     log,
   });
   if (!config.hbone) log.warn('HBONE is off (--no-hbone): meshed traffic between pods travels in plaintext');
-  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log,
-    { enrolmentFailed: (stage) => health?.enrolmentFailed(stage) });
+  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log, health);
 
   let synced = false;
   // Asked of the kernel each time: a program detached behind the agent's back makes it unready.
@@ -108,7 +106,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     if (!synced) return 'state not synced';
     return capture.detachedReason() ?? reconciler.notReadyReason() ?? (proxy.listening() ? undefined : 'listeners not open');
   };
-  health = new HealthMetrics(registry, healthSource(state, capture, proxy, certificates, reconciler, notReadyReason));
+  health.observe(healthSource(state, capture, proxy, certificates, reconciler, notReadyReason));
   const servers: http.Server[] = [];
   servers.push(await startReadinessServer({ notReadyReason }, PORTS.readiness));
   servers.push(await listenHttp(async (req, res) => {
@@ -167,7 +165,8 @@ function healthSource(
       }
       return [...counts.values()];
     },
-    bpfMaps: () => capture.mapStats(),
+    bpfMapEntries: () => capture.mapStats(),
+    bpfMapCapacities: () => capture.mapCapacities(),
     bpfLinks: () => capture.linkStates(),
     certificates: () => certificates.certificates().map((c) => ({ principal: c.principal, notAfter: c.notAfter })),
     tunnels() {

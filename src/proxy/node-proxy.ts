@@ -308,7 +308,9 @@ export class NodeProxy {
         return;
     }
     flow.record.upstream = hostPort(target.ip, target.port);
-    if (!workload?.meshEnabled || !(this.hboneEnabled || (this.localShortcut && this.pods.has(workload.uid)))) {
+    // A meshed destination enrolled here takes the short path; elsewhere, a tunnel.
+    const local = workload?.meshEnabled && this.localShortcut ? this.pods.get(workload.uid) : undefined;
+    if (!workload?.meshEnabled || (!local && !this.hboneEnabled)) {
       // Not meshed (or tunnels off for measurement): plaintext from inside the source pod.
       this.open(flow, ['source'], { source: { workload: sourceWorkload }, destination: { workload, service } }, 'unknown');
       this.dialAndRelay(flow, client, pod, target);
@@ -320,8 +322,7 @@ export class NodeProxy {
       source: { workload: sourceWorkload, principal: sourcePrincipal },
       destination: { workload, service, principal: destinationPrincipal },
     };
-    const local = this.pods.get(workload.uid);
-    if (local && this.localShortcut) {
+    if (local) {
       this.open(flow, ['source', 'destination'], parties, 'mutual_tls');
       this.shortPath(flow, client, local.pod, target);
     } else {

@@ -8,7 +8,10 @@ import { Counter, Gauge, collectDefaultMetrics, type Registry } from 'prom-clien
 export interface HealthSource {
   /** Pods enrolled on this node, by namespace and workload name (the metrics' `source_workload`). */
   enrolledWorkloads(): Array<{ namespace: string; workload: string; pods: number }>;
-  bpfMaps(): Array<{ name: string; entries: number; maxEntries: number }>;
+  /** Entries in each map (walks its keys). */
+  bpfMapEntries(): Array<{ name: string; entries: number }>;
+  /** Capacity of each map (no walk). */
+  bpfMapCapacities(): Array<{ name: string; maxEntries: number }>;
   /** BPF links this agent holds and whether each is still on its hook, by program. */
   bpfLinks(): Array<{ program: string; attached: boolean }>;
   certificates(): Array<{ principal: string; notAfter: Date }>;
@@ -23,13 +26,32 @@ export type PolicyDecision = 'allow' | 'deny';
 const LAG_RESOLUTION_MS = 10;
 const ENROLMENT_STAGES = ['certificate', 'listeners', 'capture'] as const;
 
+/**
+ * Made before the parts it counts for (the counters: enrolment failures, policy decisions); the
+ * gauges are added by observe() once the parts they read exist.
+ */
 export class HealthMetrics {
   private readonly failures: Counter<'reason'>;
   private readonly decisions: Counter<'decision' | 'mode'>;
 
-  constructor(registry: Registry, source: HealthSource) {
+  constructor(private readonly registry: Registry) {
     collectDefaultMetrics({ register: registry });
     const registers = [registry];
+    this.failures = new Counter({
+      name: 'ferry_enrolment_failures_total', help: 'Pods the agent failed to enrol, by stage', labelNames: ['reason'], registers,
+    });
+    this.decisions = new Counter({
+      name: 'ferry_policy_decisions_total', help: 'Authorization decisions, by outcome; mode dry_run: decided by a dry-run policy and not enforced',
+      labelNames: ['decision', 'mode'], registers,
+    });
+    // Zero series from the start, so rate() and alerts see a counter before its first increment.
+    for (const reason of ENROLMENT_STAGES) this.failures.inc({ reason }, 0);
+    for (const decision of ['allow', 'deny'] as const) this.decisions.inc({ decision, mode: 'enforced' }, 0);
+  }
+
+  /** Register the gauges, read from `source` at each scrape. Once. */
+  observe(source: HealthSource): void {
+    const registers = [this.registry];
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => void): void => {
       new Gauge<L>({ name, help, labelNames, registers, collect(this: Gauge<L>) { collect(this); } });
     };
@@ -42,11 +64,11 @@ export class HealthMetrics {
     });
     gauge('ferry_bpf_map_entries', 'Entries in each of Ferry\'s BPF maps', ['map'], (g) => {
       g.reset();
-      for (const m of source.bpfMaps()) g.set({ map: m.name }, m.entries);
+      for (const m of source.bpfMapEntries()) g.set({ map: m.name }, m.entries);
     });
     gauge('ferry_bpf_map_max_entries', 'Capacity of each of Ferry\'s BPF maps', ['map'], (g) => {
       g.reset();
-      for (const m of source.bpfMaps()) g.set({ map: m.name }, m.maxEntries);
+      for (const m of source.bpfMapCapacities()) g.set({ map: m.name }, m.maxEntries);
     });
     gauge('ferry_bpf_links_attached', 'BPF links on their hooks, by program (a detached link captures nothing)', ['program'], (g) => {
       g.reset();
@@ -94,16 +116,6 @@ export class HealthMetrics {
       g.set({ quantile: 'max' }, seconds(delay.max));
       delay.reset();
     });
-    this.failures = new Counter({
-      name: 'ferry_enrolment_failures_total', help: 'Pods the agent failed to enrol, by stage', labelNames: ['reason'], registers,
-    });
-    this.decisions = new Counter({
-      name: 'ferry_policy_decisions_total', help: 'Authorization decisions, by outcome; mode dry_run: decided by a dry-run policy and not enforced',
-      labelNames: ['decision', 'mode'], registers,
-    });
-    // Zero series from the start, so rate() and alerts see a counter before its first increment.
-    for (const reason of ENROLMENT_STAGES) this.failures.inc({ reason }, 0);
-    for (const decision of ['allow', 'deny'] as const) this.decisions.inc({ decision, mode: 'enforced' }, 0);
   }
 
   /** `reason`: certificate, listeners, capture (a small fixed set). */

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parsePrometheusText, type MetricSample } from '../../src/telemetry';
 import { TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-tel';
@@ -75,25 +76,7 @@ const RESPONSE_BYTES = REQUEST_BYTES + 'BYE-AFTER-FIN\n'.length;
 const SPIFFE_CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
 const SPIFFE_SERVER = 'spiffe://cluster.local/ns/app/sa/server';
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** The text exposition format's sample lines (what Prometheus reads), parsed strictly enough for these checks. */
-function parseSamples(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(match, `not a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const m of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]] = m[2].replace(/\\(.)/g, '$1');
-    samples.push({ name: match[1], labels, value: Number(match[3]) });
-  }
-  return samples;
-}
+type Sample = MetricSample;
 
 describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
@@ -114,7 +97,8 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   }
 
   async function metrics(node: string): Promise<Sample[]> {
-    return parseSamples(await curlInNode(node, 'http://127.0.0.1:15020/metrics'));
+    // The same strict parser `ferry inspect graph` uses: a malformed exposition fails here too.
+    return parsePrometheusText(await curlInNode(node, 'http://127.0.0.1:15020/metrics'), `${node} metrics`).samples;
   }
 
   function istio(samples: Sample[], metric: string, match: Record<string, string>): Sample[] {

@@ -81,7 +81,8 @@ test('health: gauges read their source at scrape time; counters count; process d
   let ready = false;
   const source: HealthSource = {
     enrolledWorkloads: () => [{ namespace: 'shop', workload: 'client', pods: 2 }, { namespace: 'shop', workload: 'cart', pods: 1 }],
-    bpfMaps: () => [{ name: 'ferry_pods', entries: 3, maxEntries: 4096 }],
+    bpfMapEntries: () => [{ name: 'ferry_pods', entries: 3 }],
+    bpfMapCapacities: () => [{ name: 'ferry_pods', maxEntries: 4096 }],
     bpfLinks: () => [{ program: 'connect4', attached: true }, { program: 'sk_lookup', attached: true }, { program: 'sk_lookup', attached: false }],
     certificates: () => [{ principal: 'cluster.local/ns/shop/sa/client', notAfter: new Date('2030-01-01T00:00:00Z') }],
     tunnels: () => ({ outboundConnections: 2, outboundStreams: 5, inboundConnections: 1, inboundStreams: 3, pendingHandshakes: 0 }),
@@ -89,7 +90,8 @@ test('health: gauges read their source at scrape time; counters count; process d
     ready: () => ready,
     stateRevision: () => 12,
   };
-  const health = new HealthMetrics(registry, source);
+  const health = new HealthMetrics(registry);
+  health.observe(source);
   health.enrolmentFailed('listeners');
   health.policyDecision('deny', 'enforced');
   health.policyDecision('allow', 'enforced');

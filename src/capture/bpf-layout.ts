@@ -3,6 +3,7 @@
 // against the C header compiled on this machine.
 import * as net from 'node:net';
 import * as os from 'node:os';
+import { formatIpv4, formatIpv6, ipv6ToBigInt, parseIpNetwork, parseIpv4 } from '../net';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -77,45 +78,36 @@ function readU64(buf: Buffer, offset: number): bigint {
   return LITTLE ? buf.readBigUInt64LE(offset) : buf.readBigUInt64BE(offset);
 }
 
-/** An address's family and its 16 bytes in network order (IPv4 in the first four). */
-export function addressBytes(ip: string): { family: number; bytes: Buffer } {
+/** The 16 address bytes of a ferry_ip / ferry_sockaddr / ferry_cidr: network order, IPv4 in the first four. */
+function addressBuffer(family: 4 | 6, value: number | bigint): Buffer {
   const bytes = Buffer.alloc(16);
-  if (net.isIPv4(ip)) {
-    ip.split('.').forEach((part, i) => { bytes[i] = Number(part); });
-    return { family: AF_INET, bytes };
+  if (family === 4) bytes.writeUInt32BE(Number(value), 0);
+  else {
+    bytes.writeBigUInt64BE(BigInt(value) >> 64n, 0);
+    bytes.writeBigUInt64BE(BigInt(value) & 0xffffffffffffffffn, 8);
   }
-  if (net.isIPv6(ip)) {
-    const blockList = expandIpv6(ip);
-    blockList.forEach((group, i) => bytes.writeUInt16BE(group, i * 2));
-    return { family: AF_INET6, bytes };
-  }
+  return bytes;
+}
+
+/**
+ * An address's family and its 16 bytes in network order (IPv4 in the first four). As written: an IPv4-mapped
+ * address stays AF_INET6 `::ffff:a.b.c.d`, which is what a socket of that family holds.
+ */
+export function addressBytes(ip: string): { family: number; bytes: Buffer } {
+  const v4 = parseIpv4(ip);
+  if (v4 !== undefined) return { family: AF_INET, bytes: addressBuffer(4, v4) };
+  // net.isIPv6 accepts a zone index (`fe80::1%eth0`), which has no place in these 16 bytes.
+  if (net.isIPv6(ip) && !ip.includes('%')) return { family: AF_INET6, bytes: addressBuffer(6, ipv6ToBigInt(ip)) };
   throw new TypeError(`"${ip}" is not an IPv4 or IPv6 address`);
 }
 
-function expandIpv6(ip: string): number[] {
-  let text = ip;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const parts = v4[1].split('.').map(Number);
-    text = text.slice(0, -v4[1].length) + `${((parts[0] << 8) | parts[1]).toString(16)}:${((parts[2] << 8) | parts[3]).toString(16)}`;
-  }
-  const [head, tail] = text.split('::');
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const missing = 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(tail !== undefined ? missing : 0).fill('0'), ...tailGroups];
-  return groups.map((g) => parseInt(g, 16));
-}
-
 export function addressText(family: number, bytes: Buffer): string {
-  if (family === AF_INET) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (family === AF_INET) return formatIpv4(bytes.readUInt32BE(0));
+  // RFC 5952 §5: mapped addresses in the dotted form, as Node prints them (socket.remoteAddress).
   if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
-    return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+    return `::ffff:${formatIpv4(bytes.readUInt32BE(12))}`;
   }
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
-  // The WHATWG URL parser prints IPv6 hosts in RFC 5952 canonical (compressed) form.
-  return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
+  return formatIpv6((bytes.readBigUInt64BE(0) << 64n) | bytes.readBigUInt64BE(8));
 }
 
 export function encodeIpKey(ip: string): Buffer {
@@ -167,17 +159,18 @@ export function encodePod(pod: PodEntry): Buffer {
   writeU32(buf, pod.podId, f.pod_id);
   pod.excludedPorts.forEach((port, i) => writeU16(buf, port, f.excluded_ports + 2 * i));
   pod.excludedCidrs.forEach((cidr, i) => {
-    const [ip, prefixText] = cidr.split('/');
-    const { family, bytes } = addressBytes(ip);
-    const prefix = Number(prefixText);
-    const maxPrefix = family === AF_INET ? 32 : 128;
-    if (prefixText === undefined || !/^\d+$/.test(prefixText) || prefix > maxPrefix) {
-      throw new RangeError(`excluded CIDR "${cidr}": expected ADDRESS/PREFIX with a prefix length from 0 to ${maxPrefix}`);
+    // The same parser as the manifest's annotation check. A mapped network is written as the IPv4 one, because
+    // connect6 hands v4-mapped destinations to the exclusion check as AF_INET (bpf/connect.bpf.c).
+    const network = parseIpNetwork(cidr);
+    if ('problem' in network || !network.prefixWritten) {
+      // A bare address or a bad length must never become /0, which would exempt all of the pod's traffic (fail open).
+      const problem = 'problem' in network ? network.problem : 'has no prefix length';
+      throw new TypeError(`excluded CIDR "${cidr}" ${problem}; expected ADDRESS/PREFIX`);
     }
     const at = f.excluded_cidrs + i * LAYOUT.ferry_cidr.size;
-    writeU32(buf, family, at + LAYOUT.ferry_cidr.fields.family);
-    writeU32(buf, prefix, at + LAYOUT.ferry_cidr.fields.prefix_len);
-    bytes.copy(buf, at + LAYOUT.ferry_cidr.fields.addr);
+    writeU32(buf, network.family === 4 ? AF_INET : AF_INET6, at + LAYOUT.ferry_cidr.fields.family);
+    writeU32(buf, network.prefixLength, at + LAYOUT.ferry_cidr.fields.prefix_len);
+    addressBuffer(network.family, network.base).copy(buf, at + LAYOUT.ferry_cidr.fields.addr);
   });
   return buf;
 }

@@ -12,3 +12,6 @@ export class FerryError<Code extends string = string> extends Error {
 }
 
 export { describeValue, formatFieldPath, quoteValue } from './describe';
+export {
+  explainAjvError, jsonPointerToPath, type ExplainAjvOptions, type ExplainedAjvError, type FieldPathSegment,
+} from './ajv-errors';

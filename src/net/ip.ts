@@ -1,5 +1,5 @@
 // Address arithmetic shared by policy matching and the sandbox's manifests: IPv4 as an unsigned
-// 32-bit number, IPv6 as a 128-bit bigint.
+// 32-bit number, IPv6 as a 128-bit bigint, and back to text.
 import * as net from 'node:net';
 
 /** IPv4 dotted quad → unsigned 32-bit number, or undefined when not an IPv4 address. */
@@ -24,4 +24,30 @@ export function ipv6ToBigInt(text: string): bigint {
     ? headGroups
     : [...headGroups, ...new Array<string>(8 - headGroups.length - tailGroups.length).fill('0'), ...tailGroups];
   return groups.reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
+}
+
+/** Unsigned 32-bit number → dotted quad. */
+export function formatIpv4(value: number): string {
+  return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join('.');
+}
+
+/**
+ * 128 bits → RFC 5952 text: lowercase hex without leading zeros, the longest run of two or more zero groups
+ * (the first of equal runs) written `::`.
+ */
+export function formatIpv6(value: bigint): string {
+  const groups: number[] = [];
+  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
+  let bestStart = -1;
+  let bestLength = 1; // RFC 5952 §4.2.2: a single zero group is not shortened.
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i += 1; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j += 1;
+    if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
+    i = j;
+  }
+  const hex = (list: number[]): string => list.map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
 }

@@ -1,75 +1,14 @@
-// The value matchers policies are made of: Istio string patterns ("*", "abc*", "*abc"), IP addresses and CIDRs,
-// and ports. Shared by validation (is this value usable?) and evaluation (does it match?).
-import * as net from 'node:net';
-import { ipv6ToBigInt, parseIpv4 } from '../net';
-
-/** A parsed address; IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as Node reports peers on dual-stack sockets) is IPv4. */
-export type IpAddress = { family: 4; value: number } | { family: 6; value: bigint };
-
-export function parseIp(text: string): IpAddress | undefined {
-  const family = net.isIP(text);
-  if (family === 4) return { family: 4, value: parseIpv4(text) ?? 0 };
-  if (family !== 6 || text.includes('%')) return undefined;
-  const value = ipv6ToBigInt(text);
-  // ::ffff:0:0/96 is IPv4-mapped (RFC 4291 §2.5.5.2): match it against IPv4 blocks, like the kernel treats it.
-  if (value >> 32n === 0xffffn) return { family: 4, value: Number(value & 0xffffffffn) };
-  return { family: 6, value };
-}
-
-/** A network: `family`, the masked base and the prefix length. */
-export interface IpBlock {
-  family: 4 | 6;
-  base: number | bigint;
-  prefixLength: number;
-}
+// The value matchers policies are made of: Istio string patterns ("*", "abc*", "*abc"), IP networks (parsed by
+// src/net) and ports. Shared by validation (is this value usable?) and evaluation (does it match?).
+import { ipNetworkContains, type IpAddress, type IpNetwork } from '../net';
 
 /**
- * An Istio ipBlocks entry: an address (a /32 or /128) or a CIDR. Like Istio (Go's netip.ParsePrefix) a CIDR may
- * have host bits set; they are masked off, and `hostBits` says so, so that validation can warn.
+ * A predicate over parsed addresses, for a list of networks (ORed), parsed by src/net's parseIpNetwork like every
+ * other address Ferry reads: an IPv4-mapped peer is IPv4, so it matches IPv4 blocks and never IPv6 ones (not even
+ * ::/0), as the kernel and Ferry's connect6 program treat it.
  */
-export function parseIpBlock(text: string): { block: IpBlock; hostBits: boolean } | { problem: string } {
-  const slash = text.indexOf('/');
-  const addressText = slash < 0 ? text : text.slice(0, slash);
-  const address = parseIp(addressText);
-  if (address === undefined) return { problem: 'is not an IPv4 or IPv6 address or CIDR (zone indexes such as %eth0 are not allowed)' };
-  // Its prefix length would count IPv6 bits; the plain IPv4 form says the same without that trap.
-  if (address.family === 4 && !net.isIPv4(addressText)) return { problem: 'is an IPv4-mapped IPv6 address; write it in IPv4 form' };
-  const bits = address.family === 4 ? 32 : 128;
-  let prefixLength = bits;
-  if (slash >= 0) {
-    const lengthText = text.slice(slash + 1);
-    if (!/^[0-9]{1,3}$/.test(lengthText) || Number(lengthText) > bits) return { problem: `has a prefix length outside 0..${bits}` };
-    prefixLength = Number(lengthText);
-  }
-  if (address.family === 4) {
-    const mask = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
-    const base = (address.value & mask) >>> 0;
-    return { block: { family: 4, base, prefixLength }, hostBits: base !== address.value };
-  }
-  const mask = prefixLength === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - prefixLength)) - 1n);
-  const base = address.value & mask;
-  return { block: { family: 6, base, prefixLength }, hostBits: base !== address.value };
-}
-
-/** A predicate over parsed addresses, for a list of blocks (ORed). */
-export function ipBlocksMatcher(blocks: readonly IpBlock[]): (ip: IpAddress | undefined) => boolean {
-  const v4 = blocks.filter((b) => b.family === 4).map((b) => ({
-    base: b.base as number,
-    mask: b.prefixLength === 0 ? 0 : (0xffffffff << (32 - b.prefixLength)) >>> 0,
-  }));
-  const v6 = blocks.filter((b) => b.family === 6).map((b) => ({
-    base: b.base as bigint,
-    mask: b.prefixLength === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - b.prefixLength)) - 1n),
-  }));
-  return (ip) => {
-    if (ip === undefined) return false;
-    if (ip.family === 4) {
-      for (const b of v4) if (((ip.value & b.mask) >>> 0) === b.base) return true;
-      return false;
-    }
-    for (const b of v6) if ((ip.value & b.mask) === b.base) return true;
-    return false;
-  };
+export function ipBlocksMatcher(blocks: readonly IpNetwork[]): (ip: IpAddress | undefined) => boolean {
+  return (ip) => ip !== undefined && blocks.some((block) => ipNetworkContains(block, ip));
 }
 
 /** Why `pattern` is not an Istio string pattern, or undefined when it is one. */

@@ -2,8 +2,9 @@
 // and whether a connection is allowed (AuthorizationPolicy). Policies are compiled to predicates once, in the
 // constructor; per-connection evaluation only runs the predicates of the policies that apply to the workload.
 import { createHash } from 'node:crypto';
+import { parseIp, parseIpNetwork, type IpAddress, type IpNetwork } from '../net';
 import { PolicyError, type PolicyProblem } from './errors';
-import { ipBlocksMatcher, parseIp, parseIpBlock, parsePort, stringMatcher, type IpAddress, type IpBlock } from './match';
+import { ipBlocksMatcher, parsePort, stringMatcher } from './match';
 import {
   DEFAULT_ROOT_NAMESPACE,
   type AuthorizationAction, type AuthorizationPolicy, type AuthorizationRule, type MtlsMode, type PeerAuthentication,
@@ -156,11 +157,11 @@ class Compiler {
   }
 
   private ips(get: (peer: Peer) => IpAddress | undefined, values: string[]): Predicate {
-    const blocks: IpBlock[] = [];
+    const blocks: IpNetwork[] = [];
     for (const value of values) {
-      const parsed = parseIpBlock(value);
+      const parsed = parseIpNetwork(value);
       if ('problem' in parsed) return this.fail(`${JSON.stringify(value)} ${parsed.problem}`);
-      blocks.push(parsed.block);
+      blocks.push(parsed);
     }
     const match = ipBlocksMatcher(blocks);
     return (peer) => match(get(peer));

@@ -2,9 +2,10 @@
 // them) and normalises them. Shape by JSON schema (ajv), Istio's own validation rules by code; every problem is
 // reported with its path from the document root, and unsupported fields are errors, never silently dropped.
 import Ajv, { type ErrorObject } from 'ajv';
-import { describeValue, formatFieldPath, quoteValue } from '../errors';
+import { describeValue, explainAjvError, formatFieldPath, quoteValue } from '../errors';
+import { ipNetworkWarning, parseIpNetwork } from '../net';
 import type { PolicyProblem } from './errors';
-import { parseIpBlock, parsePort, stringPatternProblem } from './match';
+import { parsePort, stringPatternProblem } from './match';
 import {
   AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, DRY_RUN_ANNOTATIONS,
   type AuthorizationAction, type AuthorizationPolicy, type AuthorizationRule, type MtlsMode, type PeerAuthentication,
@@ -220,58 +221,6 @@ const ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, str
 const checkAuthorizationShape = ajv.compile(authorizationPolicySchema);
 const checkPeerAuthenticationShape = ajv.compile(peerAuthenticationSchema);
 
-
-/** A JSON pointer as path segments: list positions become numbers, mapping keys stay strings (even "8080"). */
-function pointerToSegments(pointer: string, doc: unknown): Segment[] {
-  if (pointer === '') return [];
-  const segments: Segment[] = [];
-  let node = doc;
-  for (const raw of pointer.slice(1).split('/')) {
-    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    const segment = Array.isArray(node) ? Number(key) : key;
-    segments.push(segment);
-    node = (node as Record<Segment, unknown> | undefined)?.[segment];
-  }
-  return segments;
-}
-
-/** One ajv error as a located problem, or undefined when another error already explains it. */
-function explainAjvError(error: ErrorObject, doc: unknown): PolicyProblem | undefined {
-  // ajv reports a bad map key twice: as the key's own pattern error and as `propertyNames`; keep the latter.
-  if (error.propertyName !== undefined) return undefined;
-  const path = pointerToSegments(error.instancePath, doc);
-  const schema = (error.parentSchema ?? {}) as Schema;
-  const expected = typeof schema.description === 'string' ? schema.description : undefined;
-  const params = error.params as Record<string, unknown>;
-  const value: unknown = error.data;
-  switch (error.keyword) {
-    case 'required': {
-      const missing = String(params.missingProperty);
-      const wanted = ((schema.properties ?? {}) as Record<string, Schema>)[missing]?.description;
-      return { path: [...path, missing], message: typeof wanted === 'string' ? `is required; expected ${wanted}` : 'is required' };
-    }
-    case 'additionalProperties':
-      return {
-        path: [...path, String(params.additionalProperty)],
-        message: `unknown field; expected one of: ${Object.keys((schema.properties ?? {}) as Schema).join(', ')}`,
-      };
-    case 'propertyNames': {
-      const keySchema = (schema.propertyNames ?? {}) as Schema;
-      return { path: [...path, String(params.propertyName)], message: `is not a valid key; expected ${String(keySchema.description)}` };
-    }
-    case 'type':
-      return { path, message: `is ${describeValue(value)}; expected ${expected ?? String(params.type)}` };
-    case 'enum':
-      return { path, message: `${quoteValue(value)} is not supported; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
-    case 'maxLength':
-      return { path, message: `${quoteValue(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
-    case 'pattern':
-      return { path, message: `${quoteValue(value)} is not valid; expected ${expected ?? error.message}` };
-    default:
-      return { path, message: `${error.message ?? 'is not valid'}${expected !== undefined ? `; expected ${expected}` : ''}` };
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Code checks. They run even when the schema failed, so one pass reports everything; so they read fields
 // defensively and leave wrong types to the schema's messages.
@@ -383,9 +332,14 @@ function checkPrincipal(c: Checker) {
 
 function checkIpBlock(c: Checker) {
   return (value: string, at: Segment[]): void => {
-    const parsed = parseIpBlock(value);
-    if ('problem' in parsed) c.problem(at, `${quoteValue(value)} ${parsed.problem}; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8`);
-    else if (parsed.hostBits) c.warn(at, `${quoteValue(value)} has host bits set; it matches the whole network, as in Istio`);
+    // The policy keeps the text as written (as Istio does); PolicySet parses it the same way when it compiles.
+    const network = parseIpNetwork(value);
+    if ('problem' in network) {
+      c.problem(at, `${quoteValue(value)} ${network.problem}; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8`);
+      return;
+    }
+    const warning = ipNetworkWarning(network);
+    if (warning !== undefined) c.warn(at, `${quoteValue(value)} ${warning}`);
   };
 }
 

@@ -1,15 +1,14 @@
 // Reads the Kubernetes-shaped YAML that `ferry sandbox up -f FILE…` takes and turns it into a checked model.
 // Shape is checked by JSON schema (ajv), cross-object rules by code; every problem in every file is reported at once.
 import { promises as fs } from 'node:fs';
-import * as net from 'node:net';
 import Ajv, { type ErrorObject } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
 import {
   AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, PolicySet, validateAuthorizationPolicy, validatePeerAuthentication,
   type AuthorizationPolicy, type PeerAuthentication, type PolicyValidation,
 } from '../policy';
-import { describeValue, formatFieldPath, quoteValue } from '../errors';
-import { ipv6ToBigInt, parseIpv4 } from '../net';
+import { describeValue, explainAjvError, formatFieldPath, quoteValue } from '../errors';
+import { formatIpNetwork, ipNetworkWarning, parseIpNetwork, parseIpv4 } from '../net';
 import { ManifestError, type ManifestProblem } from './errors';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -374,102 +373,22 @@ const KINDS_TEXT =
 // ---------------------------------------------------------------------------------------------------------------
 // Addresses (shared with plan.ts).
 
-export function formatIpv4(value: number): string {
-  return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join('.');
-}
-
-/** `a.b.c.d/len` → base address, size and prefix length. For the module's own constants: throws when malformed. */
+/**
+ * `a.b.c.d/len` → base address, size and prefix length, for the module's own constants: read by the one network
+ * parser (src/net), then required to be an IPv4 CIDR written exactly; throws otherwise.
+ */
 export function parseIpv4Cidr(cidr: string): { base: number; size: number; prefixLength: number } {
-  const [address, length] = cidr.split('/');
-  const base = parseIpv4(address ?? '');
-  const prefixLength = Number(length);
-  if (base === undefined || !Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > 32) {
+  const network = parseIpNetwork(cidr);
+  if ('problem' in network || network.family !== 4 || network.mapped || network.hostBits || !network.prefixWritten) {
     throw new TypeError(`not an IPv4 CIDR: ${cidr}`);
   }
-  return { base, size: 2 ** (32 - prefixLength), prefixLength };
-}
-
-/** Why `cidr` is not a usable IPv4/IPv6 network, or undefined when it is. */
-function cidrProblem(cidr: string): string | undefined {
-  const slash = cidr.indexOf('/');
-  if (slash < 0) return 'has no prefix length';
-  const address = cidr.slice(0, slash);
-  const lengthText = cidr.slice(slash + 1);
-  const family = address.includes('%') ? 0 : net.isIP(address);
-  if (family === 0) return 'is not an IP address and prefix length (zone indexes such as %eth0 are not allowed)';
-  const bits = family === 4 ? 32 : 128;
-  if (!/^[0-9]{1,3}$/.test(lengthText) || Number(lengthText) > bits) return `has a prefix length outside 0..${bits}`;
-  const hostBits = bits - Number(lengthText);
-  const value = family === 4 ? BigInt(parseIpv4(address) ?? 0) : ipv6ToBigInt(address);
-  if ((value & ((1n << BigInt(hostBits)) - 1n)) !== 0n) return 'has host bits set (give the network address)';
-  return undefined;
+  return { base: network.base, size: 2 ** (32 - network.prefixLength), prefixLength: network.prefixLength };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Problem reporting.
 
 type Segment = string | number;
-
-function pointerToSegments(pointer: string): Segment[] {
-  if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((raw) => raw.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((segment) => (/^(0|[1-9][0-9]*)$/.test(segment) ? Number(segment) : segment));
-}
-
-/** Turns one ajv error into a located message, or undefined for errors another error already explains. */
-function explainAjvError(error: ErrorObject): { segments: Segment[]; message: string } | undefined {
-  // ajv reports a bad map key twice: once as the key's own pattern error, once as `propertyNames`; keep the latter.
-  if (error.propertyName !== undefined) return undefined;
-  const segments = pointerToSegments(error.instancePath);
-  const schema = (error.parentSchema ?? {}) as Schema;
-  const expected = typeof schema.description === 'string' ? schema.description : undefined;
-  const params = error.params as Record<string, unknown>;
-  const value: unknown = error.data;
-  switch (error.keyword) {
-    case 'required': {
-      const missing = String(params.missingProperty);
-      const properties = (schema.properties ?? {}) as Record<string, Schema>;
-      const wanted = properties[missing]?.description;
-      return { segments: [...segments, missing], message: typeof wanted === 'string' ? `is required; expected ${wanted}` : 'is required' };
-    }
-    case 'additionalProperties': {
-      const allowed = Object.keys((schema.properties ?? {}) as Schema);
-      return {
-        segments: [...segments, String(params.additionalProperty)],
-        message: `unknown field (the sandbox does not support it); expected one of: ${allowed.join(', ')}`,
-      };
-    }
-    case 'propertyNames': {
-      const keySchema = (schema.propertyNames ?? {}) as Schema;
-      return {
-        segments: [...segments, String(params.propertyName)],
-        message: `is not a valid key; expected ${String(keySchema.description)}`,
-      };
-    }
-    case 'type':
-      return { segments, message: `is ${describeValue(value)}; expected ${expected ?? String(params.type)}` };
-    case 'enum': {
-      // UDP is planned (DNS capture) but not carried yet; say so rather than calling it invalid.
-      const message = value === 'UDP' ? 'UDP is not supported yet' : `${quoteValue(value)} is not supported`;
-      return { segments, message: `${message}; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
-    }
-    case 'minimum':
-    case 'maximum':
-      return { segments, message: `${quoteValue(value)} is out of range; expected ${expected ?? error.message}` };
-    case 'maxLength':
-      return { segments, message: `${quoteValue(value)} is ${String(value).length} characters long; expected ${expected ?? error.message}` };
-    case 'pattern':
-    case 'minLength':
-      return { segments, message: `${quoteValue(value)} is not valid; expected ${expected ?? error.message}` };
-    case 'minItems':
-      return { segments, message: `is empty; expected ${expected ?? error.message}` };
-    default:
-      return { segments, message: `${error.message ?? 'is not valid'}${expected !== undefined ? `; expected ${expected}` : ''}` };
-  }
-}
 
 /** Where one document sits, and the label its problems carry. */
 class DocumentContext {
@@ -600,17 +519,32 @@ function parseExcludedPorts(ctx: DocumentContext, text: string | undefined): num
   return ports;
 }
 
-function parseExcludedCidrs(ctx: DocumentContext, text: string | undefined): string[] {
+/**
+ * The exclusion annotation's networks, as the BPF table will hold them: host bits cleared (with a warning, as for
+ * policies' ipBlocks), IPv4-mapped IPv6 written as IPv4, so that the connect hooks, which see v4-mapped
+ * destinations as IPv4, match what the user meant.
+ */
+function parseExcludedCidrs(ctx: DocumentContext, text: string | undefined, warnings: string[]): string[] {
   if (text === undefined || text.trim() === '') return [];
   const path = ['metadata', 'annotations', EXCLUDE_OUTBOUND_CIDRS_ANNOTATION];
   const expected = `expected a comma-separated list of at most ${EXCLUDE_OUTBOUND_CIDRS_MAX} IPv4 or IPv6 networks, e.g. "10.0.0.0/8,fd00::/8"`;
   const items = text.split(',').map((item) => item.trim());
   const cidrs: string[] = [];
   for (const item of items) {
-    const problem = cidrProblem(item);
-    if (problem !== undefined) ctx.problem(path, `${quoteValue(item)} ${problem}; ${expected}`);
-    else if (cidrs.includes(item)) ctx.problem(path, `${quoteValue(item)} is listed twice; ${expected}`);
-    else cidrs.push(item);
+    const network = parseIpNetwork(item);
+    if ('problem' in network) {
+      ctx.problem(path, `${quoteValue(item)} ${network.problem}; ${expected}`);
+      continue;
+    }
+    if (!network.prefixWritten) {
+      ctx.problem(path, `${quoteValue(item)} has no prefix length; ${expected}`);
+      continue;
+    }
+    const warning = ipNetworkWarning(network);
+    if (warning !== undefined) warnings.push(`${ctx.where(path)}: ${quoteValue(item)} ${warning}`);
+    const cidr = formatIpNetwork(network);
+    if (!cidrs.includes(cidr)) cidrs.push(cidr);
+    else ctx.problem(path, `${quoteValue(item)} ${cidr === item ? 'is listed twice' : `is ${cidr}, which is already listed`}; ${expected}`);
   }
   if (items.length > EXCLUDE_OUTBOUND_CIDRS_MAX) ctx.problem(path, `lists ${items.length} networks; ${expected}`);
   return cidrs;
@@ -712,7 +646,7 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     nodeName: asString(spec.nodeName),
     mesh: asString(annotations[MESH_ANNOTATION]),
     excludeOutboundPorts: parseExcludedPorts(ctx, asString(annotations[EXCLUDE_OUTBOUND_PORTS_ANNOTATION])),
-    excludeOutboundCidrs: parseExcludedCidrs(ctx, asString(annotations[EXCLUDE_OUTBOUND_CIDRS_ANNOTATION])),
+    excludeOutboundCidrs: parseExcludedCidrs(ctx, asString(annotations[EXCLUDE_OUTBOUND_CIDRS_ANNOTATION]), warnings),
   };
 }
 
@@ -953,8 +887,9 @@ function collect(
 
     if (!info.validate(value)) {
       for (const error of info.errors()) {
-        const explained = explainAjvError(error);
-        if (explained !== undefined) ctx.problem(explained.segments, explained.message);
+        // UDP is planned (DNS capture) but not carried yet; say so rather than calling it invalid.
+        const explained = explainAjvError(error, value, { notSupportedYet: ['UDP'] });
+        if (explained !== undefined) ctx.problem(explained.path, explained.message);
       }
     }
     switch (kind) {

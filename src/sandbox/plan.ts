@@ -3,13 +3,12 @@
 // Pure and deterministic (same manifest and prefix → same plan), and plain data, so it can be saved as JSON.
 import { createHash } from 'node:crypto';
 import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
-import { parseIpv4 } from '../net';
+import { formatIpv4, parseIpv4 } from '../net';
 import { PlanError, SandboxArgumentError } from './errors';
 import {
   NETNS_NAME_MAX,
   SANDBOX_PREFIX_MAX,
   SERVICE_CIDR,
-  formatIpv4,
   parseIpv4Cidr,
   type SandboxContainer,
   type SandboxManifest,

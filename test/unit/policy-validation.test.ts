@@ -62,11 +62,30 @@ describe('AuthorizationPolicy: normalised form', () => {
     ]);
   });
 
-  test('a CIDR with host bits set matches its network, with a warning', () => {
+  test('a CIDR with host bits set is its network, with a warning naming the policy and field', () => {
     const result = validateAuthorizationPolicy(ap({ rules: [{ from: [{ source: { ipBlocks: ['10.1.2.3/16'] } }] }] }));
     assert.deepEqual(result.problems, []);
     assert.deepEqual(result.warnings, [
-      'AuthorizationPolicy shop/p: spec.rules[0].from[0].source.ipBlocks[0]: "10.1.2.3/16" has host bits set; it matches the whole network, as in Istio',
+      'AuthorizationPolicy shop/p: spec.rules[0].from[0].source.ipBlocks[0]: "10.1.2.3/16" has host bits set; using 10.1.0.0/16',
+    ]);
+    // Kept as written, as Istio keeps it; PolicySet reads it with the same parser.
+    assert.deepEqual(result.value?.rules[0]?.from?.[0]?.ipBlocks, ['10.1.2.3/16']);
+  });
+
+  test('IPv4-mapped addresses and networks are IPv4, with a warning; in conditions too', () => {
+    const result = validateAuthorizationPolicy(ap({
+      rules: [{
+        from: [{ source: { notIpBlocks: ['::ffff:10.0.0.1', '::ffff:10.0.0.0/104'], ipBlocks: ['::ffff:10.9.9.9/120'] } }],
+        when: [{ key: 'source.ip', values: ['::ffff:0:0/96'] }],
+      }],
+    }));
+    assert.deepEqual(result.problems, []);
+    const at = 'AuthorizationPolicy shop/p: spec.rules[0]';
+    assert.deepEqual(result.warnings, [
+      `${at}.from[0].source.ipBlocks[0]: "::ffff:10.9.9.9/120" has host bits set and is IPv4-mapped IPv6, matched as IPv4; using 10.9.9.0/24`,
+      `${at}.from[0].source.notIpBlocks[0]: "::ffff:10.0.0.1" is IPv4-mapped IPv6, matched as IPv4; using 10.0.0.1/32`,
+      `${at}.from[0].source.notIpBlocks[1]: "::ffff:10.0.0.0/104" is IPv4-mapped IPv6, matched as IPv4; using 10.0.0.0/8`,
+      `${at}.when[0].values[0]: "::ffff:0:0/96" is IPv4-mapped IPv6, matched as IPv4; using 0.0.0.0/0`,
     ]);
   });
 });
@@ -77,18 +96,30 @@ describe('AuthorizationPolicy: problems', () => {
       name: 'unknown field, with its path and the fields that exist',
       doc: ap({ rules: [{ from: [{ source: { principal: ['x'] } }] }] }),
       problems: [
-        'spec.rules[0].from[0].source.principal: unknown field; expected one of: principals, notPrincipals, requestPrincipals, notRequestPrincipals, namespaces, notNamespaces, serviceAccounts, notServiceAccounts, ipBlocks, notIpBlocks, remoteIpBlocks, notRemoteIpBlocks',
+        'spec.rules[0].from[0].source.principal: unknown field (Ferry does not support it); expected one of: principals, notPrincipals, requestPrincipals, notRequestPrincipals, namespaces, notNamespaces, serviceAccounts, notServiceAccounts, ipBlocks, notIpBlocks, remoteIpBlocks, notRemoteIpBlocks',
         'spec.rules[0].from[0].source: is empty; expected at least one of: principals, notPrincipals, requestPrincipals, notRequestPrincipals, namespaces, notNamespaces, serviceAccounts, notServiceAccounts, ipBlocks, notIpBlocks, remoteIpBlocks, notRemoteIpBlocks',
       ],
     },
     {
       name: 'bad CIDRs and addresses',
-      doc: ap({ rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8', '10.0.0.0/33', 'not-an-ip', 'fe80::1%eth0'], notIpBlocks: ['::ffff:10.0.0.1'] } }] }] }),
+      doc: ap({
+        rules: [{
+          from: [{
+            source: {
+              ipBlocks: ['10.0.0.0/8', '10.0.0.0/33', 'not-an-ip', 'fe80::1%eth0', 'fd00::/129', '10.0.0.0/08'],
+              notIpBlocks: ['::ffff:10.0.0.0/95', '10.0.0.0/'],
+            },
+          }],
+        }],
+      }),
       problems: [
         'spec.rules[0].from[0].source.ipBlocks[1]: "10.0.0.0/33" has a prefix length outside 0..32; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
-        'spec.rules[0].from[0].source.ipBlocks[2]: "not-an-ip" is not an IPv4 or IPv6 address or CIDR (zone indexes such as %eth0 are not allowed); expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
-        'spec.rules[0].from[0].source.ipBlocks[3]: "fe80::1%eth0" is not an IPv4 or IPv6 address or CIDR (zone indexes such as %eth0 are not allowed); expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
-        'spec.rules[0].from[0].source.notIpBlocks[0]: "::ffff:10.0.0.1" is an IPv4-mapped IPv6 address; write it in IPv4 form; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.ipBlocks[2]: "not-an-ip" is not an IPv4 or IPv6 address or CIDR; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.ipBlocks[3]: "fe80::1%eth0" has an IPv6 zone index (%eth0); zone indexes are not allowed; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.ipBlocks[4]: "fd00::/129" has a prefix length outside 0..128; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.ipBlocks[5]: "10.0.0.0/08" has a prefix length that is not a number in 0..32; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.notIpBlocks[0]: "::ffff:10.0.0.0/95" has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0); expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+        'spec.rules[0].from[0].source.notIpBlocks[1]: "10.0.0.0/" has a prefix length that is not a number in 0..32; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
       ],
     },
     {
@@ -178,7 +209,7 @@ describe('AuthorizationPolicy: problems', () => {
       },
       problems: [
         'apiVersion: "security.istio.io/v1alpha1" is not supported; expected security.istio.io/v1 (or security.istio.io/v1beta1)',
-        'metadata.uid: unknown field; expected one of: name, namespace, labels, annotations',
+        'metadata.uid: unknown field (Ferry does not support it); expected one of: name, namespace, labels, annotations',
         'metadata.name: "Bad_Name" is not valid; expected a policy name: a DNS-1123 subdomain (lowercase letters, digits, \'-\' and \'.\', at most 253 characters)',
         'metadata.annotations["ferry.dev/dryrun"]: unknown Ferry annotation; expected one of: ferry.dev/dry-run',
         'metadata.annotations["istio.io/dry-run"]: "yes" is not valid; expected "true" or "false"',
@@ -245,7 +276,7 @@ describe('PeerAuthentication', () => {
       problems: [
         'spec.mtls.mode: "strict" is not supported; expected STRICT, PERMISSIVE, DISABLE or UNSET',
         'spec.portLevelMtls.http: is not a valid key; expected a port number from 1 to 65535',
-        'spec.portLevelMtls["80"].port: unknown field; expected one of: mode',
+        'spec.portLevelMtls["80"].port: unknown field (Ferry does not support it); expected one of: mode',
         'spec.portLevelMtls["80"].mode: "X" is not supported; expected STRICT, PERMISSIVE, DISABLE or UNSET',
         'spec.portLevelMtls["0"]: 0 is out of range; expected a port from 1 to 65535',
       ],

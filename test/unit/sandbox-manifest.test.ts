@@ -226,14 +226,33 @@ ${annotations}spec:
     assert.deepEqual(pod?.excludeOutboundCidrs, ['10.0.0.0/8', 'fd00::/8']);
   });
 
-  test('excluded networks: IPv4, IPv6 and IPv4-mapped IPv6, with host bits clear', () => {
-    const accepted = parse(namespaced('    ferry.dev/exclude-outbound-cidrs: "0.0.0.0/0, 2001:db8::/32, ::ffff:10.0.0.0/104"\n')).pods[0];
-    assert.deepEqual(accepted?.excludeOutboundCidrs, ['0.0.0.0/0', '2001:db8::/32', '::ffff:10.0.0.0/104']);
-    const error = problemsOf(namespaced('    ferry.dev/exclude-outbound-cidrs: "::ffff:10.0.0.1/104,fe80::1%eth0/64,10.0.0.0/8,10.0.0.0/8"\n'));
-    assert.deepEqual(error.problems.map((p) => p.message.split(';')[0]), [
-      '"::ffff:10.0.0.1/104" has host bits set (give the network address)',
-      '"fe80::1%eth0/64" is not an IP address and prefix length (zone indexes such as %eth0 are not allowed)',
-      '"10.0.0.0/8" is listed twice',
+  test('excluded networks: IPv4, IPv6, /0 in both families, written as Ferry writes them', () => {
+    const manifest = parse(namespaced('    ferry.dev/exclude-outbound-cidrs: "0.0.0.0/0, 2001:DB8:0:0::/32, ::/0"\n'));
+    assert.deepEqual(manifest.pods[0]?.excludeOutboundCidrs, ['0.0.0.0/0', '2001:db8::/32', '::/0']);
+    assert.deepEqual(manifest.warnings, []);
+  });
+
+  test('excluded networks: host bits are cleared and IPv4-mapped ones become IPv4, each with a warning', () => {
+    const manifest = parse(namespaced('    ferry.dev/exclude-outbound-cidrs: "10.0.0.1/8, ::ffff:10.9.0.0/112, fd00::1/8"\n'));
+    assert.deepEqual(manifest.pods[0]?.excludeOutboundCidrs, ['10.0.0.0/8', '10.9.0.0/16', 'fd00::/8']);
+    const at = 'input.yaml: document 2 (Pod shop/p): metadata.annotations["ferry.dev/exclude-outbound-cidrs"]';
+    assert.deepEqual(manifest.warnings, [
+      `${at}: "10.0.0.1/8" has host bits set; using 10.0.0.0/8`,
+      `${at}: "::ffff:10.9.0.0/112" is IPv4-mapped IPv6, matched as IPv4; using 10.9.0.0/16`,
+      `${at}: "fd00::1/8" has host bits set; using fd00::/8`,
+    ]);
+  });
+
+  test('excluded networks: zone indexes, bare addresses, bad lengths and the same network twice are problems', () => {
+    const error = problemsOf(namespaced(
+      '    ferry.dev/exclude-outbound-cidrs: "fe80::1%eth0/64,10.0.0.0,::ffff:10.0.0.0/8,10.0.0.0/8,10.0.0.1/8"\n',
+    ));
+    assert.deepEqual(error.problems.map((p) => p.message.split('; expected')[0]), [
+      '"fe80::1%eth0/64" has an IPv6 zone index (%eth0); zone indexes are not allowed',
+      '"10.0.0.0" has no prefix length',
+      '"::ffff:10.0.0.0/8" has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
+      '"10.0.0.1/8" is 10.0.0.0/8, which is already listed',
+      'lists 5 networks',
     ]);
   });
 
@@ -255,12 +274,11 @@ ${annotations}spec:
       `${at}["ferry.dev/mesh"]: "on" is not valid; expected enabled or disabled`,
       `${at}["ferry.dev/exclude-outbound-ports"]: "70000" is not a port; ${ports}`,
       `${at}["ferry.dev/exclude-outbound-ports"]: lists 9 ports; ${ports}`,
-      `${at}["ferry.dev/exclude-outbound-cidrs"]: "10.0.0.1/8" has host bits set (give the network address); ${cidrs}`,
       `${at}["ferry.dev/exclude-outbound-cidrs"]: "192.168.0.0/33" has a prefix length outside 0..32; ${cidrs}`,
       `${at}["ferry.dev/exclude-outbound-cidrs"]: lists 5 networks; ${cidrs}`,
       `${at}["ferry.dev/frobnicate"]: unknown Ferry annotation; expected one of: ferry.dev/mesh, ferry.dev/exclude-outbound-ports, ferry.dev/exclude-outbound-cidrs`,
     ]);
-    assert.deepEqual(error.problems.map((p) => p.line), [13, 14, 14, 15, 15, 15, 16]);
+    assert.deepEqual(error.problems.map((p) => p.line), [13, 14, 14, 15, 15, 16]);
   });
 
   test('a Namespace accepts only ferry.dev/mesh, and a Service no Ferry annotation', () => {
@@ -331,7 +349,7 @@ describe('the bad examples', () => {
     await assert.rejects(loadManifests([file]), (error: unknown) => {
       assert.ok(error instanceof ManifestError);
       assertLines(error, [
-        `${file}: document 2 (Pod shop/web): spec.containers[0].resources: unknown field (the sandbox does not support it); expected one of: name, image, command, args, env, ports, workingDir`,
+        `${file}: document 2 (Pod shop/web): spec.containers[0].resources: unknown field (Ferry does not support it); expected one of: name, image, command, args, env, ports, workingDir`,
       ]);
       assert.deepEqual(error.problems[0], {
         file,
@@ -339,7 +357,7 @@ describe('the bad examples', () => {
         kind: 'Pod',
         name: 'shop/web',
         path: 'spec.containers[0].resources',
-        message: 'unknown field (the sandbox does not support it); expected one of: name, image, command, args, env, ports, workingDir',
+        message: 'unknown field (Ferry does not support it); expected one of: name, image, command, args, env, ports, workingDir',
         line: 18,
       });
       return true;
@@ -514,9 +532,9 @@ metadata:
 `);
     assertLines(error, [
       'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.action: CUSTOM is not supported (Ferry has no external authorization providers); expected ALLOW, DENY or AUDIT',
-      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].from[0].source.ipBlocks[1]: "10.0.0.300" is not an IPv4 or IPv6 address or CIDR (zone indexes such as %eth0 are not allowed); expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].from[0].source.ipBlocks[1]: "10.0.0.300" is not an IPv4 or IPv6 address or CIDR; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
       'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].to[0].operation.ports[0]: "http" is not a port; expected a port from 1 to 65535, as Istio writes it (a string such as "8080") or a number',
-      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].to[0].operation.verbs: unknown field; expected one of: hosts, notHosts, ports, notPorts, methods, notMethods, paths, notPaths',
+      'input.yaml: document 3 (AuthorizationPolicy shop/bad): spec.rules[0].to[0].operation.verbs: unknown field (Ferry does not support it); expected one of: hosts, notHosts, ports, notPorts, methods, notMethods, paths, notPaths',
       'input.yaml: document 4 (PeerAuthentication shop/ns): spec.portLevelMtls: is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls',
       'input.yaml: document 5 (PeerAuthentication nowhere/elsewhere): metadata.namespace: namespace "nowhere" is not declared; expected a Namespace document named "nowhere", or default',
       'input.yaml: document 6 (AuthorizationPolicy shop/bad): metadata.name: duplicate AuthorizationPolicy shop/bad; expected unique names (first declared in input.yaml: document 3)',
@@ -708,10 +726,18 @@ kind: Node
 metadata: {name: n, labels: {zone: a}}
 `);
     assertLines(error, [
-      'input.yaml: document 1 (Namespace a): metadata.uid: unknown field (the sandbox does not support it); expected one of: name, labels, annotations',
-      'input.yaml: document 1 (Namespace a): status: unknown field (the sandbox does not support it); expected one of: apiVersion, kind, metadata',
-      'input.yaml: document 2 (Node n): metadata.labels: unknown field (the sandbox does not support it); expected one of: name',
+      'input.yaml: document 1 (Namespace a): metadata.uid: unknown field (Ferry does not support it); expected one of: name, labels, annotations',
+      'input.yaml: document 1 (Namespace a): status: unknown field (Ferry does not support it); expected one of: apiVersion, kind, metadata',
+      'input.yaml: document 2 (Node n): metadata.labels: unknown field (Ferry does not support it); expected one of: name',
     ]);
+  });
+
+  test('a mapping key made of digits is written as a key, not as a list position', () => {
+    const error = problemsOf('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {"8080": "bad value!"}\n');
+    assertLines(error, [
+      `input.yaml: document 1 (Namespace a): metadata.labels["8080"]: "bad value!" is not valid; expected a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`,
+    ]);
+    assert.equal(error.problems[0]?.line, 5);
   });
 
   test('out-of-range values and invalid names', () => {

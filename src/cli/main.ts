@@ -68,12 +68,18 @@ export async function main(argv: string[]): Promise<void> {
     .option('--agent-arg <arg>', 'an extra `ferry agent` argument for every agent (repeat it), e.g. --agent-arg=--cert-ttl-seconds=60',
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--prometheus', 'also run Prometheus (Debian\'s /usr/bin/prometheus) scraping every agent; see: ferry sandbox query')
-    .action(async (options: { file: string[]; prefix?: string; logLevel: string; agentArg: string[]; prometheus?: boolean }) => {
+    .option('--dual-stack', 'give every pod an IPv6 address too (node i\'s pods in fd10:244:i::/64), as in a dual-stack cluster; '
+      + 'Services stay IPv4')
+    .action(async (options: {
+      file: string[]; prefix?: string; logLevel: string; agentArg: string[]; prometheus?: boolean; dualStack?: boolean;
+    }) => {
       const prefix = sandboxPrefixFrom(options.prefix);
       const plan = await sandboxUp(options.file, {
         prefix, report: say, logLevel: options.logLevel, agentArgs: options.agentArg, prometheus: options.prometheus === true,
+        dualStack: options.dualStack === true,
       });
-      say(`sandbox "${prefix}" is up: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ${plan.services.length} services`);
+      say(`sandbox "${prefix}" is up${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes, ${plan.pods.length} pods, `
+        + `${plan.services.length} services`);
       say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
     });
 
@@ -167,14 +173,14 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 function printStatus(status: SandboxStatus): void {
-  say(`sandbox "${status.prefix}"`);
+  say(`sandbox "${status.prefix}"${status.dualStack ? ' (dual-stack: every pod has an IPv4 and an IPv6 address)' : ''}`);
   say('');
   printTable(say, ['NODE', 'NETNS', 'AGENT', 'READY'], status.nodes.map((n) => [
     n.name, n.netns, n.agentRunning ? `pid ${n.agentPid}` : 'not running', n.ready ? 'yes' : 'no',
   ]));
   say('');
-  printTable(say, ['POD', 'NODE', 'IP', 'MESH', 'RUNNING', 'NETNS'], status.pods.map((p) => [
-    `${p.namespace}/${p.name}`, p.node, p.ip, p.meshed ? 'enrolled' : '-', p.running ? 'yes' : 'no', p.netns,
+  printTable(say, ['POD', 'NODE', 'IPS', 'MESH', 'RUNNING', 'NETNS'], status.pods.map((p) => [
+    `${p.namespace}/${p.name}`, p.node, p.ips.join(','), p.meshed ? 'enrolled' : '-', p.running ? 'yes' : 'no', p.netns,
   ]));
   say('');
   printTable(say, ['SERVICE', 'VIP', 'PORTS', 'ENDPOINTS'], status.services.map((s) => [

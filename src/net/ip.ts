@@ -32,22 +32,24 @@ export function formatIpv4(value: number): string {
 }
 
 /**
- * 128 bits → RFC 5952 text: lowercase hex without leading zeros, the longest run of two or more zero groups
- * (the first of equal runs) written `::`.
+ * 128 bits → the RFC 5952 canonical text of an IPv6 address: lowercase hex, no leading zeros in a group, and the
+ * longest run of two or more zero groups (the first of equal runs) written `::`. This is the form the kernel and
+ * Node print (inet_ntop), so addresses Ferry writes compare equal, as strings, to the ones sockets report.
  */
 export function formatIpv6(value: bigint): string {
-  const groups: number[] = [];
-  for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
+  if (value < 0n || value >> 128n !== 0n) throw new RangeError(`${value} is not a 128-bit value`);
+  const groups = Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn));
   let bestStart = -1;
-  let bestLength = 1; // RFC 5952 §4.2.2: a single zero group is not shortened.
+  let bestLength = 0;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i += 1; continue; }
+    if (groups[i] !== 0) { i++; continue; }
     let j = i;
-    while (j < 8 && groups[j] === 0) j += 1;
+    while (j < 8 && groups[j] === 0) j++;
     if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
     i = j;
   }
-  const hex = (list: number[]): string => list.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
+  const hex = (part: number[]): string => part.map((g) => g.toString(16)).join(':');
+  // RFC 5952 §4.2.2: a single zero group is never shortened to `::`.
+  if (bestLength < 2) return hex(groups);
   return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
 }

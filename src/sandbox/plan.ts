@@ -1,9 +1,9 @@
 // Lays a validated SandboxManifest out as a concrete topology: the names of every network namespace, interface,
 // cgroup and BPF pin, every address, Service VIPs and endpoints, and each pod's /etc/hosts and resolv.conf.
-// Pure and deterministic (same manifest and prefix → same plan), and plain data, so it can be saved as JSON.
+// Pure and deterministic (same manifest and options → same plan), and plain data, so it can be saved as JSON.
 import { createHash } from 'node:crypto';
 import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
-import { formatIpv4, parseIpv4 } from '../net';
+import { formatIpv4, formatIpv6, ipv6ToBigInt, parseIpv4 } from '../net';
 import { PlanError, SandboxArgumentError } from './errors';
 import {
   NETNS_NAME_MAX,
@@ -33,6 +33,18 @@ export const MAX_PODS_PER_NODE = 240;
 /** The first VIP handed out automatically; below it is left for well-known addresses given explicitly. */
 export const SERVICE_VIP_FIRST = '10.96.0.10';
 export const CLUSTER_DOMAIN = 'cluster.local';
+/**
+ * With `dualStack`, every address above gets an IPv6 twin in ULA space (fd00::/8, RFC 4193; the Global ID is fixed
+ * rather than random so the addresses stay readable, and nothing routes them off this machine). The scheme mirrors
+ * the IPv4 one digit for digit: each IPv4 octet's decimal digits become an IPv6 group, so pod 10.244.1.12 is
+ * fd10:244:1::12, its gateway 10.244.1.1 is fd10:244:1::1, node 10.250.0.11 is fd10:250::11 and Prometheus is
+ * fd10:250::250. Node i's pod CIDR is fd10:244:i::/64 (64 bits of interface ID, as RFC 4291 §2.5.1 requires),
+ * inside this prefix as every IPv4 one is inside 10.244.0.0/16. Addresses are written in RFC 5952's canonical form,
+ * as the kernel and Node print them (node 0's CIDR is fd10:244::/64), so the agents' lookups by text find them.
+ */
+export const POD_CIDR6_PREFIX = 'fd10:244::/32';
+/** The fabric's IPv6 subnet, beside FABRIC_SUBNET on the same bridge. */
+export const FABRIC_SUBNET6 = 'fd10:250::/64';
 /** Interface name inside the pod and on the node's end of its fabric link. */
 export const INNER_INTERFACE = 'eth0';
 /** Linux interface names hold at most IFNAMSIZ - 1 = 15 characters (include/uapi/linux/if.h). */
@@ -40,10 +52,36 @@ export const INTERFACE_NAME_MAX = 15;
 
 const PREFIX_PATTERN = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
+const POD_BASE6 = ipv6ToBigInt(POD_CIDR6_PREFIX.split('/')[0] ?? '');
+const FABRIC_BASE6 = ipv6ToBigInt(FABRIC_SUBNET6.split('/')[0] ?? '');
+const FABRIC_PREFIX_LENGTH6 = Number(FABRIC_SUBNET6.split('/')[1]);
+
+/** The IPv6 group that mirrors a decimal number: its decimal digits read as hex (12 → 0x12, printed `12`). */
+function mirrorGroup(n: number): bigint {
+  return BigInt(`0x${n}`);
+}
+
+/** Node i's IPv6 pod CIDR, fd10:244:i::/64, as a number: the IPv6 twin of 10.244.i.0/24 (i is the third group). */
+function podNetwork6(nodeIndex: number): bigint {
+  return POD_BASE6 | (mirrorGroup(nodeIndex) << 80n);
+}
+
+/** The IPv6 twin of 10.244.i.HOST: fd10:244:i::HOST. */
+function podAddress6(nodeIndex: number, host: number): string {
+  return formatIpv6(podNetwork6(nodeIndex) | mirrorGroup(host));
+}
+
+/** The IPv6 twin of 10.250.0.HOST: fd10:250::HOST. */
+function fabricAddress6(host: number): string {
+  return formatIpv6(FABRIC_BASE6 | mirrorGroup(host));
+}
+
 export interface PlannedFabric {
   netns: string;
   bridge: string;
   subnet: string;
+  /** Only in a dual-stack plan. */
+  subnet6?: string;
 }
 
 export interface PlannedRoute {
@@ -67,12 +105,19 @@ export interface PlannedNode {
   fabricAddress: string;
   podCidr: string;
   podGateway: string;
+  /** The IPv6 twins of fabricIp, fabricAddress, podCidr and podGateway: only in a dual-stack plan. */
+  fabricIp6?: string;
+  fabricAddress6?: string;
+  podCidr6?: string;
+  podGateway6?: string;
   /** Relative to the cgroup2 mount. */
   cgroup: string;
   agentCgroup: string;
   bpfPinDir: string;
   /** To every other node's pods, in node order. */
   routes: PlannedRoute[];
+  /** The same for the IPv6 pod CIDRs, via the fabric's IPv6 addresses: only in a dual-stack plan. */
+  routes6?: PlannedRoute[];
 }
 
 /** The sandbox's Prometheus: its own namespace on the fabric bridge, with no route beyond the fabric. */
@@ -85,6 +130,9 @@ export interface PlannedPrometheus {
   fabricIp: string;
   /** fabricIp with the subnet's prefix length, as `ip addr add` takes it. */
   fabricAddress: string;
+  /** The IPv6 twins, when the sandbox is dual-stack (Prometheus still scrapes over IPv4). */
+  fabricIp6?: string;
+  fabricAddress6?: string;
   /** Relative to the cgroup2 mount; beside the nodes' cgroups, under none of them. */
   cgroup: string;
   port: number;
@@ -107,8 +155,12 @@ export interface PlannedPod {
   annotations: Record<string, string>;
   meshEnabled: boolean;
   netns: string;
+  /** The pod's IPv4 address, the one Service endpoints use. */
   ip: string;
   gateway: string;
+  /** The pod's IPv6 address and gateway: only in a dual-stack plan. */
+  ip6?: string;
+  gateway6?: string;
   /** The pod's veth end in the node namespace. */
   hostVeth: string;
   /** The pod's veth end in its own namespace. */
@@ -147,6 +199,8 @@ export interface PlannedService {
 
 export interface SandboxPlan {
   prefix: string;
+  /** Present (and true) only when planned with `dualStack`: pods, nodes and the fabric then carry IPv6 twins. */
+  dualStack?: true;
   fabric: PlannedFabric;
   nodes: PlannedNode[];
   pods: PlannedPod[];
@@ -163,11 +217,21 @@ export interface SandboxPlan {
 export interface PlanOptions {
   /** Starts every global name (netns, cgroup, pin dir): a lowercase name of at most SANDBOX_PREFIX_MAX characters. */
   prefix: string;
+  /**
+   * Also give every pod, node and the fabric an IPv6 address (see FABRIC_SUBNET6), as in a Kubernetes dual-stack
+   * cluster; Services keep IPv4 ClusterIPs and IPv4 endpoints. Off, the plan has no IPv6 field at all.
+   */
+  dualStack?: boolean;
 }
 
 /** Name of a pod's veth end in its node's namespace: stable, unique per pod in practice, and within IFNAMSIZ. */
 export function podHostVethName(namespace: string, pod: string): string {
   return `v${createHash('sha256').update(`${namespace}/${pod}`).digest('hex').slice(0, 8)}`;
+}
+
+/** Every address of a planned pod, IPv4 first: what the snapshot enrols and `sandbox status` shows. */
+export function podIps(pod: Pick<PlannedPod, 'ip' | 'ip6'>): string[] {
+  return pod.ip6 !== undefined ? [pod.ip, pod.ip6] : [pod.ip];
 }
 
 /** Network namespace of a pod: `P-pod-NS-POD`. */
@@ -193,6 +257,7 @@ export function prometheusNetnsName(prefix: string): string {
 export function planPrometheus(plan: Pick<SandboxPlan, 'prefix' | 'fabric'>): PlannedPrometheus {
   const fabric = parseIpv4Cidr(plan.fabric.subnet);
   const fabricIp = formatIpv4(fabric.base + PROMETHEUS_FABRIC_HOST);
+  const fabricIp6 = plan.fabric.subnet6 !== undefined ? fabricAddress6(PROMETHEUS_FABRIC_HOST) : undefined;
   return {
     netns: prometheusNetnsName(plan.prefix),
     // Nodes' fabric veths are fab-<number>, so this name is never one of theirs.
@@ -200,13 +265,16 @@ export function planPrometheus(plan: Pick<SandboxPlan, 'prefix' | 'fabric'>): Pl
     fabricPeer: INNER_INTERFACE,
     fabricIp,
     fabricAddress: `${fabricIp}/${fabric.prefixLength}`,
+    ...(fabricIp6 !== undefined ? { fabricIp6, fabricAddress6: `${fabricIp6}/${FABRIC_PREFIX_LENGTH6}` } : {}),
     cgroup: `${plan.prefix}/prometheus`,
     port: PROMETHEUS_PORT,
   };
 }
 
-function hostsFile(pod: { namespace: string; name: string; ip: string }, services: readonly PlannedService[]): string {
+function hostsFile(pod: { namespace: string; name: string; ip: string; ip6?: string }, services: readonly PlannedService[]): string {
   const lines = ['127.0.0.1 localhost', '::1 localhost', `${pod.ip} ${pod.name}`];
+  // A dual-stack pod's name resolves to both of its addresses, as the kubelet's hosts file has them.
+  if (pod.ip6 !== undefined) lines.push(`${pod.ip6} ${pod.name}`);
   for (const service of services) {
     const names = [`${service.name}.${service.namespace}.svc.${CLUSTER_DOMAIN}`, `${service.name}.${service.namespace}`];
     // The bare name only resolves in the Service's own namespace, as Kubernetes' search path makes it.
@@ -274,6 +342,7 @@ function assignVips(manifest: SandboxManifest): string[] {
  */
 export function planSandbox(manifest: SandboxManifest, options: PlanOptions): SandboxPlan {
   const { prefix } = options;
+  const dualStack = options.dualStack === true;
   if (prefix.length > SANDBOX_PREFIX_MAX || !PREFIX_PATTERN.test(prefix)) {
     throw new SandboxArgumentError(
       `invalid sandbox prefix ${JSON.stringify(prefix)}: expected at most ${SANDBOX_PREFIX_MAX} lowercase letters, digits ` +
@@ -295,6 +364,7 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       throw new PlanError(`node ${node.name}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
     }
     const fabricIp = formatIpv4(fabric.base + FABRIC_HOST_OFFSET + i);
+    const fabricIp6 = fabricAddress6(FABRIC_HOST_OFFSET + i);
     return {
       name: node.name,
       index: i,
@@ -305,14 +375,23 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       fabricAddress: `${fabricIp}/${fabric.prefixLength}`,
       podCidr: `10.244.${i}.0/24`,
       podGateway: `10.244.${i}.1`,
+      ...(dualStack ? {
+        fabricIp6,
+        fabricAddress6: `${fabricIp6}/${FABRIC_PREFIX_LENGTH6}`,
+        podCidr6: `${formatIpv6(podNetwork6(i))}/64`,
+        podGateway6: podAddress6(i, 1),
+      } : {}),
       cgroup: `${prefix}/node-${node.name}`,
       agentCgroup: `${prefix}/node-${node.name}/agent`,
       bpfPinDir: `/sys/fs/bpf/${prefix}/node-${node.name}`,
       routes: [],
+      ...(dualStack ? { routes6: [] } : {}),
     };
   });
   for (const node of nodes) {
-    node.routes = nodes.filter((other) => other !== node).map((other) => ({ destination: other.podCidr, via: other.fabricIp }));
+    const others = nodes.filter((other) => other !== node);
+    node.routes = others.map((other) => ({ destination: other.podCidr, via: other.fabricIp }));
+    if (dualStack) node.routes6 = others.map((other) => ({ destination: other.podCidr6 ?? '', via: other.fabricIp6 ?? '' }));
   }
 
   const vips = assignVips(manifest);
@@ -343,7 +422,10 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     const vethClash = vethOwner.get(vethKey);
     if (vethClash !== undefined) throw new PlanError(`${id}: interface name ${hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`);
     vethOwner.set(vethKey, id);
-    return { pod, netns, hostVeth, nodeIndex: i, ip: `10.244.${i}.${POD_HOST_OFFSET + k}`, gateway: nodes[i]?.podGateway ?? '' };
+    return {
+      pod, netns, hostVeth, nodeIndex: i, ip: `10.244.${i}.${POD_HOST_OFFSET + k}`, gateway: nodes[i]?.podGateway ?? '',
+      ...(dualStack ? { ip6: podAddress6(i, POD_HOST_OFFSET + k), gateway6: nodes[i]?.podGateway6 ?? '' } : {}),
+    };
   });
 
   const services: PlannedService[] = manifest.services.map((service, n) => {
@@ -381,7 +463,7 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     };
   });
 
-  const pods: PlannedPod[] = placed.map(({ pod, netns, hostVeth, nodeIndex: i, ip, gateway }) => ({
+  const pods: PlannedPod[] = placed.map(({ pod, netns, hostVeth, nodeIndex: i, ip, gateway, ip6, gateway6 }) => ({
     namespace: pod.namespace,
     name: pod.name,
     nodeName: pod.nodeName,
@@ -393,12 +475,13 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     netns,
     ip,
     gateway,
+    ...(ip6 !== undefined ? { ip6, gateway6 } : {}),
     hostVeth,
     podVeth: INNER_INTERFACE,
     cgroup: `${prefix}/node-${pod.nodeName}/pod-${pod.namespace}-${pod.name}`,
     dns: {
       dir: `/etc/netns/${netns}`,
-      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip }, services),
+      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip, ip6 }, services),
       resolvConf: resolvConf(pod.namespace),
     },
     // A copy: the plan is saved and compared later, and must not change when the caller edits the manifest.
@@ -409,7 +492,8 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
 
   return {
     prefix,
-    fabric: { netns: `${prefix}-fabric`, bridge: FABRIC_BRIDGE, subnet: FABRIC_SUBNET },
+    ...(dualStack ? { dualStack: true as const } : {}),
+    fabric: { netns: `${prefix}-fabric`, bridge: FABRIC_BRIDGE, subnet: FABRIC_SUBNET, ...(dualStack ? { subnet6: FABRIC_SUBNET6 } : {}) },
     nodes,
     pods,
     services,

@@ -9,7 +9,7 @@ import { agentPods, renderFileSdTargets, renderSandboxPrometheusConfig } from '.
 import { SandboxHttpError, SandboxPrometheusError } from './runtime-errors';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
-  cgroup2Root, cgroupPids, deleteLink, ip, killCgroup, netnsExists, pidAlive, sleep, spawnInCgroup, waitFor,
+  cgroup2Root, cgroupPids, deleteLink, enableIpv6, ip, killCgroup, netnsExists, pidAlive, sleep, spawnInCgroup, waitFor,
 } from './system';
 
 /** Debian's `prometheus` package installs it here; scripts/setup.sh installs the package. */
@@ -93,11 +93,14 @@ export async function startPrometheus(
 
   await ip('netns', 'add', prom.netns);
   ledger.add({ kind: 'netns', name: prom.netns });
+  // In a dual-stack sandbox it has the fabric's IPv6 twin address too (it still scrapes the agents over IPv4).
+  if (prom.fabricAddress6 !== undefined) await enableIpv6(prom.netns, { forwarding: false });
   await ip('-n', prom.netns, 'link', 'set', 'lo', 'up');
   await ip('-n', plan.fabric.netns, 'link', 'add', prom.fabricVeth, 'type', 'veth', 'peer', 'name', prom.fabricPeer, 'netns', prom.netns);
   ledger.add({ kind: 'veth', netns: plan.fabric.netns, name: prom.fabricVeth });
   await ip('-n', plan.fabric.netns, 'link', 'set', prom.fabricVeth, 'master', plan.fabric.bridge, 'up');
   await ip('-n', prom.netns, 'addr', 'add', prom.fabricAddress, 'dev', prom.fabricPeer);
+  if (prom.fabricAddress6 !== undefined) await ip('-n', prom.netns, '-6', 'addr', 'add', prom.fabricAddress6, 'dev', prom.fabricPeer, 'nodad');
   await ip('-n', prom.netns, 'link', 'set', prom.fabricPeer, 'up');
 
   const cgroupDir = path.join(cgroup2Root(), prom.cgroup);

@@ -12,13 +12,14 @@ import {
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
 import { netnsHttpGet } from './netns-http';
-import { planPrometheus, planSandbox, type PlannedNode, type SandboxPlan } from './plan';
+import { planPrometheus, planSandbox, podIps, type PlannedNode, type SandboxPlan } from './plan';
 import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
 import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtime-errors';
 import { snapshotFromPlan } from './snapshot';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
-  CGROUP_EXEC, cgroup2Root, cgroupPids, deleteLink, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run, sleep, spawnInCgroup, waitFor,
+  CGROUP_EXEC, assertIpv6Available, cgroup2Root, cgroupPids, deleteLink, enableIpv6, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run,
+  sleep, spawnInCgroup, waitFor,
 } from './system';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -36,24 +37,38 @@ export interface UpOptions {
   agentArgs?: string[];
   /** Also start a Prometheus that scrapes every agent (src/sandbox/prometheus.ts). */
   prometheus?: boolean;
+  /** Give every pod an IPv6 address too (PlanOptions.dualStack), with IPv6 routes between pods and nodes. */
+  dualStack?: boolean;
 }
 
-/** Kept in the state dir: how agents are started. */
+/** Kept in the state dir: how `up` built the sandbox and started its agents, for the commands that come later. */
 interface AgentSettings {
   logLevel: string;
   agentArgs: string[];
   trustDomain: string;
+  /** `up --dual-stack`; absent in settings written before the option existed, which means false. */
+  dualStack?: boolean;
 }
 
 function readAgentSettings(paths: SandboxPaths): AgentSettings {
   return JSON.parse(fs.readFileSync(paths.agentSettingsFile, 'utf8')) as AgentSettings;
 }
 
+/** Whether the sandbox was built with --dual-stack: from its settings, or from its plan when those are unreadable. */
+function isDualStack(plan: SandboxPlan, paths: SandboxPaths): boolean {
+  try {
+    return readAgentSettings(paths).dualStack === true;
+  } catch {
+    return plan.dualStack === true;
+  }
+}
+
 export async function sandboxUp(files: string[], options: UpOptions): Promise<SandboxPlan> {
   const manifest = await loadManifests(files);
-  const plan = planSandbox(manifest, { prefix: options.prefix });
+  const plan = planSandbox(manifest, { prefix: options.prefix, dualStack: options.dualStack === true });
   for (const warning of plan.warnings) options.report(`warning: ${warning}`);
   requireRoot('ferry sandbox up');
+  if (plan.dualStack) assertIpv6Available('ferry sandbox up --dual-stack');
   if (options.prometheus) assertPrometheusInstalled();
   await ensureBpffs();
   native.assertKernelReady(native.probeKernel());
@@ -74,6 +89,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
   const settings: AgentSettings = {
     logLevel: options.logLevel ?? 'info', agentArgs: options.agentArgs ?? [], trustDomain: DEFAULT_TRUST_DOMAIN,
+    dualStack: plan.dualStack === true,
   };
   fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
   const ledger = new Ledger(paths.ledgerFile);
@@ -103,36 +119,44 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
     fs.mkdirSync(dir);
     ledger.add({ kind: 'cgroup', path: dir });
   };
-  const addNetns = async (name: string): Promise<void> => {
+  // Everything IPv6 below (sysctls, addresses, routes) lives inside the namespaces the ledger records, so it goes
+  // when they are deleted; the host's own namespace gets no address and no route.
+  const dualStack = plan.dualStack === true;
+  const addNetns = async (name: string, role: 'bridge' | 'node' | 'pod'): Promise<void> => {
     await ip('netns', 'add', name);
     ledger.add({ kind: 'netns', name });
+    // The fabric only bridges frames: it needs no IPv6 of its own.
+    if (dualStack && role !== 'bridge') await enableIpv6(name, { forwarding: role === 'node' });
     await ip('-n', name, 'link', 'set', 'lo', 'up');
   };
 
   mkCgroup(plan.prefix);
-  await addNetns(plan.fabric.netns);
+  await addNetns(plan.fabric.netns, 'bridge');
   await ip('-n', plan.fabric.netns, 'link', 'add', plan.fabric.bridge, 'type', 'bridge');
   await ip('-n', plan.fabric.netns, 'link', 'set', plan.fabric.bridge, 'up');
 
   for (const node of plan.nodes) {
-    await addNetns(node.netns);
+    await addNetns(node.netns, 'node');
     mkCgroup(node.cgroup);
     mkCgroup(node.agentCgroup);
     await ip('-n', plan.fabric.netns, 'link', 'add', node.fabricVeth, 'type', 'veth', 'peer', 'name', node.fabricPeer, 'netns', node.netns);
     await ip('-n', plan.fabric.netns, 'link', 'set', node.fabricVeth, 'master', plan.fabric.bridge, 'up');
     await ip('-n', node.netns, 'addr', 'add', node.fabricAddress, 'dev', node.fabricPeer);
+    if (dualStack) await ip('-n', node.netns, '-6', 'addr', 'add', required(node.fabricAddress6, node.name), 'dev', node.fabricPeer, 'nodad');
     await ip('-n', node.netns, 'link', 'set', node.fabricPeer, 'up');
-    // A node forwards between its pods' veths and the fabric, like a router.
+    // A node forwards between its pods' veths and the fabric, like a router (for IPv6: enableIpv6 above).
     await run('ip', ['netns', 'exec', node.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }
   for (const node of plan.nodes) {
     for (const route of node.routes) await ip('-n', node.netns, 'route', 'add', route.destination, 'via', route.via);
+    // Other nodes' fabric addresses are on-link (the /64 on eth0), so they can be next hops as the IPv4 ones are.
+    for (const route of node.routes6 ?? []) await ip('-n', node.netns, '-6', 'route', 'add', route.destination, 'via', route.via);
   }
   options.report(`fabric ${plan.fabric.netns} with ${plan.nodes.length} nodes: ${plan.nodes.map((n) => n.netns).join(', ')}`);
 
   for (const pod of plan.pods) {
     const node = plan.nodes[pod.nodeIndex];
-    await addNetns(pod.netns);
+    await addNetns(pod.netns, 'pod');
     mkCgroup(pod.cgroup);
     // Point-to-point addressing: the pod has a /32 and reaches everything via the node's side of
     // its veth, which carries the node's pod gateway address (the same on every pod veth).
@@ -144,6 +168,16 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
     await ip('-n', pod.netns, 'link', 'set', pod.podVeth, 'up');
     await ip('-n', pod.netns, 'route', 'add', pod.gateway, 'dev', pod.podVeth, 'scope', 'link');
     await ip('-n', pod.netns, 'route', 'add', 'default', 'via', pod.gateway, 'dev', pod.podVeth);
+    if (dualStack) {
+      // The same point-to-point shape in IPv6: a /128 each side, an on-link route to the gateway, default via it.
+      const ip6 = required(pod.ip6, `${pod.namespace}/${pod.name}`);
+      const gateway6 = required(pod.gateway6, `${pod.namespace}/${pod.name}`);
+      await ip('-n', node.netns, '-6', 'addr', 'add', `${gateway6}/128`, 'dev', pod.hostVeth, 'nodad');
+      await ip('-n', node.netns, '-6', 'route', 'add', `${ip6}/128`, 'dev', pod.hostVeth);
+      await ip('-n', pod.netns, '-6', 'addr', 'add', `${ip6}/128`, 'dev', pod.podVeth, 'nodad');
+      await ip('-n', pod.netns, '-6', 'route', 'add', gateway6, 'dev', pod.podVeth);
+      await ip('-n', pod.netns, '-6', 'route', 'add', 'default', 'via', gateway6, 'dev', pod.podVeth);
+    }
     // `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc: this is the pod's DNS.
     fs.mkdirSync(pod.dns.dir, { recursive: true });
     ledger.add({ kind: 'etc-netns', path: pod.dns.dir });
@@ -151,6 +185,12 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
     fs.writeFileSync(path.join(pod.dns.dir, 'resolv.conf'), pod.dns.resolvConf);
   }
   options.report(`${plan.pods.length} pods, ${plan.services.length} services`);
+}
+
+/** A dual-stack plan's IPv6 field; planSandbox always sets it, so its absence means a damaged plan file. */
+function required(value: string | undefined, owner: string): string {
+  if (value === undefined) throw new SandboxStateError(`the dual-stack plan has no IPv6 address for ${owner}; bring the sandbox down and up again`);
+  return value;
 }
 
 async function startAgents(
@@ -347,8 +387,11 @@ export async function sandboxExec(prefix: string, target: string, command: strin
 
 export interface SandboxStatus {
   prefix: string;
+  /** Built with `up --dual-stack`: every pod has an IPv6 address too. */
+  dualStack: boolean;
   nodes: { name: string; netns: string; agentPid?: number; agentRunning: boolean; ready: boolean; cgroup: string }[];
-  pods: { namespace: string; name: string; node: string; ip: string; meshed: boolean; netns: string; running: boolean }[];
+  /** `ip` is the pod's IPv4 address; `ips` every address, IPv4 first (as the snapshot gives them to the agents). */
+  pods: { namespace: string; name: string; node: string; ip: string; ips: string[]; meshed: boolean; netns: string; running: boolean }[];
   services: { namespace: string; name: string; vip: string; ports: string; endpoints: string[] }[];
   /** Present when the sandbox was started with --prometheus. */
   prometheus?: PrometheusStatus;
@@ -369,9 +412,11 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
   }
   return {
     prefix,
+    dualStack: isDualStack(plan, paths),
     nodes,
     pods: plan.pods.map((pod) => ({
-      namespace: pod.namespace, name: pod.name, node: pod.nodeName, ip: pod.ip, meshed: pod.meshEnabled, netns: pod.netns,
+      namespace: pod.namespace, name: pod.name, node: pod.nodeName, ip: pod.ip, ips: podIps(pod),
+      meshed: pod.meshEnabled, netns: pod.netns,
       running: cgroupPids(path.join(cgroupRoot, pod.cgroup)).length > 0,
     })),
     services: plan.services.map((s) => ({

@@ -1,6 +1,8 @@
 // Turn a sandbox plan into the cluster snapshot the sandbox's agents watch.
+// A dual-stack pod lists both addresses, IPv4 first (the primary family first, as in a Pod's status.podIPs), so its
+// agent enrols both; Service endpoints stay IPv4, like the ClusterIPs in front of them.
 import type { ClusterSnapshot } from '../state';
-import type { SandboxPlan } from './plan';
+import { podIps, type SandboxPlan } from './plan';
 
 export function snapshotFromPlan(plan: SandboxPlan, revision: number): ClusterSnapshot {
   return {
@@ -12,7 +14,7 @@ export function snapshotFromPlan(plan: SandboxPlan, revision: number): ClusterSn
       name: pod.name,
       node: pod.nodeName,
       serviceAccount: pod.serviceAccount,
-      ips: [pod.ip],
+      ips: podIps(pod),
       labels: pod.labels,
       meshEnabled: pod.meshEnabled,
       netnsPath: `/run/netns/${pod.netns}`,

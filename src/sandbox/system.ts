@@ -126,3 +126,28 @@ export function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string
   if (child.pid === undefined) throw new SandboxSystemError(`could not start ${argv.join(' ')}`);
   return child.pid;
 }
+
+/**
+ * Make IPv6 work at once in a namespace the sandbox has just made, before any interface is in it (a new interface
+ * copies the namespace's `default` settings, ip-sysctl.rst). disable_ipv6=0: a host that disables IPv6 can hand that
+ * on to new namespaces (net.core.devconf_inherit_init_net). accept_dad=0: duplicate address detection would hold
+ * every address tentative — unusable as a source — for about a second (RFC 4862 §5.4); the sandbox's addresses
+ * are unique by construction, so `ip addr add … nodad` skips it for them and this for the link-local ones.
+ * `forwarding` makes the namespace route between its interfaces (a node, between its pods' veths and the fabric).
+ */
+export async function enableIpv6(netns: string, options: { forwarding: boolean }): Promise<void> {
+  const settings = [
+    'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
+    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0',
+    ...(options.forwarding ? ['net.ipv6.conf.all.forwarding=1'] : []),
+  ];
+  await run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', ...settings]);
+}
+
+/** Fails before anything is built when this kernel has no IPv6 (booted with ipv6.disable=1, or built without it). */
+export function assertIpv6Available(what: string): void {
+  if (!fs.existsSync('/proc/sys/net/ipv6')) {
+    throw new SandboxSystemError(`${what} needs IPv6, which this kernel does not offer (no /proc/sys/net/ipv6: `
+      + 'booted with ipv6.disable=1, or built without CONFIG_IPV6)');
+  }
+}

@@ -102,8 +102,13 @@ export class TestSandbox {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
-  async status(): Promise<{ nodes: Array<{ name: string; agentPid?: number; ready: boolean; cgroup: string }>;
-    pods: Array<{ namespace: string; name: string; ip: string }>; services: Array<{ namespace: string; name: string; vip: string }> }> {
+  async status(): Promise<{
+    dualStack: boolean;
+    nodes: Array<{ name: string; agentPid?: number; ready: boolean; cgroup: string }>;
+    /** `ip` is the IPv4 address; `ips` every address, IPv4 first (two with `up --dual-stack`). */
+    pods: Array<{ namespace: string; name: string; ip: string; ips: string[] }>;
+    services: Array<{ namespace: string; name: string; vip: string }>;
+  }> {
     const result = await ferry(['sandbox', 'status', '--prefix', this.prefix, '-o', 'json']);
     assert.equal(result.code, 0, result.stderr);
     return JSON.parse(result.stdout);
@@ -141,9 +146,12 @@ export async function leftovers(prefix: string, netnsNames: string[]): Promise<s
   return found;
 }
 
-/** The argv of the echo server fixture on `port`, as a YAML flow sequence for a container's `command`. */
-export function echoCommand(port: number): string {
-  return `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"]`;
+/**
+ * The argv of the echo server fixture on `port`, as a YAML flow sequence for a container's `command`. It listens on
+ * 0.0.0.0 unless `host` says otherwise (`::` takes IPv6 too, and shows IPv4 peers as ::ffff:a.b.c.d).
+ */
+export function echoCommand(port: number, host?: string): string {
+  return `["${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "${port}"${host !== undefined ? `, "${host}"` : ''}]`;
 }
 
 /**

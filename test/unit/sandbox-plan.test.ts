@@ -1,12 +1,15 @@
-// Tests for src/sandbox/plan.ts: the names, addresses, VIPs, endpoints and DNS files a sandbox gets, and the
-// manifests that cannot be laid out. Pure computation; nothing here touches the system.
+// Tests for src/sandbox/plan.ts: the names, addresses (IPv4, and IPv6 in a dual-stack plan), VIPs, endpoints and DNS
+// files a sandbox gets, and the manifests that cannot be laid out. Pure computation; nothing here touches the system.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import { formatIpv6, ipv6ToBigInt } from '../../src/net';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
 import {
-  planPrometheus, planSandbox, podHostVethName, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, PROMETHEUS_FABRIC_HOST, type SandboxPlan,
+  planPrometheus, planSandbox, podHostVethName, podIps, FABRIC_SUBNET6, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, POD_CIDR6_PREFIX,
+  PROMETHEUS_FABRIC_HOST, type SandboxPlan,
 } from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
 import { snapshotFromPlan } from '../../src/sandbox/snapshot';
@@ -28,6 +31,10 @@ function demoManifest(): SandboxManifest {
 
 function demoPlan(): SandboxPlan {
   return planSandbox(demoManifest(), { prefix: PREFIX });
+}
+
+function dualStackDemoPlan(): SandboxPlan {
+  return planSandbox(demoManifest(), { prefix: PREFIX, dualStack: true });
 }
 
 function pod(plan: SandboxPlan, id: string) {
@@ -497,5 +504,166 @@ spec:
     delete plan.peerAuthentications;
     const snapshot = snapshotFromPlan(plan as SandboxPlan, 1);
     assert.deepEqual([snapshot.authorizationPolicies, snapshot.peerAuthentications], [[], []]);
+  });
+});
+
+describe('dual-stack', () => {
+  /** The plan without its IPv6 fields: what remains must be the IPv4-only plan. */
+  function withoutIpv6(plan: SandboxPlan): SandboxPlan {
+    const copy = structuredClone(plan);
+    delete copy.dualStack;
+    delete copy.fabric.subnet6;
+    for (const node of copy.nodes) {
+      delete node.fabricIp6; delete node.fabricAddress6; delete node.podCidr6; delete node.podGateway6; delete node.routes6;
+    }
+    for (const p of copy.pods) {
+      delete p.ip6; delete p.gateway6;
+      p.dns.hosts = p.dns.hosts.split('\n').filter((line) => !line.startsWith('fd10:')).join('\n');
+    }
+    return copy;
+  }
+
+  /** Whether an IPv6 address lies inside an IPv6 CIDR. */
+  function inside(address: string, cidr: string): boolean {
+    const [base = '', length = ''] = cidr.split('/');
+    const host = 128n - BigInt(length);
+    return ipv6ToBigInt(address) >> host === ipv6ToBigInt(base) >> host;
+  }
+
+  test('off, the plan has no IPv6 field and is byte for byte the plan without the option', () => {
+    const plan = demoPlan();
+    const text = JSON.stringify(plan, null, 2);
+    assert.equal(JSON.stringify(planSandbox(demoManifest(), { prefix: PREFIX, dualStack: false }), null, 2), text);
+    assert.doesNotMatch(text, /fd10:|"dualStack"|"subnet6"|"ip6"|"gateway6"|"routes6"|"podCidr6"|"fabricIp6"/);
+    assert.deepEqual(Object.keys(plan), [
+      'prefix', 'fabric', 'nodes', 'pods', 'services', 'namespaces', 'authorizationPolicies', 'peerAuthentications', 'warnings',
+    ]);
+    assert.equal(planPrometheus(plan).fabricIp6, undefined);
+    assert.deepEqual(snapshotFromPlan(plan, 1).workloads.map((w) => w.ips), plan.pods.map((p) => [p.ip]));
+  });
+
+  test('on, it only adds IPv6: every IPv4 address, name, VIP and endpoint stays as it was', () => {
+    const plan = dualStackDemoPlan();
+    assert.equal(plan.dualStack, true);
+    assert.deepEqual(withoutIpv6(plan), demoPlan());
+    // Services stay IPv4: the same ClusterIPs and IPv4 endpoints.
+    assert.deepEqual(plan.services, demoPlan().services);
+  });
+
+  test('the fabric and nodes: fd10:250::/64 with node i at ::(10+i), pod CIDRs fd10:244:i::/64, routes to the others', () => {
+    const plan = dualStackDemoPlan();
+    assert.equal(plan.fabric.subnet6, FABRIC_SUBNET6);
+    assert.equal(FABRIC_SUBNET6, 'fd10:250::/64');
+    assert.equal(POD_CIDR6_PREFIX, 'fd10:244::/32');
+    assert.deepEqual(plan.nodes.map((n) => [n.name, n.fabricIp6, n.fabricAddress6, n.podCidr6, n.podGateway6, n.routes6]), [
+      ['node-a', 'fd10:250::10', 'fd10:250::10/64', 'fd10:244::/64', 'fd10:244::1', [{ destination: 'fd10:244:1::/64', via: 'fd10:250::11' }]],
+      ['node-b', 'fd10:250::11', 'fd10:250::11/64', 'fd10:244:1::/64', 'fd10:244:1::1', [{ destination: 'fd10:244::/64', via: 'fd10:250::10' }]],
+    ]);
+    // The IPv6 fields sit next to their IPv4 twins in the saved JSON.
+    assert.deepEqual(Object.keys(plan.nodes[0] ?? {}), [
+      'name', 'index', 'netns', 'fabricVeth', 'fabricPeer', 'fabricIp', 'fabricAddress', 'podCidr', 'podGateway',
+      'fabricIp6', 'fabricAddress6', 'podCidr6', 'podGateway6', 'cgroup', 'agentCgroup', 'bpfPinDir', 'routes', 'routes6',
+    ]);
+  });
+
+  test('the IPv6 groups repeat the IPv4 octets\' decimal digits, also past node 9', () => {
+    const nodes = Array.from({ length: 13 }, (_, i) => ({ name: `n${i}` }));
+    const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', 'n12')] }), { prefix: PREFIX, dualStack: true });
+    const last = plan.nodes[12];
+    assert.deepEqual([last?.podCidr, last?.podCidr6, last?.fabricIp, last?.fabricIp6], ['10.244.12.0/24', 'fd10:244:12::/64', '10.250.0.22', 'fd10:250::22']);
+    assert.deepEqual([plan.pods[0]?.ip, plan.pods[0]?.ip6, plan.pods[0]?.gateway6], ['10.244.12.10', 'fd10:244:12::10', 'fd10:244:12::1']);
+    // Three or more nodes: a route to every other node's IPv6 pod CIDR, in node order, as for IPv4.
+    assert.deepEqual(plan.nodes[1]?.routes6?.map((r) => `${r.destination} via ${r.via}`).slice(0, 3), [
+      'fd10:244::/64 via fd10:250::10', 'fd10:244:2::/64 via fd10:250::12', 'fd10:244:3::/64 via fd10:250::13',
+    ]);
+    assert.equal(plan.nodes[1]?.routes6?.length, 12);
+    assert.ok(plan.nodes.every((n) => n.routes6?.every((r) => r.destination !== n.podCidr6)));
+  });
+
+  test('pods: fd10:244:i::(10+k) with gateway ::1, in the node\'s CIDR', () => {
+    const plan = dualStackDemoPlan();
+    assert.deepEqual(plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.ip6, p.gateway6]), [
+      ['shop/web', '10.244.0.10', 'fd10:244::10', 'fd10:244::1'],
+      ['shop/cart', '10.244.1.10', 'fd10:244:1::10', 'fd10:244:1::1'],
+      ['shop/cart-2', '10.244.0.11', 'fd10:244::11', 'fd10:244::1'],
+      ['shop/client', '10.244.0.12', 'fd10:244::12', 'fd10:244::1'],
+      ['legacy/client', '10.244.1.11', 'fd10:244:1::11', 'fd10:244:1::1'],
+    ]);
+    for (const p of plan.pods) {
+      const node = plan.nodes[p.nodeIndex];
+      assert.ok(node?.podCidr6 !== undefined && inside(p.ip6 ?? '', node.podCidr6), `${p.name} ${p.ip6} outside ${node?.podCidr6}`);
+      assert.ok(inside(p.ip6 ?? '', POD_CIDR6_PREFIX));
+    }
+    assert.deepEqual(Object.keys(pod(plan, 'shop/web')).slice(8, 13), ['netns', 'ip', 'gateway', 'ip6', 'gateway6']);
+  });
+
+  test('the 240th pod of a node, the last node and Prometheus keep the mirror and never collide', () => {
+    const pods = Array.from({ length: MAX_PODS_PER_NODE }, (_, k) => podOf('default', `p${k}`, 'node-a'));
+    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX, dualStack: true }).pods.at(-1)?.ip6, 'fd10:244::249');
+    const nodes = Array.from({ length: MAX_NODES }, (_, i) => ({ name: `n${i}` }));
+    const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', `n${MAX_NODES - 1}`)] }), { prefix: PREFIX, dualStack: true });
+    assert.equal(plan.nodes.at(-1)?.fabricIp6, 'fd10:250::249');
+    assert.equal(plan.nodes.at(-1)?.podCidr6, 'fd10:244:239::/64');
+    assert.equal(plan.pods[0]?.ip6, 'fd10:244:239::10');
+    assert.equal(planPrometheus(plan).fabricIp6, 'fd10:250::250');
+    const all = [...plan.nodes.flatMap((n) => [n.fabricIp6, n.podGateway6]), ...plan.pods.map((p) => p.ip6), planPrometheus(plan).fabricIp6];
+    assert.equal(new Set(all).size, all.length, 'every IPv6 address is unique');
+    for (const address of all) {
+      assert.ok(address !== undefined && net.isIPv6(address), String(address));
+      // Written as the kernel and Node print it, so the agents' string lookups find it.
+      assert.equal(formatIpv6(ipv6ToBigInt(address)), address);
+    }
+    assert.ok(plan.nodes.every((n) => inside(n.fabricIp6 ?? '', FABRIC_SUBNET6)));
+  });
+
+  test('hosts: the pod\'s name resolves to both of its addresses; Services to their IPv4 VIP only', () => {
+    assert.equal(
+      pod(dualStackDemoPlan(), 'shop/client').dns.hosts,
+      [
+        '127.0.0.1 localhost',
+        '::1 localhost',
+        '10.244.0.12 client',
+        'fd10:244::12 client',
+        '10.96.0.10 web.shop.svc.cluster.local web.shop web',
+        '10.96.0.11 cart.shop.svc.cluster.local cart.shop cart',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('Prometheus gets fd10:250::250 beside 10.250.0.250', () => {
+    const plan = dualStackDemoPlan();
+    assert.deepEqual(planPrometheus(plan), {
+      netns: `${PREFIX}-prom`,
+      fabricVeth: 'fab-prom',
+      fabricPeer: 'eth0',
+      fabricIp: '10.250.0.250',
+      fabricAddress: '10.250.0.250/24',
+      fabricIp6: 'fd10:250::250',
+      fabricAddress6: 'fd10:250::250/64',
+      cgroup: `${PREFIX}/prometheus`,
+      port: 9090,
+    });
+  });
+
+  test('the snapshot enrols both addresses, IPv4 first, and keeps Service endpoints IPv4', () => {
+    const plan = dualStackDemoPlan();
+    const snapshot = snapshotFromPlan(plan, 1);
+    assert.deepEqual(snapshot.workloads.map((w) => [w.uid, w.ips]), [
+      ['shop/web', ['10.244.0.10', 'fd10:244::10']],
+      ['shop/cart', ['10.244.1.10', 'fd10:244:1::10']],
+      ['shop/cart-2', ['10.244.0.11', 'fd10:244::11']],
+      ['shop/client', ['10.244.0.12', 'fd10:244::12']],
+      ['legacy/client', ['10.244.1.11', 'fd10:244:1::11']],
+    ]);
+    assert.deepEqual(plan.pods.map(podIps), snapshot.workloads.map((w) => w.ips));
+    assert.deepEqual(snapshot.services.map((s) => s.vips), [['10.96.0.10'], ['10.96.0.11']]);
+    assert.ok(snapshot.services.every((s) => s.ports.every((p) => p.endpoints.every((e) => net.isIPv4(e.ip)))));
+    assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
+  });
+
+  test('deterministic, and unchanged by a JSON round trip', () => {
+    assert.deepEqual(dualStackDemoPlan(), dualStackDemoPlan());
+    assert.deepEqual(JSON.parse(JSON.stringify(dualStackDemoPlan())), dualStackDemoPlan());
   });
 });

@@ -1,5 +1,6 @@
-# Builds native/build/Release/ferry.node: Ferry's thin node-addon-api layer over libbpf and
-# namespace-aware sockets. `npm run build:native` (node-gyp rebuild --directory native).
+# Builds native/build/Release/ferry.node: Ferry's thin node-addon-api layer over libbpf,
+# namespace-aware sockets and pod routing over rtnetlink.
+# `npm run build:native` (node-gyp rebuild --directory native).
 {
   "targets": [
     {
@@ -9,6 +10,8 @@
         "src/errors.cc",
         "src/libbpf-log.cc",
         "src/netns.cc",
+        "src/pod-routing.cc",
+        "src/rtnetlink.cc",
         "src/sockets.cc",
         "src/probe.cc",
         "src/bpf-object.cc",

@@ -1,6 +1,8 @@
 // Module entry of ferry.node: registers every binding declared in src/native/binding.ts.
 #include "addon.h"
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "errors.h"
@@ -30,6 +32,66 @@ int FdArg(const Napi::CallbackInfo& info, size_t index, const char* call, const 
   return static_cast<int>(value);
 }
 
+Napi::Object OptionsArg(const Napi::CallbackInfo& info, size_t index, const char* call) {
+  if (info.Length() <= index || !info[index].IsObject()) ThrowArgument(info.Env(), call, "options must be an object");
+  return info[index].As<Napi::Object>();
+}
+
+bool OptionalIntegerField(const Napi::Object& options, const char* call, const char* field, double min, double max,
+                          double& out) {
+  Napi::Value value = options.Get(field);
+  if (value.IsUndefined()) return false;
+  if (!value.IsNumber()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a number");
+  double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= min && number <= max) || std::floor(number) != number) {
+    ThrowArgument(options.Env(), call,
+                  std::string("options.") + field + " must be an integer in " +
+                      std::to_string(static_cast<int64_t>(min)) + ".." + std::to_string(static_cast<int64_t>(max)));
+  }
+  out = number;
+  return true;
+}
+
+double IntegerField(const Napi::Object& options, const char* call, const char* field, double min, double max) {
+  double number = 0;
+  if (!OptionalIntegerField(options, call, field, min, max, number)) {
+    ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a number");
+  }
+  return number;
+}
+
+bool OptionalBoolField(const Napi::Object& options, const char* call, const char* field, bool& out) {
+  Napi::Value value = options.Get(field);
+  if (value.IsUndefined()) return false;
+  if (!value.IsBoolean()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a boolean");
+  out = value.As<Napi::Boolean>().Value();
+  return true;
+}
+
+bool BoolField(const Napi::Object& options, const char* call, const char* field) {
+  bool flag = false;
+  if (!OptionalBoolField(options, call, field, flag)) {
+    ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a boolean");
+  }
+  return flag;
+}
+
+bool OptionalStringField(const Napi::Object& options, const char* call, const char* field, std::string& out) {
+  Napi::Value value = options.Get(field);
+  if (value.IsUndefined()) return false;
+  if (!value.IsString()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a string");
+  out = value.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+std::string StringField(const Napi::Object& options, const char* call, const char* field) {
+  std::string text;
+  if (!OptionalStringField(options, call, field, text)) {
+    ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a string");
+  }
+  return text;
+}
+
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -41,6 +103,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports, *data);
   InitSockets(env, exports);
   InitNetns(env, exports);
+  InitPodRouting(env, exports);
   InitProbe(env, exports);
   return exports;
 }

@@ -1,26 +1,38 @@
-// Sockets created inside another network namespace: listenInNetns, connectInNetns, netnsCookie.
+// Sockets created inside another network namespace: listenInNetns, socketInNetns, netnsCookie.
 // Each runs on a libuv pool thread, which enters the namespace only for socket(2) and always
-// returns to its own namespace before doing anything else.
+// returns to its own namespace before doing anything else. Nothing here waits on the network:
+// a dial is socketInNetns here and connect(2) by libuv on the event loop (src/native).
+#include "netns.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 
 #include "addon.h"
 #include "errors.h"
 #include "promise-worker.h"
+
+// ip(7) / ipv6(7) option numbers, for libc headers that predate them.
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19  // include/uapi/linux/in.h, Linux 2.6.28+
+#endif
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24  // include/uapi/linux/in.h, Linux 4.2+
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75  // include/uapi/linux/in6.h, Linux 2.6.37+
+#endif
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71  // include/uapi/asm-generic/socket.h, Linux 5.14+
@@ -28,59 +40,35 @@
 
 namespace ferry {
 
-namespace {
-
-// Closes an fd on scope exit unless released.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
-
-// socket(2) inside the network namespace at netns_path, from the calling (pool) thread.
-//
 // A socket belongs to the namespace current->nsproxy->net_ns had when it was created
 // (sock_create -> __sock_create(current->nsproxy->net_ns, ...)) and keeps it for life, so only
 // socket() needs the switch; bind/listen/connect/getsockopt happen after restoring. setns(2) with
 // CLONE_NEWNET changes only the calling thread, which is why this runs on a pool thread and never
 // on the main thread. The thread's own namespace is opened via /proc/thread-self (Linux 3.17+),
 // not /proc/self, which names the main thread's.
-//
-// If switching back fails the pool thread would run unrelated later work (fs, dns, other
-// workers) in a pod's namespace; there is no safe way to continue, so abort.
-int SocketInNetns(const std::string& netns_path, int domain, int type, Failure& failure) {
+bool RunInNetns(const std::string& netns_path, Failure& failure, const std::function<void()>& body) {
   UniqueFd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (own.get() < 0) {
     failure = MakeFailure(errno, "open", "/proc/thread-self/ns/net");
-    return -1;
+    return false;
   }
   UniqueFd target(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (target.get() < 0) {
     failure = MakeFailure(errno, "open", netns_path);
-    return -1;
+    return false;
   }
   if (setns(target.get(), CLONE_NEWNET) != 0) {
     // EINVAL here means the path is not a network namespace (setns(2)).
     failure = MakeFailure(errno, "setns", netns_path);
-    return -1;
+    return false;
   }
-  int fd = socket(domain, type, 0);
-  int socket_errno = errno;
+  // body must not throw past the restore below: catch, restore, rethrow.
+  std::exception_ptr thrown;
+  try {
+    body();
+  } catch (...) {
+    thrown = std::current_exception();
+  }
   if (setns(own.get(), CLONE_NEWNET) != 0) {
     int restore_errno = errno;
     fprintf(stderr,
@@ -88,6 +76,19 @@ int SocketInNetns(const std::string& netns_path, int domain, int type, Failure& 
             "entering %s: %s; aborting rather than run later work in the wrong namespace\n",
             netns_path.c_str(), strerror(restore_errno));
     abort();
+  }
+  if (thrown) std::rethrow_exception(thrown);
+  return true;
+}
+
+int SocketInNetns(const std::string& netns_path, int domain, int type, Failure& failure) {
+  int fd = -1;
+  int socket_errno = 0;
+  if (!RunInNetns(netns_path, failure, [&] {
+        fd = socket(domain, type, 0);
+        socket_errno = errno;
+      })) {
+    return -1;
   }
   if (fd < 0) {
     failure = MakeFailure(socket_errno, "socket", "in " + netns_path);
@@ -104,22 +105,6 @@ bool SetIntOption(int fd, int level, int name, int value, const char* option, co
   }
   return true;
 }
-
-bool NetnsCookieOf(int fd, uint64_t& cookie, const std::string& where, Failure& failure) {
-  socklen_t length = sizeof(cookie);
-  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) != 0) {
-    // ENOPROTOOPT: kernel older than 5.14.
-    failure = MakeFailure(errno, "getsockopt", "SO_NETNS_COOKIE on " + where);
-    return false;
-  }
-  return true;
-}
-
-// An IPv4 or IPv6 socket address built from the validated options.
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-};
 
 bool ParseAddress(int family, const std::string& host, uint16_t port, SocketAddress& address) {
   if (family == 4) {
@@ -140,34 +125,16 @@ std::string Endpoint(int family, const std::string& host, uint16_t port) {
   return family == 6 ? "[" + host + "]:" + std::to_string(port) : host + ":" + std::to_string(port);
 }
 
-// Options readers: a TypeError naming options.<field> when the field is missing or mistyped.
-double NumberField(const Napi::Object& options, const char* call, const char* field, double min, double max) {
-  Napi::Value value = options.Get(field);
-  if (!value.IsNumber()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a number");
-  double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= min && number <= max) || std::floor(number) != number) {
-    ThrowArgument(options.Env(), call,
-                  std::string("options.") + field + " must be an integer in " + std::to_string(static_cast<int64_t>(min)) +
-                      ".." + std::to_string(static_cast<int64_t>(max)));
+namespace {
+
+bool NetnsCookieOf(int fd, uint64_t& cookie, const std::string& where, Failure& failure) {
+  socklen_t length = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) != 0) {
+    // ENOPROTOOPT: kernel older than 5.14.
+    failure = MakeFailure(errno, "getsockopt", "SO_NETNS_COOKIE on " + where);
+    return false;
   }
-  return number;
-}
-
-bool BoolField(const Napi::Object& options, const char* call, const char* field) {
-  Napi::Value value = options.Get(field);
-  if (!value.IsBoolean()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
-
-std::string StringField(const Napi::Object& options, const char* call, const char* field) {
-  Napi::Value value = options.Get(field);
-  if (!value.IsString()) ThrowArgument(options.Env(), call, std::string("options.") + field + " must be a string");
-  return value.As<Napi::String>().Utf8Value();
-}
-
-Napi::Object OptionsArg(const Napi::CallbackInfo& info, const char* call) {
-  if (info.Length() < 2 || !info[1].IsObject()) ThrowArgument(info.Env(), call, "options must be an object");
-  return info[1].As<Napi::Object>();
+  return true;
 }
 
 struct Endpoints {
@@ -178,13 +145,18 @@ struct Endpoints {
   SocketAddress address;
 };
 
+int ReadFamily(const Napi::Object& options, const char* call) {
+  int family = static_cast<int>(IntegerField(options, call, "family", 4, 6));
+  if (family != 4 && family != 6) ThrowArgument(options.Env(), call, "options.family must be 4 or 6");
+  return family;
+}
+
 Endpoints ReadEndpoint(const Napi::Object& options, const char* call, double min_port) {
   Endpoints endpoint;
-  endpoint.family = static_cast<int>(NumberField(options, call, "family", 4, 6));
-  if (endpoint.family != 4 && endpoint.family != 6) ThrowArgument(options.Env(), call, "options.family must be 4 or 6");
+  endpoint.family = ReadFamily(options, call);
   endpoint.host = StringField(options, call, "host");
-  endpoint.port = static_cast<uint16_t>(NumberField(options, call, "port", min_port, 65535));
-  endpoint.mark = static_cast<uint32_t>(NumberField(options, call, "mark", 0, 4294967295.0));
+  endpoint.port = static_cast<uint16_t>(IntegerField(options, call, "port", min_port, 65535));
+  endpoint.mark = static_cast<uint32_t>(IntegerField(options, call, "mark", 0, 4294967295.0));
   if (!ParseAddress(endpoint.family, endpoint.host, endpoint.port, endpoint.address)) {
     ThrowArgument(options.Env(), call,
                   "options.host '" + endpoint.host + "' is not an IPv" + std::to_string(endpoint.family) + " address");
@@ -257,87 +229,78 @@ class ListenWorker : public PromiseWorker {
   uint64_t netns_cookie_ = 0;
 };
 
-int64_t MonotonicMs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
-}
+// What socketInNetns makes: a TCP socket of family, marked, optionally transparent and bound.
+struct SocketSpec {
+  int family = 4;
+  uint32_t mark = 0;
+  bool transparent = false;
+  bool bind = false;
+  std::string bind_host;
+  SocketAddress bind_address;
+};
 
-// connectInNetns: socket in the namespace, SO_MARK, non-blocking connect bounded by timeoutMs.
-class ConnectWorker : public PromiseWorker {
+// socketInNetns: an unconnected TCP socket made in the namespace, for the caller to adopt into
+// libuv (new net.Socket({ fd })) and connect there, so no pool thread waits on the network.
+class SocketWorker : public PromiseWorker {
  public:
-  ConnectWorker(Napi::Env env, std::string netns_path, Endpoints endpoint, int timeout_ms)
-      : PromiseWorker(env, "ferry.connectInNetns"),
-        netns_path_(std::move(netns_path)),
-        endpoint_(std::move(endpoint)),
-        timeout_ms_(timeout_ms) {}
+  SocketWorker(Napi::Env env, std::string netns_path, SocketSpec spec)
+      : PromiseWorker(env, "ferry.socketInNetns"), netns_path_(std::move(netns_path)), spec_(std::move(spec)) {}
 
-  ~ConnectWorker() override {
+  ~SocketWorker() override {
     if (fd_ >= 0) close(fd_);
   }
 
  protected:
   void Run() override {
-    const std::string where = Endpoint(endpoint_.family, endpoint_.host, endpoint_.port) + " in " + netns_path_;
-    UniqueFd fd(SocketInNetns(netns_path_, endpoint_.family == 6 ? AF_INET6 : AF_INET,
+    std::string where = "IPv" + std::to_string(spec_.family) + " socket in " + netns_path_;
+    if (spec_.bind) where += " bound to " + Endpoint(spec_.family, spec_.bind_host, 0);
+    // O_NONBLOCK from birth: libuv's connect expects it and completes the connect on the event
+    // loop (EINPROGRESS, then writable; connect(2)).
+    UniqueFd fd(SocketInNetns(netns_path_, spec_.family == 6 ? AF_INET6 : AF_INET,
                               SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, failure_));
     if (fd.get() < 0) return;
     // The mark must be on the socket before connect() so the cgroup/connect hooks and routing
     // see it on the very first packet.
-    if (endpoint_.mark != 0 &&
-        !SetIntOption(fd.get(), SOL_SOCKET, SO_MARK, static_cast<int>(endpoint_.mark), "SO_MARK", where, failure_)) {
+    if (spec_.mark != 0 &&
+        !SetIntOption(fd.get(), SOL_SOCKET, SO_MARK, static_cast<int>(spec_.mark), "SO_MARK", where, failure_)) {
       return;
     }
-    if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&endpoint_.address.storage), endpoint_.address.length) != 0) {
-      if (errno != EINPROGRESS) {
-        failure_ = MakeFailure(errno, "connect", where);
+    // IP_TRANSPARENT / IPV6_TRANSPARENT (ip(7), ipv6(7); Documentation/networking/tproxy.rst):
+    // lets bind() take an address that is not local to the namespace, so the app sees the real
+    // client as its peer. Needs CAP_NET_RAW or CAP_NET_ADMIN in the namespace's user namespace.
+    if (spec_.transparent) {
+      bool set = spec_.family == 6
+                     ? SetIntOption(fd.get(), SOL_IPV6, IPV6_TRANSPARENT, 1, "IPV6_TRANSPARENT", where, failure_)
+                     : SetIntOption(fd.get(), SOL_IP, IP_TRANSPARENT, 1, "IP_TRANSPARENT", where, failure_);
+      if (!set) return;
+    }
+    if (spec_.bind) {
+      // IP_BIND_ADDRESS_NO_PORT (ip(7)): bind(addr, 0) reserves no port; connect() picks one that
+      // only has to be unique for the 4-tuple, so one source address is not limited to one
+      // ephemeral range across all destinations. An IPv6 socket takes this SOL_IP option too
+      // (ipv6_setsockopt hands SOL_IP to ip_setsockopt).
+      if (!SetIntOption(fd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, "IP_BIND_ADDRESS_NO_PORT", where, failure_)) {
         return;
       }
-      // connect(2): "EINPROGRESS ... select(2) or poll(2) for completion by selecting the socket
-      // for writing ... use getsockopt(2) to read SO_ERROR".
-      const int64_t deadline = MonotonicMs() + timeout_ms_;
-      for (;;) {
-        int64_t remaining = deadline - MonotonicMs();
-        if (remaining < 0) remaining = 0;
-        pollfd waiter{fd.get(), POLLOUT, 0};
-        int ready = poll(&waiter, 1, static_cast<int>(remaining));
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready < 0) {
-          failure_ = MakeFailure(errno, "poll", where);
-          return;
-        }
-        if (ready == 0) {
-          failure_ = MakeFailure(ETIMEDOUT, "connect",
-                                 where + ": no answer within " + std::to_string(timeout_ms_) + " ms");
-          return;
-        }
-        break;
-      }
-      int socket_error = 0;
-      socklen_t length = sizeof(socket_error);
-      if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &socket_error, &length) != 0) {
-        failure_ = MakeFailure(errno, "getsockopt", "SO_ERROR on " + where);
-        return;
-      }
-      if (socket_error != 0) {
-        failure_ = MakeFailure(socket_error, "connect", where);
+      const SocketAddress& address = spec_.bind_address;
+      if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.storage), address.length) != 0) {
+        // EADDRNOTAVAIL: a non-local address without transparent (or net.ipv4.ip_nonlocal_bind).
+        failure_ = MakeFailure(errno, "bind", where);
         return;
       }
     }
-    // The fd stays O_NONBLOCK, which is what libuv expects when new net.Socket({ fd }) adopts it.
     fd_ = fd.Release();
   }
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Number fd = Napi::Number::New(env, fd_);
-    fd_ = -1;
+    fd_ = -1;  // ownership passed to JS
     return fd;
   }
 
  private:
   std::string netns_path_;
-  Endpoints endpoint_;
-  int timeout_ms_;
+  SocketSpec spec_;
   int fd_ = -1;
 };
 
@@ -365,9 +328,9 @@ class NetnsCookieWorker : public PromiseWorker {
 Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
   const char* call = "listenInNetns";
   std::string netns_path = StringArg(info, 0, call, "netnsPath");
-  Napi::Object options = OptionsArg(info, call);
+  Napi::Object options = OptionsArg(info, 1, call);
   Endpoints endpoint = ReadEndpoint(options, call, 1);
-  int backlog = static_cast<int>(NumberField(options, call, "backlog", 0, 65535));
+  int backlog = static_cast<int>(IntegerField(options, call, "backlog", 0, 65535));
   bool v6_only = BoolField(options, call, "v6Only");
   auto* worker = new ListenWorker(info.Env(), std::move(netns_path), std::move(endpoint), backlog, v6_only);
   Napi::Promise promise = worker->Promise();
@@ -375,13 +338,20 @@ Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-Napi::Value ConnectInNetns(const Napi::CallbackInfo& info) {
-  const char* call = "connectInNetns";
+Napi::Value SocketInNetnsBinding(const Napi::CallbackInfo& info) {
+  const char* call = "socketInNetns";
   std::string netns_path = StringArg(info, 0, call, "netnsPath");
-  Napi::Object options = OptionsArg(info, call);
-  Endpoints endpoint = ReadEndpoint(options, call, 1);
-  int timeout_ms = static_cast<int>(NumberField(options, call, "timeoutMs", 1, 2147483647.0));
-  auto* worker = new ConnectWorker(info.Env(), std::move(netns_path), std::move(endpoint), timeout_ms);
+  Napi::Object options = OptionsArg(info, 1, call);
+  SocketSpec spec;
+  spec.family = ReadFamily(options, call);
+  spec.mark = static_cast<uint32_t>(IntegerField(options, call, "mark", 0, 4294967295.0));
+  spec.transparent = BoolField(options, call, "transparent");
+  spec.bind = OptionalStringField(options, call, "bindHost", spec.bind_host);
+  if (spec.bind && !ParseAddress(spec.family, spec.bind_host, 0, spec.bind_address)) {
+    ThrowArgument(options.Env(), call,
+                  "options.bindHost '" + spec.bind_host + "' is not an IPv" + std::to_string(spec.family) + " address");
+  }
+  auto* worker = new SocketWorker(info.Env(), std::move(netns_path), std::move(spec));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -399,7 +369,7 @@ Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
 
 void InitNetns(Napi::Env env, Napi::Object exports) {
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));
-  exports.Set("connectInNetns", Napi::Function::New(env, ConnectInNetns, "connectInNetns"));
+  exports.Set("socketInNetns", Napi::Function::New(env, SocketInNetnsBinding, "socketInNetns"));
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie, "netnsCookie"));
 }
 

@@ -3,6 +3,9 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/fib_rules.h>
+#include <linux/rtnetlink.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -17,6 +20,7 @@
 
 #include "addon.h"
 #include "errors.h"
+#include "rtnetlink.h"
 
 #ifndef CAP_BPF
 #define CAP_BPF 39  // include/uapi/linux/capability.h, Linux 5.8+
@@ -26,9 +30,30 @@
 #define SO_NETNS_COOKIE 71  // include/uapi/asm-generic/socket.h, Linux 5.14+
 #endif
 
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19  // include/uapi/linux/in.h
+#endif
+
 namespace ferry {
 
 namespace {
+
+// Whether this kernel has policy-routing rules for family: an RTM_GETRULE dump answers
+// EAFNOSUPPORT when the family registered no fib rules ops (fib_nl_dumprule), i.e. the kernel
+// lacks CONFIG_IP_MULTIPLE_TABLES / CONFIG_IPV6_MULTIPLE_TABLES or IPv6 is off. Read-only.
+int RuleDumpError(int family) {
+  Failure failure;
+  int fd = RouteNetlink::OpenSocket(failure);
+  if (fd < 0) return failure.err;
+  RouteNetlink netlink(fd);
+  if (!netlink.Prepare(failure, "for the probe")) return failure.err;
+  fib_rule_hdr header{};
+  header.family = static_cast<uint8_t>(family);
+  NetlinkRequest request(RTM_GETRULE, 0, &header, sizeof(header));
+  NetlinkAnswer answer;
+  if (!netlink.Dump(request, answer, failure, "RTM_GETRULE")) return failure.err;
+  return answer.error;
+}
 
 struct Check {
   std::string name;
@@ -265,6 +290,40 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
                             " (need 5.14+)"});
     }
     if (fd >= 0) close(fd);
+  }
+
+  // IP_TRANSPARENT: the proxy binds its sockets in pods to the real client's address
+  // (socketInNetns transparent). The kernel allows it with CAP_NET_RAW or CAP_NET_ADMIN
+  // (ip(7)); trying it on a throwaway socket answers for this process exactly.
+  {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0) {
+      checks.push_back({"ip_transparent", false, "socket(AF_INET): " + ErrnoMessage(errno)});
+    } else if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &on, sizeof(on)) == 0) {
+      checks.push_back({"ip_transparent", true, "IP_TRANSPARENT can be set (binding to the client's address)"});
+    } else {
+      int err = errno;
+      checks.push_back({"ip_transparent", false,
+                        "setsockopt(IP_TRANSPARENT): " + ErrnoName(err) + " " + ErrnoMessage(err) +
+                            " (needs CAP_NET_ADMIN or CAP_NET_RAW; the app would see the proxy, not the client)"});
+    }
+    if (fd >= 0) close(fd);
+  }
+
+  // Policy routing: configurePodRouting's fwmark rule that sends replies to the proxy's
+  // transparent sockets. Required for IPv4; IPv6 is reported, since a node may run without it.
+  {
+    int v4 = RuleDumpError(AF_INET);
+    int v6 = RuleDumpError(AF_INET6);
+    auto state = [](int err) { return err == 0 ? std::string("available") : ErrnoName(err) + " " + ErrnoMessage(err); };
+    std::string detail = "policy routing rules: IPv4 " + state(v4) + ", IPv6 " + state(v6);
+    if (v4 != 0 || v6 != 0) {
+      detail += " (EAFNOSUPPORT means kernel " + release +
+                " was built without CONFIG_IP_MULTIPLE_TABLES / CONFIG_IPV6_MULTIPLE_TABLES, or IPv6 is off; pods of "
+                "that family cannot have transparent delivery)";
+    }
+    checks.push_back({"policy_routing", v4 == 0, detail});
   }
 
   Napi::Array list = Napi::Array::New(env, checks.size());

@@ -12,7 +12,7 @@ export interface NativeErrorShape extends Error {
 }
 
 export interface ProbeCheck {
-  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin', 'so_netns_cookie'
+  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin', 'so_netns_cookie', 'ip_transparent', 'policy_routing'
   ok: boolean;
   detail: string;    // what was found, or what is missing and why it matters
 }
@@ -89,12 +89,48 @@ export interface ListenOptions {
   v6Only: boolean;
 }
 
-export interface ConnectOptions {
+/** socketInNetns, filled in by src/native. */
+export interface SocketSpec {
   family: 4 | 6;
-  host: string;
-  port: number;
+  /** SO_MARK; 0 leaves the socket unmarked. */
   mark: number;
-  timeoutMs: number;
+  /** IP_TRANSPARENT (IPv4) or IPV6_TRANSPARENT (IPv6): bindHost may be an address not local to the namespace. */
+  transparent: boolean;
+  /** bind(bindHost, 0) with IP_BIND_ADDRESS_NO_PORT; absent: not bound (connect picks the source). */
+  bindHost?: string;
+}
+
+/** tuneSocket: each field given is set, each absent one left alone. */
+export interface SocketTuning {
+  /** TCP_KEEPIDLE, 1..32767 s; any keepalive field also turns SO_KEEPALIVE on. */
+  keepAliveIdleSeconds?: number;
+  /** TCP_KEEPINTVL, 1..32767 s. */
+  keepAliveIntervalSeconds?: number;
+  /** TCP_KEEPCNT, 1..127 probes. */
+  keepAliveCount?: number;
+  /** TCP_USER_TIMEOUT, ms; 0 is the kernel's default. */
+  userTimeoutMs?: number;
+  /** SO_LINGER {on, 0} when true (close sends RST), {off} when false. */
+  lingerZero?: boolean;
+}
+
+/** socketOptions: what getsockopt(2) reports for everything tuneSocket sets. */
+export interface SocketOptionValues {
+  keepAlive: boolean;
+  keepAliveIdleSeconds: number;
+  keepAliveIntervalSeconds: number;
+  keepAliveCount: number;
+  userTimeoutMs: number;
+  linger: { on: boolean; seconds: number };
+}
+
+/** configurePodRouting, filled in by src/native (priority is POD_ROUTING_RULE_PRIORITY). */
+export interface PodRoutingSpec {
+  mark: number;
+  table: number;
+  priority: number;
+  families: Array<4 | 6>;
+  enable: boolean;
 }
 
 export interface NativeBinding {
@@ -107,14 +143,22 @@ export interface NativeBinding {
   openPinnedLink(pinPath: string): BpfLinkHandle | null;
   /** A listening TCP socket created inside the network namespace at netnsPath: its fd, for net.Server.listen({ fd }). */
   listenInNetns(netnsPath: string, options: ListenOptions): Promise<{ fd: number; netnsCookie: bigint }>;
-  /** A TCP socket created inside netnsPath, marked, and connected (non-blocking connect bounded by timeoutMs). */
-  connectInNetns(netnsPath: string, options: ConnectOptions): Promise<number>;
+  /** An unconnected, non-blocking TCP socket created inside netnsPath, marked, optionally transparent and bound: its fd. */
+  socketInNetns(netnsPath: string, spec: SocketSpec): Promise<number>;
+  /** Inside netnsPath, over rtnetlink: the fwmark rule and local route of a transparent proxy's reply path, and tcp_fwmark_accept=1. */
+  configurePodRouting(netnsPath: string, spec: PodRoutingSpec): Promise<void>;
   /** SO_NETNS_COOKIE of the namespace at netnsPath. */
   netnsCookie(netnsPath: string): Promise<bigint>;
   /** SO_COOKIE of a socket. */
   socketCookie(fd: number): bigint;
   /** SO_MARK of a socket. */
   socketMark(fd: number): number;
+  /** setsockopt(2) of the keepalive, user-timeout and linger options given. */
+  tuneSocket(fd: number, tuning: SocketTuning): void;
+  /** getsockopt(2) of everything tuneSocket sets. */
+  socketOptions(fd: number): SocketOptionValues;
+  /** fcntl(F_DUPFD_CLOEXEC): a second fd on the same socket. */
+  dupFd(fd: number): number;
   closeFd(fd: number): void;
 }
 

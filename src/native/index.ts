@@ -1,32 +1,27 @@
 // Public surface of src/native: argument-checking wrappers over ferry.node (BPF objects, maps,
-// links, namespace-aware sockets), its types, its error registry and the kernel probe.
+// links here; namespace-aware sockets and socket options in sockets.ts, pod routing in
+// pod-routing.ts), its types, its error registry and the kernel probe.
 // Arguments are validated here, before crossing into C++, so a mistake reads as a TypeError naming
 // the argument rather than an EINVAL from the kernel.
-import * as net from 'node:net';
-
-import type {
-  BpfLinkHandle,
-  BpfMapHandle,
-  BpfObjectHandle,
-  ConnectOptions,
-  LinkInfo,
-  ListenOptions,
-  MapInfo,
-} from './binding';
+import type { BpfLinkHandle, BpfMapHandle, BpfObjectHandle, LinkInfo, MapInfo } from './binding';
+import { requireBuffer, requireFd, requireName, requirePath } from './arguments';
 import { awaitNative, callNative, nativeBinding, NativeArgumentError } from './errors';
 
 export type {
   BpfLinkHandle,
   BpfMapHandle,
   BpfObjectHandle,
-  ConnectOptions,
   LinkInfo,
   ListenOptions,
   MapInfo,
   NativeBinding,
   NativeErrorShape,
+  PodRoutingSpec,
   ProbeCheck,
   ProbeReport,
+  SocketOptionValues,
+  SocketSpec,
+  SocketTuning,
 } from './binding';
 export {
   NATIVE_ERROR_CODES,
@@ -38,109 +33,29 @@ export {
   type NativeErrorCode,
 } from './errors';
 export { assertKernelReady, probeKernel } from './probe';
+export {
+  closeFd,
+  connectInNetns,
+  connectSocketInNetns,
+  fdOf,
+  listenInNetns,
+  netnsCookie,
+  socketCookie,
+  socketInNetns,
+  socketMark,
+  socketOptions,
+  tuneSocket,
+  type ConnectInNetnsOptions,
+  type ConnectSocketInNetnsOptions,
+  type ListenInNetnsOptions,
+  type SocketInNetnsOptions,
+} from './sockets';
+export { configurePodRouting, POD_ROUTING_RULE_PRIORITY, type PodRoutingOptions } from './pod-routing';
 
 /** bpf_map_update_elem flags (include/uapi/linux/bpf.h). */
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
-
-/** libuv's default listen backlog (and Node's), used when listenInNetns is not given one. */
-const DEFAULT_BACKLOG = 511;
-const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-const MAX_UINT32 = 0xffff_ffff;
-const MAX_INT32 = 0x7fff_ffff;
-
-// ---- argument checks ------------------------------------------------------------------------
-
-function requirePath(call: string, argument: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw new NativeArgumentError(call, argument, 'a non-empty path string without NUL bytes', value);
-  }
-  return value;
-}
-
-function requireName(call: string, argument: string, value: unknown, known: readonly string[], owner: string): string {
-  if (typeof value !== 'string' || !known.includes(value)) {
-    throw new NativeArgumentError(call, argument, `one of the ${owner} [${known.join(', ')}]`, value);
-  }
-  return value;
-}
-
-function requireInteger(call: string, argument: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new NativeArgumentError(call, argument, `an integer in ${min}..${max}`, value);
-  }
-  return value;
-}
-
-function requirePort(call: string, argument: string, value: unknown): number {
-  return requireInteger(call, argument, value, 1, 65535);
-}
-
-function requireFd(call: string, argument: string, value: unknown): number {
-  return requireInteger(call, argument, value, 0, MAX_INT32);
-}
-
-function requireBoolean(call: string, argument: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new NativeArgumentError(call, argument, 'a boolean', value);
-  return value;
-}
-
-function requireBuffer(call: string, argument: string, value: unknown, size: number, map: string): Buffer {
-  if (!Buffer.isBuffer(value) || value.length !== size) {
-    throw new NativeArgumentError(call, argument, `a Buffer of exactly ${size} bytes (${argument}Size of map ${map})`, value);
-  }
-  return value;
-}
-
-function requireObject(call: string, argument: string, value: unknown): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null) throw new NativeArgumentError(call, argument, 'an object', value);
-  return value as Record<string, unknown>;
-}
-
-/** family given or inferred from host; host must be an address of that family (no DNS here). */
-function requireAddress(call: string, options: Record<string, unknown>): { family: 4 | 6; host: string } {
-  const host = options.host;
-  const detected = typeof host === 'string' ? net.isIP(host) : 0;
-  if (options.family !== undefined && options.family !== 4 && options.family !== 6) {
-    throw new NativeArgumentError(call, 'options.family', '4 or 6', options.family);
-  }
-  const family = options.family ?? detected;
-  // A zone index (fe80::1%eth0) names an interface of the caller's namespace, not the target's.
-  if (typeof host !== 'string' || detected === 0 || detected !== family || host.includes('%')) {
-    const expected =
-      family === 4 || family === 6
-        ? `an IPv${family} address string without a zone index`
-        : 'an IPv4 or IPv6 address string without a zone index';
-    throw new NativeArgumentError(call, 'options.host', expected, host);
-  }
-  return { family: family as 4 | 6, host };
-}
-
-// ---- fds under Node sockets ------------------------------------------------------------------
-
-/** The part of a net.Socket / net.Server libuv handle we read: its fd (Linux, -1 when none). */
-interface HandleWithFd {
-  _handle?: { fd?: unknown } | null;
-}
-
-/**
- * The OS fd under a net.Socket or net.Server. Node keeps it on the undocumented `_handle.fd`
- * (libuv's uv_fileno); the cast is narrowed to exactly that field. Throws when the object has no
- * open handle (not yet connected/listening, or destroyed).
- */
-export function fdOf(socket: net.Socket | net.Server): number {
-  const fd = (socket as unknown as HandleWithFd)._handle?.fd;
-  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
-    throw new NativeArgumentError(
-      'fdOf',
-      'socket._handle.fd',
-      'a non-negative integer fd (the socket must be open: connected, or listening for a server)',
-      fd,
-    );
-  }
-  return fd;
-}
 
 // ---- BPF objects, maps, links ---------------------------------------------------------------
 
@@ -314,107 +229,4 @@ export function openPinnedLink(pinPath: string): BpfLink | null {
   const binding = nativeBinding();
   const handle = callNative(() => binding.openPinnedLink(pinPath));
   return handle === null ? null : new BpfLink(handle);
-}
-
-// ---- sockets in other network namespaces ----------------------------------------------------
-
-/** listenInNetns options; family is inferred from host when omitted. */
-export interface ListenInNetnsOptions {
-  host: string;
-  port: number;
-  family?: 4 | 6;
-  /** Default 511, as Node's server.listen. */
-  backlog?: number;
-  /** SO_MARK; 0 (the default) leaves the socket unmarked. */
-  mark?: number;
-  /** IPV6_V6ONLY, set explicitly either way for IPv6 sockets. Default false. */
-  v6Only?: boolean;
-}
-
-/** connectInNetns options; family is inferred from host when omitted. */
-export interface ConnectInNetnsOptions {
-  host: string;
-  port: number;
-  family?: 4 | 6;
-  mark?: number;
-  /** Bound on the non-blocking connect; default 10 s. Expiry rejects with ETIMEDOUT. */
-  timeoutMs?: number;
-}
-
-/** What listenInNetns and connectInNetns both take: the namespace, an address, a port and a mark. */
-function socketTarget(
-  call: string, netnsPath: string, given: Record<string, unknown>,
-): { family: 4 | 6; host: string; port: number; mark: number } {
-  requirePath(call, 'netnsPath', netnsPath);
-  return {
-    ...requireAddress(call, given),
-    port: requirePort(call, 'options.port', given.port),
-    mark: requireInteger(call, 'options.mark', given.mark ?? 0, 0, MAX_UINT32),
-  };
-}
-
-/**
- * A listening TCP socket created inside the network namespace at netnsPath (/run/netns/NAME or
- * /proc/PID/ns/net), for `net.Server.listen({ fd })`, with that namespace's SO_NETNS_COOKIE.
- * Node calls listen(2) again when adopting the fd, with its own backlog (511 unless
- * `server.listen({ fd, backlog })` is given), which replaces the one set here.
- * Sockets accepted from it inherit its SO_MARK (the kernel clones the listener).
- */
-export async function listenInNetns(
-  netnsPath: string,
-  options: ListenInNetnsOptions,
-): Promise<{ fd: number; netnsCookie: bigint }> {
-  const call = 'listenInNetns';
-  const given = requireObject(call, 'options', options);
-  const filled: ListenOptions = {
-    ...socketTarget(call, netnsPath, given),
-    backlog: requireInteger(call, 'options.backlog', given.backlog ?? DEFAULT_BACKLOG, 0, 65535),
-    v6Only: requireBoolean(call, 'options.v6Only', given.v6Only ?? false),
-  };
-  const binding = nativeBinding();
-  return awaitNative(binding.listenInNetns(netnsPath, filled));
-}
-
-/**
- * A TCP socket created inside netnsPath, marked, and connected; resolves to its fd for
- * `new net.Socket({ fd, readable: true, writable: true })`. Failures reject with a NativeError
- * whose syscall is 'connect' and code e.g. ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH.
- */
-export async function connectInNetns(netnsPath: string, options: ConnectInNetnsOptions): Promise<number> {
-  const call = 'connectInNetns';
-  const given = requireObject(call, 'options', options);
-  const filled: ConnectOptions = {
-    ...socketTarget(call, netnsPath, given),
-    timeoutMs: requireInteger(call, 'options.timeoutMs', given.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, 1, MAX_INT32),
-  };
-  const binding = nativeBinding();
-  return awaitNative(binding.connectInNetns(netnsPath, filled));
-}
-
-/** SO_NETNS_COOKIE of the network namespace at netnsPath: the id BPF programs see for it. */
-export async function netnsCookie(netnsPath: string): Promise<bigint> {
-  requirePath('netnsCookie', 'netnsPath', netnsPath);
-  const binding = nativeBinding();
-  return awaitNative(binding.netnsCookie(netnsPath));
-}
-
-/** SO_COOKIE of a socket fd (see fdOf for a net.Socket). */
-export function socketCookie(fd: number): bigint {
-  requireFd('socketCookie', 'fd', fd);
-  const binding = nativeBinding();
-  return callNative(() => binding.socketCookie(fd));
-}
-
-/** SO_MARK of a socket fd. */
-export function socketMark(fd: number): number {
-  requireFd('socketMark', 'fd', fd);
-  const binding = nativeBinding();
-  return callNative(() => binding.socketMark(fd));
-}
-
-/** close(2) an fd nothing in Node has adopted (e.g. after a failed net.Server.listen({ fd })). */
-export function closeFd(fd: number): void {
-  requireFd('closeFd', 'fd', fd);
-  const binding = nativeBinding();
-  callNative(() => binding.closeFd(fd));
 }

@@ -12,7 +12,9 @@ import {
   NativeUnsupportedError,
   assertKernelReady,
   closeFd,
+  configurePodRouting,
   connectInNetns,
+  connectSocketInNetns,
   fdOf,
   isNativeError,
   listenInNetns,
@@ -21,7 +23,10 @@ import {
   openPinnedLink,
   openPinnedMap,
   socketCookie,
+  socketInNetns,
   socketMark,
+  socketOptions,
+  tuneSocket,
 } from '../../src/native';
 import { toNativeError } from '../../src/native/errors';
 
@@ -177,5 +182,63 @@ describe('argument validation before C++', () => {
   test('fdOf names the missing handle of a socket that is not open', () => {
     assert.throws(() => fdOf(new net.Socket()), rejects('socket._handle.fd'));
     assert.throws(() => fdOf(net.createServer()), rejects('socket._handle.fd'));
+  });
+
+  test('socketInNetns: family, mark, transparent and a bind address of the family', async () => {
+    const ns = '/run/netns/x';
+    await assert.rejects(socketInNetns('', { family: 4 }), rejects('netnsPath'));
+    await assert.rejects(socketInNetns(ns, { family: 5 as 4 }), rejects('options.family'));
+    await assert.rejects(socketInNetns(ns, { family: 4, mark: 2 ** 32 }), rejects('options.mark'));
+    await assert.rejects(socketInNetns(ns, { family: 4, transparent: 'yes' as unknown as boolean }), rejects('options.transparent'));
+    await assert.rejects(socketInNetns(ns, { family: 4, bindHost: '::1' }), rejects('options.bindHost'));
+    await assert.rejects(socketInNetns(ns, { family: 6, bindHost: 'fe80::1%eth0' }), rejects('options.bindHost'));
+    await assert.rejects(
+      socketInNetns(ns, { family: 4, transparent: true }),
+      (error: unknown) => rejects('options.bindHost')(error) && /required when options\.transparent is true/.test((error as Error).message),
+    );
+  });
+
+  test('connectSocketInNetns checks its own field names, sourceHost included', async () => {
+    const ns = '/run/netns/x';
+    await assert.rejects(connectSocketInNetns(ns, { host: 'example.com', port: 80 }), rejects('options.host'));
+    await assert.rejects(connectSocketInNetns(ns, { host: '10.0.0.1', port: 0 }), rejects('options.port'));
+    await assert.rejects(connectSocketInNetns(ns, { host: '10.0.0.1', port: 80, timeoutMs: 2 ** 31 }), rejects('options.timeoutMs'));
+    await assert.rejects(connectSocketInNetns(ns, { host: '10.0.0.1', port: 80, transparent: true }), rejects('options.sourceHost'));
+    await assert.rejects(
+      connectSocketInNetns(ns, { host: '10.0.0.1', port: 80, transparent: true, sourceHost: 'fd00::1' }),
+      rejects('options.sourceHost'),
+    );
+    await assert.rejects(
+      connectInNetns(ns, { host: '10.0.0.1', port: 80, transparent: true }),
+      (error: unknown) => rejects('options.sourceHost')(error) && (error as Error).message.startsWith('connectInNetns:'),
+    );
+  });
+
+  test('tuneSocket ranges are the kernel\'s; socketOptions needs an fd', () => {
+    assert.throws(() => tuneSocket(-1, {}), rejects('fd'));
+    assert.throws(() => tuneSocket(3, null as unknown as object), rejects('options'));
+    assert.throws(() => tuneSocket(3, { keepAliveIdleSeconds: 0 }), rejects('options.keepAliveIdleSeconds'));
+    assert.throws(() => tuneSocket(3, { keepAliveIntervalSeconds: 32768 }), rejects('options.keepAliveIntervalSeconds'));
+    assert.throws(() => tuneSocket(3, { keepAliveCount: 128 }), rejects('options.keepAliveCount'));
+    assert.throws(() => tuneSocket(3, { userTimeoutMs: -1 }), rejects('options.userTimeoutMs'));
+    assert.throws(() => tuneSocket(3, { lingerZero: 1 as unknown as boolean }), rejects('options.lingerZero'));
+    assert.throws(() => socketOptions(0.5), rejects('fd'));
+  });
+
+  test('configurePodRouting: a non-zero mark, an unreserved table, distinct families', async () => {
+    const ns = '/run/netns/x';
+    const good = { mark: 0xfe45, table: 15006, families: [4, 6] as Array<4 | 6>, enable: true };
+    await assert.rejects(configurePodRouting('', good), rejects('netnsPath'));
+    await assert.rejects(configurePodRouting(ns, { ...good, mark: 0 }), rejects('options.mark'));
+    for (const table of [0, 252, 253, 254, 255, 2 ** 32]) {
+      await assert.rejects(configurePodRouting(ns, { ...good, table }), rejects('options.table'));
+    }
+    for (const families of [[], [4, 4], [5], [4, 6, 4], 'both']) {
+      await assert.rejects(
+        configurePodRouting(ns, { ...good, families: families as Array<4 | 6> }),
+        rejects('options.families'),
+      );
+    }
+    await assert.rejects(configurePodRouting(ns, { ...good, enable: undefined as unknown as boolean }), rejects('options.enable'));
   });
 });

@@ -1,6 +1,6 @@
-// Shared setup for the root-only src/native tests: real network namespaces, cgroups, bpffs pins
-// and fixture BPF objects, each created under a unique ferrytest-native-<random> name and removed
-// by that exact name.
+// Shared setup for the root-only src/native tests: real network namespaces, veth pairs between
+// them, cgroups, bpffs pins and fixture BPF objects, each created under a unique <prefix>-<random>
+// name (ferrytest-native unless a test file gives its own) and removed by that exact name.
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,8 +13,8 @@ export function assertRoot(): void {
   assert.equal(process.getuid?.(), 0, 'test/native needs root (bpf(), setns(), ip netns, cgroups): run as root');
 }
 
-export function uniqueName(): string {
-  return `ferrytest-native-${randomBytes(4).toString('hex')}`;
+export function uniqueName(prefix = 'ferrytest-native'): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 
 /** Runs a command, returning stdout; a failure throws with its stderr. */
@@ -50,8 +50,8 @@ export interface TestNetns {
   remove(): void;
 }
 
-export function createNetns(): TestNetns {
-  const name = uniqueName();
+export function createNetns(prefix?: string): TestNetns {
+  const name = uniqueName(prefix);
   run('ip', ['netns', 'add', name]);
   const netns: TestNetns = {
     name,
@@ -71,6 +71,27 @@ export function createNetns(): TestNetns {
     throw error;
   }
   return netns;
+}
+
+/**
+ * A veth pair made directly inside two test namespaces — `name` in a, `peer` in b, both up — so
+ * neither end ever exists in the host's namespace. Interface names are per namespace, so fixed
+ * names cannot collide with anyone's; deleting either namespace deletes the pair.
+ */
+export function createVeth(a: TestNetns, name: string, b: TestNetns, peer: string): void {
+  run('ip', ['-n', a.name, 'link', 'add', name, 'type', 'veth', 'peer', 'name', peer, 'netns', b.name]);
+  run('ip', ['-n', a.name, 'link', 'set', name, 'up']);
+  run('ip', ['-n', b.name, 'link', 'set', peer, 'up']);
+}
+
+/** Runs `ip -n NETNS args...` and returns its stdout. */
+export function ipIn(netns: TestNetns, args: string[]): string {
+  return run('ip', ['-n', netns.name, ...args]);
+}
+
+/** Compiled test/native/fixtures/<name>.js (a child-process script compiled by tsc), by path. */
+export function fixtureScript(name: string): string {
+  return path.join(__dirname, 'fixtures', `${name}.js`);
 }
 
 /** Compiles test/native/fixtures/<name>.bpf.c (sources stay in the repo; tsc copies no .c files). */

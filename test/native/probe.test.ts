@@ -30,12 +30,20 @@ test('probe reports every check ok on this machine', () => {
       'cap_net_admin',
       'cap_sys_admin',
       'so_netns_cookie',
+      'ip_transparent',
+      'policy_routing',
     ],
   );
   const failed = report.checks.filter((check) => !check.ok);
   assert.deepEqual(failed, []);
   for (const check of report.checks) assert.ok(check.detail.length > 0, `${check.name} has no detail`);
   assertKernelReady(report);
+});
+
+test('the transparent-proxy checks say what they found', () => {
+  const checks = new Map(probeKernel().checks.map((check) => [check.name, check]));
+  assert.match(checks.get('ip_transparent')?.detail ?? '', /IP_TRANSPARENT can be set/);
+  assert.equal(checks.get('policy_routing')?.detail, 'policy routing rules: IPv4 available, IPv6 available');
 });
 
 test('the cgroup2 check names the mount point it found', () => {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* cgroup/connect4 and cgroup/connect6: redirect the TCP connects of enrolled pods to the pod's
  * outbound listener (loopback:15001), remembering the original destination under the socket
- * cookie; for sockets that are not captured, optionally translate Service VIPs to a backend. */
+ * cookie; refuse them for a pod whose enrolment is incomplete; for sockets that are not captured,
+ * optionally translate Service VIPs to a backend. */
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
@@ -44,35 +45,57 @@ static __always_inline struct ferry_sockaddr *ferry_pick_backend(const struct fe
 }
 
 /* Record dst under the socket cookie for sock_ops to pick up when the SYN goes out. */
-static __always_inline void ferry_remember(__u64 cookie, const struct ferry_dst *dst)
+static __always_inline int ferry_remember(__u64 cookie, const struct ferry_dst *dst)
 {
 	struct ferry_sockaddr orig = {};
 
 	orig.family = dst->family;
 	orig.port_be = bpf_htons(dst->port);
 	__builtin_memcpy(orig.addr, dst->addr, sizeof(orig.addr));
-	bpf_map_update_elem(&ferry_orig_dst, &cookie, &orig, BPF_ANY);
+	return bpf_map_update_elem(&ferry_orig_dst, &cookie, &orig, BPF_ANY);
 }
 
-/* What to do with one connect(): 1 = capture (redirect to the outbound listener), 0 = leave it
- * (maybe translating a VIP), decided from the netns, the socket mark and the pod's exclusions. */
-static __always_inline int ferry_should_capture(__u64 netns_cookie, __u32 mark, const struct ferry_dst *dst)
+enum ferry_connect_action {
+	FERRY_AGENT,   /* the agent's own socket: untouched (the agent resolves Service VIPs itself) */
+	FERRY_LEAVE,   /* not captured: proceed, translating a Service VIP when that is on */
+	FERRY_CAPTURE, /* redirect to the pod's outbound listener (the origin is recorded) */
+	FERRY_REFUSE,  /* fail connect() with EPERM: the pod must not reach anything around the mesh */
+};
+
+/* What to do with one connect(), counted. Loopback (and the unspecified address, which means
+ * loopback) and excluded destinations are the pod's own business, also while its enrolment is
+ * incomplete. */
+static __always_inline enum ferry_connect_action ferry_connect_action(struct bpf_sock_addr *ctx, const struct ferry_dst *dst)
 {
+	__u64 netns_cookie = bpf_get_netns_cookie(ctx);
+	__u32 mark = ctx->sk->mark;
 	struct ferry_pod *pod;
 
-	/* The agent's own sockets (delivery and dials made inside pod namespaces) carry the mark. */
-	if (mark == FERRY_SOCKET_MARK)
-		return 0;
+	if (ferry_is_agent_socket(mark)) {
+		ferry_count(FERRY_VERDICT_CONNECT_AGENT);
+		return FERRY_AGENT;
+	}
+	if (mark == FERRY_SOCKET_MARK || mark == FERRY_DELIVERY_MARK)
+		ferry_count(FERRY_VERDICT_CONNECT_FOREIGN_MARK);
 	pod = bpf_map_lookup_elem(&ferry_pods, &netns_cookie);
-	if (!pod || !(pod->flags & FERRY_POD_ENROLLED))
-		return 0;
+	if (!pod || !(pod->flags & (FERRY_POD_ENROLLED | FERRY_POD_LOCKED)))
+		return FERRY_LEAVE;
 	if (dst->family == FERRY_AF_INET && ferry_ipv4_is_loopback(dst->addr[0]))
-		return 0;
+		return FERRY_LEAVE;
 	if (dst->family == FERRY_AF_INET6 && ferry_ipv6_is_loopback(dst->addr))
-		return 0;
+		return FERRY_LEAVE;
 	if (ferry_pod_excludes(pod, dst->family, dst->addr, dst->port))
-		return 0;
-	return 1;
+		return FERRY_LEAVE;
+	if (pod->flags & FERRY_POD_LOCKED) {
+		ferry_count(FERRY_VERDICT_CONNECT_LOCKED);
+		return FERRY_REFUSE;
+	}
+	/* Without the record the agent cannot tell where the connection was going and resets it: still
+	 * captured (never around the mesh), but counted so a full map shows. */
+	if (ferry_remember(bpf_get_socket_cookie(ctx), dst) != 0)
+		ferry_count(FERRY_VERDICT_CONNECT_ORIGIN_LOST);
+	ferry_count(FERRY_VERDICT_CONNECT_CAPTURED);
+	return FERRY_CAPTURE;
 }
 
 SEC("cgroup/connect4")
@@ -80,25 +103,31 @@ int ferry_connect4(struct bpf_sock_addr *ctx)
 {
 	struct ferry_dst dst = {};
 	struct ferry_sockaddr *backend;
-	struct bpf_sock *sk = ctx->sk;
 
-	if (!sk || ctx->protocol != IPPROTO_TCP)
+	if (!ctx->sk || ctx->protocol != IPPROTO_TCP)
 		return FERRY_CONNECT_PROCEED;
 	dst.family = FERRY_AF_INET;
 	dst.port = bpf_ntohs(ctx->user_port);
 	dst.addr[0] = ctx->user_ip4;
 
-	if (ferry_should_capture(bpf_get_netns_cookie(ctx), sk->mark, &dst)) {
-		ferry_remember(bpf_get_socket_cookie(ctx), &dst);
+	switch (ferry_connect_action(ctx, &dst)) {
+	case FERRY_AGENT:
+		return FERRY_CONNECT_PROCEED;
+	case FERRY_REFUSE:
+		return FERRY_CONNECT_REFUSE;
+	case FERRY_CAPTURE:
 		ctx->user_ip4 = bpf_htonl(FERRY_IPV4_LOOPBACK_ADDR);
 		ctx->user_port = bpf_htons(FERRY_PORT_OUTBOUND);
 		return FERRY_CONNECT_PROCEED;
+	case FERRY_LEAVE:
+		break;
 	}
-	if (sk->mark != FERRY_SOCKET_MARK && ferry_service_lb_enabled()) {
+	if (ferry_service_lb_enabled()) {
 		backend = ferry_pick_backend(&dst);
 		if (backend && backend->family == FERRY_AF_INET) {
 			ctx->user_ip4 = *(__u32 *)backend->addr;
 			ctx->user_port = backend->port_be;
+			ferry_count(FERRY_VERDICT_CONNECT_SERVICE_LB);
 		}
 	}
 	return FERRY_CONNECT_PROCEED;
@@ -111,11 +140,10 @@ int ferry_connect6(struct bpf_sock_addr *ctx)
 {
 	struct ferry_dst dst = {};
 	struct ferry_sockaddr *backend;
-	struct bpf_sock *sk = ctx->sk;
 	__u32 ip6[4];
 	int mapped;
 
-	if (!sk || ctx->protocol != IPPROTO_TCP)
+	if (!ctx->sk || ctx->protocol != IPPROTO_TCP)
 		return FERRY_CONNECT_PROCEED;
 	ip6[0] = ctx->user_ip6[0];
 	ip6[1] = ctx->user_ip6[1];
@@ -131,8 +159,12 @@ int ferry_connect6(struct bpf_sock_addr *ctx)
 		__builtin_memcpy(dst.addr, ip6, sizeof(dst.addr));
 	}
 
-	if (ferry_should_capture(bpf_get_netns_cookie(ctx), sk->mark, &dst)) {
-		ferry_remember(bpf_get_socket_cookie(ctx), &dst);
+	switch (ferry_connect_action(ctx, &dst)) {
+	case FERRY_AGENT:
+		return FERRY_CONNECT_PROCEED;
+	case FERRY_REFUSE:
+		return FERRY_CONNECT_REFUSE;
+	case FERRY_CAPTURE:
 		if (mapped) {
 			ctx->user_ip6[3] = bpf_htonl(FERRY_IPV4_LOOPBACK_ADDR);
 		} else {
@@ -143,8 +175,10 @@ int ferry_connect6(struct bpf_sock_addr *ctx)
 		}
 		ctx->user_port = bpf_htons(FERRY_PORT_OUTBOUND);
 		return FERRY_CONNECT_PROCEED;
+	case FERRY_LEAVE:
+		break;
 	}
-	if (sk->mark != FERRY_SOCKET_MARK && ferry_service_lb_enabled()) {
+	if (ferry_service_lb_enabled()) {
 		backend = ferry_pick_backend(&dst);
 		if (backend && backend->family == dst.family) {
 			const __u32 *addr = (const __u32 *)backend->addr;
@@ -157,6 +191,7 @@ int ferry_connect6(struct bpf_sock_addr *ctx)
 				ctx->user_ip6[3] = addr[3];
 			}
 			ctx->user_port = backend->port_be;
+			ferry_count(FERRY_VERDICT_CONNECT_SERVICE_LB);
 		}
 	}
 	return FERRY_CONNECT_PROCEED;

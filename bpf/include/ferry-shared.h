@@ -17,8 +17,15 @@
 #define FERRY_PORT_READINESS 15021
 #define FERRY_PORT_DNS 15053
 
-/* SO_MARK carried by every socket the agent makes; the programs let such sockets pass. */
+/* SO_MARK carried by every socket the agent makes. The programs let such a socket pass only when it
+ * also belongs to the agent's own cgroup (ferry_config.agent_cgroup_id): a pod with CAP_NET_RAW or
+ * CAP_NET_ADMIN can set any mark on its own sockets, but cannot leave its cgroup. */
 #define FERRY_SOCKET_MARK 0xFE44
+/* SO_MARK of the agent's sockets that deliver a connection to an app inside its pod with the real
+ * client's address as source (IP_TRANSPARENT). Besides passing the programs like FERRY_SOCKET_MARK, it
+ * is what the pod's policy route for replies matches: with net.ipv4.tcp_fwmark_accept the app's
+ * accepted socket inherits it, so its replies go to the local agent socket, not out of the pod. */
+#define FERRY_DELIVERY_MARK 0xFE45
 
 /* Map sizes. */
 #define FERRY_MAX_PODS 1024
@@ -26,13 +33,15 @@
 #define FERRY_MAX_TRACKED_SOCKETS 65536
 #define FERRY_MAX_SERVICES 4096
 #define FERRY_MAX_BACKENDS 65536
+#define FERRY_MAX_DELIVERIES 65536
 
 /* Per-pod exclusions the agent writes from the pod's annotations. */
 #define FERRY_MAX_EXCLUDED_PORTS 8
 #define FERRY_MAX_EXCLUDED_CIDRS 4
 
-/* struct ferry_pod.flags */
-#define FERRY_POD_ENROLLED 0x1
+/* struct ferry_pod.flags: exactly one of these. */
+#define FERRY_POD_ENROLLED 0x1 /* captured: connects go to the pod's outbound listener */
+#define FERRY_POD_LOCKED 0x2   /* enrolment not (yet) complete: connects that would be captured fail with EPERM */
 
 /* struct ferry_config.flags */
 #define FERRY_CONFIG_SERVICE_LB 0x1 /* translate Service VIPs for sockets that are not captured */
@@ -102,6 +111,34 @@ struct ferry_backend_key {
 struct ferry_config {
 	__u32 flags;
 	__u32 pad;
+	/* cgroup v2 id (the cgroup directory's inode) of the agent; only its marked sockets pass. */
+	__u64 agent_cgroup_id;
 };
+
+/* ferry_deliveries key: a connection request as sk_lookup sees it arrive at a pod (local = the app's
+ * address and port, remote = the source the agent's transparent socket is bound to). */
+struct ferry_delivery_key {
+	__u32 family;
+	__u16 local_port;  /* host byte order */
+	__u16 remote_port; /* host byte order */
+	__u8 local[16];
+	__u8 remote[16];
+};
+
+/* ferry_verdicts: one counter per verdict, index = FERRY_VERDICT_*. The agent exports them as
+ * ferry_bpf_verdicts_total{program,verdict}; keep the names in src/capture/bpf-layout.ts in step. */
+#define FERRY_VERDICT_CONNECT_CAPTURED 0       /* connect redirected to the outbound listener */
+#define FERRY_VERDICT_CONNECT_LOCKED 1         /* refused (EPERM): the pod's enrolment is not complete */
+#define FERRY_VERDICT_CONNECT_AGENT 2          /* the agent's own socket: marked, in its cgroup */
+#define FERRY_VERDICT_CONNECT_FOREIGN_MARK 3   /* marked but not the agent's: captured anyway */
+#define FERRY_VERDICT_CONNECT_SERVICE_LB 4     /* uncaptured socket, Service VIP translated */
+#define FERRY_VERDICT_CONNECT_ORIGIN_LOST 5    /* ferry_orig_dst update failed: the agent will reset it */
+#define FERRY_VERDICT_SK_LOOKUP_STEERED 6      /* inbound connection assigned to the pod's inbound listener */
+#define FERRY_VERDICT_SK_LOOKUP_REFUSED 7      /* enrolled pod without a listener: refused (fail closed) */
+#define FERRY_VERDICT_SK_LOOKUP_DELIVERY 8     /* the agent delivering to the app with the client's address */
+#define FERRY_VERDICT_SOCK_OPS_ORIGIN 9        /* a captured socket's origin filed for the agent */
+#define FERRY_VERDICT_SOCK_OPS_DELIVERY 10     /* a delivery connection filed for sk_lookup */
+#define FERRY_VERDICT_SOCK_OPS_FILE_FAILED 11  /* a ferry_conn_origin or ferry_deliveries update failed */
+#define FERRY_VERDICT_COUNT 12
 
 #endif /* FERRY_SHARED_H */

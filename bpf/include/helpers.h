@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Small inline helpers shared by the programs: address tests and byte order. */
+/* Small inline helpers shared by the programs: address tests, verdict counters and the test for the
+ * agent's own sockets. */
 #ifndef FERRY_HELPERS_H
 #define FERRY_HELPERS_H
 
@@ -8,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "ferry-shared.h"
+#include "maps.h"
 
 #define FERRY_LOOPBACK_IFINDEX 1            /* "lo" is always ifindex 1 in a network namespace */
 #define FERRY_IPV4_LOOPBACK_NET 0x7f000000  /* 127.0.0.0/8, host byte order */
@@ -17,27 +19,44 @@
 
 /* Verdicts of cgroup/connect* programs: 1 lets connect() go on (with any rewrite), 0 fails it with EPERM. */
 #define FERRY_CONNECT_PROCEED 1
+#define FERRY_CONNECT_REFUSE 0
 
-/* Ports that belong to Ferry inside a pod; traffic to them is never captured or steered. */
-static __always_inline int ferry_is_own_port(__u32 port)
+static __always_inline void ferry_count(__u32 verdict)
 {
-	switch (port) {
-	case FERRY_PORT_ADMIN:
-	case FERRY_PORT_OUTBOUND:
-	case FERRY_PORT_INBOUND:
-	case FERRY_PORT_HBONE:
-	case FERRY_PORT_METRICS:
-	case FERRY_PORT_READINESS:
-	case FERRY_PORT_DNS:
-		return 1;
-	default:
-		return 0;
-	}
+	__u64 *counter = bpf_map_lookup_elem(&ferry_verdicts, &verdict);
+
+	if (counter)
+		__sync_fetch_and_add(counter, 1);
 }
 
+static __always_inline __u64 ferry_agent_cgroup_id(void)
+{
+	__u32 zero = 0;
+	struct ferry_config *config = bpf_map_lookup_elem(&ferry_config, &zero);
+
+	return config ? config->agent_cgroup_id : 0;
+}
+
+/* One of the agent's own sockets: it carries one of the agent's marks AND the task using it runs in
+ * the agent's cgroup. The mark alone proves nothing (socket(7): SO_MARK needs only CAP_NET_RAW or
+ * CAP_NET_ADMIN in the socket's user namespace, which a pod may hold); a task cannot move itself
+ * into another cgroup without write access to the cgroup filesystem. Runs in the task's context
+ * (connect hooks, sock_ops TCP_CONNECT_CB), where bpf_get_current_cgroup_id() is the caller's. */
+static __always_inline int ferry_is_agent_socket(__u32 mark)
+{
+	__u64 agent;
+
+	if (mark != FERRY_SOCKET_MARK && mark != FERRY_DELIVERY_MARK)
+		return 0;
+	agent = ferry_agent_cgroup_id();
+	return agent != 0 && bpf_get_current_cgroup_id() == agent;
+}
+
+/* 127.0.0.0/8, and 0.0.0.0: connect(2) to INADDR_ANY reaches this host over loopback
+ * (ip_route_connect() fills in INADDR_LOOPBACK), so it is the pod's own business like 127.0.0.1. */
 static __always_inline int ferry_ipv4_is_loopback(__u32 addr_be)
 {
-	return (bpf_ntohl(addr_be) & FERRY_IPV4_LOOPBACK_MASK) == FERRY_IPV4_LOOPBACK_NET;
+	return addr_be == 0 || (bpf_ntohl(addr_be) & FERRY_IPV4_LOOPBACK_MASK) == FERRY_IPV4_LOOPBACK_NET;
 }
 
 /* addr_be: an IPv6 address as four network-order words. */
@@ -46,9 +65,10 @@ static __always_inline int ferry_ipv6_is_v4_mapped(const __u32 *addr_be)
 	return addr_be[0] == 0 && addr_be[1] == 0 && addr_be[2] == bpf_htonl(FERRY_V4_MAPPED_PREFIX);
 }
 
+/* ::1, and :: (tcp_v6_connect() turns a connect to the unspecified address into one to ::1). */
 static __always_inline int ferry_ipv6_is_loopback(const __u32 *addr_be)
 {
-	return addr_be[0] == 0 && addr_be[1] == 0 && addr_be[2] == 0 && addr_be[3] == bpf_htonl(1);
+	return addr_be[0] == 0 && addr_be[1] == 0 && addr_be[2] == 0 && (addr_be[3] == bpf_htonl(1) || addr_be[3] == 0);
 }
 
 /* Network-order mask of the first `bits` bits of a 32-bit word (bits clamped to 0..32). */

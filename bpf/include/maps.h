@@ -19,8 +19,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_pods SEC(".maps");
 
-/* Socket cookie -> the destination the app asked for, written by connect4/6. LRU: the kernel
- * keeps no per-socket cleanup hook here, so old entries age out instead of leaking. */
+/* Socket cookie -> the destination the app asked for, written by connect4/6 and copied by sock_ops
+ * into ferry_conn_origin when the SYN leaves. The agent deletes the entry once it has read the
+ * connection's origin, so the map holds only connects still on their way to the agent. LRU: a
+ * connect that never sends a SYN (it failed first) leaves an entry nobody deletes; it ages out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FERRY_MAX_TRACKED_SOCKETS);
@@ -83,5 +85,30 @@ struct {
 	__type(value, struct ferry_config);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_config SEC(".maps");
+
+/* Connections the agent is delivering to an app with the client's address as source: filed by
+ * sock_ops when the agent's transparent socket sends its SYN, consulted by sk_lookup (which must
+ * let exactly these reach the app instead of steering them back to the agent), deleted by sock_ops
+ * when that socket reaches TCP_CLOSE. Deleting at close rather than at establishment keeps the
+ * entry while the 4-tuple is in use (a SYN-cookie ACK still finds its way), and no later SYN from
+ * a real client reusing the 4-tuple can slip past the agent. LRU as a last resort only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FERRY_MAX_DELIVERIES);
+	__type(key, struct ferry_delivery_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_deliveries SEC(".maps");
+
+/* One counter per FERRY_VERDICT_*, added to atomically by every program. A plain array, not a
+ * per-CPU one: the agent reads it with one lookup per entry, and the counters are not hot enough
+ * for contention to matter next to the work each verdict stands for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_VERDICT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_verdicts SEC(".maps");
 
 #endif /* FERRY_MAPS_H */

@@ -63,6 +63,7 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   Napi::Value UpdateSocket(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
   Napi::Value Keys(const Napi::CallbackInfo& info);
+  Napi::Value Count(const Napi::CallbackInfo& info);
   Napi::Value Pin(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 

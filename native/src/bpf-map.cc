@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "bpf-handles.h"
 #include "errors.h"
+#include "promise-worker.h"
 
 namespace ferry {
 
@@ -66,6 +67,7 @@ Napi::Function BpfMap::Define(Napi::Env env) {
                          InstanceMethod<&BpfMap::UpdateSocket>("updateSocket"),
                          InstanceMethod<&BpfMap::Delete>("delete"),
                          InstanceMethod<&BpfMap::Keys>("keys"),
+                         InstanceMethod<&BpfMap::Count>("count"),
                          InstanceMethod<&BpfMap::Pin>("pin"),
                          InstanceMethod<&BpfMap::Close>("close"),
                      });
@@ -237,6 +239,68 @@ Napi::Value BpfMap::Keys(const Napi::CallbackInfo& info) {
     result.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(env, keys[i].data(), keys[i].size()));
   }
   return result;
+}
+
+namespace {
+
+// count(): the number of entries, walked with bpf_map_get_next_key on a pool thread so a full
+// 64k-entry map costs the event loop nothing. The walk uses its own dup of the fd, so close()
+// on the main thread meanwhile cannot pull it away (or hand the number to another file).
+class CountWorker : public PromiseWorker {
+ public:
+  CountWorker(const Napi::Object& receiver, int fd, uint32_t key_size, uint32_t max_entries, std::string what)
+      : PromiseWorker(receiver, "ferry.BpfMap.count"),
+        fd_(fcntl(fd, F_DUPFD_CLOEXEC, 0)),
+        dup_errno_(errno),
+        key_size_(key_size),
+        max_entries_(max_entries),
+        what_(std::move(what)) {}
+
+  ~CountWorker() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ protected:
+  void Run() override {
+    if (fd_ < 0) {
+      failure_ = MakeFailure(dup_errno_, "fcntl", "F_DUPFD_CLOEXEC of " + what_);
+      return;
+    }
+    std::vector<uint8_t> a(key_size_), b(key_size_);
+    uint8_t* previous = nullptr;
+    uint8_t* next = a.data();
+    // Bounded like keys(): a hash map restarts its walk when the previous key was deleted meanwhile.
+    while (count_ < max_entries_) {
+      if (bpf_map_get_next_key(fd_, previous, next) != 0) {
+        if (errno == ENOENT) return;
+        failure_ = MakeFailure(errno, "bpf_map_get_next_key", what_);
+        return;
+      }
+      count_ += 1;
+      previous = next;
+      next = next == a.data() ? b.data() : a.data();
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, count_); }
+
+ private:
+  int fd_;
+  int dup_errno_;
+  uint32_t key_size_;
+  uint32_t max_entries_;
+  std::string what_;
+  uint32_t count_ = 0;
+};
+
+}  // namespace
+
+Napi::Value BpfMap::Count(const Napi::CallbackInfo& info) {
+  RequireOpen(info.Env(), "bpf_map_get_next_key");
+  auto* worker = new CountWorker(info.This().As<Napi::Object>(), fd_, info_.key_size, info_.max_entries, Describe());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 // bpf_obj_pin: the pin holds its own reference, so the map outlives this fd and the process.

@@ -1,6 +1,6 @@
 // configurePodRouting: the transparent-proxy reply path inside a pod's network namespace, over
 // rtnetlink — `fwmark MARK/0xffffffff lookup TABLE`, `local default dev lo table TABLE` per family,
-// and net.ipv4.tcp_fwmark_accept=1 — so the app's replies to a proxy socket bound to a non-local
+// and net.ipv4.tcp_fwmark_accept=1 and fwmark_reflect=1 — so the app's replies to a proxy socket bound to a non-local
 // client address (IP_TRANSPARENT) are delivered back to that socket instead of leaving the pod.
 #include <fcntl.h>
 #include <linux/fib_rules.h>
@@ -30,6 +30,12 @@ namespace {
 // SYN packet" — so the app's accepted socket, and every reply it sends, carries the proxy's mark
 // and meets the rule below. The ipv4 sysctl governs IPv6 TCP too (inet_request_mark()).
 constexpr const char* kFwmarkAcceptSysctl = "/proc/sys/net/ipv4/tcp_fwmark_accept";
+// ip-sysctl.txt, fwmark_reflect: "Controls the fwmark of kernel-generated IPv4 reply packets that
+// are not associated with a socket for example, TCP RSTs or ICMP echo replies). If unset, these
+// packets have a fwmark of zero. If set, they have the fwmark of the packet they are replying to."
+// Without it the RST for a port the app does not listen on is unmarked, routed out of the pod to
+// the client's address, and the proxy's connect waits for its timeout instead of seeing ECONNREFUSED.
+constexpr const char* kFwmarkReflectSysctls[] = {"/proc/sys/net/ipv4/fwmark_reflect", "/proc/sys/net/ipv6/fwmark_reflect"};
 
 struct RoutingSpec {
   uint32_t mark = 0;
@@ -97,13 +103,24 @@ class PodRoutingWorker : public PromiseWorker {
 
  private:
   void WriteSysctl(Failure& failure) {
-    const std::string where = std::string(kFwmarkAcceptSysctl) + " in " + netns_path_;
-    UniqueFd fd(open(kFwmarkAcceptSysctl, O_WRONLY | O_CLOEXEC));
+    if (!WriteOne(kFwmarkAcceptSysctl, failure)) return;
+    for (int family : spec_.families) {
+      if (!WriteOne(kFwmarkReflectSysctls[family == 6 ? 1 : 0], failure)) return;
+    }
+  }
+
+  bool WriteOne(const char* sysctl, Failure& failure) {
+    const std::string where = std::string(sysctl) + " in " + netns_path_;
+    UniqueFd fd(open(sysctl, O_WRONLY | O_CLOEXEC));
     if (fd.get() < 0) {
       failure = MakeFailure(errno, "open", where);
-      return;
+      return false;
     }
-    if (write(fd.get(), "1\n", 2) != 2) failure = MakeFailure(errno, "write", where);
+    if (write(fd.get(), "1\n", 2) != 2) {
+      failure = MakeFailure(errno, "write", where);
+      return false;
+    }
+    return true;
   }
 
   // EEXIST on enable and ENOENT/ESRCH on disable mean the namespace is already as asked.

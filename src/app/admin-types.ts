@@ -78,7 +78,17 @@ export interface ConfigDump {
   };
   certificates: CertificateDump[];
   trustBundle: TrustAnchorDump[];
-  bpf: { links: LinkDump[]; maps: MapDump[] };
+  /** Map occupancy is sampled on a timer (counting walks every key): `mapsSampledAt` says when. */
+  bpf: { links: LinkDump[]; maps: MapDump[]; mapsSampledAt?: string; verdicts: VerdictDump[] };
+  /** Pods of this node whose traffic the programs refuse, and why (enrolment pending, workload gone). */
+  refusedPods: Array<{ uid: string; reason: string }>;
+}
+
+/** One of the BPF programs' verdict counters. */
+export interface VerdictDump {
+  program: string;
+  verdict: string;
+  count: number;
 }
 
 /**

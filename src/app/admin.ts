@@ -9,7 +9,7 @@ import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
 import { canonicalRevision, canonicalService, isLogLevel, LOG_LEVELS, workloadName, type LogLevels } from '../telemetry';
 import type {
-  CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, TrustAnchorDump, WorkloadDump,
+  CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, MapDump, TrustAnchorDump, WorkloadDump,
 } from './admin-types';
 import { listenHttp, sendJson, sendText } from './http-server';
 
@@ -22,6 +22,10 @@ export interface AdminSources {
   levels: LogLevels;
   /** uids enrolled now. */
   enrolled(): string[];
+  /** Pods whose traffic is refused, and why. */
+  refusedPods(): Array<{ uid: string; reason: string }>;
+  /** The last sample of the maps' occupancy, and when it was taken. */
+  mapSample(): { maps: MapDump[]; sampledAt?: Date };
   notReadyReason(): string | undefined;
 }
 
@@ -116,6 +120,7 @@ export function configDump(sources: AdminSources): ConfigDump {
   const { state, capture, certificates } = sources;
   const enrolled = new Set(sources.enrolled());
   const reason = sources.notReadyReason();
+  const sample = sources.mapSample();
   return {
     node: sources.node,
     revision: state.revision,
@@ -130,7 +135,8 @@ export function configDump(sources: AdminSources): ConfigDump {
     },
     certificates: certificateDumps(certificates, Date.now()),
     trustBundle: trustBundleDump(certificates),
-    bpf: { links: capture.linkStates(), maps: capture.mapStats() },
+    bpf: { links: capture.linkStates(), maps: sample.maps, mapsSampledAt: sample.sampledAt?.toISOString(), verdicts: capture.verdicts() },
+    refusedPods: sources.refusedPods(),
   };
 }
 

@@ -4,8 +4,8 @@ import type * as http from 'node:http';
 import type * as net from 'node:net';
 import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
-import { CaptureEngine } from '../capture';
-import { assertKernelReady, probeKernel } from '../native';
+import { CaptureEngine, ownCgroup, type MapState } from '../capture';
+import { assertKernelReady, netnsCookie, probeKernel } from '../native';
 import {
   LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange,
 } from '../identity';
@@ -15,8 +15,8 @@ import { IdentityTlsProvider } from '../tls';
 import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type RootLogger } from '../telemetry';
 import { startAdminServer } from './admin';
 import { PolicyAuthorizer } from './authorizer';
-import { netnsDialer } from './dialer';
-import { listenHttp, sendText } from './http-server';
+import { keepaliveSettings, netnsDialer, socketOptions } from './dialer';
+import { ANY_ADDRESS, listenHttp, sendText } from './http-server';
 import { startReadinessServer } from './readiness';
 import { PodReconciler } from './pod-reconciler';
 
@@ -32,7 +32,6 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-const DIAL_TIMEOUT_MS = 5000;
 /** How often the agent looks at the CA directory for a new trust bundle or issuer. */
 const CA_POLL_MS = 500;
 
@@ -77,10 +76,14 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
   const health = new HealthMetrics(registry);
   const authorizer = new PolicyAuthorizer(state, log, health);
+  const own = ownCgroup();
+  log.info({ cgroup: own.path, cgroupId: own.id.toString() }, 'agent cgroup: only its marked sockets pass capture');
   const capture = await CaptureEngine.start({
-    bpfDir: config.bpfDir, pinDir: config.pinDir, cgroupPath: config.cgroupPath,
+    bpfDir: config.bpfDir, pinDir: config.pinDir, cgroupPath: config.cgroupPath, agentCgroupId: own.id,
     serviceLoadBalancing: config.serviceLoadBalancing, log,
   });
+  const { limits } = config;
+  const keepalive = keepaliveSettings(limits.tcpKeepaliveSeconds);
   const proxy = new NodeProxy({
     resolver: state,
     origins: {
@@ -89,7 +92,9 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
         return capture.originalDestination(pod.netnsCookie, family, accepted.remotePort ?? 0);
       },
     },
-    dialer: netnsDialer(DIAL_TIMEOUT_MS),
+    dialer: netnsDialer(Math.round(limits.connectTimeoutSeconds * 1000), keepalive, log),
+    sockets: socketOptions(keepalive, log),
+    limits: { maxConnectionsPerPod: limits.maxConnectionsPerPod, idleTimeoutMs: Math.round(limits.idleTimeoutSeconds * 1000) },
     tls,
     authorizer,
     hbone: { enabled: config.hbone },
@@ -98,7 +103,17 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     log,
   });
   if (!config.hbone) log.warn('HBONE is off (--no-hbone): meshed traffic between pods travels in plaintext');
-  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log, health);
+  const reconciler = new PodReconciler(config.node, state, capture, proxy, certificates, log, { netnsCookie }, health);
+
+  // Counting a map's entries walks every key: done on a timer, on libuv's pool, never per scrape.
+  let mapSample: { maps: MapState[]; sampledAt?: Date } = { maps: capture.mapCapacities().map((m) => ({ ...m, entries: 0 })) };
+  const sampleMaps = (): void => {
+    capture.mapStats().then((maps) => { mapSample = { maps, sampledAt: new Date() }; },
+      (err: Error) => log.warn({ err }, 'counting BPF map entries failed'));
+  };
+  sampleMaps();
+  const mapTimer = setInterval(sampleMaps, Math.round(limits.mapSampleSeconds * 1000));
+  mapTimer.unref();
 
   let synced = false;
   // Asked of the kernel each time: a program detached behind the agent's back makes it unready.
@@ -106,20 +121,22 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     if (!synced) return 'state not synced';
     return capture.detachedReason() ?? reconciler.notReadyReason() ?? (proxy.listening() ? undefined : 'listeners not open');
   };
-  health.observe(healthSource(state, capture, proxy, certificates, reconciler, notReadyReason));
+  health.observe(healthSource(state, capture, proxy, certificates, reconciler, notReadyReason, () => mapSample.maps));
   const servers: http.Server[] = [];
   servers.push(await startReadinessServer({ notReadyReason }, PORTS.readiness));
+  const render = coalesced(() => registry.metrics());
   servers.push(await listenHttp(async (req, res) => {
     const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
     if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
       sendText(res, 404, 'not found: metrics are at GET /metrics\n');
       return;
     }
-    sendText(res, 200, await registry.metrics(), registry.contentType);
-  }, PORTS.metrics, '0.0.0.0'));
+    sendText(res, 200, await render(), registry.contentType);
+  }, PORTS.metrics, ANY_ADDRESS));
   servers.push(await startAdminServer({
     node: config.node, state, proxy, capture, certificates, levels: logging.levels,
-    enrolled: () => reconciler.enrolled().map((w) => w.uid), notReadyReason,
+    enrolled: () => reconciler.enrolled().map((w) => w.uid), refusedPods: () => reconciler.refused(),
+    mapSample: () => mapSample, notReadyReason,
   }, PORTS.admin));
 
   const unwatch = watchSnapshot(config.snapshotPath, (snapshot: ClusterSnapshot) => {
@@ -129,15 +146,18 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     reconciler.schedule().then(() => {
       if (!synced) log.info({ revision: snapshot.revision, pods: capture.enrolledUids() }, 'state synced');
       synced = true;
+      // Enrolments change the pod maps: count them now rather than at the next tick.
+      sampleMaps();
     }, (err: Error) => log.error({ err }, 'reconcile failed'));
   }, (err) => log.error({ err }, 'snapshot rejected; keeping the previous one'));
-
 
   return {
     state, proxy, capture, certificates, metrics: registry, notReadyReason,
     async stop() {
       unwatch();
       stopCaWatch();
+      reconciler.stop();
+      clearInterval(mapTimer);
       for (const server of servers) server.close();
       const { finished, closed } = await proxy.drain(config.drainMs);
       log.info({ finished, closed }, 'drained');
@@ -148,10 +168,22 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   };
 }
 
+/**
+ * One render for every scrape that arrives while it runs: fifty scrapers at once cost one pass over
+ * the registry, not fifty back-to-back on the event loop the proxy shares.
+ */
+function coalesced(render: () => Promise<string>): () => Promise<string> {
+  let running: Promise<string> | undefined;
+  return () => {
+    running ??= render().finally(() => { running = undefined; });
+    return running;
+  };
+}
+
 /** What Ferry's health gauges read at scrape time. */
 function healthSource(
   state: ClusterState, capture: CaptureEngine, proxy: NodeProxy, certificates: WorkloadCertificates,
-  reconciler: PodReconciler, notReadyReason: () => string | undefined,
+  reconciler: PodReconciler, notReadyReason: () => string | undefined, mapEntries: () => MapState[],
 ): HealthSource {
   return {
     enrolledWorkloads() {
@@ -165,7 +197,12 @@ function healthSource(
       }
       return [...counts.values()];
     },
-    bpfMapEntries: () => capture.mapStats(),
+    bpfMapEntries: mapEntries,
+    bpfVerdicts: () => capture.verdicts().map((v) => ({ labels: { program: v.program, verdict: v.verdict }, count: v.count })),
+    refusedConnections: () => proxy.refusalCounts().map((r) => ({ labels: { direction: r.direction, reason: r.reason }, count: r.count })),
+    limitsExceeded: () => [{ labels: { limit: 'connections_per_pod' }, count: proxy.connectionLimitExceeded }],
+    refusedPods: () => reconciler.refused().length,
+    suppressedLogLines: () => [{ labels: { component: 'access' }, count: proxy.suppressedAccessLines }],
     bpfMapCapacities: () => capture.mapCapacities(),
     bpfLinks: () => capture.linkStates(),
     certificates: () => certificates.certificates().map((c) => ({ principal: c.principal, notAfter: c.notAfter })),

@@ -3,8 +3,26 @@ import * as http from 'node:http';
 
 export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
 
-/** Listen on host:port; a handler that throws answers 500 with the message instead of dropping the request. */
-export function listenHttp(handler: Handler, port: number, host: string): Promise<http.Server> {
+/** Every address of the node, IPv6 and IPv4: `::` dual-stack, or 0.0.0.0 where the namespace has no IPv6. */
+export const ANY_ADDRESS = 'any';
+
+/**
+ * Listen on host:port (ANY_ADDRESS: every address of both families); a handler that throws answers
+ * 500 with the message instead of dropping the request.
+ */
+export async function listenHttp(handler: Handler, port: number, host: string): Promise<http.Server> {
+  if (host !== ANY_ADDRESS) return listenOn(handler, port, host);
+  try {
+    // `::` without ipv6Only takes IPv4 too, as v4-mapped peers (ipv6(7), IPV6_V6ONLY off).
+    return await listenOn(handler, port, '::');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
+    return listenOn(handler, port, '0.0.0.0');
+  }
+}
+
+function listenOn(handler: Handler, port: number, host: string): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     Promise.resolve().then(() => handler(req, res)).catch((err: Error) => {
       if (!res.headersSent) sendText(res, 500, `internal error: ${err.message}\n`);

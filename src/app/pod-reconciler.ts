@@ -1,5 +1,6 @@
-// Bring the enrolled pods in line with the model: enrol new meshed pods on this node, release
-// those gone, re-enrol those whose namespace or addresses changed. One pass at a time.
+// Bring the enrolled pods in line with the model: lock every meshed pod of this node first (its
+// traffic refused, never unmeshed), then enrol it; retry failures with backoff; lock pods whose
+// workload vanished from the model until they come back or their namespace is gone.
 import type { CaptureEngine } from '../capture';
 import type { SpiffeId, WorkloadCertificates } from '../identity';
 import type { NodeProxy } from '../proxy';
@@ -10,14 +11,43 @@ function fingerprint(w: Workload): string {
   return JSON.stringify([w.netnsPath, w.ips, w.excludeOutboundPorts, w.excludeOutboundCidrs, w.serviceAccount]);
 }
 
+type Stage = 'lock' | 'certificate' | 'listeners' | 'capture';
+
+/** A pod that should be enrolled but is not (yet): locked when `locked`, retried at `retryAt`. */
+interface Pending {
+  workload: Workload;
+  attempts: number;
+  locked: boolean;
+  retryAt: number;
+  stage?: Stage;
+  reason?: string;
+}
+
+export interface ReconcilerOptions {
+  /** First retry after a failed enrolment; doubles per attempt up to maxRetryMs (with ±20 % jitter). */
+  firstRetryMs?: number;
+  maxRetryMs?: number;
+  /** How often a pod whose workload vanished is checked for its network namespace still existing. */
+  orphanCheckMs?: number;
+  /** Is the network namespace at this path still the one `cookie` names? (native.netnsCookie) */
+  netnsCookie: (netnsPath: string) => Promise<bigint>;
+}
+
 export class PodReconciler {
   private running: Promise<void> = Promise.resolve();
-  private pending = false;
-  private readonly current = new Map<string, string>();
-  private readonly failures = new Map<string, string>();
-  private readonly enrolledWorkloads = new Map<string, Workload>();
+  private queued = false;
+  private readonly enrolledPods = new Map<string, { workload: Workload; fingerprint: string }>();
+  private readonly pending = new Map<string, Pending>();
+  /** Pods locked because their workload vanished from the model: uid → the namespace cookie locked. */
+  private readonly orphans = new Map<string, { workload: Workload; netnsCookie: bigint }>();
   private firstPass = true;
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
+  private stopped = false;
   private readonly log: Logger;
+  private readonly firstRetryMs: number;
+  private readonly maxRetryMs: number;
+  private readonly orphanCheckMs: number;
 
   constructor(
     private readonly node: string,
@@ -26,31 +56,52 @@ export class PodReconciler {
     private readonly proxy: NodeProxy,
     private readonly certificates: WorkloadCertificates,
     log: Logger,
+    private readonly options: ReconcilerOptions,
     private readonly health?: Pick<HealthMetrics, 'enrolmentFailed'>,
   ) {
     this.log = log.child({ component: 'enrolment' });
+    this.firstRetryMs = options.firstRetryMs ?? 200;
+    this.maxRetryMs = options.maxRetryMs ?? 10_000;
+    this.orphanCheckMs = options.orphanCheckMs ?? 5_000;
   }
 
   /** Queue a pass; concurrent calls coalesce into one pass after the running one. */
   schedule(): Promise<void> {
-    if (this.pending) return this.running;
-    this.pending = true;
+    if (this.queued) return this.running;
+    this.queued = true;
     this.running = this.running.then(() => {
-      this.pending = false;
-      return this.pass();
+      this.queued = false;
+      return this.stopped ? undefined : this.pass();
     });
     return this.running;
   }
 
+  /** Stop retrying (the agent is stopping); enrolled pods stay as they are. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Readiness: every meshed pod of this node enrolled; otherwise the pods that are not, by name, and why. */
   notReadyReason(): string | undefined {
-    if (this.failures.size === 0) return undefined;
-    const [uid, reason] = this.failures.entries().next().value as [string, string];
-    return `${this.failures.size} pod(s) not enrolled, e.g. ${uid}: ${reason}`;
+    if (this.pending.size === 0) return undefined;
+    const named = [...this.pending.entries()].slice(0, 5)
+      .map(([uid, p]) => `${uid} (${p.stage ?? 'queued'}${p.reason ? `: ${p.reason}` : ''}; attempt ${p.attempts})`);
+    const more = this.pending.size > named.length ? ` and ${this.pending.size - named.length} more` : '';
+    return `${this.pending.size} pod(s) not enrolled, their traffic refused until they are: ${named.join(', ')}${more}`;
   }
 
   /** The workloads enrolled now. */
   enrolled(): Workload[] {
-    return [...this.enrolledWorkloads.values()];
+    return [...this.enrolledPods.values()].map((e) => e.workload);
+  }
+
+  /** Pods whose traffic is refused: enrolment pending, or their workload vanished from the model. */
+  refused(): Array<{ uid: string; reason: string }> {
+    return [
+      ...[...this.pending.entries()].map(([uid, p]) => ({ uid, reason: `enrolment ${p.stage ?? 'queued'}: ${p.reason ?? 'not attempted yet'}` })),
+      ...[...this.orphans.keys()].map((uid) => ({ uid, reason: 'workload not in the model' })),
+    ];
   }
 
   private async pass(): Promise<void> {
@@ -59,58 +110,148 @@ export class PodReconciler {
       this.firstPass = false;
       await this.capture.pruneStale([...desired.values()]);
     }
-    for (const uid of [...this.current.keys()]) {
+    for (const [uid, entry] of [...this.enrolledPods]) {
       const want = desired.get(uid);
-      if (!want || fingerprint(want) !== this.current.get(uid)) await this.release(uid);
+      if (want && fingerprint(want) === entry.fingerprint) continue;
+      if (!want && this.state.workload(uid) === undefined) await this.orphan(entry.workload);
+      else this.release(uid);
+    }
+    for (const [uid, p] of [...this.pending]) {
+      const want = desired.get(uid);
+      if (want && fingerprint(want) === fingerprint(p.workload)) continue;
+      this.pending.delete(uid);
+      if (!want && this.state.workload(uid) === undefined && p.locked) await this.orphan(p.workload);
+      else this.release(uid);
+    }
+    for (const [uid, orphan] of [...this.orphans]) {
+      const want = desired.get(uid);
+      if (want && fingerprint(want) === fingerprint(orphan.workload)) {
+        // Back in the model: enrol from the locked state it is in.
+        this.orphans.delete(uid);
+        this.pending.set(uid, { workload: want, attempts: 0, locked: true, retryAt: 0 });
+      } else if (want || this.state.workload(uid) !== undefined) {
+        this.release(uid);
+      } else if (!await this.namespaceAlive(orphan.workload.netnsPath, orphan.netnsCookie)) {
+        this.log.info({ pod: uid }, 'network namespace of a pod no longer in the model is gone; releasing it');
+        this.release(uid);
+      }
     }
     for (const workload of desired.values()) {
-      if (this.current.has(workload.uid)) continue;
-      await this.enrol(workload);
+      if (!this.enrolledPods.has(workload.uid) && !this.pending.has(workload.uid) && !this.orphans.has(workload.uid)) {
+        this.pending.set(workload.uid, { workload, attempts: 0, locked: false, retryAt: 0 });
+      }
     }
-    for (const uid of [...this.failures.keys()]) if (!desired.has(uid)) this.failures.delete(uid);
+    const now = Date.now();
+    for (const p of [...this.pending.values()]) if (p.retryAt <= now) await this.enrol(p);
+    this.armTimer();
+  }
+
+  /** Wake for the next retry due, or the next orphan check; one timer for all of them. */
+  private armTimer(): void {
+    let next = Infinity;
+    for (const p of this.pending.values()) next = Math.min(next, p.retryAt);
+    if (this.orphans.size > 0) next = Math.min(next, Date.now() + this.orphanCheckMs);
+    if (next === Infinity || this.stopped) return;
+    if (this.timer && next >= this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = next;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.schedule().catch((err: Error) => this.log.error({ err }, 'reconcile failed'));
+    }, Math.max(0, next - Date.now()));
+    this.timer.unref();
+  }
+
+  private async namespaceAlive(netnsPath: string, cookie: bigint): Promise<boolean> {
+    try {
+      return await this.options.netnsCookie(netnsPath) === cookie;
+    } catch {
+      return false;
+    }
   }
 
   private identityOf(workload: Workload): SpiffeId {
     return { trustDomain: this.certificates.trustDomain, namespace: workload.namespace, serviceAccount: workload.serviceAccount };
   }
 
-  private async enrol(workload: Workload): Promise<void> {
-    let listeners;
-    let stage: 'certificate' | 'listeners' | 'capture' = 'certificate';
+  /**
+   * One attempt: lock (refused from here on), certificate, listeners served by the proxy, then
+   * capture. Any failure leaves the pod locked — never unmeshed — and schedules a retry.
+   */
+  private async enrol(p: Pending): Promise<void> {
+    const { workload } = p;
+    let stage: Stage = 'lock';
+    p.attempts += 1;
     try {
-      // The pod's certificate first: once enrolled its traffic is meshed, and HBONE needs it.
+      const netnsCookie = await this.capture.lock(workload);
+      p.locked = true;
+      stage = 'certificate';
+      // The pod's certificate before its traffic is meshed: HBONE needs it.
       await this.certificates.fetch(this.identityOf(workload));
       stage = 'listeners';
-      listeners = await this.capture.openListeners(workload);
+      const listeners = await this.capture.openListeners(workload);
       await this.proxy.addPod({
         uid: workload.uid, namespace: workload.namespace, name: workload.name, serviceAccount: workload.serviceAccount,
-        netnsPath: workload.netnsPath, netnsCookie: listeners.netnsCookie, ips: workload.ips,
+        netnsPath: workload.netnsPath, netnsCookie, ips: workload.ips,
       }, { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone });
       stage = 'capture';
-      await this.capture.enrol(workload, listeners);
+      this.capture.enrol(workload, listeners);
     } catch (err) {
       this.proxy.removePod(workload.uid);
-      this.failures.set(workload.uid, (err as Error).message);
+      const delay = Math.min(this.maxRetryMs, this.firstRetryMs * 2 ** Math.min(p.attempts - 1, 20)) * (0.8 + 0.4 * Math.random());
+      Object.assign(p, { stage, reason: (err as Error).message, retryAt: Date.now() + delay });
       this.health?.enrolmentFailed(stage);
-      this.log.error({ err, pod: workload.uid, stage }, 'enrolment failed');
+      this.log.error({ err, pod: workload.uid, stage, attempt: p.attempts, retryInMs: Math.round(delay), locked: p.locked },
+        p.locked ? 'enrolment failed; the pod\'s traffic stays refused until a retry succeeds' : 'enrolment failed before the pod could be locked');
       return;
     }
-    this.failures.delete(workload.uid);
-    this.current.set(workload.uid, fingerprint(workload));
-    this.enrolledWorkloads.set(workload.uid, workload);
+    this.pending.delete(workload.uid);
+    this.enrolledPods.set(workload.uid, { workload, fingerprint: fingerprint(workload) });
+    if (p.attempts > 1) this.log.info({ pod: workload.uid, attempts: p.attempts }, 'enrolled after retrying');
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid: workload.uid, action: 'enrolled' });
   }
 
-  private async release(uid: string): Promise<void> {
+  /**
+   * The pod's workload left the model while the pod was ours. Nothing says the pod is gone (the
+   * model may be wrong or late), so it is not released to run unmeshed: its connections are reset,
+   * its listeners closed and the programs refuse its traffic, until it comes back or its network
+   * namespace disappears.
+   */
+  private async orphan(workload: Workload): Promise<void> {
+    const uid = workload.uid;
+    this.enrolledPods.delete(uid);
+    this.proxy.removePod(uid);
+    let netnsCookie: bigint;
+    try {
+      this.capture.unenrol(uid);
+      netnsCookie = await this.capture.lock(workload);
+    } catch (err) {
+      this.log.error({ err, pod: uid }, 'could not lock a pod no longer in the model; releasing it');
+      this.release(uid);
+      return;
+    }
+    this.orphans.set(uid, { workload, netnsCookie });
+    this.forgetCertificate(workload);
+    this.log.warn({ pod: uid }, 'pod is no longer in the model: its traffic is refused until it is back or gone');
+    if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'locked' });
+  }
+
+  private release(uid: string): void {
+    const workload = this.enrolledPods.get(uid)?.workload ?? this.pending.get(uid)?.workload ?? this.orphans.get(uid)?.workload;
     this.capture.release(uid);
     this.proxy.removePod(uid);
-    this.current.delete(uid);
-    const gone = this.enrolledWorkloads.get(uid);
-    this.enrolledWorkloads.delete(uid);
-    // Service accounts are shared: the certificate goes only with the last pod that uses it.
-    if (gone && ![...this.enrolledWorkloads.values()].some((w) => w.namespace === gone.namespace && w.serviceAccount === gone.serviceAccount)) {
-      this.certificates.forget(this.identityOf(gone));
-    }
+    this.enrolledPods.delete(uid);
+    this.pending.delete(uid);
+    this.orphans.delete(uid);
+    if (workload) this.forgetCertificate(workload);
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'released' });
+  }
+
+  /** Service accounts are shared: the certificate goes only with the last enrolled pod that uses it. */
+  private forgetCertificate(gone: Workload): void {
+    const inUse = [...this.enrolledPods.values(), ...this.pending.values()]
+      .some(({ workload: w }) => w.namespace === gone.namespace && w.serviceAccount === gone.serviceAccount);
+    if (!inUse) this.certificates.forget(this.identityOf(gone));
   }
 }

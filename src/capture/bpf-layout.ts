@@ -10,14 +10,17 @@ export const AF_INET6 = 10;
 
 export const BPF_CONSTANTS = {
   FERRY_SOCKET_MARK: 0xfe44,
+  FERRY_DELIVERY_MARK: 0xfe45,
   FERRY_MAX_PODS: 1024,
   FERRY_MAX_POD_IPS: 2048,
   FERRY_MAX_TRACKED_SOCKETS: 65536,
   FERRY_MAX_SERVICES: 4096,
   FERRY_MAX_BACKENDS: 65536,
+  FERRY_MAX_DELIVERIES: 65536,
   FERRY_MAX_EXCLUDED_PORTS: 8,
   FERRY_MAX_EXCLUDED_CIDRS: 4,
   FERRY_POD_ENROLLED: 0x1,
+  FERRY_POD_LOCKED: 0x2,
   FERRY_CONFIG_SERVICE_LB: 0x1,
   FERRY_AF_INET: AF_INET,
   FERRY_AF_INET6: AF_INET6,
@@ -28,7 +31,39 @@ export const BPF_CONSTANTS = {
   FERRY_PORT_METRICS: 15020,
   FERRY_PORT_READINESS: 15021,
   FERRY_PORT_DNS: 15053,
+  FERRY_VERDICT_CONNECT_CAPTURED: 0,
+  FERRY_VERDICT_CONNECT_LOCKED: 1,
+  FERRY_VERDICT_CONNECT_AGENT: 2,
+  FERRY_VERDICT_CONNECT_FOREIGN_MARK: 3,
+  FERRY_VERDICT_CONNECT_SERVICE_LB: 4,
+  FERRY_VERDICT_CONNECT_ORIGIN_LOST: 5,
+  FERRY_VERDICT_SK_LOOKUP_STEERED: 6,
+  FERRY_VERDICT_SK_LOOKUP_REFUSED: 7,
+  FERRY_VERDICT_SK_LOOKUP_DELIVERY: 8,
+  FERRY_VERDICT_SOCK_OPS_ORIGIN: 9,
+  FERRY_VERDICT_SOCK_OPS_DELIVERY: 10,
+  FERRY_VERDICT_SOCK_OPS_FILE_FAILED: 11,
+  FERRY_VERDICT_COUNT: 12,
 } as const;
+
+/**
+ * The programs' verdict counters (ferry_verdicts), by index: which program counts it and the
+ * `verdict` label ferry_bpf_verdicts_total gives it. The test over the C header checks each index.
+ */
+export const VERDICTS: ReadonlyArray<{ index: number; program: 'connect' | 'sk_lookup' | 'sock_ops'; verdict: string }> = [
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_CAPTURED, program: 'connect', verdict: 'captured' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_LOCKED, program: 'connect', verdict: 'refused_enrolment_incomplete' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_AGENT, program: 'connect', verdict: 'agent_socket' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_FOREIGN_MARK, program: 'connect', verdict: 'foreign_mark' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_SERVICE_LB, program: 'connect', verdict: 'service_translated' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_CONNECT_ORIGIN_LOST, program: 'connect', verdict: 'origin_not_recorded' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SK_LOOKUP_STEERED, program: 'sk_lookup', verdict: 'steered' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SK_LOOKUP_REFUSED, program: 'sk_lookup', verdict: 'refused_no_listener' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SK_LOOKUP_DELIVERY, program: 'sk_lookup', verdict: 'agent_delivery' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SOCK_OPS_ORIGIN, program: 'sock_ops', verdict: 'origin_filed' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SOCK_OPS_DELIVERY, program: 'sock_ops', verdict: 'delivery_filed' },
+  { index: BPF_CONSTANTS.FERRY_VERDICT_SOCK_OPS_FILE_FAILED, program: 'sock_ops', verdict: 'file_failed' },
+];
 
 /** sizeof and offsetof for every shared struct; field offsets in bytes. */
 export const LAYOUT = {
@@ -41,7 +76,8 @@ export const LAYOUT = {
   ferry_service_key: { size: 24, fields: { vip: 0, port: 20 } },
   ferry_service: { size: 8, fields: { service_id: 0, backend_count: 4 } },
   ferry_backend_key: { size: 8, fields: { service_id: 0, index: 4 } },
-  ferry_config: { size: 8, fields: { flags: 0, pad: 4 } },
+  ferry_config: { size: 16, fields: { flags: 0, pad: 4, agent_cgroup_id: 8 } },
+  ferry_delivery_key: { size: 40, fields: { family: 0, local_port: 4, remote_port: 6, local: 8, remote: 24 } },
 } as const;
 
 /** Map names, as declared in bpf/include/maps.h (and so the names of their pins). */
@@ -54,6 +90,8 @@ export const MAP_NAMES = {
   services: 'ferry_services',
   backends: 'ferry_backends',
   config: 'ferry_config',
+  deliveries: 'ferry_deliveries',
+  verdicts: 'ferry_verdicts',
 } as const;
 
 /** Kernel structs use host byte order; the programs run on the same machine as the agent. */
@@ -142,6 +180,8 @@ export function decodeSockaddr(buf: Buffer, at = 0): SocketAddress {
 
 export interface PodEntry {
   podId: number;
+  /** enrolled: captured; locked: enrolment incomplete, connects that would be captured are refused. */
+  state: 'enrolled' | 'locked';
   excludedPorts: number[];
   excludedCidrs: string[];
 }
@@ -155,7 +195,7 @@ export function encodePod(pod: PodEntry): Buffer {
   if (pod.excludedCidrs.length > BPF_CONSTANTS.FERRY_MAX_EXCLUDED_CIDRS) {
     throw new RangeError(`at most ${BPF_CONSTANTS.FERRY_MAX_EXCLUDED_CIDRS} excluded CIDRs, got ${pod.excludedCidrs.length}`);
   }
-  writeU32(buf, BPF_CONSTANTS.FERRY_POD_ENROLLED, f.flags);
+  writeU32(buf, pod.state === 'enrolled' ? BPF_CONSTANTS.FERRY_POD_ENROLLED : BPF_CONSTANTS.FERRY_POD_LOCKED, f.flags);
   writeU32(buf, pod.podId, f.pod_id);
   pod.excludedPorts.forEach((port, i) => writeU16(buf, port, f.excluded_ports + 2 * i));
   pod.excludedCidrs.forEach((cidr, i) => {
@@ -232,10 +272,37 @@ export function encodeBackendKey(serviceId: number, index: number): Buffer {
   return buf;
 }
 
-export function encodeConfig(flags: number): Buffer {
+export function encodeConfig(flags: number, agentCgroupId: bigint): Buffer {
   const buf = Buffer.alloc(LAYOUT.ferry_config.size);
   writeU32(buf, flags, LAYOUT.ferry_config.fields.flags);
+  writeU64(buf, agentCgroupId, LAYOUT.ferry_config.fields.agent_cgroup_id);
   return buf;
+}
+
+export function decodeConfig(buf: Buffer): { flags: number; agentCgroupId: bigint } {
+  return {
+    flags: readU32(buf, LAYOUT.ferry_config.fields.flags),
+    agentCgroupId: readU64(buf, LAYOUT.ferry_config.fields.agent_cgroup_id),
+  };
+}
+
+/** A ferry_deliveries key: the connection request as it arrives at the app (local) from `remote`. */
+export function encodeDeliveryKey(local: SocketAddress, remote: SocketAddress): Buffer {
+  const f = LAYOUT.ferry_delivery_key.fields;
+  const buf = Buffer.alloc(LAYOUT.ferry_delivery_key.size);
+  const l = addressBytes(local.ip);
+  const r = addressBytes(remote.ip);
+  if (l.family !== r.family) throw new TypeError(`delivery key: ${local.ip} and ${remote.ip} are of different families`);
+  writeU32(buf, l.family, f.family);
+  writeU16(buf, local.port, f.local_port);
+  writeU16(buf, remote.port, f.remote_port);
+  l.bytes.copy(buf, f.local);
+  r.bytes.copy(buf, f.remote);
+  return buf;
+}
+
+export function decodeU64(buf: Buffer): bigint {
+  return readU64(buf, 0);
 }
 
 export function encodeU32(value: number): Buffer {

@@ -5,12 +5,12 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as native from '../native';
 import type { BpfLinkHandle, BpfMapHandle, BpfObjectHandle } from '../native';
-import { PORTS, SOCKET_MARK } from '../config';
+import { DELIVERY, PORTS, SOCKET_MARK } from '../config';
 import type { Logger } from '../telemetry';
 import type { Service, Workload } from '../state';
 import {
-  BPF_CONSTANTS, MAP_NAMES, decodeNetnsCookie, decodeOrigin, encodeBackendKey, encodeConfig, encodeConnKey,
-  encodeIpKey, encodeNetnsCookie, encodePod, encodeService, encodeServiceKey, encodeSockaddr, encodeU32,
+  BPF_CONSTANTS, MAP_NAMES, VERDICTS, decodeNetnsCookie, decodeOrigin, decodeU64, encodeBackendKey, encodeConfig,
+  encodeConnKey, encodeIpKey, encodeNetnsCookie, encodePod, encodeService, encodeServiceKey, encodeSockaddr, encodeU32,
   decodeService, type SocketAddress,
 } from './bpf-layout';
 import { CaptureError } from './errors';
@@ -21,6 +21,11 @@ export interface CaptureOptions {
   pinDir: string;
   /** cgroup v2 directory for connect4/6 and sock_ops. */
   cgroupPath: string;
+  /**
+   * The agent's own cgroup id (ownCgroup().id): only marked sockets of tasks in this cgroup pass
+   * the programs. Every thread of the agent must run in it.
+   */
+  agentCgroupId: bigint;
   serviceLoadBalancing: boolean;
   log: Logger;
 }
@@ -52,6 +57,23 @@ export interface MapState {
   maxEntries: number;
 }
 
+/** One of the programs' verdict counters (ferry_verdicts), read from the kernel. */
+export interface VerdictCount {
+  program: string;
+  verdict: string;
+  count: number;
+}
+
+/** A pod the programs know: locked (refused) until its listeners are in the socket map, then enrolled. */
+interface CapturedPod {
+  workload: Workload;
+  netnsCookie: bigint;
+  link: BpfLinkHandle;
+  podId: number;
+  /** Set once enrolled: the listeners whose inbound fds are in ferry_inbound. */
+  listeners?: PodListeners;
+}
+
 /** BPF_MAP_TYPE_* values of the maps Ferry uses (uapi/linux/bpf.h). */
 const MAP_TYPE_NAMES: Record<number, string> = { 1: 'hash', 2: 'array', 9: 'lru_hash', 18: 'sockhash' };
 
@@ -80,7 +102,7 @@ function familyOf(ip: string): 4 | 6 {
 }
 
 export class CaptureEngine {
-  private readonly enrolled = new Map<string, { workload: Workload; listeners: PodListeners; link: BpfLinkHandle }>();
+  private readonly pods = new Map<string, CapturedPod>();
   private readonly cgroupLinks: BpfLinkHandle[] = [];
   readonly attachments: CgroupAttachment[] = [];
   private nextPodId = 1;
@@ -120,8 +142,12 @@ export class CaptureEngine {
     ) as Record<keyof typeof MAP_NAMES, BpfMapHandle>;
     const engine = new CaptureEngine(options, objects, maps, log);
 
+    if (options.agentCgroupId <= 1n) {
+      // Id 1 is the root cgroup: every task on the machine would count as the agent.
+      throw new CaptureError('FERRY_ERR_CAPTURE_CGROUP', `agent cgroup id ${options.agentCgroupId} is not a cgroup of the agent's own`);
+    }
     const flags = options.serviceLoadBalancing ? BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB : 0;
-    maps.config.update(encodeU32(0), encodeConfig(flags), 0);
+    maps.config.update(encodeU32(0), encodeConfig(flags, options.agentCgroupId), 0);
 
     for (const spec of CGROUP_PROGRAMS) {
       const object = objects.get(spec.object)!;
@@ -142,12 +168,20 @@ export class CaptureEngine {
   }
 
   /**
-   * Open the pod's listeners inside its namespace: outbound on loopback (where connect4/6 send
-   * captured connects) and inbound on loopback too — sk_lookup hands it connections for the pod's
-   * own addresses whatever the socket's bound address, and binding loopback keeps 15006 itself
-   * unreachable from outside the pod.
+   * Set the pod's reply routing for deliveries, then open its listeners inside its namespace:
+   * outbound on loopback (where connect4/6 send captured connects) and inbound on loopback too —
+   * sk_lookup hands it connections for the pod's own addresses whatever the socket's bound
+   * address, and binding loopback keeps 15006 itself unreachable from outside the pod.
    */
   async openListeners(workload: Workload): Promise<PodListeners> {
+    try {
+      // The reply route for deliveries with the client's address (see DELIVERY in src/config):
+      // before the pod is served, so the first delivery already gets its answer.
+      await native.configurePodRouting(workload.netnsPath, { ...podRouting(workload), enable: true });
+    } catch (err) {
+      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: reply routing in ${workload.netnsPath}: `
+        + `${(err as Error).message}`, { cause: err });
+    }
     const families = new Set<4 | 6>(workload.ips.map(familyOf));
     families.add(4);
     const outbound: number[] = [];
@@ -181,11 +215,22 @@ export class CaptureEngine {
   }
 
   /**
-   * Switch capture on for a pod whose listeners are open and served: sk_lookup link on its
-   * namespace, its listener in the socket map, then its entries in the pod maps. Order matters:
-   * once a pod is in ferry_pods / ferry_pod_ips its traffic goes to the listeners or nowhere.
+   * Make the programs refuse the pod's traffic until it is enrolled (fail closed): its sk_lookup
+   * link on its namespace, its addresses in ferry_pod_ips with no listener in the socket map (so
+   * inbound connections are refused), and its ferry_pods entry LOCKED (so connects that would be
+   * captured fail with EPERM). Idempotent; the first step of every enrolment, and where a pod stays
+   * while enrolment keeps failing. Returns the namespace's cookie.
    */
-  async enrol(workload: Workload, listeners: PodListeners): Promise<void> {
+  async lock(workload: Workload): Promise<bigint> {
+    const existing = this.pods.get(workload.uid);
+    if (existing) return existing.netnsCookie;
+    let netnsCookie: bigint;
+    try {
+      netnsCookie = await native.netnsCookie(workload.netnsPath);
+    } catch (err) {
+      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: `
+        + `${(err as Error).message}`, { cause: err });
+    }
     const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
     const skLookup = this.objects.get('sk-lookup')!;
     let link: BpfLinkHandle;
@@ -196,34 +241,77 @@ export class CaptureEngine {
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL',
         `pod ${workload.uid}: attaching sk_lookup to ${workload.netnsPath}: ${(err as Error).message}`, { cause: err });
     }
+    const podId = this.nextPodId++;
     try {
       for (const ip of workload.ips) {
-        const fd = listeners.inboundByFamily.get(familyOf(ip));
-        if (fd === undefined) continue;
-        this.maps.inbound.updateSocket(encodeIpKey(ip), fd);
+        // A listener a previous agent left in the socket map is closed already (the kernel drops
+        // closed sockets from it); delete explicitly all the same, before the pod counts as ours.
+        this.maps.inbound.delete(encodeIpKey(ip));
         this.maps.podIps.update(encodeIpKey(ip), encodeU32(BPF_CONSTANTS.FERRY_POD_ENROLLED), 0);
       }
-      const podId = this.nextPodId++;
-      this.maps.pods.update(encodeNetnsCookie(listeners.netnsCookie), encodePod({
-        podId, excludedPorts: workload.excludeOutboundPorts, excludedCidrs: workload.excludeOutboundCidrs,
-      }), 0);
+      this.maps.pods.update(encodeNetnsCookie(netnsCookie), this.podEntry(workload, podId, 'locked'), 0);
     } catch (err) {
-      this.removeEntries(workload, listeners.netnsCookie);
+      this.removeEntries(workload, netnsCookie);
       dropLink(link);
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
     }
-    this.enrolled.set(workload.uid, { workload, listeners, link });
-    this.log.info({ pod: workload.uid, ips: workload.ips, netnsCookie: listeners.netnsCookie.toString(), linkId: link.info.id },
+    this.pods.set(workload.uid, { workload, netnsCookie, link, podId });
+    this.log.info({ pod: workload.uid, ips: workload.ips, netnsCookie: netnsCookie.toString(), linkId: link.info.id },
+      'pod locked: its traffic is refused until it is enrolled');
+    return netnsCookie;
+  }
+
+  /**
+   * Switch capture on for a locked pod whose listeners are open and served: its inbound listener
+   * into the socket map, then its ferry_pods entry ENROLLED. On failure the pod stays locked.
+   */
+  enrol(workload: Workload, listeners: PodListeners): void {
+    const pod = this.pods.get(workload.uid);
+    if (!pod) throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: enrolled before it was locked`);
+    if (pod.netnsCookie !== listeners.netnsCookie) {
+      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: its listeners are in another network namespace `
+        + `(cookie ${listeners.netnsCookie}) than the one locked (${pod.netnsCookie}); was the pod recreated?`);
+    }
+    try {
+      for (const ip of workload.ips) {
+        const fd = listeners.inboundByFamily.get(familyOf(ip));
+        if (fd !== undefined) this.maps.inbound.updateSocket(encodeIpKey(ip), fd);
+      }
+      this.maps.pods.update(encodeNetnsCookie(pod.netnsCookie), this.podEntry(workload, pod.podId, 'enrolled'), 0);
+    } catch (err) {
+      for (const ip of workload.ips) this.maps.inbound.delete(encodeIpKey(ip));
+      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
+    }
+    pod.listeners = listeners;
+    this.log.info({ pod: workload.uid, ips: workload.ips, netnsCookie: pod.netnsCookie.toString(), linkId: pod.link.info.id },
       'pod enrolled');
   }
 
-  /** Switch capture off for a pod: map entries first, then its sk_lookup link. */
+  private podEntry(workload: Workload, podId: number, state: 'locked' | 'enrolled'): Buffer {
+    return encodePod({ state, podId, excludedPorts: workload.excludeOutboundPorts, excludedCidrs: workload.excludeOutboundCidrs });
+  }
+
+  /** Back from enrolled to locked: its listener out of the socket map, connects refused again. */
+  unenrol(uid: string): void {
+    const pod = this.pods.get(uid);
+    if (!pod || pod.listeners === undefined) return;
+    for (const ip of pod.workload.ips) this.maps.inbound.delete(encodeIpKey(ip));
+    this.maps.pods.update(encodeNetnsCookie(pod.netnsCookie), this.podEntry(pod.workload, pod.podId, 'locked'), 0);
+    pod.listeners = undefined;
+    this.log.info({ pod: uid }, 'pod locked: its traffic is refused');
+  }
+
+  /** Switch capture off for a pod (locked or enrolled): map entries first, then its sk_lookup link. */
   release(uid: string): void {
-    const entry = this.enrolled.get(uid);
+    const entry = this.pods.get(uid);
     if (!entry) return;
-    this.enrolled.delete(uid);
-    this.removeEntries(entry.workload, entry.listeners.netnsCookie);
+    this.pods.delete(uid);
+    this.removeEntries(entry.workload, entry.netnsCookie);
     dropLink(entry.link);
+    // The namespace may be gone already (the pod deleted): then so is its routing.
+    native.configurePodRouting(entry.workload.netnsPath, { ...podRouting(entry.workload), enable: false }).catch((err: Error) => {
+      this.log.debug({ pod: uid, err: err.message }, 'removing the reply routing of a released pod');
+    });
     this.log.info({ pod: uid }, 'pod released');
   }
 
@@ -280,7 +368,11 @@ export class CaptureEngine {
     const value = this.maps.connOrigin.lookup(key);
     if (!value) return undefined;
     this.maps.connOrigin.delete(key);
-    return decodeOrigin(value).destination;
+    const origin = decodeOrigin(value);
+    // connect4/6 filed it under the socket's cookie for sock_ops; both copies have served now, so
+    // ferry_orig_dst holds only connects still on their way here (what its occupancy gauge shows).
+    this.maps.origDst.delete(encodeNetnsCookie(origin.socketCookie));
+    return origin.destination;
   }
 
   /** Mirror the Services into the VIP translation maps used for sockets that are not captured. */
@@ -328,8 +420,14 @@ export class CaptureEngine {
     for (let index = 0; index < count; index++) this.maps.backends.delete(encodeBackendKey(serviceId, index));
   }
 
+  /** Pods whose traffic the programs capture now (locked ones excluded). */
   enrolledUids(): string[] {
-    return [...this.enrolled.keys()];
+    return [...this.pods.values()].filter((p) => p.listeners !== undefined).map((p) => p.workload.uid);
+  }
+
+  /** Pods the programs refuse: locked, their enrolment not complete. */
+  lockedUids(): string[] {
+    return [...this.pods.values()].filter((p) => p.listeners === undefined).map((p) => p.workload.uid);
   }
 
   /** Name, type and capacity of each map: from the map's info, no walk. */
@@ -339,10 +437,22 @@ export class CaptureEngine {
     }));
   }
 
-  /** mapCapacities() with the entries in each map (walks every map's keys: O(entries)). */
-  mapStats(): MapState[] {
+  /**
+   * mapCapacities() with the entries in each map. Counting walks every key (O(entries), one bpf(2)
+   * call each) on libuv's pool, off the event loop; the agent samples it on a timer, never per scrape.
+   */
+  async mapStats(): Promise<MapState[]> {
     const maps = Object.values(this.maps);
-    return this.mapCapacities().map((capacity, i) => ({ ...capacity, entries: maps[i].keys().length }));
+    const counts = await Promise.all(maps.map((map) => map.count()));
+    return this.mapCapacities().map((capacity, i) => ({ ...capacity, entries: counts[i] }));
+  }
+
+  /** The programs' verdict counters: FERRY_VERDICT_COUNT lookups in one array map, cheap enough per scrape. */
+  verdicts(): VerdictCount[] {
+    return VERDICTS.map(({ index, program, verdict }) => {
+      const value = this.maps.verdicts.lookup(encodeU32(index));
+      return { program, verdict, count: value ? Number(decodeU64(value)) : 0 };
+    });
   }
 
   /** Every link this agent holds, asked of the kernel now: a link detached behind the agent's back shows here. */
@@ -357,7 +467,7 @@ export class CaptureEngine {
     };
     return [
       ...this.cgroupLinks.map((link, i) => state(CGROUP_PROGRAMS[i].pin, this.options.cgroupPath, link)),
-      ...[...this.enrolled.values()].map(({ workload, link }) => state('sk_lookup', workload.uid, link)),
+      ...[...this.pods.values()].map(({ workload, link }) => state('sk_lookup', workload.uid, link)),
     ];
   }
 
@@ -374,10 +484,16 @@ export class CaptureEngine {
    */
   close(): void {
     for (const link of this.cgroupLinks) link.close();
-    for (const { link } of this.enrolled.values()) link.close();
+    for (const { link } of this.pods.values()) link.close();
     for (const map of Object.values(this.maps)) map.close();
     for (const object of this.objects.values()) object.close();
   }
+}
+
+/** The pod's delivery reply routing, for the families it has addresses of. */
+function podRouting(workload: Workload): { mark: number; table: number; families: Array<4 | 6> } {
+  const families = [...new Set(workload.ips.map(familyOf))].sort();
+  return { mark: DELIVERY.mark, table: DELIVERY.table, families: families.length > 0 ? families : [4] };
 }
 
 /** Detach a link and remove its pin: the pod's programs are gone for good, not just this handle. */

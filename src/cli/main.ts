@@ -1,6 +1,6 @@
 // The `ferry` command line: agent, sandbox and their subcommands (commander).
 import { Command, Option } from 'commander';
-import { agentConfigFrom, sandboxPrefixFrom } from '../config';
+import { AGENT_LIMITS, agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent } from '../app';
 import { createLogging, type LogLevel } from '../telemetry';
 import {
@@ -19,7 +19,8 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError()
     .enablePositionalOptions();
 
-  program.command('agent')
+  const agent = program.command('agent');
+  agent
     .description('run the node agent: capture enrolled pods and proxy their traffic')
     .option('--node <name>', 'this node\'s name (FERRY_NODE)')
     .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT)')
@@ -34,19 +35,23 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
     .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
     .option('--no-same-node-shortcut', 'send same-node meshed traffic through an HBONE tunnel too, instead of inside the agent')
-    .option('--no-traffic-metrics', 'do not count connections into Istio\'s TCP metrics (to measure their cost; health metrics stay)')
+    .option('--no-traffic-metrics', 'do not count connections into Istio\'s TCP metrics (to measure their cost; health metrics stay)');
+  for (const spec of Object.values(AGENT_LIMITS)) {
+    agent.option(`${spec.flag} <n>`, `${spec.help} (${spec.env}; default ${spec.default})`);
+  }
+  agent
     .action(async (options) => {
       const config = agentConfigFrom(options);
       const logging = createLogging(config.logLevel as LogLevel);
       const { log } = logging;
-      const agent = await startAgent(config, logging).catch((err: Error) => {
+      const running = await startAgent(config, logging).catch((err: Error) => {
         log.fatal({ err }, 'agent failed to start');
         throw err;
       });
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'stopping');
-          agent.stop().then(resolve, (err: Error) => {
+          running.stop().then(resolve, (err: Error) => {
             log.error({ err }, 'stop failed');
             resolve();
           });
@@ -162,9 +167,10 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(prefixOption())
     .option('--agent-arg <arg>', 'extra `ferry agent` argument for this start (repeat it); replaces those given to `up`',
       (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
-    .action(async (node: string, options: { prefix?: string; agentArg?: string[] }) => {
-      await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg);
-      say(`agent on ${node} ready`);
+    .option('--no-wait', 'return once the agent runs, without waiting for it to be ready')
+    .action(async (node: string, options: { prefix?: string; agentArg?: string[]; wait: boolean }) => {
+      await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg, { wait: options.wait });
+      say(options.wait ? `agent on ${node} ready` : `agent on ${node} started`);
     });
 
   registerInspect(program, sandbox);

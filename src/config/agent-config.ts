@@ -20,6 +20,83 @@ export interface AgentOptions {
   sameNodeShortcut?: boolean;
   /** commander's --no-traffic-metrics gives false. */
   trafficMetrics?: boolean;
+  maxConnectionsPerPod?: string;
+  idleTimeoutSeconds?: string;
+  maxHboneSessionsPerIdentity?: string;
+  maxPendingHandshakesPerSource?: string;
+  maxTunnelBufferBytes?: string;
+  connectTimeoutSeconds?: string;
+  tcpKeepaliveSeconds?: string;
+  hboneKeepaliveSeconds?: string;
+  hboneKeepaliveTimeoutSeconds?: string;
+  mapSampleSeconds?: string;
+}
+
+/**
+ * The agent's numeric limits and timers: flag, environment variable, default and range. One table,
+ * so `ferry agent --help`, the parser and the README say the same (test/unit/config.test.ts).
+ */
+export const AGENT_LIMITS = {
+  maxConnectionsPerPod: {
+    flag: '--max-connections-per-pod', env: 'FERRY_MAX_CONNECTIONS_PER_POD', default: 4096, min: 1, max: 1_000_000, integer: true,
+    help: 'open connections per pod (as source and destination); more are reset (response flag UO)',
+  },
+  idleTimeoutSeconds: {
+    flag: '--idle-timeout-seconds', env: 'FERRY_IDLE_TIMEOUT_SECONDS', default: 0, min: 0, max: 7 * 24 * 3600, integer: false,
+    help: 'reset relayed connections idle this long; 0: never (as Istio)',
+  },
+  maxHboneSessionsPerIdentity: {
+    flag: '--max-hbone-sessions-per-identity', env: 'FERRY_MAX_HBONE_SESSIONS_PER_IDENTITY', default: 128, min: 1, max: 100_000, integer: true,
+    help: 'inbound HBONE tunnels one peer identity may hold on this node',
+  },
+  maxPendingHandshakesPerSource: {
+    flag: '--max-pending-handshakes-per-source', env: 'FERRY_MAX_PENDING_HANDSHAKES_PER_SOURCE', default: 32, min: 1, max: 100_000, integer: true,
+    help: 'unfinished HBONE TLS handshakes per source address; beyond it the oldest is closed',
+  },
+  maxTunnelBufferBytes: {
+    flag: '--max-tunnel-buffer-bytes', env: 'FERRY_MAX_TUNNEL_BUFFER_BYTES', default: 16 * 1024 * 1024, min: 65_535, max: 2 ** 31 - 1, integer: true,
+    help: 'bytes one HBONE tunnel may make the agent hold for slow readers (its HTTP/2 connection window)',
+  },
+  connectTimeoutSeconds: {
+    flag: '--connect-timeout-seconds', env: 'FERRY_CONNECT_TIMEOUT_SECONDS', default: 5, min: 0.1, max: 600, integer: false,
+    help: 'how long a dial to an app, a peer or an unmeshed destination may take (response flag CONNECT)',
+  },
+  tcpKeepaliveSeconds: {
+    flag: '--tcp-keepalive-seconds', env: 'FERRY_TCP_KEEPALIVE_SECONDS', default: 60, min: 1, max: 7200, integer: true,
+    help: 'idle time before TCP keepalive probes on proxied sockets (6 probes 10 s apart; unanswered: reset)',
+  },
+  hboneKeepaliveSeconds: {
+    flag: '--hbone-keepalive-seconds', env: 'FERRY_HBONE_KEEPALIVE_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    help: 'HTTP/2 PING interval on HBONE tunnels',
+  },
+  hboneKeepaliveTimeoutSeconds: {
+    flag: '--hbone-keepalive-timeout-seconds', env: 'FERRY_HBONE_KEEPALIVE_TIMEOUT_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    help: 'a tunnel whose PING is not answered this long is torn down (its connections reset)',
+  },
+  mapSampleSeconds: {
+    flag: '--map-sample-seconds', env: 'FERRY_MAP_SAMPLE_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    help: 'how often BPF map occupancy is counted (off the event loop) for ferry_bpf_map_entries',
+  },
+} as const;
+
+export type AgentLimits = { -readonly [K in keyof typeof AGENT_LIMITS]: number };
+
+function limitsFrom(options: AgentOptions, env: NodeJS.ProcessEnv): AgentLimits {
+  const limits = {} as AgentLimits;
+  for (const [key, spec] of Object.entries(AGENT_LIMITS) as Array<[keyof AgentLimits, (typeof AGENT_LIMITS)[keyof AgentLimits]]>) {
+    const text = options[key] ?? env[spec.env];
+    if (text === undefined || text === '') {
+      limits[key] = spec.default;
+      continue;
+    }
+    const value = Number(text);
+    if (!Number.isFinite(value) || value < spec.min || value > spec.max || (spec.integer && !Number.isInteger(value))) {
+      throw new ConfigError(`agent: ${spec.flag} (or ${spec.env}) "${text}" is not ${spec.integer ? 'an integer' : 'a number'} `
+        + `from ${spec.min} to ${spec.max}`);
+    }
+    limits[key] = value;
+  }
+  return limits;
 }
 
 export interface AgentConfig {
@@ -56,8 +133,9 @@ export interface AgentConfig {
    * health metrics and the access log stay.
    */
   trafficMetrics: boolean;
-  /** Size of libuv's thread pool, which runs the addon's blocking calls (connect, setns). */
+  /** Size of libuv's thread pool, which runs the addon's short blocking calls (setns + socket, map walks). */
   threadPoolSize: number;
+  limits: AgentLimits;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -111,7 +189,7 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   return {
     node, snapshotPath, pinDir, cgroupPath, bpfDir, logLevel,
     drainMs: Math.round(drainSeconds * 1000), serviceLoadBalancing, threadPoolSize,
-    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut, trafficMetrics,
+    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut, trafficMetrics, limits: limitsFrom(options, env),
   };
 }
 

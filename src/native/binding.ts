@@ -43,6 +43,8 @@ export interface BpfMapHandle {
   delete(key: Buffer): boolean;
   /** Every key present, via bpf_map_get_next_key. */
   keys(): Buffer[];
+  /** How many entries the map holds, counted on a worker thread (no keys are copied out). */
+  count(): Promise<number>;
   pin(path: string): void;
   close(): void;
 }

@@ -104,6 +104,11 @@ export class BpfMap implements BpfMapHandle {
     return callNative(() => this.#handle.keys());
   }
 
+  /** The number of entries, walked on a libuv pool thread; for occupancy sampled off the event loop. */
+  count(): Promise<number> {
+    return awaitNative(callNative(() => this.#handle.count()));
+  }
+
   pin(path: string): void {
     requirePath('BpfMap.pin', 'path', path);
     callNative(() => this.#handle.pin(path));

@@ -42,6 +42,8 @@ export interface TrackedConnection {
   closeReason?: string;
   /** Closed because a policy change denied it (response flag DENY). */
   denied?: boolean;
+  /** For the idle timeout: the byte total last seen, and since when it has not moved. */
+  activity?: { total: number; since: number };
   /**
    * Reset every side now (TCP RST / RST_STREAM): a peer must not take a cut-off stream for a
    * complete one. Idempotent.
@@ -51,6 +53,8 @@ export interface TrackedConnection {
 
 export class ConnectionTracker {
   private readonly open = new Map<string, TrackedConnection>();
+  /** Open connections per pod (podUid), for the per-pod cap. */
+  private readonly perPod = new Map<string, number>();
   private waiters: Array<() => void> = [];
   private counter = 0;
 
@@ -61,10 +65,16 @@ export class ConnectionTracker {
 
   add(connection: TrackedConnection): void {
     this.open.set(connection.id, connection);
+    this.perPod.set(connection.podUid, (this.perPod.get(connection.podUid) ?? 0) + 1);
   }
 
   remove(id: string): void {
+    const connection = this.open.get(id);
+    if (!connection) return;
     this.open.delete(id);
+    const left = (this.perPod.get(connection.podUid) ?? 1) - 1;
+    if (left > 0) this.perPod.set(connection.podUid, left);
+    else this.perPod.delete(connection.podUid);
     if (this.open.size === 0) {
       const waiters = this.waiters;
       this.waiters = [];
@@ -74,6 +84,11 @@ export class ConnectionTracker {
 
   get size(): number {
     return this.open.size;
+  }
+
+  /** Open connections of one pod (as the source of outbound ones, the destination of inbound ones). */
+  openFor(podUid: string): number {
+    return this.perPod.get(podUid) ?? 0;
   }
 
   list(): TrackedConnection[] {

@@ -1,5 +1,8 @@
 // src/proxy: the node proxy's listeners, HBONE client and server, relay and connection tracking.
-export { NodeProxy, type AccessRecord, type HboneOptions, type NodeProxyDeps, type ProxyPath } from './node-proxy';
+export {
+  NodeProxy, PROXY_LIMIT_DEFAULTS, type AccessRecord, type HboneOptions, type NodeProxyDeps, type ProxyLimits, type ProxyPath,
+  type RefusalReason,
+} from './node-proxy';
 export { relay, resetEnd, type RelayResult } from './relay';
 export { ConnectionTracker, type AuthorizationContext, type ConnectionDescription, type TrackedConnection } from './connection-tracker';
 export {
@@ -14,6 +17,6 @@ export {
   HboneStatusError, HboneStreamError, HboneTlsError, ProxyOptionsError, StreamResetError,
 } from './errors';
 export type {
-  AuthorizationVerdict, DestinationResolver, Dialer, IdentityContexts, InboundAuthorizer, InboundSource,
-  OriginalDestinationSource, PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, TlsProvider,
+  AuthorizationVerdict, DestinationResolver, DialOptions, Dialer, IdentityContexts, InboundAuthorizer, InboundSource,
+  OriginalDestinationSource, PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, SocketOptions, TlsProvider,
 } from './types';

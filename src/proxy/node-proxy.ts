@@ -2,24 +2,26 @@
 // and an HBONE server (15008) on listening sockets opened inside the pod's namespace. Outbound
 // connections to meshed pods go through HBONE (or the same-node short path); inbound ones are
 // authorized before they reach the app, and re-checked when policy changes.
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { PORTS } from '../config';
 import {
-  channels, workloadName, type ByteCounts, type LabelledWorkload, type Logger, type ResponseFlag, type SecurityPolicy,
+  LogLimiter, channels, workloadName, type ByteCounts, type LabelledWorkload, type Logger, type ResponseFlag, type SecurityPolicy,
   type ServiceName, type TrafficMeter, type TrafficMetrics, type TrafficParty,
 } from '../telemetry';
 import type { Workload } from '../state';
 import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
 import { HboneStatusError } from './errors';
 import { HbonePool, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
-import { forwardedFor, hostPort, newTraceparent, sourceBaggage, stripMapped } from './hbone-protocol';
+import { forwardedFor, hasIp, hostPort, newTraceparent, numericOptions, sourceBaggage, stripMapped } from './hbone-protocol';
 import {
   HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
 } from './hbone-server';
 import { relay, resetEnd, type RelayResult } from './relay';
 import type {
   AuthorizationVerdict, DestinationResolver, Dialer, InboundAuthorizer, InboundSource, OriginalDestinationSource,
-  PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, TlsProvider,
+  PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, SocketOptions, TlsProvider,
 } from './types';
 
 export interface HboneOptions {
@@ -32,6 +34,43 @@ export interface HboneOptions {
   pool?: Partial<HbonePoolOptions>;
   server?: Partial<HboneServerLimits>;
 }
+
+/** Limits on what one pod can make the proxy hold; see PROXY_LIMIT_DEFAULTS. */
+export interface ProxyLimits {
+  /**
+   * Open connections per pod, as source and as destination together. Over it a new connection is
+   * reset at once (response flag UO). Envoy's edge guidance caps downstream connections per
+   * listener; a per-pod cap keeps one pod from exhausting the agent's fds for every other.
+   */
+  maxConnectionsPerPod: number;
+  /** Relayed connections with no byte either way for this long are reset; 0: never (Istio's default). */
+  idleTimeoutMs: number;
+  /** Refused and failed connections write at most one access line per pod and kind per this interval. */
+  refusedLogIntervalMs: number;
+}
+
+export const PROXY_LIMIT_DEFAULTS: ProxyLimits = {
+  maxConnectionsPerPod: 4096,
+  idleTimeoutMs: 0,
+  refusedLogIntervalMs: 1000,
+};
+
+const LIMIT_RANGES: { [K in keyof ProxyLimits]: [number, number] } = {
+  maxConnectionsPerPod: [1, 1_000_000],
+  idleTimeoutMs: [0, 7 * 24 * 3600_000],
+  refusedLogIntervalMs: [1, 3600_000],
+};
+
+/** Why the proxy refused a connection before any policy was asked (ferry_connections_refused_total). */
+export type RefusalReason =
+  /** To one of Ferry's own in-pod ports (15001, 15006, 15008) in any address form: it would loop into the agent. */
+  | 'self_call'
+  /** The pod's workload is not in the model: nothing to authorize it as. */
+  | 'workload_unknown'
+  /** An HBONE tunnel from an address that belongs to a workload of another identity than its certificate's. */
+  | 'source_identity_mismatch'
+  /** The pod already holds maxConnectionsPerPod connections. */
+  | 'connection_limit';
 
 export interface NodeProxyDeps {
   resolver: DestinationResolver;
@@ -48,6 +87,9 @@ export interface NodeProxyDeps {
   localShortcut?: boolean;
   /** Istio's TCP metrics; absent: no traffic metrics (the access log is written either way). */
   metrics?: TrafficMetrics;
+  /** Keepalive and linger on relayed and tunnel sockets; absent: the kernel's defaults (unit tests). */
+  sockets?: SocketOptions;
+  limits?: Partial<ProxyLimits>;
 }
 
 /** Matches the backlog the capture opens the pod's listeners with. */
@@ -103,6 +145,8 @@ export interface AccessRecord {
   bytesReceived: number;
   durationMs: number;
   error?: string;
+  /** Refused or failed lines are rate limited per pod and kind: how many like this one were left out before it. */
+  suppressed?: number;
 }
 
 /** A connection being handled: what its access record will say. */
@@ -145,11 +189,35 @@ function podIp(pod: ProxyPod, fam: 4 | 6): string | undefined {
   return pod.ips.find((ip) => family(ip) === fam) ?? pod.ips[0];
 }
 
+/** Delivery options for an app connection from `sourceIp`, when it is of the target's family. */
+function deliverFrom(sourceIp: string, target: SocketAddress): { sourceIp: string } | undefined {
+  return sourceIp !== '' && family(sourceIp) === target.family ? { sourceIp } : undefined;
+}
+
 function denial(verdict: AuthorizationVerdict): string {
   return verdict.policy ? `denied by policy ${verdict.policy}` : `denied: ${verdict.reason}`;
 }
 
 const STRICT_REJECTION = 'plaintext rejected by PeerAuthentication STRICT';
+
+/**
+ * Ferry's listeners inside every enrolled pod (Istio reserves the same numbers): a connection to
+ * one of them, in whatever address form, would be the agent calling itself (ztunnel's SelfCall).
+ */
+const OWN_POD_PORTS = new Set<number>([PORTS.outbound, PORTS.inbound, PORTS.hbone]);
+
+/**
+ * Addresses that reach the pod itself without leaving it: 127.0.0.0/8 and ::1, the unspecified
+ * address (connect(2) to 0.0.0.0 or :: goes to loopback), and their v4-mapped forms.
+ */
+function isLocalForm(ip: string): boolean {
+  const v4 = stripMapped(ip);
+  if (net.isIPv4(v4)) return v4 === '0.0.0.0' || v4.startsWith('127.');
+  const list = new net.BlockList();
+  list.addAddress('::1', 'ipv6');
+  list.addAddress('::', 'ipv6');
+  return net.isIPv6(ip) && list.check(ip, 'ipv6');
+}
 
 /**
  * Close listening sockets now. Not awaiting server.close()'s callback is deliberate: it fires only
@@ -171,15 +239,46 @@ export class NodeProxy {
   private readonly access: Logger;
   private readonly unsubscribe: () => void;
   private recheckScheduled = false;
+  readonly limits: ProxyLimits;
+  /** Refused and failed connections' access lines, at most one per pod and kind per interval. */
+  private readonly refusedLog: LogLimiter<AccessRecord>;
+  private readonly refusals = new Map<string, { direction: Flow['direction']; reason: RefusalReason; count: number }>();
+  private connectionLimitHits = 0;
+  private readonly idleSweep?: NodeJS.Timeout;
 
   constructor(private readonly deps: NodeProxyDeps) {
     this.log = deps.log.child({ component: 'proxy' });
     this.access = deps.log.child({ component: 'access' });
     this.localShortcut = deps.localShortcut ?? true;
     this.hboneEnabled = deps.hbone?.enabled ?? true;
+    this.limits = numericOptions('proxy.limits', PROXY_LIMIT_DEFAULTS, deps.limits, LIMIT_RANGES);
     this.serverLimits = hboneServerLimits(deps.hbone?.server);
     this.pool = new HbonePool({ tls: deps.tls, dialer: deps.dialer, log: deps.log }, deps.hbone?.pool);
     this.unsubscribe = deps.authorizer.onChange(() => this.scheduleRecheck());
+    this.refusedLog = new LogLimiter(this.limits.refusedLogIntervalMs, (_key, { record, suppressed }) => {
+      this.writeAccess(suppressed > 0 ? { ...record, suppressed } : record);
+    });
+    if (this.limits.idleTimeoutMs > 0) {
+      // One sweep for every connection, not a timer each: idle is judged at the sweep's resolution.
+      const every = Math.max(100, Math.min(1000, Math.floor(this.limits.idleTimeoutMs / 4)));
+      this.idleSweep = setInterval(() => this.closeIdle(), every);
+      this.idleSweep.unref();
+    }
+  }
+
+  /** Connections refused before policy, by direction and reason, since start. */
+  refusalCounts(): Array<{ direction: Flow['direction']; reason: RefusalReason; count: number }> {
+    return [...this.refusals.values()].map((r) => ({ ...r }));
+  }
+
+  /** Times the per-pod connection cap refused a connection, since start. */
+  get connectionLimitExceeded(): number {
+    return this.connectionLimitHits;
+  }
+
+  /** Access lines left out by the rate limit, since start. */
+  get suppressedAccessLines(): number {
+    return this.refusedLog.suppressed;
   }
 
   /** Start serving a pod's listeners. The fds are listening already (the kernel queues connections). */
@@ -204,12 +303,26 @@ export class NodeProxy {
     // Relayed sockets start paused (read once the upstream exists) and half-open; HBONE sockets
     // are read by TLS at once.
     const relayed: net.ServerOpts = { allowHalfOpen: true, pauseOnConnect: true };
+    const adopted = new Set<number>();
+    const serve = async (fd: number, handler: (s: net.Socket) => void, options: net.ServerOpts): Promise<void> => {
+      adopted.add(fd);
+      await open(fd, handler, options);
+    };
     try {
-      for (const fd of fds.outbound) await open(fd, (s) => this.onOutbound(pod, s), relayed);
-      for (const fd of fds.inbound) await open(fd, (s) => this.onInbound(pod, s), relayed);
-      for (const fd of fds.hbone) await open(fd, (s) => hbone.accept(s), {});
+      for (const fd of fds.outbound) await serve(fd, (s) => this.onOutbound(pod, s), relayed);
+      for (const fd of fds.inbound) await serve(fd, (s) => this.onInbound(pod, s), relayed);
+      for (const fd of fds.hbone) {
+        await serve(fd, (s) => {
+          this.deps.sockets?.tunnel(s);
+          hbone.accept(s);
+        }, {});
+      }
     } catch (err) {
       for (const server of servers) server.close();
+      // The fds no server took are still ours to close (a net.Server closes only its own).
+      for (const fd of [...fds.outbound, ...fds.inbound, ...fds.hbone]) {
+        if (!adopted.has(fd)) fs.close(fd, () => undefined);
+      }
       throw err;
     }
     this.pods.set(pod.uid, { pod, servers, hbone });
@@ -264,6 +377,8 @@ export class NodeProxy {
     this.pool.close();
     this.unsubscribe();
     this.pods.clear();
+    if (this.idleSweep) clearInterval(this.idleSweep);
+    this.refusedLog.close();
     return { finished, closed };
   }
 
@@ -272,19 +387,25 @@ export class NodeProxy {
   private onOutbound(pod: ProxyPod, client: net.Socket): void {
     client.on('error', () => { /* reported through the relay or the dial failure */ });
     const id = this.tracker.nextId('outbound');
-    const source = endpoint(client.remoteAddress, client.remotePort);
     const original = this.deps.origins.originalDestination(pod, client);
-    if (!original) {
-      this.log.warn({ conn: id, pod: pod.uid, source }, 'no original destination for captured connection; resetting');
-      client.resetAndDestroy();
-      return;
-    }
     // The app's socket was redirected to the pod's loopback listener, so its address here is
     // loopback; the record names the pod's own address (what the destination sees) with the app's port.
-    const podSource = endpoint(podIp(pod, original.family) ?? client.remoteAddress, client.remotePort);
-    const flow = newFlow(id, 'outbound', pod, podSource, hostPort(original.ip, original.port), { path: 'passthrough', security: 'none' });
+    const podSource = endpoint(podIp(pod, original?.family ?? 4) ?? client.remoteAddress, client.remotePort);
+    const flow = newFlow(id, 'outbound', pod, podSource, original ? hostPort(original.ip, original.port) : endpoint(client.localAddress,
+      client.localPort), { path: 'passthrough', security: 'none' });
+    if (!original) {
+      // Captured connects always have an origin (the programs count the rare one they could not
+      // record); one without came straight to 127.0.0.1:15001 — the pod calling the agent.
+      this.refuse(flow, client, 'self_call', 'connection made directly to the outbound listener (no captured destination)');
+      return;
+    }
+    if (this.overLimit(flow, client)) return;
     const resolved = this.deps.resolver.resolve(original.ip, original.port);
-    const sourceWorkload: LabelledWorkload = this.deps.resolver.workload(pod.uid) ?? { namespace: pod.namespace, name: pod.name, labels: {} };
+    const sourceWorkload: LabelledWorkload | undefined = this.deps.resolver.workload(pod.uid);
+    if (!sourceWorkload) {
+      this.refuse(flow, client, 'workload_unknown', `source pod ${pod.uid} is not in the model`);
+      return;
+    }
     let target: SocketAddress;
     let workload: Workload | undefined;
     let service: ServiceName | undefined;
@@ -308,6 +429,11 @@ export class NodeProxy {
         return;
     }
     flow.record.upstream = hostPort(target.ip, target.port);
+    // Checked on the resolved target: a Service whose endpoint is a pod's 15006 loops just the same.
+    if (OWN_POD_PORTS.has(target.port) && (isLocalForm(target.ip) || hasIp(pod.ips, target.ip) || workload?.meshEnabled)) {
+      this.refuse(flow, client, 'self_call', `${hostPort(target.ip, target.port)} is one of Ferry's own ports`);
+      return;
+    }
     // A meshed destination enrolled here takes the short path; elsewhere, a tunnel.
     const local = workload?.meshEnabled && this.localShortcut ? this.pods.get(workload.uid) : undefined;
     if (!workload?.meshEnabled || (!local && !this.hboneEnabled)) {
@@ -334,7 +460,7 @@ export class NodeProxy {
   /**
    * Same-node meshed destination: no TLS, but the checks HBONE would make at the far end — the
    * destination pod's policy with the source pod's identity — then delivery from inside the
-   * destination's namespace, exactly like inbound.
+   * destination's namespace, exactly like inbound, with the source pod's address as source.
    */
   private shortPath(flow: Flow, client: net.Socket, destination: ProxyPod, target: SocketAddress): void {
     flow.record.path = 'short';
@@ -345,7 +471,8 @@ export class NodeProxy {
       this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
       return;
     }
-    this.dialAndRelay(flow, client, destination, target, { pod: destination, source, destination: target, plaintext: false, verdict });
+    this.dialAndRelay(flow, client, destination, target, { pod: destination, source, destination: target, plaintext: false, verdict },
+      deliverFrom(source.ip, target));
   }
 
   /** Meshed destination on another node: a CONNECT stream through a pooled HBONE tunnel. */
@@ -354,6 +481,7 @@ export class NodeProxy {
     Object.assign(flow.record, { path: 'hbone', traceparent });
     // The far side sees the tunnel come from the source pod's address; `forwarded` says so too.
     const sourceIp = podIp(flow.pod, target.family) ?? stripMapped(client.remoteAddress ?? '');
+    this.relayedSocket(client);
     const { tracked, ends } = this.track(flow, [client]);
     this.log.debug({ conn: flow.id, pod: flow.pod.uid, upstream: flow.record.upstream }, 'opening hbone stream');
     this.pool.open({
@@ -397,6 +525,14 @@ export class NodeProxy {
     const sourceIp = stripMapped(client.remoteAddress ?? '');
     const flow = newFlow(this.tracker.nextId('inbound'), 'inbound', pod, endpoint(client.remoteAddress, client.remotePort),
       hostPort(localIp, localPort), { path: 'plaintext', security: 'none' });
+    // sk_lookup steers only connections to the pod's own addresses, and never to Ferry's ports'
+    // listeners themselves: anything else here came straight to the loopback listener, or asks for
+    // one of Ferry's ports on the pod's address. Delivering either would dial the agent again.
+    if (!hasIp(pod.ips, localIp) || OWN_POD_PORTS.has(localPort)) {
+      this.refuse(flow, client, 'self_call', `${hostPort(localIp, localPort)} is the agent's own listener`);
+      return;
+    }
+    if (this.overLimit(flow, client)) return;
     // No identity: the source workload is only what its address says, and no principal is claimed.
     this.open(flow, ['destination'], {
       source: { workload: this.deps.resolver.workloadByIp(sourceIp) },
@@ -414,7 +550,7 @@ export class NodeProxy {
       this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
       return;
     }
-    this.dialAndRelay(flow, client, pod, target, { pod, source, destination: target, plaintext: true, verdict });
+    this.dialAndRelay(flow, client, pod, target, { pod, source, destination: target, plaintext: true, verdict }, deliverFrom(sourceIp, target));
   }
 
   /** A CONNECT stream the pod's HBONE server accepted: authorize the verified peer, dial the app, answer. */
@@ -425,14 +561,31 @@ export class NodeProxy {
         path: 'hbone', security: 'mutual_tls', upstream: hostPort(target.ip, target.port),
         tunnel: request.tunnel, traceparent: request.traceparent,
       });
+    if (this.tracker.openFor(pod.uid) >= this.limits.maxConnectionsPerPod) {
+      this.connectionLimitHits += 1;
+      request.reject(503);
+      this.count(flow, 'connection_limit');
+      this.finish(flow, NOTHING, undefined, { status: 503, responseFlags: 'UO', error: `refused: ${pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)` });
+      return;
+    }
     // The verified identity is what counts; the workload at the source address names it only when
-    // it runs as that identity.
+    // it runs as that identity. The peer agent dials from inside the source pod, so a tunnel from the
+    // address of a workload with another identity is lying about where it comes from: refused, or
+    // the app (and ipBlocks) would see that workload's address for this identity's traffic.
     const peer = request.peer;
     const atAddress = this.deps.resolver.workloadByIp(request.source.ip);
-    const sourceWorkload = atAddress && atAddress.namespace === peer.namespace && atAddress.serviceAccount === peer.serviceAccount
-      ? atAddress : undefined;
+    if (atAddress && (atAddress.namespace !== peer.namespace || atAddress.serviceAccount !== peer.serviceAccount)) {
+      request.reject(403);
+      this.count(flow, 'source_identity_mismatch');
+      this.finish(flow, NOTHING, undefined, {
+        status: 403, responseFlags: 'DENY', sourcePrincipal: peer.principal,
+        error: `refused: tunnel from ${request.source.ip} (${atAddress.uid}, service account ${atAddress.serviceAccount}) `
+          + `presented ${peer.principal}`,
+      });
+      return;
+    }
     this.open(flow, ['destination'], {
-      source: { workload: sourceWorkload, namespace: peer.namespace, principal: peer.principal },
+      source: { workload: atAddress, namespace: peer.namespace, principal: peer.principal },
       destination: { ...this.inboundDestination(pod, target.port), principal: this.principalOf(pod) },
     }, 'mutual_tls');
     const source: InboundSource = { peer, ip: request.source.ip };
@@ -444,13 +597,14 @@ export class NodeProxy {
     }
     const auth: AuthorizationContext = { pod, source, destination: target, plaintext: false, verdict };
     const { tracked, ends } = this.track(flow, [stream], auth);
-    this.deps.dialer.dial(pod.netnsPath, target).then(
+    this.deps.dialer.dial(pod.netnsPath, target, deliverFrom(request.source.ip, target)).then(
       async (upstream) => {
         if (stream.destroyed || stream.closed || tracked.closeReason !== undefined) {
           upstream.destroy();
           this.finish(flow, NOTHING, tracked, { error: 'stream closed before the app connection was made' });
           return;
         }
+        this.relayedSocket(upstream);
         ends.push(upstream);
         request.accept();
         this.finish(flow, await relay(stream, upstream, flow.counts), tracked);
@@ -464,19 +618,26 @@ export class NodeProxy {
 
   // ---- shared -----------------------------------------------------------------------------
 
-  /** Dial `target` from inside `from`'s namespace (marked) and relay; the client resumes once connected. */
-  private dialAndRelay(flow: Flow, client: net.Socket, from: ProxyPod, target: SocketAddress, auth?: AuthorizationContext): void {
+  /**
+   * Dial `target` from inside `from`'s namespace (marked; with `delivery`, from the real source's
+   * address) and relay; the client resumes once connected.
+   */
+  private dialAndRelay(
+    flow: Flow, client: net.Socket, from: ProxyPod, target: SocketAddress, auth?: AuthorizationContext, delivery?: { sourceIp: string },
+  ): void {
+    this.relayedSocket(client);
     const { tracked, ends } = this.track(flow, [client], auth);
     const upstreamText = hostPort(target.ip, target.port);
     this.log.debug({ conn: flow.id, direction: flow.direction, path: flow.record.path, pod: flow.pod.uid, source: flow.source,
-      destination: flow.destination, upstream: upstreamText }, 'accepted');
-    this.deps.dialer.dial(from.netnsPath, target).then(
+      destination: flow.destination, upstream: upstreamText, deliveredFrom: delivery?.sourceIp }, 'accepted');
+    this.deps.dialer.dial(from.netnsPath, target, delivery).then(
       async (upstream) => {
         if (client.destroyed || tracked.closeReason !== undefined) {
           upstream.destroy();
           this.finish(flow, NOTHING, tracked, { error: 'client closed before the upstream connection was made' });
           return;
         }
+        this.relayedSocket(upstream);
         ends.push(upstream);
         client.resume();
         this.finish(flow, await relay(client, upstream, flow.counts), tracked);
@@ -486,6 +647,56 @@ export class NodeProxy {
         this.finish(flow, NOTHING, tracked, { responseFlags: 'CONNECT', error: `connect ${upstreamText}: ${err.message}` });
       },
     );
+  }
+
+  /** Zero linger until our FIN is out (a dying agent resets, never ends cleanly with bytes missing); keepalive. */
+  private relayedSocket(socket: net.Socket): void {
+    const options = this.deps.sockets;
+    if (!options) return;
+    options.relayed(socket);
+    socket.once('finish', () => options.finished(socket));
+  }
+
+  /** Over the per-pod cap: reset now, counted. */
+  private overLimit(flow: Flow, client: net.Socket): boolean {
+    if (this.tracker.openFor(flow.pod.uid) < this.limits.maxConnectionsPerPod) return false;
+    this.connectionLimitHits += 1;
+    this.refuse(flow, client, 'connection_limit', `${flow.pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)`, 'UO');
+    return true;
+  }
+
+  /**
+   * A connection refused before policy: reset at once, counted by reason, and its access line
+   * written through the rate limit (a pod can make these as fast as it can connect). Never dialled,
+   * never tracked, not in Istio's metrics (there are no parties to name).
+   */
+  private refuse(flow: Flow, client: net.Socket, reason: RefusalReason, why: string, flag: ResponseFlag = 'DENY'): void {
+    client.resetAndDestroy();
+    this.count(flow, reason);
+    this.finish(flow, NOTHING, undefined, { responseFlags: flag, reason, error: `refused: ${why}` });
+  }
+
+  private count(flow: Flow, reason: RefusalReason): void {
+    const key = `${flow.direction}|${reason}`;
+    const entry = this.refusals.get(key);
+    if (entry) entry.count += 1;
+    else this.refusals.set(key, { direction: flow.direction, reason, count: 1 });
+  }
+
+  /** Reset relayed connections with no byte either way for idleTimeoutMs (swept, not timed one by one). */
+  private closeIdle(): void {
+    const now = Date.now();
+    for (const connection of this.tracker.list()) {
+      const total = connection.counts.sent + connection.counts.received;
+      const activity = connection.activity ?? { total: -1, since: now };
+      if (activity.total !== total) {
+        connection.activity = { total, since: now };
+        continue;
+      }
+      if (now - activity.since < this.limits.idleTimeoutMs || connection.closeReason !== undefined) continue;
+      connection.closeReason = `closed: idle for ${Math.round((now - activity.since) / 1000)} s (idle timeout ${this.limits.idleTimeoutMs / 1000} s)`;
+      connection.abort();
+    }
   }
 
   private track(flow: Flow, ends: Duplex[], auth?: AuthorizationContext): { tracked: TrackedConnection; ends: Duplex[] } {
@@ -597,8 +808,22 @@ export class NodeProxy {
       bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - flow.startedAt,
       error: tracked?.closeReason ?? r.error ?? result.error?.message,
     };
-    const outcome = entry.error === undefined ? 'proxied' : entry.reason !== undefined ? 'denied' : 'failed';
-    this.access.info(entry, `${flow.direction} ${flow.source} -> ${flow.destination} ${outcome}`);
     if (channels.connectionClosed.hasSubscribers) channels.connectionClosed.publish(entry);
+    // A connection refused or failed before a byte moved costs its maker nothing: those lines are
+    // rate limited per pod and outcome. Every relayed connection gets its own line.
+    if (entry.error !== undefined && entry.bytesSent === 0 && entry.bytesReceived === 0) {
+      this.refusedLog.record(`${entry.pod}|${outcomeOf(entry)}`, entry);
+    } else {
+      this.writeAccess(entry);
+    }
   }
+
+  private writeAccess(entry: AccessRecord): void {
+    const more = entry.suppressed ? ` (${entry.suppressed} more like it not logged)` : '';
+    this.access.info(entry, `${entry.direction} ${entry.source} -> ${entry.destination} ${outcomeOf(entry)}${more}`);
+  }
+}
+
+function outcomeOf(entry: AccessRecord): 'proxied' | 'denied' | 'failed' {
+  return entry.error === undefined ? 'proxied' : entry.reason !== undefined ? 'denied' : 'failed';
 }

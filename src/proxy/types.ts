@@ -34,9 +34,40 @@ export interface DestinationResolver {
   serviceOf(workload: Workload, port: number): Service | undefined;
 }
 
-/** Opens a marked TCP connection from inside a pod's network namespace. */
+export interface DialOptions {
+  /**
+   * Deliver to an app inside its own pod with this source address — the real client's (the source
+   * pod's, or the plaintext peer's) — instead of the pod's own: a transparent socket bound to it,
+   * carrying the delivery mark the pod's reply route matches. Same family as the target.
+   */
+  sourceIp?: string;
+}
+
+/**
+ * Opens a marked TCP connection from inside a pod's network namespace. The connect itself waits on
+ * the event loop (no thread is held by a destination that never answers); it fails with a code
+ * (ECONNREFUSED, ETIMEDOUT, …) after the dialer's timeout at the latest.
+ */
 export interface Dialer {
-  dial(netnsPath: string, to: SocketAddress): Promise<net.Socket>;
+  dial(netnsPath: string, to: SocketAddress, options?: DialOptions): Promise<net.Socket>;
+}
+
+/**
+ * Socket options for the TCP sockets the proxy handles, set over setsockopt by the app (the proxy
+ * never touches fds itself). Each call tolerates a socket already closed.
+ */
+export interface SocketOptions {
+  /**
+   * A relayed socket (an app's, or the proxy's dial to an app): keepalive probes and a user timeout
+   * (dead peers are noticed), and a zero linger, so that if the agent dies with the connection
+   * open the kernel resets it (tcp(7), socket(7)): a peer never takes a cut-off stream for a
+   * complete one.
+   */
+  relayed(socket: net.Socket): void;
+  /** Our FIN on this socket is in the kernel's hands after every byte before it: close normally again. */
+  finished(socket: net.Socket): void;
+  /** An HBONE tunnel's TCP socket: keepalive probes (HTTP/2 PINGs do the rest). */
+  tunnel(socket: net.Socket): void;
 }
 
 /** Listening sockets the agent opened inside the pod's namespace, as fds for net.Server.listen. */

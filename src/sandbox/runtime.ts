@@ -441,8 +441,11 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
 /**
  * Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready.
  * `agentArgs`, when given, replace the extra agent arguments `up` was given, for this start only.
+ * `wait: false` returns once it is started (an agent may stay unready, e.g. a pod it cannot enrol).
  */
-export async function sandboxStartAgent(prefix: string, nodeName: string, agentArgs?: string[]): Promise<void> {
+export async function sandboxStartAgent(
+  prefix: string, nodeName: string, agentArgs?: string[], options: { wait?: boolean } = {},
+): Promise<void> {
   requireRoot('ferry sandbox agent start');
   const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
@@ -451,6 +454,7 @@ export async function sandboxStartAgent(prefix: string, nodeName: string, agentA
   const settings = readAgentSettings(paths);
   const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
   new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
+  if (options.wait === false) return;
   if (!await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100)) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
   }

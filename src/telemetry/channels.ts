@@ -4,6 +4,6 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 export const channels = {
   /** A proxied connection finished; message: the access-log record. */
   connectionClosed: diagnosticsChannel.channel('ferry:connection:closed'),
-  /** A pod was enrolled or released; message: { uid, action }. */
+  /** A pod was enrolled, locked (refused: its workload left the model) or released; message: { uid, action }. */
   podEnrolment: diagnosticsChannel.channel('ferry:pod:enrolment'),
 };

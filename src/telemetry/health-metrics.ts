@@ -4,12 +4,28 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, collectDefaultMetrics, type Registry } from 'prom-client';
 
+/** A total kept by the part that counts it, exported as a counter at scrape time. */
+export interface LabelledTotal<L extends string> {
+  labels: Record<L, string>;
+  count: number;
+}
+
 /** What the gauges read, each time Prometheus scrapes. */
 export interface HealthSource {
   /** Pods enrolled on this node, by namespace and workload name (the metrics' `source_workload`). */
   enrolledWorkloads(): Array<{ namespace: string; workload: string; pods: number }>;
-  /** Entries in each map (walks its keys). */
+  /** Entries in each map, as last sampled (the agent counts them on a timer, off the event loop). */
   bpfMapEntries(): Array<{ name: string; entries: number }>;
+  /** The BPF programs' verdict counters, read from the kernel. */
+  bpfVerdicts(): Array<LabelledTotal<'program' | 'verdict'>>;
+  /** Connections the proxy refused before any policy, by direction and reason (self_call, connection_limit, …). */
+  refusedConnections(): Array<LabelledTotal<'direction' | 'reason'>>;
+  /** Times a limit was hit, by limit. */
+  limitsExceeded(): Array<LabelledTotal<'limit'>>;
+  /** Pods of this node whose traffic the programs refuse: enrolment pending or failing, or their workload gone from the model. */
+  refusedPods(): number;
+  /** Log lines left out by rate limiting, by component. */
+  suppressedLogLines(): Array<LabelledTotal<'component'>>;
   /** Capacity of each map (no walk). */
   bpfMapCapacities(): Array<{ name: string; maxEntries: number }>;
   /** BPF links this agent holds and whether each is still on its hook, by program. */
@@ -24,7 +40,8 @@ export interface HealthSource {
 export type PolicyDecision = 'allow' | 'deny';
 
 const LAG_RESOLUTION_MS = 10;
-const ENROLMENT_STAGES = ['certificate', 'listeners', 'capture'] as const;
+const LAG_WINDOW_MS = 10_000;
+const ENROLMENT_STAGES = ['lock', 'certificate', 'listeners', 'capture'] as const;
 
 /**
  * Made before the parts it counts for (the counters: enrolment failures, policy decisions); the
@@ -98,27 +115,55 @@ export class HealthMetrics {
       g.set({ direction: 'outbound' }, open.outbound);
       g.set({ direction: 'inbound' }, open.inbound);
     });
+    const total = <L extends string>(name: string, help: string, labelNames: L[], read: () => Array<LabelledTotal<L>>): void => {
+      new Counter<L>({
+        name, help, labelNames, registers,
+        collect(this: Counter<L>) {
+          this.reset();
+          for (const t of read()) this.inc(t.labels as Partial<Record<L, string>>, t.count);
+        },
+      });
+    };
+    total('ferry_bpf_verdicts_total', 'Decisions of the BPF programs, by program and verdict (read from the kernel)',
+      ['program', 'verdict'], () => source.bpfVerdicts());
+    total('ferry_connections_refused_total', 'Connections refused before authorization, by direction and reason',
+      ['direction', 'reason'], () => source.refusedConnections());
+    total('ferry_limits_exceeded_total', 'Times a limit was hit, by limit', ['limit'], () => source.limitsExceeded());
+    total('ferry_log_lines_suppressed_total', 'Log lines left out by rate limiting (each written line says how many before it)',
+      ['component'], () => source.suppressedLogLines());
+    gauge('ferry_pods_refused', 'Pods of this node whose traffic is refused (enrolment pending or failing, or their workload left the model)',
+      [], (g) => { g.set(source.refusedPods()); });
     gauge('ferry_ready', '1 when the agent is ready (capture attached, state synced, every enrolled pod\'s listeners open)', [], (g) => {
       g.set(source.ready() ? 1 : 0);
     });
     gauge('ferry_state_revision', 'Revision of the cluster state the agent runs on', [], (g) => {
       g.set(source.stateRevision());
     });
+    // Quantiles over fixed windows, not "since the previous scrape": with several scrapers each would
+    // see only the sliver since another's, and a storm of scrapes would hide the lag it causes.
     const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
     delay.enable();
-    gauge('ferry_event_loop_lag_seconds', 'Event-loop delay since the previous scrape: p50, p99 and max', ['quantile'], (g) => {
+    const quantiles = (): Record<'0.5' | '0.99' | 'max', number> => {
       // The histogram records the time between its timer's runs, resolution included: the lag is
       // what exceeds it. Before any sample it reports sentinel values; say 0 rather than nonsense.
       const seconds = (ns: number): number =>
         (Number.isFinite(ns) && delay.count > 0 ? Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000) : 0);
-      g.set({ quantile: '0.5' }, seconds(delay.percentile(50)));
-      g.set({ quantile: '0.99' }, seconds(delay.percentile(99)));
-      g.set({ quantile: 'max' }, seconds(delay.max));
+      return { '0.5': seconds(delay.percentile(50)), '0.99': seconds(delay.percentile(99)), max: seconds(delay.max) };
+    };
+    let closedWindow: ReturnType<typeof quantiles> | undefined;
+    const roll = setInterval(() => {
+      closedWindow = quantiles();
       delay.reset();
+    }, LAG_WINDOW_MS);
+    roll.unref();
+    gauge('ferry_event_loop_lag_seconds', `Event-loop delay over the last complete ${LAG_WINDOW_MS / 1000} s window `
+      + '(the current one until the first closes): p50, p99 and max', ['quantile'], (g) => {
+      const q = closedWindow ?? quantiles();
+      for (const quantile of ['0.5', '0.99', 'max'] as const) g.set({ quantile }, q[quantile]);
     });
   }
 
-  /** `reason`: certificate, listeners, capture (a small fixed set). */
+  /** `reason`: lock, certificate, listeners, capture (a small fixed set). */
   enrolmentFailed(reason: typeof ENROLMENT_STAGES[number]): void {
     this.failures.inc({ reason });
   }

@@ -8,7 +8,8 @@ export {
   type TrafficDescription, type TrafficParty,
 } from './istio-labels';
 export { TrafficMetrics, type ByteCounts, type TrafficMeter } from './traffic-metrics';
-export { HealthMetrics, type HealthSource, type PolicyDecision } from './health-metrics';
+export { HealthMetrics, type HealthSource, type LabelledTotal, type PolicyDecision } from './health-metrics';
+export { LogLimiter, type LimitedLine } from './log-limiter';
 export { parsePrometheusText, type Exposition, type MetricFamily, type MetricSample, type MetricType } from './prometheus-text';
 export {
   GRAPH_TABLE_HEADER, WORKLOAD_ENROLLED_METRIC, buildServiceGraph, humanBytes, serviceGraphDot, serviceGraphRows,

@@ -28,7 +28,12 @@ export type IstioTcpLabels = Record<IstioTcpLabel, string>;
 export const UNKNOWN = 'unknown';
 
 /** `-`: none; DENY: refused by authorization or peer authentication; CONNECT: the upstream could not be reached. */
-export type ResponseFlag = '-' | 'DENY' | 'CONNECT';
+/**
+ * Envoy's response flags, the subset Ferry sets: `-` none, DENY refused by policy (or by the mesh
+ * before policy: a call to the agent's own ports, an unknown workload), CONNECT upstream
+ * unreachable, UO overflow (a connection limit was hit).
+ */
+export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'UO';
 
 export type SecurityPolicy = 'mutual_tls' | 'unknown';
 

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BPF_CONSTANTS, LAYOUT, MAP_NAMES } from '../../src/capture/bpf-layout';
-import { PORTS, SOCKET_MARK } from '../../src/config';
+import { DELIVERY, PORTS, SOCKET_MARK } from '../../src/config';
 
 const repo = path.resolve(__dirname, '..', '..', '..');
 const include = path.join(repo, 'bpf', 'include');
@@ -49,6 +49,7 @@ test('constants and struct layouts match bpf/include/ferry-shared.h', (t) => {
 
 test('ports and mark in src/config equal the C constants', () => {
   assert.equal(SOCKET_MARK, BPF_CONSTANTS.FERRY_SOCKET_MARK);
+  assert.equal(DELIVERY.mark, BPF_CONSTANTS.FERRY_DELIVERY_MARK);
   assert.deepEqual(PORTS, {
     admin: BPF_CONSTANTS.FERRY_PORT_ADMIN,
     outbound: BPF_CONSTANTS.FERRY_PORT_OUTBOUND,

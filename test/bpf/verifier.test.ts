@@ -31,7 +31,7 @@ test('each object passes the verifier and pins its maps once for all three', asy
   }
   assert.deepEqual(fs.readdirSync(pinRoot).sort(), Object.values(MAP_NAMES).sort());
   // One instance per map: a value written through one object is seen through another.
-  loaded[0].map(MAP_NAMES.config).update(encodeU32(0), encodeConfig(1), 0);
-  assert.deepEqual(loaded[2].map(MAP_NAMES.config).lookup(encodeU32(0)), encodeConfig(1));
+  loaded[0].map(MAP_NAMES.config).update(encodeU32(0), encodeConfig(1, 4242n), 0);
+  assert.deepEqual(loaded[2].map(MAP_NAMES.config).lookup(encodeU32(0)), encodeConfig(1, 4242n));
   assert.equal(loaded[0].map(MAP_NAMES.pods).info.id, loaded[1].map(MAP_NAMES.pods).info.id);
 });

@@ -121,7 +121,8 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     // checking policy with client-a's identity, and dials the app from inside server-a's namespace.
     assert.equal(record.path, 'short');
     assert.equal(record.sourcePrincipal, 'cluster.local/ns/app/sa/default');
-    assert.equal((result.server as { peer: string }).peer, ip['server-a']);
+    // …from client-a's address: the app sees who really called.
+    assert.equal((result.server as { peer: string }).peer, ip['client-a']);
   });
 
   test('cross-node capture by VIP and by pod IP, with the source pod IP preserved', async () => {
@@ -160,19 +161,20 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
   test('inbound plaintext from outside the mesh reaches the app on its original port through the agent', async () => {
     const result = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);
     assert.equal(result.remote, `${ip['server-a']}:7000`, 'the client is not captured');
-    // Delivered by the agent from inside server-a's namespace, to the port the client dialled.
+    // Delivered by the agent from inside server-a's namespace, to the port the client dialled,
+    // with the client's own address as source.
     assert.equal((result.server as { local: string }).local, `${ip['server-a']}:7000`);
-    assert.equal((result.server as { peer: string }).peer, ip['server-a']);
+    assert.equal((result.server as { peer: string }).peer, ip['client-p']);
     await eventually(() => sandbox.accessRecords('node-a').some((r) => r.direction === 'inbound' && r.pod === 'app/server-a'
       && String(r.source).startsWith(`${ip['client-p']}:`) && r.destination === `${ip['server-a']}:7000`), 5000, 'inbound record');
   });
 
-  test('the agent\'s own marked sockets are not captured; the same connect without the mark is', async () => {
+  test('a pod that sets the agent\'s mark on its socket is captured all the same: the mark counts only in the agent\'s cgroup', async () => {
     const tool = [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000'];
-    const marked = JSON.parse((await sandbox.exec('app/client-a', [...tool, 'agent'])).stdout.trim());
-    assert.equal(marked.remote, `${ip['server-b']}:7000`);
-    const unmarked = JSON.parse((await sandbox.exec('app/client-a', [...tool, '0'])).stdout.trim());
-    assert.equal(unmarked.remote, CAPTURED);
+    for (const mark of ['agent', 'delivery', '0']) {
+      const result = JSON.parse((await sandbox.exec('app/client-a', [...tool, mark])).stdout.trim());
+      assert.equal(result.remote, CAPTURED, `mark ${mark}: ${JSON.stringify(result)}`);
+    }
   });
 
   test('half-close: the client\'s FIN reaches the server and the server\'s reply after it comes back', async () => {

@@ -76,6 +76,10 @@ function fwmarkAccept(): string {
   return run('ip', ['netns', 'exec', app.name, 'cat', '/proc/sys/net/ipv4/tcp_fwmark_accept']).trim();
 }
 
+function fwmarkReflect(family: 4 | 6): string {
+  return run('ip', ['netns', 'exec', app.name, 'cat', `/proc/sys/net/ipv${family}/fwmark_reflect`]).trim();
+}
+
 const enable = { mark: MARK, table: TABLE, families: [4, 6] as Array<4 | 6>, enable: true };
 const disable = { ...enable, enable: false };
 
@@ -98,6 +102,7 @@ describe('configurePodRouting', () => {
       if (family === 4) assert.equal(routes[0].scope, 'host');
     }
     assert.equal(fwmarkAccept(), '1');
+    assert.deepEqual([fwmarkReflect(4), fwmarkReflect(6)], ['1', '1']);
     assert.equal(ipIn(app, ['route', 'show', 'table', 'main']), mainBefore, 'the main table changed');
   });
 
@@ -200,6 +205,11 @@ describe('transparent dials into the pod', () => {
       // tcp_fwmark_accept: the accepted socket took the SYN's mark, which is what routes its
       // replies into the table.
       assert.equal(accepted[0].mark, MARK);
+
+      // A port the app does not listen on: the kernel's RST carries the mark (fwmark_reflect) and
+      // reaches the dial, which fails at once with ECONNREFUSED instead of waiting for its timeout.
+      await assert.rejects(connectSocketInNetns(app.path, { ...dial, port: APP_PORT + 1, timeoutMs: 5000 }),
+        (error: unknown) => isNativeError(error) && error.code === 'ECONNREFUSED');
 
       // And disabling takes the reply path away again.
       await configurePodRouting(app.path, { ...disable, families: [family] });

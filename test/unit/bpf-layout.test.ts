@@ -6,8 +6,8 @@ import * as assert from 'node:assert/strict';
 import * as os from 'node:os';
 import {
   AF_INET, AF_INET6, BPF_CONSTANTS, LAYOUT,
-  addressBytes, addressText, decodeOrigin, decodeSockaddr, encodeConnKey, encodeIpKey, encodePod, encodeSockaddr,
-  type SocketAddress,
+  VERDICTS, addressBytes, addressText, decodeConfig, decodeOrigin, decodeSockaddr, encodeConfig, encodeConnKey,
+  encodeDeliveryKey, encodeIpKey, encodePod, encodeSockaddr, type SocketAddress,
 } from '../../src/capture/bpf-layout';
 
 // Map keys and values are in host byte order (the programs run on this machine); ports in
@@ -140,7 +140,7 @@ describe('encodePod', () => {
   const cidr = LAYOUT.ferry_cidr;
 
   test('flags, pod id, excluded ports and CIDRs at the LAYOUT offsets', () => {
-    const buf = encodePod({ podId: 0x01020304, excludedPorts: [22, 15021, 65535], excludedCidrs: ['169.254.0.0/16', 'fd00:1::/64'] });
+    const buf = encodePod({ state: 'enrolled', podId: 0x01020304, excludedPorts: [22, 15021, 65535], excludedCidrs: ['169.254.0.0/16', 'fd00:1::/64'] });
     assert.equal(buf.length, LAYOUT.ferry_pod.size);
     assert.equal(u32(buf, f.flags), BPF_CONSTANTS.FERRY_POD_ENROLLED);
     assert.equal(u32(buf, f.pod_id), 0x01020304);
@@ -161,12 +161,18 @@ describe('encodePod', () => {
     assert.ok(buf.subarray(f.excluded_cidrs + 2 * cidr.size).every((b) => b === 0));
   });
 
+  test('a locked pod (enrolment incomplete) carries FERRY_POD_LOCKED and not FERRY_POD_ENROLLED', () => {
+    const buf = encodePod({ state: 'locked', podId: 3, excludedPorts: [], excludedCidrs: [] });
+    assert.equal(u32(buf, f.flags), BPF_CONSTANTS.FERRY_POD_LOCKED);
+    assert.notEqual(BPF_CONSTANTS.FERRY_POD_LOCKED & BPF_CONSTANTS.FERRY_POD_ENROLLED, BPF_CONSTANTS.FERRY_POD_LOCKED);
+  });
+
   test('the table fills exactly: the last port and CIDR slots end at the struct end', () => {
     const ports = [1, 2, 3, 4, 5, 6, 7, 8];
     const cidrs = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'];
     assert.equal(ports.length, BPF_CONSTANTS.FERRY_MAX_EXCLUDED_PORTS);
     assert.equal(cidrs.length, BPF_CONSTANTS.FERRY_MAX_EXCLUDED_CIDRS);
-    const buf = encodePod({ podId: 9, excludedPorts: ports, excludedCidrs: cidrs });
+    const buf = encodePod({ state: 'enrolled', podId: 9, excludedPorts: ports, excludedCidrs: cidrs });
     assert.equal(u16(buf, f.excluded_ports + 2 * 7), 8);
     const last = f.excluded_cidrs + 3 * cidr.size;
     assert.equal(last + cidr.size, LAYOUT.ferry_pod.size);
@@ -176,20 +182,20 @@ describe('encodePod', () => {
 
   test('more excluded ports than the table holds is a RangeError', () => {
     assert.throws(
-      () => encodePod({ podId: 1, excludedPorts: [1, 2, 3, 4, 5, 6, 7, 8, 9], excludedCidrs: [] }),
+      () => encodePod({ state: 'enrolled', podId: 1, excludedPorts: [1, 2, 3, 4, 5, 6, 7, 8, 9], excludedCidrs: [] }),
       (err: unknown) => err instanceof RangeError && /at most 8 excluded ports, got 9/.test(err.message),
     );
   });
 
   test('more excluded CIDRs than the table holds is a RangeError', () => {
     assert.throws(
-      () => encodePod({ podId: 1, excludedPorts: [], excludedCidrs: ['1.0.0.0/8', '2.0.0.0/8', '3.0.0.0/8', '4.0.0.0/8', '5.0.0.0/8'] }),
+      () => encodePod({ state: 'enrolled', podId: 1, excludedPorts: [], excludedCidrs: ['1.0.0.0/8', '2.0.0.0/8', '3.0.0.0/8', '4.0.0.0/8', '5.0.0.0/8'] }),
       (err: unknown) => err instanceof RangeError && /at most 4 excluded CIDRs, got 5/.test(err.message),
     );
   });
 
   test('an excluded CIDR with an invalid address is a TypeError', () => {
-    assert.throws(() => encodePod({ podId: 1, excludedPorts: [], excludedCidrs: ['10.0.0/8'] }), TypeError);
+    assert.throws(() => encodePod({ state: 'enrolled', podId: 1, excludedPorts: [], excludedCidrs: ['10.0.0/8'] }), TypeError);
   });
 
   test('an excluded CIDR without a valid prefix length is refused, not encoded as /0', () => {
@@ -198,7 +204,7 @@ describe('encodePod', () => {
     // only checks these are strings, so this encoder is the last place to catch it.
     for (const bad of ['10.0.0.0', '10.0.0.0/', '10.0.0.0/33', '10.0.0.0/-1', '10.0.0.0/abc', 'fd00::/129']) {
       assert.throws(
-        () => encodePod({ podId: 1, excludedPorts: [], excludedCidrs: [bad] }),
+        () => encodePod({ state: 'enrolled', podId: 1, excludedPorts: [], excludedCidrs: [bad] }),
         (err: unknown) => err instanceof Error && err.message.includes(bad),
         `excluded CIDR "${bad}" was accepted`,
       );
@@ -236,5 +242,39 @@ describe('connection keys and origins', () => {
     const v6 = Buffer.alloc(LAYOUT.ferry_origin.size);
     encodeSockaddr({ family: 6, ip: 'fd00:96::a', port: 443 }, v6, f.dst);
     assert.deepEqual(decodeOrigin(v6), { destination: { family: 6, ip: 'fd00:96::a', port: 443 }, socketCookie: 0n });
+  });
+});
+
+describe('encodeConfig and encodeDeliveryKey', () => {
+  test('config: flags and the agent cgroup id at the LAYOUT offsets, decoded back', () => {
+    const buf = encodeConfig(BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB, 0x0102030405060708n);
+    assert.equal(buf.length, LAYOUT.ferry_config.size);
+    assert.equal(u32(buf, LAYOUT.ferry_config.fields.flags), BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB);
+    assert.equal(u64(buf, LAYOUT.ferry_config.fields.agent_cgroup_id), 0x0102030405060708n);
+    assert.deepEqual(decodeConfig(buf), { flags: BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB, agentCgroupId: 0x0102030405060708n });
+  });
+
+  test('delivery key: family, host-order ports, the app address as local and the source as remote', () => {
+    const buf = encodeDeliveryKey({ family: 4, ip: '10.244.1.10', port: 8080 }, { family: 4, ip: '10.244.0.12', port: 40001 });
+    const f = LAYOUT.ferry_delivery_key.fields;
+    assert.equal(buf.length, LAYOUT.ferry_delivery_key.size);
+    assert.equal(u32(buf, f.family), AF_INET);
+    assert.equal(u16(buf, f.local_port), 8080);
+    assert.equal(u16(buf, f.remote_port), 40001);
+    assert.equal(hex(buf.subarray(f.local, f.local + 16)), '0af4010a' + '00'.repeat(12));
+    assert.equal(hex(buf.subarray(f.remote, f.remote + 16)), '0af4000c' + '00'.repeat(12));
+    const v6 = encodeDeliveryKey({ family: 6, ip: 'fd10:244:1::a', port: 80 }, { family: 6, ip: 'fd10:244::c', port: 1 });
+    assert.equal(u32(v6, f.family), AF_INET6);
+    assert.equal(hex(v6.subarray(f.local, f.local + 16)), 'fd100244000100000000000000000000'.slice(0, 30) + '0a');
+  });
+
+  test('a delivery key of mixed families is refused', () => {
+    assert.throws(() => encodeDeliveryKey({ family: 4, ip: '10.0.0.1', port: 1 }, { family: 6, ip: 'fd00::1', port: 1 }), TypeError);
+  });
+
+  test('every verdict index below FERRY_VERDICT_COUNT is named exactly once', () => {
+    const indexes = VERDICTS.map((v) => v.index).sort((a, b) => a - b);
+    assert.deepEqual(indexes, Array.from({ length: BPF_CONSTANTS.FERRY_VERDICT_COUNT }, (_, i) => i));
+    assert.equal(new Set(VERDICTS.map((v) => `${v.program}/${v.verdict}`)).size, VERDICTS.length);
   });
 });

@@ -67,7 +67,8 @@ const CONFIG: ConfigDump = {
     },
   ],
   trustBundle: [{ subject: 'CN=Ferry Root', notAfter: '2040-01-01T00:00:00.000Z', fingerprint256: 'AB:CD' }],
-  bpf: { links: [], maps: [] },
+  bpf: { links: [], maps: [], verdicts: [] },
+  refusedPods: [],
 };
 
 const CONNECTIONS: ConnectionsDump = {

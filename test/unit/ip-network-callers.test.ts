@@ -107,7 +107,7 @@ function throughPolicy(text: string): Outcome & { allows?: (ip: string) => boole
 function throughBpfEncoder(text: string): { family: number; prefixLength: number; addr: string } | { problem: string } {
   let buf: Buffer;
   try {
-    buf = encodePod({ podId: 1, excludedPorts: [], excludedCidrs: [text] });
+    buf = encodePod({ state: 'enrolled', podId: 1, excludedPorts: [], excludedCidrs: [text] });
   } catch (error) {
     assert.ok(error instanceof TypeError, String(error));
     const head = `excluded CIDR ${JSON.stringify(text)} `;

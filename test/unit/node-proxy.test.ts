@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
   NodeProxy, type AccessRecord, type AuthorizationVerdict, type Dialer, type HboneOptions, type InboundAuthorizer,
-  type InboundSource, type OriginalDestinationSource, type ProxyPod, type SocketAddress,
+  type InboundSource, type OriginalDestinationSource, type ProxyLimits, type ProxyPod, type SocketAddress, type SocketOptions,
 } from '../../src/proxy';
 import { ClusterState, type ClusterSnapshot, type Workload } from '../../src/state';
 import { Registry } from 'prom-client';
@@ -187,6 +187,15 @@ function workload(pod: ProxyPod, node: string, meshEnabled = true): Workload {
   };
 }
 
+/** A model with POD and OTHER_POD in it: a pod the model does not know is refused. */
+function podsState(): ClusterState {
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: POD_WORKLOADS(), services: [] });
+  return state;
+}
+
+const POD_WORKLOADS = (): Workload[] => [workload(POD, 'node-a'), workload(OTHER_POD, 'node-a')];
+
 /** Policy engine stand-in: a rule function, STRICT per pod, and the change announcement. */
 class FakeAuthorizer implements InboundAuthorizer {
   rule: (pod: ProxyPod, source: InboundSource, destination: SocketAddress) => AuthorizationVerdict =
@@ -231,10 +240,14 @@ async function meshTls(): Promise<FakeTlsProvider> {
  * one), and follows `routes` for addresses the test cannot listen on: a pod's 15008 (its HBONE
  * listener is on an ephemeral port) and inbound targets (what sk_lookup would have steered).
  */
-function fakeDialer(t: After, dials: Array<{ netnsPath: string; to: SocketAddress }>, routes: Map<string, number>, pods: ProxyPod[]): Dialer {
+function fakeDialer(
+  t: After, dials: Array<{ netnsPath: string; to: SocketAddress }>, routes: Map<string, number>, pods: ProxyPod[],
+  deliveries: Array<{ to: SocketAddress; sourceIp?: string }>,
+): Dialer {
   return {
-    dial(netnsPath, to) {
+    dial(netnsPath, to, options) {
       dials.push({ netnsPath, to });
+      deliveries.push({ to, sourceIp: options?.sourceIp });
       const pod = pods.find((p) => p.netnsPath === netnsPath);
       const localAddress = pod?.ips[0]?.startsWith('127.') && pod.ips[0] !== '127.0.0.1' ? pod.ips[0] : undefined;
       const port = routes.get(`${to.ip}:${to.port}`) ?? to.port;
@@ -259,6 +272,10 @@ interface Setup {
   lines: LogLine[];
   access: () => AccessRecord[];
   dials: Array<{ netnsPath: string; to: SocketAddress }>;
+  /** The source address each dial asked to deliver from (undefined: the pod's own). */
+  deliveries: Array<{ to: SocketAddress; sourceIp?: string }>;
+  /** What the proxy asked of the socket options: relayed, finished and tunnel sockets. */
+  tuned: { relayed: number; finished: number; tunnel: number };
   asked: Array<{ pod: string; clientPort: number | undefined }>;
   /** What the fake capture answers for the next accepted connection. */
   origin: { next: SocketAddress | undefined };
@@ -274,12 +291,13 @@ interface SetupOptions {
   routes?: Map<string, number>;
   hbone?: HboneOptions;
   localShortcut?: boolean;
+  limits?: Partial<ProxyLimits>;
 }
 
 async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
   const lines: LogLine[] = [];
   const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
-  const state = options.state ?? new ClusterState();
+  const state = options.state ?? podsState();
   const tls = options.tls ?? await meshTls();
   const authorizer = options.authorizer ?? new FakeAuthorizer();
   const routes = options.routes ?? new Map<string, number>();
@@ -292,11 +310,18 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
       return origin.next;
     },
   };
-  const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD]);
+  const deliveries: Setup['deliveries'] = [];
+  const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD], deliveries);
   const registry = new Registry();
+  const tuned = { relayed: 0, finished: 0, tunnel: 0 };
+  const sockets: SocketOptions = {
+    relayed: () => { tuned.relayed += 1; },
+    finished: () => { tuned.finished += 1; },
+    tunnel: () => { tuned.tunnel += 1; },
+  };
   const proxy = new NodeProxy({
     resolver: state, origins, dialer, tls, authorizer, log, hbone: options.hbone, localShortcut: options.localShortcut,
-    metrics: new TrafficMetrics(registry),
+    metrics: new TrafficMetrics(registry), sockets, limits: options.limits,
   });
   const series: Setup['series'] = async (metric) => {
     const found = (await registry.getMetricsAsJSON()).find((m) => m.name === metric);
@@ -309,7 +334,7 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
   });
   const access = (): AccessRecord[] =>
     lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
-  return { proxy, state, tls, authorizer, lines, access, dials, asked, origin, routes, series };
+  return { proxy, state, tls, authorizer, lines, access, dials, deliveries, tuned, asked, origin, routes, series };
 }
 
 /** A pod served by the proxy on fresh listeners (outbound; inbound and HBONE when asked); returns their ports. */
@@ -381,7 +406,7 @@ test('a Service VIP is dialled at the endpoint the state picks, and the record n
   const s = await setup(t);
   const echoPort = await echoServer(t);
   const snapshot: ClusterSnapshot = {
-    version: 1, revision: 1, workloads: [],
+    version: 1, revision: 1, workloads: POD_WORKLOADS(),
     services: [{
       namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'],
       ports: [{ port: 80, endpoints: [{ ip: '127.0.0.1', port: echoPort }] }],
@@ -404,7 +429,7 @@ test('a Service VIP is dialled at the endpoint the state picks, and the record n
   assert.equal(record.bytesReceived, 4);
 });
 
-test('a connection without an original destination is reset and nothing is dialled', async (t) => {
+test('a connection without an original destination (straight to 127.0.0.1:15001) is refused as a self call, never dialled', async (t) => {
   const s = await setup(t);
   s.origin.next = undefined;
   const port = await addPod(t, s);
@@ -413,15 +438,19 @@ test('a connection without an original destination is reset and nothing is diall
   assert.equal(err.code, 'ECONNRESET');
   assert.equal(s.asked.length, 1);
   assert.deepEqual(s.dials, []);
-  assert.ok(s.lines.some((l) => l.component === 'proxy' && /no original destination/.test(l.msg ?? '')),
-    'no log line says why the connection was reset');
+  await waitFor(() => s.access().length === 1, 'the refusal\'s access record');
+  const [record] = s.access();
+  assert.equal(record.reason, 'self_call');
+  assert.equal(record.responseFlags, 'DENY');
+  assert.match(record.error ?? '', /^refused: connection made directly to the outbound listener/);
+  assert.deepEqual(s.proxy.refusalCounts(), [{ direction: 'outbound', reason: 'self_call', count: 1 }]);
   assert.equal(s.proxy.tracker.size, 0);
 });
 
 test('a Service port without endpoints resets the client and logs the reason', async (t) => {
   const s = await setup(t);
   s.state.replace({
-    version: 1, revision: 1, workloads: [],
+    version: 1, revision: 1, workloads: POD_WORKLOADS(),
     services: [{ namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'], ports: [{ port: 80, endpoints: [] }] }],
   });
   s.origin.next = { family: 4, ip: '10.96.0.10', port: 80 };
@@ -559,9 +588,9 @@ interface Mesh {
 }
 
 /** Two agents sharing one cluster view, trust domain and policy; BACKEND's app echoes on 127.0.0.3. */
-async function mesh(t: After): Promise<Mesh> {
+async function mesh(t: After, workloads = [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-b')]): Promise<Mesh> {
   const state = new ClusterState();
-  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-b')], services: [] });
+  state.replace({ version: 1, revision: 1, workloads, services: [] });
   const tls = await meshTls();
   const authorizer = new FakeAuthorizer();
   const routes = new Map<string, number>();
@@ -841,4 +870,153 @@ test('removePod closes the pod\'s HBONE listener and its tunnels', async (t) => 
   assert.equal(ended, false, 'the client saw a clean FIN before the reset');
   await waitFor(() => m.a.proxy.hboneStats().pool.length === 0, 'A to drop the closed tunnel');
   assert.equal(m.b.proxy.hboneStats().listeners[BACKEND.uid], undefined);
+});
+
+// ---- hardening: what a hostile pod would try -------------------------------------------------
+
+test('self calls: a captured connect to the pod\'s own address, loopback or a Service endpoint on Ferry\'s ports is refused, never dialled', async (t) => {
+  const s = await setup(t);
+  s.state.replace({
+    version: 1, revision: 2, workloads: POD_WORKLOADS(),
+    services: [{
+      namespace: 'shop', name: 'trap', hostname: 'trap.shop.svc.cluster.local', vips: ['10.96.0.66'],
+      ports: [{ port: 80, endpoints: [{ ip: OTHER_POD.ips[0], port: 15006, workloadUid: OTHER_POD.uid }] }],
+    }],
+  });
+  const port = await addPod(t, s);
+  const targets: SocketAddress[] = [
+    { family: 4, ip: POD.ips[0], port: 15006 },
+    { family: 4, ip: '0.0.0.0', port: 15001 },
+    { family: 6, ip: '::ffff:127.0.0.1', port: 15008 },
+    { family: 6, ip: '::', port: 15006 },
+    { family: 4, ip: OTHER_POD.ips[0], port: 15008 },
+    { family: 4, ip: '10.96.0.66', port: 80 },
+  ];
+  for (const target of targets) {
+    s.origin.next = target;
+    assert.equal((await resetError(t, port)).code, 'ECONNRESET', `${target.ip}:${target.port}`);
+  }
+  assert.deepEqual(s.dials, [], 'a self call was dialled');
+  assert.deepEqual(s.proxy.refusalCounts(), [{ direction: 'outbound', reason: 'self_call', count: targets.length }]);
+  assert.equal(s.proxy.tracker.size, 0);
+});
+
+test('self calls: a connection that reached the inbound listener without sk_lookup (its own loopback address) is refused', async (t) => {
+  // POD's address is 10.244.0.5 but its listeners here are on 127.0.0.1: a connection arriving at
+  // 127.0.0.1 came straight to the listener, as `curl 127.0.0.1:15006` inside the pod would.
+  const s = await setup(t);
+  const ports = await addPodListeners(t, s, POD, { inbound: true });
+  assert.ok(ports.inbound !== undefined);
+  assert.equal((await resetError(t, ports.inbound)).code, 'ECONNRESET');
+  assert.deepEqual(s.dials, []);
+  assert.deepEqual(s.authorizer.calls, [], 'a self call reached the policy engine');
+  assert.deepEqual(s.proxy.refusalCounts(), [{ direction: 'inbound', reason: 'self_call', count: 1 }]);
+});
+
+test('refused connections write one access line per pod and interval, with the count of the rest', async (t) => {
+  const s = await setup(t, { limits: { refusedLogIntervalMs: 200 } });
+  s.origin.next = undefined;
+  const port = await addPod(t, s);
+  for (let i = 0; i < 40; i++) await resetError(t, port);
+  assert.equal(s.access().length, 1, 'a burst wrote more than one line at once');
+  assert.equal(s.access()[0].suppressed, undefined);
+  await waitFor(() => s.access().length === 2, 'the line closing the window');
+  assert.equal(s.access()[1].suppressed, 38);
+  assert.equal(s.proxy.suppressedAccessLines, 38);
+  assert.deepEqual(s.proxy.refusalCounts(), [{ direction: 'outbound', reason: 'self_call', count: 40 }], 'every refusal is counted');
+});
+
+test('a pod the model does not know is refused as a source: nothing to authorize it as', async (t) => {
+  const state = new ClusterState();
+  const s = await setup(t, { state });
+  const echoPort = await echoServer(t);
+  s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
+  const port = await addPod(t, s);
+  assert.equal((await resetError(t, port)).code, 'ECONNRESET');
+  assert.deepEqual(s.dials, []);
+  await waitFor(() => s.access().length === 1, 'the access record');
+  assert.equal(s.access()[0].reason, 'workload_unknown');
+});
+
+test('at the per-pod connection cap a new connection is reset (UO), counted, and the pod recovers when one closes', async (t) => {
+  const s = await setup(t, { limits: { maxConnectionsPerPod: 2 } });
+  const echoPort = await echoServer(t);
+  s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
+  const port = await addPod(t, s);
+  const held = [await connect(t, port), await connect(t, port)];
+  for (const [i, c] of held.entries()) assert.equal(await roundTrip(c, `held ${i}`), `held ${i}`);
+  assert.equal((await resetError(t, port)).code, 'ECONNRESET');
+  await waitFor(() => s.access().some((r) => r.responseFlags === 'UO'), 'the refusal record');
+  assert.equal(s.proxy.connectionLimitExceeded, 1);
+  assert.deepEqual(s.proxy.refusalCounts(), [{ direction: 'outbound', reason: 'connection_limit', count: 1 }]);
+  held[0].end();
+  await waitFor(() => s.proxy.tracker.openFor(POD.uid) === 1, 'the closed connection to leave the count');
+  const again = await connect(t, port);
+  assert.equal(await roundTrip(again, 'room again'), 'room again');
+});
+
+test('with an idle timeout a relayed connection without traffic is reset, and one with traffic is not', async (t) => {
+  const s = await setup(t, { limits: { idleTimeoutMs: 400 } });
+  const echoPort = await echoServer(t);
+  s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
+  const port = await addPod(t, s);
+  const idle = await connect(t, port);
+  assert.equal(await roundTrip(idle, 'then silence'), 'then silence');
+  const busy = await connect(t, port);
+  const reset = within(once(idle, 'error'), 3000, 'the idle connection to be reset') as Promise<[NodeJS.ErrnoException]>;
+  let busyErrors = 0;
+  busy.on('error', () => { busyErrors += 1; });
+  // Bounded: 20 round trips 100 ms apart keep the busy one alive through several sweeps.
+  for (let i = 0; i < 20 && idle.readyState !== 'closed'; i++) {
+    assert.equal(await roundTrip(busy, `tick ${i}`), `tick ${i}`);
+    await sleep(100);
+  }
+  assert.equal((await reset)[0].code, 'ECONNRESET');
+  assert.equal(busyErrors, 0);
+  assert.equal(await roundTrip(busy, 'still here'), 'still here');
+  await waitFor(() => s.access().some((r) => /idle for/.test(r.error ?? '')), 'the idle record');
+});
+
+test('relayed sockets get a zero linger until their FIN is out; HBONE sockets keepalive', async (t) => {
+  const m = await mesh(t);
+  const client = await connect(t, m.frontendOut, '127.0.0.2');
+  assert.equal(await roundTrip(client, 'tuned'), 'tuned');
+  client.end();
+  await waitFor(() => m.a.access().length === 1 && m.b.access().length === 1, 'both records');
+  // A: the app's socket. B: the app connection it dialled. Each ended cleanly, so each was finished.
+  assert.deepEqual(m.a.tuned, { relayed: 1, finished: 1, tunnel: 0 });
+  assert.deepEqual(m.b.tuned, { relayed: 1, finished: 1, tunnel: 1 });
+});
+
+test('deliveries carry the real source: the tunnel\'s peer over HBONE, the source pod on the short path, the client for plaintext', async (t) => {
+  const m = await mesh(t);
+  const viaHbone = await connect(t, m.frontendOut, '127.0.0.2');
+  assert.equal(await roundTrip(viaHbone, 'a'), 'a');
+  const plain = await connect(t, m.backendIn, '127.0.0.3');
+  assert.equal(await roundTrip(plain, 'b'), 'b');
+  // A's dial is the tunnel (from its own address); B's are deliveries from the real sources.
+  assert.deepEqual(m.a.deliveries.map((d) => d.sourceIp), [undefined]);
+  assert.deepEqual(m.b.deliveries.map((d) => d.sourceIp), ['127.0.0.2', '127.0.0.1']);
+
+  const state = new ClusterState();
+  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
+  const s = await setup(t, { state });
+  const appPort = await echoServer(t, '127.0.0.3');
+  const front = await addPodListeners(t, s, FRONTEND);
+  await addPodListeners(t, s, BACKEND);
+  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  const short = await connect(t, front.outbound, '127.0.0.2');
+  assert.equal(await roundTrip(short, 'c'), 'c');
+  assert.deepEqual(s.deliveries, [{ to: { family: 4, ip: '127.0.0.3', port: appPort }, sourceIp: '127.0.0.2' }]);
+});
+
+test('an HBONE tunnel from the address of a workload with another identity is refused (403), the app never dialled', async (t) => {
+  // The model says 127.0.0.2 is a pod running as `impostor`; FRONTEND's agent tunnels from there as `frontend`.
+  const m = await mesh(t, [{ ...workload(FRONTEND, 'node-a'), serviceAccount: 'impostor' }, workload(BACKEND, 'node-b')]);
+  assert.equal((await resetError(t, m.frontendOut, '127.0.0.2')).code, 'ECONNRESET');
+  await waitFor(() => m.b.access().length === 1, 'the refusal record');
+  assert.deepEqual(m.b.dials, []);
+  assert.equal(m.b.access()[0].status, 403);
+  assert.deepEqual(m.b.proxy.refusalCounts(), [{ direction: 'inbound', reason: 'source_identity_mismatch', count: 1 }]);
+  assert.deepEqual(m.authorizer.calls, []);
 });

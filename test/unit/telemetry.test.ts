@@ -89,6 +89,11 @@ test('health: gauges read their source at scrape time; counters count; process d
     openConnections: () => ({ outbound: 4, inbound: 2 }),
     ready: () => ready,
     stateRevision: () => 12,
+    bpfVerdicts: () => [{ labels: { program: 'connect', verdict: 'captured' }, count: 41 }],
+    refusedConnections: () => [{ labels: { direction: 'inbound', reason: 'self_call' }, count: 7 }],
+    limitsExceeded: () => [{ labels: { limit: 'connections_per_pod' }, count: 2 }],
+    refusedPods: () => 1,
+    suppressedLogLines: () => [{ labels: { component: 'access' }, count: 9 }],
   };
   const health = new HealthMetrics(registry);
   health.observe(source);
@@ -111,8 +116,14 @@ test('health: gauges read their source at scrape time; counters count; process d
     'ferry_state_revision 12',
     'ferry_enrolment_failures_total{reason="listeners"} 1',
     'ferry_enrolment_failures_total{reason="certificate"} 0',
+    'ferry_enrolment_failures_total{reason="lock"} 0',
     'ferry_policy_decisions_total{decision="allow",mode="enforced"} 2',
     'ferry_policy_decisions_total{decision="deny",mode="enforced"} 1',
+    'ferry_bpf_verdicts_total{program="connect",verdict="captured"} 41',
+    'ferry_connections_refused_total{direction="inbound",reason="self_call"} 7',
+    'ferry_limits_exceeded_total{limit="connections_per_pod"} 2',
+    'ferry_pods_refused 1',
+    'ferry_log_lines_suppressed_total{component="access"} 9',
   ]) assert.ok(text.split('\n').includes(line), `missing: ${line}`);
   assert.match(text, /^ferry_event_loop_lag_seconds\{quantile="0.99"\} [0-9.e-]+$/m);
   assert.match(text, /^process_cpu_seconds_total /m);

@@ -16,7 +16,11 @@ import type { PeerIdentity, ProxyPod, SocketAddress, TlsProvider } from './types
 /**
  * Limits against misbehaving or hostile peers, per pod listener and per session. A peer must get
  * through mutual TLS before it can send a single HTTP/2 frame, so the TLS limits face everyone
- * who can reach 15008 and the HTTP/2 ones face authenticated workloads.
+ * who can reach 15008 and the HTTP/2 ones face authenticated workloads. Also here: the session
+ * guard's keepalive and SETTINGS/PING limits (Http2GuardLimits: PING every 10 s, dead after 10 s
+ * more, 10 SETTINGS and 10 PINGs per second) and the agent-wide caps (HboneAdmissionLimits: 128
+ * sessions per peer identity, 32 pending handshakes per source address), which the HboneAdmission
+ * enforces: NodeProxy builds its shared one from these limits, a listener given none builds its own.
  */
 export interface HboneServerLimits extends Http2GuardLimits, HboneAdmissionLimits {
   /** A connection that has not completed TLS by then is closed. */

@@ -295,3 +295,20 @@ export function runFlood(args: string[]): Promise<{ code: number | null; result:
     });
   });
 }
+
+/** A loopback TCP pair standing in for the source app: `near` is relayed into the tunnel, `far` is what the app sees. */
+export async function appPair(t: After): Promise<{ near: net.Socket; far: net.Socket; farError: () => string | undefined; farClosed: Promise<void> }> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const far = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  const [near] = await accepted;
+  server.close();
+  let error: string | undefined;
+  far.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code; });
+  near.on('error', () => undefined);
+  const farClosed = new Promise<void>((resolve) => far.once('close', () => resolve()));
+  t.after(() => { near.destroy(); far.destroy(); });
+  return { near, far, farError: () => error, farClosed };
+}

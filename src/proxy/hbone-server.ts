@@ -5,10 +5,13 @@ import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import { PORTS } from '../config';
 import type { Logger } from '../telemetry';
-import { HBONE_ADMISSION_DEFAULTS, HBONE_ADMISSION_RANGES, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits } from './hbone-admission';
+import {
+  HBONE_ADMISSION_DEFAULTS, HBONE_ADMISSION_RANGES, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits,
+} from './hbone-admission';
 import { HBONE_FLOW, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
 import {
-  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, RateWindow, destroySession, guardSession, tearDown, type Http2GuardLimits, type Http2GuardViolation,
+  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, RateWindow, destroySession, guardSession, tearDown,
+  type Http2GuardLimits, type Http2GuardViolation,
 } from './http2-guard';
 import { resetEnd } from './relay';
 import type { PeerIdentity, ProxyPod, SocketAddress, TlsProvider } from './types';
@@ -183,6 +186,8 @@ interface SessionState {
   streams: number;
   /** Streams the peer reset before we answered, within resetWindowMs. */
   resets: RateWindow;
+  /** Over the reset limit: being torn down (the rest of the read that tripped it is still processed). */
+  resetLimited: boolean;
   idleTimer?: NodeJS.Timeout;
 }
 
@@ -350,6 +355,7 @@ export class HboneListener {
     const l = this.deps.limits;
     const state: SessionState = {
       id: `h${tunnelCounter}`, socket, peer, source, streams: 0, resets: new RateWindow(l.maxResetsPerWindow, l.resetWindowMs),
+      resetLimited: false,
     };
     const fields = {
       tunnel: state.id, side: 'server', peer: peer.principal,
@@ -453,7 +459,8 @@ export class HboneListener {
 
   /** Rapid-reset accounting; see HboneServerLimits.maxResetsPerWindow. */
   private countReset(session: http2.ServerHttp2Session, state: SessionState): void {
-    if (!state.resets.hit() || session.destroyed) return;
+    if (!state.resets.hit() || session.destroyed || state.resetLimited) return;
+    state.resetLimited = true;
     this.counts.sessionsClosedResetFlood += 1;
     this.log.warn({ tunnel: state.id, peer: state.peer.principal, resets: state.resets.count, windowMs: this.deps.limits.resetWindowMs },
       'hbone session exceeded the stream reset limit; closing it');

@@ -6,7 +6,7 @@ export const PROXY_ERROR_CODES = {
   FERRY_ERR_PROXY_OPTIONS: 'a NodeProxy, HBONE pool or HBONE server option is out of range (the message names the field)',
   FERRY_ERR_PROXY_STREAM_RESET: 'a relayed HTTP/2 stream was reset (RST_STREAM) or its session went away before both sides finished',
   FERRY_ERR_HBONE_NO_IDENTITY: 'no certificate has been issued (yet) for the identity an HBONE tunnel must be opened as',
-  FERRY_ERR_HBONE_DIAL: 'the TCP connection to the peer\'s HBONE port could not be made',
+  FERRY_ERR_HBONE_DIAL: 'the TCP connection to the peer\'s HBONE port could not be made, or the peer is backing off after recent failures (the message names the peer and its last failure)',
   FERRY_ERR_HBONE_TLS: 'the mutual TLS 1.3 handshake with the HBONE peer failed (untrusted chain, no ALPN h2, timeout, closed)',
   FERRY_ERR_HBONE_IDENTITY: 'the HBONE peer\'s certificate does not carry exactly the expected SPIFFE identity',
   FERRY_ERR_HBONE_STATUS: 'the HBONE peer answered the CONNECT with a status other than 200',
@@ -38,8 +38,16 @@ export class HboneNoIdentityError extends HboneError<'FERRY_ERR_HBONE_NO_IDENTIT
 }
 
 export class HboneDialError extends HboneError<'FERRY_ERR_HBONE_DIAL'> {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('FERRY_ERR_HBONE_DIAL', message, options);
+  /** Set when the open failed fast: the peer (`ip:port (principal)`), its last failure, and when it may be dialled again. */
+  readonly peer?: string;
+  readonly lastFailure?: string;
+  readonly retryAt?: Date;
+
+  constructor(message: string, options?: { cause?: unknown; peer?: string; lastFailure?: string; retryAt?: Date }) {
+    super('FERRY_ERR_HBONE_DIAL', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.peer = options?.peer;
+    this.lastFailure = options?.lastFailure;
+    this.retryAt = options?.retryAt;
   }
 }
 

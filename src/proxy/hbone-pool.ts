@@ -11,6 +11,9 @@ import {
   HboneStreamError, HboneTlsError,
 } from './errors';
 import { HBONE_FLOW, hostPort, numericOptions } from './hbone-protocol';
+import {
+  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, destroySession, guardSession, type Http2GuardLimits, type Http2GuardViolation,
+} from './http2-guard';
 import { resetEnd } from './relay';
 import type { Dialer, IdentityContexts, ProxyPod, SocketAddress, TlsProvider } from './types';
 
@@ -34,7 +37,11 @@ export interface HboneOpenRequest {
   headers: HboneRequestHeaders;
 }
 
-export interface HbonePoolOptions {
+/**
+ * The keepalive and flood limits (Http2GuardLimits) apply to every pooled session as they do on the
+ * server: a hostile peer agent can flood its clients too.
+ */
+export interface HbonePoolOptions extends Http2GuardLimits {
   /** The peer agents' HBONE port. */
   port: number;
   /** Streams per connection before another connection is opened (ztunnel: pool_max_streams_per_conn = 100). */
@@ -43,8 +50,20 @@ export interface HbonePoolOptions {
   idleTimeoutMs: number;
   /** TCP connect to the end of the HTTP/2 preface exchange (first SETTINGS from the peer). */
   handshakeTimeoutMs: number;
-  /** From sending CONNECT to the peer's response: the peer authorizes and dials its app meanwhile. */
+  /**
+   * From sending CONNECT to the peer's response: the peer authorizes and dials its app meanwhile.
+   * Past it the open fails and the tunnel takes no new streams (a peer this slow may be wedged).
+   */
   responseTimeoutMs: number;
+  /**
+   * After a dial, TLS handshake or session start to a peer (target IP and expected identity) failed,
+   * or a tunnel to it died of keepalive timeout, opens that would dial it fail at once for this
+   * long, doubling with each further failure up to backoffMaxMs; a tunnel established resets it.
+   */
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** As HboneServerLimits.maxSessionInvalidFrames, for our client sessions. */
+  maxSessionInvalidFrames: number;
   streamWindow: number;
   connectionWindow: number;
   maxFrameSize: number;
@@ -56,7 +75,11 @@ export const HBONE_POOL_DEFAULTS: HbonePoolOptions = {
   idleTimeoutMs: 60_000,
   handshakeTimeoutMs: 10_000,
   responseTimeoutMs: 15_000,
+  backoffInitialMs: 1000,
+  backoffMaxMs: 10_000,
+  maxSessionInvalidFrames: 0,
   ...HBONE_FLOW,
+  ...HTTP2_GUARD_DEFAULTS,
 };
 
 const RANGES: { [K in keyof HbonePoolOptions]: [number, number] } = {
@@ -65,6 +88,10 @@ const RANGES: { [K in keyof HbonePoolOptions]: [number, number] } = {
   idleTimeoutMs: [1, 24 * 3600_000],
   handshakeTimeoutMs: [1, 600_000],
   responseTimeoutMs: [1, 600_000],
+  backoffInitialMs: [1, 600_000],
+  backoffMaxMs: [1, 3600_000],
+  maxSessionInvalidFrames: [0, 1_000_000],
+  ...HTTP2_GUARD_RANGES,
   // RFC 9113 §6.5.2: windows up to 2^31-1, frames from 2^14 to 2^24-1.
   streamWindow: [65_535, 2 ** 31 - 1],
   connectionWindow: [65_535, 2 ** 31 - 1],
@@ -108,6 +135,60 @@ export interface HbonePoolStats {
   connections: HboneConnectionStats[];
 }
 
+/** A peer opens fail fast for, and why. */
+export interface HbonePeerBackoff {
+  targetIp: string;
+  expectedPrincipal: string;
+  /** Consecutive failures since the last tunnel established to this peer. */
+  failures: number;
+  lastFailure: string;
+  /** The current window, and when it ends (ISO 8601); `backingOff` is whether that is still ahead. */
+  backoffMs: number;
+  retryAt: string;
+  backingOff: boolean;
+}
+
+export interface HbonePoolCounters {
+  /** Dials, TLS handshakes or session starts that failed (each one extends its peer's backoff). */
+  dialFailures: number;
+  /** Opens refused at once because their peer was backing off. */
+  failedFast: number;
+  /** Tunnels destroyed because the peer did not ACK a keepalive PING, or our SETTINGS, in time. */
+  keepaliveTimeouts: number;
+  settingsTimeouts: number;
+  /** Tunnels destroyed because the peer sent SETTINGS or PING frames over the limits. */
+  settingsFloods: number;
+  pingFloods: number;
+  /** Tunnels nghttp2 ended for the peer's protocol violation (CONTINUATION or ACK flood, zero WINDOW_UPDATE…). */
+  protocolErrors: number;
+  /** CONNECTs that got no response within responseTimeoutMs (their tunnels were retired). */
+  responseTimeouts: number;
+}
+
+/** What the pool knows of its peers beyond its tunnels: backoffs and event counts since it started. */
+export interface HbonePeerStats {
+  backoff: HbonePeerBackoff[];
+  counters: HbonePoolCounters;
+}
+
+const GUARD_COUNTER: Record<Http2GuardViolation, keyof HbonePoolCounters> = {
+  'settings-flood': 'settingsFloods',
+  'ping-flood': 'pingFloods',
+  'keepalive-timeout': 'keepaliveTimeouts',
+  'settings-timeout': 'settingsTimeouts',
+  'protocol-error': 'protocolErrors',
+};
+
+interface PeerState {
+  targetIp: string;
+  expectedPrincipal: string;
+  failures: number;
+  lastFailure: string;
+  backoffMs: number;
+  /** Opens fail fast until then (ms since the epoch). */
+  until: number;
+}
+
 interface Tunnel {
   id: string;
   key: string;
@@ -130,6 +211,11 @@ function poolKey(r: HboneOpenRequest): string {
   return [r.sourcePod.uid, r.sourcePrincipal, r.target.ip, r.expectedPrincipal].join('|');
 }
 
+/** Backoff is per peer, whichever source pod dials it: a dead agent is dead for every pod. */
+function peerKey(r: HboneOpenRequest): string {
+  return `${r.target.ip}|${r.expectedPrincipal}`;
+}
+
 function addressOf(socket: net.Socket, side: 'local' | 'remote'): string {
   const ip = side === 'local' ? socket.localAddress : socket.remoteAddress;
   const port = side === 'local' ? socket.localPort : socket.remotePort;
@@ -142,6 +228,12 @@ export class HbonePool {
   private readonly tunnels = new Map<string, Tunnel[]>();
   /** One dial in flight per key; concurrent opens wait for it instead of dialling their own. */
   private readonly dialing = new Map<string, Promise<void>>();
+  /** Peers with failures since their last tunnel was established, by peerKey(). */
+  private readonly peers = new Map<string, PeerState>();
+  private readonly counts: HbonePoolCounters = {
+    dialFailures: 0, failedFast: 0, keepaliveTimeouts: 0, settingsTimeouts: 0, settingsFloods: 0, pingFloods: 0, protocolErrors: 0,
+    responseTimeouts: 0,
+  };
   private counter = 0;
   private closed = false;
 
@@ -183,8 +275,9 @@ export class HbonePool {
       let pending = this.dialing.get(key);
       if (!pending) {
         if (dials === MAX_DIALS_PER_OPEN) throw new HboneStreamError(`no usable HBONE connection to ${request.target.ip} after ${dials} dials`);
+        this.failFast(request, now);
         dials += 1;
-        pending = this.dial(key, request).then(
+        pending = this.dialPeer(key, request).then(
           (tunnel) => { this.dialing.delete(key); this.add(tunnel); },
           (err: unknown) => { this.dialing.delete(key); throw err; },
         );
@@ -192,6 +285,44 @@ export class HbonePool {
       }
       await pending;
     }
+  }
+
+  /** Throw at once while the peer is backing off; see HbonePoolOptions.backoffInitialMs. */
+  private failFast(request: HboneOpenRequest, now: number): void {
+    const peer = this.peers.get(peerKey(request));
+    if (!peer || now >= peer.until) return;
+    this.counts.failedFast += 1;
+    const name = `${hostPort(peer.targetIp, this.options.port)} (${peer.expectedPrincipal})`;
+    throw new HboneDialError(
+      `HBONE peer ${name} is backing off for ${peer.until - now} ms more after ${peer.failures} failure${peer.failures === 1 ? '' : 's'}; `
+      + `last: ${peer.lastFailure}`,
+      { peer: name, lastFailure: peer.lastFailure, retryAt: new Date(peer.until) },
+    );
+  }
+
+  /** A dial, handshake or tunnel to this peer failed: start or extend its backoff (1 s, 2 s, 4 s… up to the max). */
+  private peerFailed(request: HboneOpenRequest, reason: string): void {
+    const now = Date.now();
+    this.prunePeers(now);
+    const key = peerKey(request);
+    const peer = this.peers.get(key) ?? {
+      targetIp: request.target.ip, expectedPrincipal: request.expectedPrincipal, failures: 0, lastFailure: '', backoffMs: 0, until: 0,
+    };
+    peer.failures += 1;
+    peer.lastFailure = reason;
+    peer.backoffMs = Math.min(this.options.backoffMaxMs, this.options.backoffInitialMs * 2 ** Math.min(peer.failures - 1, 30));
+    peer.until = now + peer.backoffMs;
+    this.peers.set(key, peer);
+    this.log.info({ peer: request.target.ip, principal: request.expectedPrincipal, failures: peer.failures, backoffMs: peer.backoffMs, reason },
+      'hbone peer backing off');
+  }
+
+  /**
+   * Forget peers whose window ended longer than backoffMaxMs ago: nobody tried them since, and the
+   * map must not grow with every address that ever failed.
+   */
+  private prunePeers(now: number): void {
+    for (const [key, peer] of this.peers) if (now >= peer.until + this.options.backoffMaxMs) this.peers.delete(key);
   }
 
   private capacity(tunnel: Tunnel): number {
@@ -247,6 +378,25 @@ export class HbonePool {
     else this.armIdle(tunnel);
   }
 
+  /**
+   * dial() with the peer's backoff kept: a failure that is the peer's (connect, TLS, identity,
+   * HTTP/2 start) extends it, an established tunnel clears it. Not the peer's: no certificate of
+   * our own yet, the pool closing.
+   */
+  private async dialPeer(key: string, request: HboneOpenRequest): Promise<Tunnel> {
+    try {
+      const tunnel = await this.dial(key, request);
+      this.peers.delete(peerKey(request));
+      return tunnel;
+    } catch (err) {
+      if (!(err instanceof HboneNoIdentityError || err instanceof HbonePoolClosedError)) {
+        this.counts.dialFailures += 1;
+        this.peerFailed(request, (err as Error).message);
+      }
+      throw err;
+    }
+  }
+
   /** TCP from inside the source pod, then mutual TLS, then the HTTP/2 preface and SETTINGS. */
   private async dial(key: string, request: HboneOpenRequest): Promise<Tunnel> {
     const contexts = this.deps.tls.contexts(request.sourcePrincipal);
@@ -289,6 +439,16 @@ export class HbonePool {
       tunnel.retired = true;
       this.forget(tunnel);
       this.log.info({ ...fields, reason: tunnel.closeReason ?? 'closed by peer' }, 'hbone connection closed');
+    });
+    // A violation destroys the session (its streams close with the code, so relays reset their
+    // apps' connections); the tunnel leaves the pool first so no open picks it meanwhile.
+    guardSession(session, socket, this.options, (kind, detail) => {
+      tunnel.closeReason ??= `${kind}: ${detail}`;
+      tunnel.retired = true;
+      this.forget(tunnel);
+      this.counts[GUARD_COUNTER[kind]] += 1;
+      this.log.warn({ ...fields, violation: kind, code: GUARD_CODES[kind], detail, streams: tunnel.streams }, 'hbone tunnel closed by the HTTP/2 guard');
+      if (kind === 'keepalive-timeout' || kind === 'settings-timeout') this.peerFailed(request, `tunnel ${tunnel.id} ${detail}`);
     });
     this.log.info(fields, 'hbone connection established');
     return tunnel;
@@ -352,7 +512,9 @@ export class HbonePool {
 
   /** The HTTP/2 client session over the TLS socket, resolved once the peer's SETTINGS arrived. */
   private startSession(socket: tls.TLSSocket, peer: string, timeoutMs: number): Promise<http2.ClientHttp2Session> {
-    const session = http2.connect(`https://${peer}`, {
+    // Node's Http2Session reads maxSessionInvalidFrames for client sessions too; @types/node
+    // declares it on server options only.
+    const options: http2.ClientSessionOptions & { maxSessionInvalidFrames: number } = {
       createConnection: () => socket,
       settings: {
         enablePush: false,
@@ -361,7 +523,9 @@ export class HbonePool {
         maxHeaderListSize: MAX_HEADER_LIST_SIZE,
       },
       peerMaxConcurrentStreams: this.options.maxStreamsPerConnection,
-    });
+      maxSessionInvalidFrames: this.options.maxSessionInvalidFrames,
+    };
+    const session = http2.connect(`https://${peer}`, options);
     return new Promise((resolve, reject) => {
       let settled = false;
       const fail = (err: Error): void => {
@@ -409,8 +573,13 @@ export class HbonePool {
     this.log.debug({ tunnel: tunnel.id, authority }, 'hbone stream opened');
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        stream.off('close', closed);
+        this.counts.responseTimeouts += 1;
+        const reason = `CONNECT ${authority}: no response within ${this.options.responseTimeoutMs} ms`;
+        this.log.warn({ tunnel: tunnel.id, authority, streams: tunnel.streams }, 'hbone CONNECT response timed out; retiring the tunnel');
+        this.retire(tunnel, reason);
         resetEnd(stream);
-        reject(new HboneStreamError(`CONNECT ${authority}: no response within ${this.options.responseTimeoutMs} ms`));
+        reject(new HboneStreamError(reason));
       }, this.options.responseTimeoutMs);
       const closed = (): void => {
         clearTimeout(timer);
@@ -437,7 +606,7 @@ export class HbonePool {
    */
   private destroy(tunnel: Tunnel): void {
     tunnel.retired = true;
-    tunnel.session.destroy(undefined, ABORT);
+    destroySession(tunnel.session, ABORT, tunnel.closeReason ?? 'tunnel destroyed');
     setImmediate(() => tunnel.socket.destroy());
   }
 
@@ -454,6 +623,19 @@ export class HbonePool {
       });
     }
     return out;
+  }
+
+  /** Backoffs of peers that failed since their last tunnel, and the pool's event counters. */
+  peerStats(): HbonePeerStats {
+    const now = Date.now();
+    this.prunePeers(now);
+    return {
+      backoff: [...this.peers.values()].map((p) => ({
+        targetIp: p.targetIp, expectedPrincipal: p.expectedPrincipal, failures: p.failures, lastFailure: p.lastFailure,
+        backoffMs: p.backoffMs, retryAt: new Date(p.until).toISOString(), backingOff: now < p.until,
+      })),
+      counters: { ...this.counts },
+    };
   }
 
   /** Close the tunnels of one source pod now (it was released: its namespace is going away). */

@@ -5,16 +5,27 @@ import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import { PORTS } from '../config';
 import type { Logger } from '../telemetry';
+import {
+  HBONE_ADMISSION_DEFAULTS, HBONE_ADMISSION_RANGES, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits,
+} from './hbone-admission';
 import { HBONE_FLOW, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
+import {
+  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, RateWindow, destroySession, guardSession, tearDown,
+  type Http2GuardLimits, type Http2GuardViolation,
+} from './http2-guard';
 import { resetEnd } from './relay';
 import type { PeerIdentity, ProxyPod, SocketAddress, TlsProvider } from './types';
 
 /**
  * Limits against misbehaving or hostile peers, per pod listener and per session. A peer must get
  * through mutual TLS before it can send a single HTTP/2 frame, so the TLS limits face everyone
- * who can reach 15008 and the HTTP/2 ones face authenticated workloads.
+ * who can reach 15008 and the HTTP/2 ones face authenticated workloads. Also here: the session
+ * guard's keepalive and SETTINGS/PING limits (Http2GuardLimits: PING every 10 s, dead after 10 s
+ * more, 10 SETTINGS and 10 PINGs per second) and the agent-wide caps (HboneAdmissionLimits: 128
+ * sessions per peer identity, 32 pending handshakes per source address), which the HboneAdmission
+ * enforces: NodeProxy builds its shared one from these limits, a listener given none builds its own.
  */
-export interface HboneServerLimits {
+export interface HboneServerLimits extends Http2GuardLimits, HboneAdmissionLimits {
   /** A connection that has not completed TLS by then is closed. */
   handshakeTimeoutMs: number;
   /**
@@ -29,7 +40,12 @@ export interface HboneServerLimits {
   maxHeaderListSize: number;
   /** Header fields per block; more and Node resets the stream with ENHANCE_YOUR_CALM. */
   maxHeaderListPairs: number;
-  /** Malformed or unexpected frames per session before Node destroys it (Node's default: 1000). */
+  /**
+   * Invalid frames per session (RFC 9113 §5.4: protocol errors nghttp2 answers with RST_STREAM) that
+   * Node tolerates before destroying the session; Node's default is 1000. It counts the first one
+   * free, so 0 ends the session at the second (a malformed CONNECT gets its RST_STREAM, another
+   * ends the session); frames that are connection errors end it at once whatever this says.
+   */
   maxSessionInvalidFrames: number;
   /** Streams refused (e.g. over the concurrency limit) per session before Node destroys it. */
   maxSessionRejectedStreams: number;
@@ -57,13 +73,15 @@ export const HBONE_SERVER_DEFAULTS: HboneServerLimits = {
   maxConcurrentStreams: 200,
   maxHeaderListSize: 16 * 1024,
   maxHeaderListPairs: 32,
-  maxSessionInvalidFrames: 100,
+  maxSessionInvalidFrames: 0,
   maxSessionRejectedStreams: 100,
   maxSessionMemoryMb: 32,
   maxResetsPerWindow: 200,
   resetWindowMs: 10_000,
   sessionIdleTimeoutMs: 300_000,
   ...HBONE_FLOW,
+  ...HTTP2_GUARD_DEFAULTS,
+  ...HBONE_ADMISSION_DEFAULTS,
 };
 
 const RANGES: { [K in keyof HboneServerLimits]: [number, number] } = {
@@ -81,6 +99,8 @@ const RANGES: { [K in keyof HboneServerLimits]: [number, number] } = {
   streamWindow: [65_535, 2 ** 31 - 1],
   connectionWindow: [65_535, 2 ** 31 - 1],
   maxFrameSize: [16_384, 2 ** 24 - 1],
+  ...HTTP2_GUARD_RANGES,
+  ...HBONE_ADMISSION_RANGES,
 };
 
 export function hboneServerLimits(overrides?: Partial<HboneServerLimits>): HboneServerLimits {
@@ -110,6 +130,12 @@ export interface HboneListenerDeps {
   log: Logger;
   limits: HboneServerLimits;
   onStream(request: HboneInboundStream): void;
+  /**
+   * The agent-wide caps (sessions per peer identity, pending handshakes per source address), one
+   * object shared by every pod's listener. Absent: a private one from `limits`, so the caps hold for
+   * this listener alone.
+   */
+  admission?: HboneAdmission;
 }
 
 export interface HboneListenerStats {
@@ -120,11 +146,35 @@ export interface HboneListenerStats {
   handshakesTimedOut: number;
   handshakesEvicted: number;
   handshakesRejected: number;
+  /** Handshakes of this listener closed to make room at the agent-wide maxPendingHandshakesPerSource. */
+  handshakesEvictedPerSource: number;
+  /** Sessions refused (GOAWAY ENHANCE_YOUR_CALM) because their peer identity held maxSessionsPerPeer already. */
+  sessionsRefusedPerPeer: number;
+  /** Sessions closed by the HTTP/2 guard: over maxResetsPerWindow, maxSettingsPerWindow or maxPingsPerWindow. */
+  sessionsClosedResetFlood: number;
+  sessionsClosedSettingsFlood: number;
+  sessionsClosedPingFlood: number;
+  /** Sessions closed because the peer did not ACK a keepalive PING, or our SETTINGS, within keepaliveTimeoutMs. */
+  sessionsClosedKeepalive: number;
+  sessionsClosedSettingsTimeout: number;
+  /** Sessions nghttp2 ended for a protocol violation (CONTINUATION or ACK flood, zero WINDOW_UPDATE, invalid frames…). */
+  sessionsClosedProtocolError: number;
 }
+
+const GUARD_COUNTER: Record<Http2GuardViolation, keyof ListenerCounters> = {
+  'settings-flood': 'sessionsClosedSettingsFlood',
+  'ping-flood': 'sessionsClosedPingFlood',
+  'keepalive-timeout': 'sessionsClosedKeepalive',
+  'settings-timeout': 'sessionsClosedSettingsTimeout',
+  'protocol-error': 'sessionsClosedProtocolError',
+};
+
+type ListenerCounters = Omit<HboneListenerStats, 'pendingHandshakes' | 'sessions' | 'streams'>;
 
 interface PendingHandshake {
   socket: tls.TLSSocket;
   timer: NodeJS.Timeout;
+  admitted: AdmittedHandshake;
 }
 
 interface SessionState {
@@ -134,8 +184,10 @@ interface SessionState {
   peer: PeerIdentity;
   source: SocketAddress;
   streams: number;
-  /** When recent peer resets happened, oldest first (at most maxResetsPerWindow + 1 entries). */
-  resets: number[];
+  /** Streams the peer reset before we answered, within resetWindowMs. */
+  resets: RateWindow;
+  /** Over the reset limit: being torn down (the rest of the read that tripped it is still processed). */
+  resetLimited: boolean;
   idleTimer?: NodeJS.Timeout;
 }
 
@@ -173,12 +225,18 @@ export class HboneListener {
   /** Insertion order is acceptance order: the first entry is the oldest. */
   private readonly pending = new Set<PendingHandshake>();
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
-  private readonly counts = { handshakesTimedOut: 0, handshakesEvicted: 0, handshakesRejected: 0 };
+  private readonly counts: ListenerCounters = {
+    handshakesTimedOut: 0, handshakesEvicted: 0, handshakesRejected: 0, handshakesEvictedPerSource: 0, sessionsRefusedPerPeer: 0,
+    sessionsClosedResetFlood: 0, sessionsClosedSettingsFlood: 0, sessionsClosedPingFlood: 0, sessionsClosedKeepalive: 0,
+    sessionsClosedSettingsTimeout: 0, sessionsClosedProtocolError: 0,
+  };
+  private readonly admission: HboneAdmission;
   private closing = false;
 
   constructor(private readonly pod: ProxyPod, private readonly deps: HboneListenerDeps) {
     this.log = deps.log.child({ component: 'hbone', pod: pod.uid });
     this.principal = deps.tls.principalFor(pod.namespace, pod.serviceAccount);
+    this.admission = deps.admission ?? new HboneAdmission(deps.limits);
     const l = deps.limits;
     // Never listens: TLS sockets are handed to it with emit('connection') once verified.
     this.h2 = http2.createServer({
@@ -229,11 +287,23 @@ export class HboneListener {
         this.counts.handshakesTimedOut += 1;
         socket.destroy();
       }, this.deps.limits.handshakeTimeoutMs),
+      admitted: {
+        source: stripMapped(raw.remoteAddress ?? '?'),
+        evict: () => {
+          this.settle(entry);
+          this.counts.handshakesEvictedPerSource += 1;
+          socket.destroy();
+        },
+      },
     };
     this.pending.add(entry);
+    // After this listener's own cap: the agent-wide one may evict a handshake of any listener,
+    // this new one included if the cap is 1.
+    this.admission.handshakeStarted(entry.admitted);
     socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ remote, code: err.code, reason: err.message }, 'hbone connection error'));
     socket.once('close', () => this.settle(entry));
     socket.once('secure', () => {
+      if (!this.pending.has(entry)) return;
       this.settle(entry);
       this.onSecure(socket, raw, remote);
     });
@@ -241,6 +311,7 @@ export class HboneListener {
 
   private settle(entry: PendingHandshake): void {
     if (this.pending.delete(entry)) clearTimeout(entry.timer);
+    this.admission.handshakeSettled(entry.admitted);
   }
 
   /** TLS is up: require a trusted chain, ALPN h2, TLS 1.3 and a SPIFFE identity of our trust domain. */
@@ -281,12 +352,29 @@ export class HboneListener {
 
   private serve(session: http2.ServerHttp2Session, socket: tls.TLSSocket, peer: PeerIdentity, source: SocketAddress): void {
     tunnelCounter += 1;
-    const state: SessionState = { id: `h${tunnelCounter}`, socket, peer, source, streams: 0, resets: [] };
-    this.sessions.set(session, state);
+    const l = this.deps.limits;
+    const state: SessionState = {
+      id: `h${tunnelCounter}`, socket, peer, source, streams: 0, resets: new RateWindow(l.maxResetsPerWindow, l.resetWindowMs),
+      resetLimited: false,
+    };
     const fields = {
       tunnel: state.id, side: 'server', peer: peer.principal,
       local: hostPort(stripMapped(socket.localAddress ?? '?'), socket.localPort ?? 0), remote: hostPort(source.ip, source.port),
     };
+    session.on('error', () => { /* logged through the close reason, or by the server's 'sessionError' */ });
+    // The agent-wide cap per peer identity. GOAWAY(ENHANCE_YOUR_CALM), not REFUSED_STREAM:
+    // REFUSED_STREAM is a stream error code that tells a client it may retry at once (RFC 9113
+    // §8.7), while a peer holding this many sessions to one agent is generating excessive load,
+    // which is what ENHANCE_YOUR_CALM says (§7). Either way the peer retries nothing it sent: the
+    // GOAWAY's last stream id is 0.
+    if (!this.admission.sessionOpened(peer.principal)) {
+      this.counts.sessionsRefusedPerPeer += 1;
+      this.log.warn({ ...fields, sessions: this.admission.sessionsOf(peer.principal), max: this.admission.limits.maxSessionsPerPeer },
+        'hbone session refused: the peer identity holds the most sessions allowed');
+      tearDown(session, socket, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'peer identity at maxSessionsPerPeer');
+      return;
+    }
+    this.sessions.set(session, state);
     let closeReason: string | undefined;
     session.on('error', (err: Error) => { closeReason ??= err.message; });
     session.on('frameError', (type: number, code: number) => this.log.debug({ tunnel: state.id, type, code }, 'hbone frame error'));
@@ -294,10 +382,17 @@ export class HboneListener {
     session.on('close', () => {
       if (state.idleTimer) clearTimeout(state.idleTimer);
       this.sessions.delete(session);
+      this.admission.sessionClosed(peer.principal);
       this.log.info({ ...fields, reason: closeReason ?? 'closed' }, 'hbone connection closed');
     });
     session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(session, state, stream, headers));
-    if (!session.destroyed && !session.connecting) session.setLocalWindowSize(this.deps.limits.connectionWindow);
+    guardSession(session, socket, l, (kind, detail) => {
+      closeReason ??= `${kind}: ${detail}`;
+      this.counts[GUARD_COUNTER[kind]] += 1;
+      this.log.warn({ tunnel: state.id, peer: peer.principal, remote: fields.remote, violation: kind, code: GUARD_CODES[kind], detail },
+        'hbone session closed by the HTTP/2 guard');
+    });
+    if (!session.destroyed && !session.connecting) session.setLocalWindowSize(l.connectionWindow);
     this.armIdle(session, state);
     this.log.info(fields, 'hbone connection accepted');
   }
@@ -364,14 +459,12 @@ export class HboneListener {
 
   /** Rapid-reset accounting; see HboneServerLimits.maxResetsPerWindow. */
   private countReset(session: http2.ServerHttp2Session, state: SessionState): void {
-    const now = Date.now();
-    state.resets.push(now);
-    while (state.resets.length > 0 && state.resets[0] <= now - this.deps.limits.resetWindowMs) state.resets.shift();
-    if (state.resets.length <= this.deps.limits.maxResetsPerWindow || session.destroyed) return;
-    this.log.warn({ tunnel: state.id, peer: state.peer.principal, resets: state.resets.length, windowMs: this.deps.limits.resetWindowMs },
+    if (!state.resets.hit() || session.destroyed || state.resetLimited) return;
+    state.resetLimited = true;
+    this.counts.sessionsClosedResetFlood += 1;
+    this.log.warn({ tunnel: state.id, peer: state.peer.principal, resets: state.resets.count, windowMs: this.deps.limits.resetWindowMs },
       'hbone session exceeded the stream reset limit; closing it');
-    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    session.destroy(undefined, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    tearDown(session, state.socket, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'over maxResetsPerWindow');
   }
 
   stats(): HboneListenerStats {
@@ -402,7 +495,7 @@ export class HboneListener {
   close(): void {
     this.drain();
     for (const [session, state] of [...this.sessions]) {
-      session.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
+      destroySession(session, http2.constants.NGHTTP2_CANCEL, 'listener closed');
       setImmediate(() => state.socket.destroy());
     }
   }

@@ -6,11 +6,18 @@ export {
 export { relay, resetEnd, type RelayResult } from './relay';
 export { ConnectionTracker, type AuthorizationContext, type ConnectionDescription, type TrackedConnection } from './connection-tracker';
 export {
-  HBONE_POOL_DEFAULTS, HbonePool, type HboneOpenRequest, type HbonePoolOptions, type HbonePoolStats, type HboneRequestHeaders,
+  HBONE_POOL_DEFAULTS, HbonePool, type HboneOpenRequest, type HbonePeerBackoff, type HbonePeerStats, type HbonePoolCounters,
+  type HbonePoolOptions, type HbonePoolStats, type HboneRequestHeaders,
 } from './hbone-pool';
 export {
-  HBONE_SERVER_DEFAULTS, HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
+  HBONE_SERVER_DEFAULTS, HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerDeps, type HboneListenerStats,
+  type HboneServerLimits,
 } from './hbone-server';
+export {
+  HBONE_ADMISSION_DEFAULTS, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits, type HboneAdmissionStats,
+} from './hbone-admission';
+export { GUARD_CODES, HTTP2_GUARD_DEFAULTS, type Http2GuardLimits, type Http2GuardViolation } from './http2-guard';
+export { http2RuntimeProblem } from './http2-runtime';
 export { HBONE_FLOW, forwardedFor, newTraceparent, sourceBaggage } from './hbone-protocol';
 export {
   PROXY_ERROR_CODES, HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError,

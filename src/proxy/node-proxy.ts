@@ -13,6 +13,7 @@ import {
 import type { Workload } from '../state';
 import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
 import { HboneStatusError } from './errors';
+import { HboneAdmission } from './hbone-admission';
 import { HbonePool, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
 import { forwardedFor, hasIp, hostPort, newTraceparent, numericOptions, sourceBaggage, stripMapped } from './hbone-protocol';
 import {
@@ -233,6 +234,8 @@ export class NodeProxy {
   readonly tracker = new ConnectionTracker();
   readonly pool: HbonePool;
   private readonly serverLimits: HboneServerLimits;
+  /** The agent-wide HBONE caps (sessions per peer identity, handshakes per source), shared by every pod's listener. */
+  readonly hboneAdmission: HboneAdmission;
   private readonly localShortcut: boolean;
   private readonly hboneEnabled: boolean;
   private readonly log: Logger;
@@ -253,6 +256,7 @@ export class NodeProxy {
     this.hboneEnabled = deps.hbone?.enabled ?? true;
     this.limits = numericOptions('proxy.limits', PROXY_LIMIT_DEFAULTS, deps.limits, LIMIT_RANGES);
     this.serverLimits = hboneServerLimits(deps.hbone?.server);
+    this.hboneAdmission = new HboneAdmission(this.serverLimits);
     this.pool = new HbonePool({ tls: deps.tls, dialer: deps.dialer, log: deps.log }, deps.hbone?.pool);
     this.unsubscribe = deps.authorizer.onChange(() => this.scheduleRecheck());
     this.refusedLog = new LogLimiter(this.limits.refusedLogIntervalMs, (_key, { record, suppressed }) => {
@@ -286,6 +290,7 @@ export class NodeProxy {
     const servers: net.Server[] = [];
     const hbone = new HboneListener(pod, {
       tls: this.deps.tls, log: this.deps.log, limits: this.serverLimits, onStream: (s) => this.onHboneStream(s),
+      admission: this.hboneAdmission,
     });
     const open = async (fd: number, handler: (s: net.Socket) => void, options: net.ServerOpts): Promise<void> => {
       const server = net.createServer(options, handler);

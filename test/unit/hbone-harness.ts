@@ -1,14 +1,21 @@
 // Shared harness of the HBONE unit tests: an echo app and one pod's HboneListener on loopback,
-// an HbonePool whose dialer lands every tunnel on that listener, and request/exchange helpers.
+// an HbonePool whose dialer lands every tunnel on that listener, request/exchange helpers, a TCP
+// relay that can stop forwarding (a peer gone silent), and the h2-flood attacker tool.
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import type * as http2 from 'node:http2';
+import * as fs from 'node:fs';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
 import {
   HboneListener, HbonePool, hboneServerLimits, newTraceparent, relay,
-  type Dialer, type HboneInboundStream, type HboneOpenRequest, type HbonePoolOptions, type HboneServerLimits, type ProxyPod,
+  type Dialer, type HboneAdmission, type HboneInboundStream, type HboneOpenRequest, type HbonePoolOptions, type HboneServerLimits,
+  type ProxyPod,
 } from '../../src/proxy';
 import { createRootLogger } from '../../src/telemetry';
-import { createCa, FakeTlsProvider, type TestCa } from './hbone-pki';
+import { createCa, FakeTlsProvider, spiffe, type TestCa } from './hbone-pki';
 import { type After, sleep, within } from './helpers';
 
 export const BACKEND: ProxyPod = {
@@ -49,12 +56,24 @@ export interface Server {
   accepted(): number;
 }
 
+export interface ServerOptions {
+  /** Shared agent-wide caps (several listeners, one agent); default: the listener's own. */
+  admission?: HboneAdmission;
+  /** Reuse another server's PKI, so one client identity works on both. */
+  provider?: FakeTlsProvider;
+  pod?: ProxyPod;
+  /** Replaces the relay to the echo app (e.g. a handler that never answers). */
+  onStream?: (request: HboneInboundStream) => void;
+}
+
 /** An echo app on loopback and the pod's HBONE listener in front of it; onStream relays to the app. */
-export async function hboneServer(t: After, limits: Partial<HboneServerLimits> = {}): Promise<Server> {
+export async function hboneServer(t: After, limits: Partial<HboneServerLimits> = {}, options: ServerOptions = {}): Promise<Server> {
   const { ca, other } = await cas();
-  const provider = new FakeTlsProvider(ca);
-  await provider.add('shop', 'backend');
-  await provider.add('shop', 'frontend');
+  const provider = options.provider ?? new FakeTlsProvider(ca);
+  if (!options.provider) {
+    await provider.add('shop', 'backend');
+    await provider.add('shop', 'frontend');
+  }
   const lines: LogLine[] = [];
   const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
 
@@ -70,10 +89,14 @@ export async function hboneServer(t: After, limits: Partial<HboneServerLimits> =
   const appPort = (app.address() as net.AddressInfo).port;
 
   const requests: HboneInboundStream[] = [];
-  const listener = new HboneListener(BACKEND, {
-    tls: provider, log, limits: hboneServerLimits(limits),
+  const listener = new HboneListener(options.pod ?? BACKEND, {
+    tls: provider, log, limits: hboneServerLimits(limits), admission: options.admission,
     onStream: (request) => {
       requests.push(request);
+      if (options.onStream) {
+        options.onStream(request);
+        return;
+      }
       const upstream = net.connect({ host: request.target.ip, port: request.target.port, allowHalfOpen: true });
       upstream.on('error', () => request.reject(503));
       upstream.on('connect', () => {
@@ -145,3 +168,147 @@ export function closeOf(emitter: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => emitter.once('close', () => resolve()));
 }
 
+
+/** A dialer that sends tunnels for some target IPs to other loopback ports (a second, maybe hostile, peer). */
+export function routedDialer(ports: Record<string, number>, dials: string[] = []): Dialer {
+  return {
+    dial(netnsPath, to) {
+      dials.push(to.ip);
+      return loopbackDialer.dial(netnsPath, { ...to, port: ports[to.ip] ?? to.port });
+    },
+  };
+}
+
+export function poolWith(t: After, s: Server, dialer: Dialer, options: Partial<HbonePoolOptions> = {}): HbonePool {
+  const log = createRootLogger('debug', { write: (line: string) => { s.lines.push({ ...JSON.parse(line) as LogLine, client: true }); } });
+  const p = new HbonePool({ tls: s.provider, dialer, log }, { port: s.port, ...options });
+  t.after(() => p.close());
+  return p;
+}
+
+export interface TcpRelay {
+  port: number;
+  /** Stop forwarding both ways, on open connections and new ones alike: the far end goes silent. */
+  pause(): void;
+  resume(): void;
+}
+
+/**
+ * A loopback TCP relay to `targetPort`. Paused, it stops reading either side, so bytes (PINGs and
+ * their ACKs) stay in kernel buffers and neither end hears from the other, as when a peer's host
+ * hangs or a path drops packets; nothing is lost, so resume() carries on where it stopped.
+ */
+export async function tcpRelay(t: After, targetPort: number): Promise<TcpRelay> {
+  let paused = false;
+  const sockets = new Set<net.Socket>();
+  const track = (socket: net.Socket): void => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+    if (paused) socket.pause();
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
+    track(client);
+    track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.close();
+    for (const socket of sockets) socket.destroy();
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    pause() {
+      paused = true;
+      for (const socket of sockets) socket.pause();
+    },
+    resume() {
+      paused = false;
+      for (const socket of sockets) socket.resume();
+    },
+  };
+}
+
+/** An authenticated raw HTTP/2 client session as `shop/<serviceAccount>` (for sessions HbonePool would not make). */
+export async function clientSession(
+  t: After, port: number, provider: FakeTlsProvider, serviceAccount = 'frontend',
+): Promise<{ session: http2.ClientHttp2Session; goaway: () => number | undefined; closed: Promise<void> }> {
+  const principal = provider.principalFor('shop', serviceAccount);
+  if (!provider.contexts(principal)) await provider.add('shop', serviceAccount);
+  const contexts = provider.contexts(principal);
+  if (!contexts) throw new Error(`no certificate for ${principal}`);
+  const socket = tls.connect({
+    host: '127.0.0.1', port, secureContext: contexts.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined,
+  });
+  const session = http2.connect(`https://127.0.0.1:${port}`, { createConnection: () => socket });
+  let code: number | undefined;
+  session.on('error', () => undefined);
+  session.on('goaway', (c: number) => { code ??= c; });
+  const closed = closeOf(session);
+  t.after(() => { session.destroy(); });
+  await within(once(session, 'remoteSettings'), 3000, 'the server\'s SETTINGS');
+  return { session, goaway: () => code, closed };
+}
+
+// dist/test/unit → <repo>/test/fixtures/tools
+export const TOOLS = path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'tools');
+
+/** PEM files (cert, key, CA) for `spiffe://cluster.local/ns/shop/sa/<serviceAccount>`, as h2-flood.js and hbone-client.js take them. */
+export async function pemFiles(t: After, ca: TestCa, serviceAccount = 'frontend'): Promise<string[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-hbone-pem-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const issued = await ca.issue([spiffe('cluster.local', 'shop', serviceAccount)]);
+  fs.writeFileSync(path.join(dir, 'cert.pem'), issued.certPem);
+  fs.writeFileSync(path.join(dir, 'key.pem'), issued.keyPem);
+  fs.writeFileSync(path.join(dir, 'ca.pem'), ca.pem);
+  return ['--cert', path.join(dir, 'cert.pem'), '--key', path.join(dir, 'key.pem'), '--ca', path.join(dir, 'ca.pem')];
+}
+
+/** What test/fixtures/tools/h2-flood.js prints. */
+export interface FloodResult {
+  attack: string | null;
+  framesSent: number;
+  closedAfterMs: number | null;
+  goaway: { errorCode: number; lastStreamId: number } | null;
+  reset: boolean;
+  rstStream?: { streamId: number; errorCode: number } | null;
+  error?: string;
+}
+
+/** Run h2-flood.js as a child process (its own event loop, as an attacker would be); resolves with its one JSON line. */
+export function runFlood(args: string[]): Promise<{ code: number | null; result: FloodResult }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [path.join(TOOLS, 'h2-flood.js'), ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      const lines = stdout.trim().split('\n');
+      if (lines.length !== 1 || lines[0] === '') {
+        reject(new Error(`h2-flood printed ${JSON.stringify(stdout)} (stderr ${JSON.stringify(stderr)})`));
+        return;
+      }
+      resolve({ code, result: JSON.parse(lines[0]) as FloodResult });
+    });
+  });
+}
+
+/** A loopback TCP pair standing in for the source app: `near` is relayed into the tunnel, `far` is what the app sees. */
+export async function appPair(t: After): Promise<{ near: net.Socket; far: net.Socket; farError: () => string | undefined; farClosed: Promise<void> }> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const far = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  const [near] = await accepted;
+  server.close();
+  let error: string | undefined;
+  far.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code; });
+  near.on('error', () => undefined);
+  const farClosed = new Promise<void>((resolve) => far.once('close', () => resolve()));
+  t.after(() => { near.destroy(); far.destroy(); });
+  return { near, far, farError: () => error, farClosed };
+}

@@ -1,10 +1,13 @@
 // Fakes: FakeTlsProvider (test/unit/hbone-pki.ts) stands in for src/identity; every tunnel lands on one loopback HboneListener.
 // HbonePool's pooling: reuse, the per-connection stream cap, shared dials, idle close, GOAWAY and
-// certificate expiry, counted by the TLS sessions the real server accepted.
+// certificate expiry, counted by the TLS sessions the real server accepted; fail-fast backoff for
+// peers that failed, and tunnels retired when a CONNECT gets no answer.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { HboneNoIdentityError, HboneTlsError } from '../../src/proxy';
-import { exchange, hboneServer, pool, request, waitFor } from './hbone-harness';
+import { once } from 'node:events';
+import * as net from 'node:net';
+import { HboneDialError, HboneNoIdentityError, HboneStatusError, HboneStreamError, HboneTlsError } from '../../src/proxy';
+import { exchange, hboneServer, pool, poolWith, request, routedDialer, waitFor } from './hbone-harness';
 import { sleep, within } from './helpers';
 
 test('200 sequential short CONNECTs reuse one TLS connection', async (t) => {
@@ -99,4 +102,106 @@ test('no certificate for the source identity, or a server that is not HBONE, fai
   const err = await plain.open(request(s)).then(() => undefined, (e: unknown) => e);
   assert.ok(err instanceof HboneTlsError, `expected HboneTlsError, got ${String(err)}`);
   assert.equal(err.code, 'FERRY_ERR_HBONE_TLS');
+});
+
+/** A loopback port nothing listens on (bound, then closed). */
+async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+test('a peer whose dial fails is failed fast for 1×, 2×, 4× the initial backoff up to the max; other peers are unaffected; a tunnel resets it', async (t) => {
+  const s = await hboneServer(t);
+  const dead = await deadPort();
+  const dials: string[] = [];
+  const routes: Record<string, number> = { '127.0.0.9': dead };
+  const p = poolWith(t, s, routedDialer(routes, dials), { backoffInitialMs: 150, backoffMaxMs: 500 });
+  const toDead = (): Promise<unknown> => p.open(request(s, { target: { family: 4, ip: '127.0.0.9', port: s.appPort } })).then(() => undefined, (e: unknown) => e);
+
+  const first = await toDead();
+  assert.ok(first instanceof HboneDialError, `expected HboneDialError, got ${String(first)}`);
+  assert.match(first.message, /ECONNREFUSED/);
+  assert.equal(first.peer, undefined, 'a real dial failure is not a fail-fast one');
+  assert.equal(dials.length, 1);
+
+  const fast = await toDead();
+  assert.ok(fast instanceof HboneDialError, `expected HboneDialError, got ${String(fast)}`);
+  assert.equal(fast.peer, `127.0.0.9:${s.port} (cluster.local/ns/shop/sa/backend)`);
+  assert.match(String(fast.lastFailure), /connect 127\.0\.0\.9:\d+: .*ECONNREFUSED/);
+  assert.ok(fast.retryAt instanceof Date && fast.retryAt.getTime() > Date.now() - 5);
+  assert.equal(dials.length, 1, 'the fail-fast open dialled');
+
+  // Another peer meanwhile: untouched.
+  const ok = await within(p.open(request(s)), 3000, 'a CONNECT to a healthy peer');
+  assert.equal(await exchange(ok, 'healthy'), 'healthy');
+
+  const backoffs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const [entry] = p.peerStats().backoff;
+    backoffs.push(entry.backoffMs);
+    await sleep(Math.max(0, Date.parse(entry.retryAt) - Date.now() + 10));
+    const again = await toDead();
+    assert.ok(again instanceof HboneDialError && again.peer === undefined, `expected a real dial after the window, got ${String(again)}`);
+  }
+  const [entry] = p.peerStats().backoff;
+  backoffs.push(entry.backoffMs);
+  assert.deepEqual(backoffs, [150, 300, 500, 500]);
+  assert.equal(entry.failures, 4);
+  assert.equal(entry.targetIp, '127.0.0.9');
+  assert.equal(entry.expectedPrincipal, 'cluster.local/ns/shop/sa/backend');
+  assert.equal(dials.filter((ip) => ip === '127.0.0.9').length, 4);
+  const { counters } = p.peerStats();
+  assert.equal(counters.dialFailures, 4);
+  assert.equal(counters.failedFast, 1);
+
+  // The peer comes up: once the window ends the dial succeeds (the listener answers 400, 127.0.0.9
+  // not being its pod's address, but the tunnel was made) and the backoff is forgotten.
+  routes['127.0.0.9'] = s.port;
+  await sleep(Math.max(0, Date.parse(entry.retryAt) - Date.now() + 10));
+  const up = await toDead();
+  assert.ok(up instanceof HboneStatusError && up.status === 400, `expected the peer's 400, got ${String(up)}`);
+  assert.deepEqual(p.peerStats().backoff, []);
+});
+
+test('a TLS handshake that times out puts the peer in backoff: the next open fails at once naming the timeout', async (t) => {
+  const s = await hboneServer(t);
+  // Accepts and never speaks.
+  const silent = net.createServer((socket) => { socket.on('error', () => undefined); t.after(() => { socket.destroy(); }); });
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.after(() => { silent.close(); });
+  const dials: string[] = [];
+  const p = poolWith(t, s, routedDialer({ '127.0.0.1': (silent.address() as net.AddressInfo).port }, dials), { handshakeTimeoutMs: 200 });
+  const first = await p.open(request(s)).then(() => undefined, (e: unknown) => e);
+  assert.ok(first instanceof HboneTlsError && first.reason === 'TIMEOUT', `expected a TLS timeout, got ${String(first)}`);
+  const started = Date.now();
+  const fast = await p.open(request(s)).then(() => undefined, (e: unknown) => e);
+  assert.ok(fast instanceof HboneDialError, `expected HboneDialError, got ${String(fast)}`);
+  assert.match(fast.message, /backing off .*TLS handshake with 127\.0\.0\.1:\d+ timed out after 200 ms/);
+  assert.equal(dials.length, 1, 'the second open dialled');
+  assert.ok(Date.now() - started < 200, 'the second open waited for a handshake timeout');
+  assert.equal(p.peerStats().backoff[0].backoffMs, 1000, 'the default initial backoff is 1 s');
+});
+
+test('a CONNECT without a response within responseTimeoutMs fails and retires its tunnel; the next open dials a new one', async (t) => {
+  let calls = 0;
+  const s = await hboneServer(t, {}, {
+    // The first CONNECT is never answered (a wedged peer); later ones are refused with 503.
+    onStream: (r) => { calls += 1; if (calls > 1) r.reject(503); },
+  });
+  const p = pool(t, s, { responseTimeoutMs: 200 });
+  const err = await within(p.open(request(s)), 3000, 'the open to time out').then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof HboneStreamError, `expected HboneStreamError, got ${String(err)}`);
+  assert.match(err.message, /no response within 200 ms/);
+  assert.equal(p.peerStats().counters.responseTimeouts, 1);
+  assert.deepEqual(p.stats(), [], 'the tunnel still takes streams');
+  await waitFor(() => s.listener.stats().sessions === 0, 'the retired tunnel to close');
+  const next = await within(p.open(request(s)), 3000, 'a second CONNECT').then(() => undefined, (e: unknown) => e);
+  assert.ok(next instanceof HboneStatusError && next.status === 503, `expected 503 on a new tunnel, got ${String(next)}`);
+  assert.equal(s.accepted(), 2);
+  assert.deepEqual(p.peerStats().backoff, [], 'a slow answer is not a dead peer');
 });

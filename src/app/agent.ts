@@ -9,7 +9,7 @@ import { assertKernelReady, netnsCookie, probeKernel } from '../native';
 import {
   LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange,
 } from '../identity';
-import { NodeProxy, type ProxyPod } from '../proxy';
+import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
 import { ClusterState, watchSnapshot, type ClusterSnapshot } from '../state';
 import { IdentityTlsProvider } from '../tls';
 import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type RootLogger } from '../telemetry';
@@ -19,6 +19,7 @@ import { keepaliveSettings, netnsDialer, socketOptions } from './dialer';
 import { ANY_ADDRESS, listenHttp, sendText } from './http-server';
 import { startReadinessServer } from './readiness';
 import { PodReconciler } from './pod-reconciler';
+import { AgentRuntimeError } from './errors';
 
 export interface Agent {
   readonly state: ClusterState;
@@ -37,6 +38,9 @@ const CA_POLL_MS = 500;
 
 export async function startAgent(config: AgentConfig, logging: RootLogger): Promise<Agent> {
   const { log } = logging;
+  // HBONE servers face every pod with a certificate: no start on an HTTP/2 stack with known floods.
+  const runtime = http2RuntimeProblem(process.versions);
+  if (runtime) throw new AgentRuntimeError(runtime);
   const report = probeKernel();
   assertKernelReady(report);
   log.info({ node: config.node, kernel: report.kernelRelease }, 'kernel checks passed');
@@ -97,7 +101,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     limits: { maxConnectionsPerPod: limits.maxConnectionsPerPod, idleTimeoutMs: Math.round(limits.idleTimeoutSeconds * 1000) },
     tls,
     authorizer,
-    hbone: { enabled: config.hbone },
+    hbone: hboneOptions(config),
     localShortcut: config.sameNodeShortcut,
     metrics: traffic,
     log,
@@ -168,6 +172,26 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   };
 }
 
+/** HBONE limits from the agent's flags: the tunnel buffer is the HTTP/2 connection window, both ways. */
+function hboneOptions(config: AgentConfig): HboneOptions {
+  const { limits } = config;
+  const windows = {
+    connectionWindow: limits.maxTunnelBufferBytes,
+    streamWindow: streamWindowFor(limits.maxTunnelBufferBytes),
+    keepaliveIntervalMs: Math.round(limits.hboneKeepaliveSeconds * 1000),
+    keepaliveTimeoutMs: Math.round(limits.hboneKeepaliveTimeoutSeconds * 1000),
+  };
+  return {
+    enabled: config.hbone,
+    pool: { ...windows, handshakeTimeoutMs: Math.round(limits.connectTimeoutSeconds * 1000) },
+    server: {
+      ...windows,
+      maxSessionsPerPeer: limits.maxHboneSessionsPerIdentity,
+      maxPendingHandshakesPerSource: limits.maxPendingHandshakesPerSource,
+    },
+  };
+}
+
 /**
  * One render for every scrape that arrives while it runs: fifty scrapers at once cost one pass over
  * the registry, not fifty back-to-back on the event loop the proxy shares.
@@ -200,7 +224,38 @@ function healthSource(
     bpfMapEntries: mapEntries,
     bpfVerdicts: () => capture.verdicts().map((v) => ({ labels: { program: v.program, verdict: v.verdict }, count: v.count })),
     refusedConnections: () => proxy.refusalCounts().map((r) => ({ labels: { direction: r.direction, reason: r.reason }, count: r.count })),
-    limitsExceeded: () => [{ labels: { limit: 'connections_per_pod' }, count: proxy.connectionLimitExceeded }],
+    limitsExceeded() {
+      const { listeners, admission } = proxy.hboneTotals();
+      return [
+        { labels: { limit: 'connections_per_pod' }, count: proxy.connectionLimitExceeded },
+        { labels: { limit: 'pending_handshakes_per_pod' }, count: listeners.handshakesEvicted },
+        { labels: { limit: 'pending_handshakes_per_source' }, count: admission.handshakesEvicted },
+        { labels: { limit: 'hbone_sessions_per_identity' }, count: admission.sessionsRefused },
+        { labels: { limit: 'tls_handshake_timeout' }, count: listeners.handshakesTimedOut },
+      ];
+    },
+    hboneSessionsClosed() {
+      const { listeners: l, pool: p } = proxy.hboneTotals();
+      const closed = (side: string, reason: string, count: number) => ({ labels: { side, reason }, count });
+      return [
+        closed('inbound', 'reset_flood', l.sessionsClosedResetFlood),
+        closed('inbound', 'settings_flood', l.sessionsClosedSettingsFlood),
+        closed('inbound', 'ping_flood', l.sessionsClosedPingFlood),
+        closed('inbound', 'keepalive_timeout', l.sessionsClosedKeepalive),
+        closed('inbound', 'settings_timeout', l.sessionsClosedSettingsTimeout),
+        closed('inbound', 'protocol_error', l.sessionsClosedProtocolError),
+        closed('outbound', 'settings_flood', p.settingsFloods),
+        closed('outbound', 'ping_flood', p.pingFloods),
+        closed('outbound', 'keepalive_timeout', p.keepaliveTimeouts),
+        closed('outbound', 'settings_timeout', p.settingsTimeouts),
+        closed('outbound', 'protocol_error', p.protocolErrors),
+        closed('outbound', 'response_timeout', p.responseTimeouts),
+      ];
+    },
+    hboneDialsFailed() {
+      const { pool } = proxy.hboneTotals();
+      return [{ labels: { reason: 'error' }, count: pool.dialFailures }, { labels: { reason: 'peer_backoff' }, count: pool.failedFast }];
+    },
     refusedPods: () => reconciler.refused().length,
     suppressedLogLines: () => [{ labels: { component: 'access' }, count: proxy.suppressedAccessLines }],
     bpfMapCapacities: () => capture.mapCapacities(),

@@ -54,8 +54,9 @@ export const AGENT_LIMITS = {
     help: 'unfinished HBONE TLS handshakes per source address; beyond it the oldest is closed',
   },
   maxTunnelBufferBytes: {
-    flag: '--max-tunnel-buffer-bytes', env: 'FERRY_MAX_TUNNEL_BUFFER_BYTES', default: 16 * 1024 * 1024, min: 65_535, max: 2 ** 31 - 1, integer: true,
-    help: 'bytes one HBONE tunnel may make the agent hold for slow readers (its HTTP/2 connection window)',
+    flag: '--max-tunnel-buffer-bytes', env: 'FERRY_MAX_TUNNEL_BUFFER_BYTES', default: 16 * 1024 * 1024, min: 8 * 1024 * 1024, max: 2 ** 31 - 1,
+    integer: true,
+    help: 'bytes one HBONE tunnel may make the agent hold for slow readers (its 100 streams\' windows together)',
   },
   connectTimeoutSeconds: {
     flag: '--connect-timeout-seconds', env: 'FERRY_CONNECT_TIMEOUT_SECONDS', default: 5, min: 0.1, max: 600, integer: false,

@@ -10,7 +10,7 @@ import {
   HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError, HboneStatusError,
   HboneStreamError, HboneTlsError,
 } from './errors';
-import { HBONE_FLOW, hostPort, numericOptions } from './hbone-protocol';
+import { HBONE_FLOW, HBONE_MAX_STREAMS, hostPort, numericOptions } from './hbone-protocol';
 import {
   GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, destroySession, guardSession, type Http2GuardLimits, type Http2GuardViolation,
 } from './http2-guard';
@@ -71,7 +71,7 @@ export interface HbonePoolOptions extends Http2GuardLimits {
 
 export const HBONE_POOL_DEFAULTS: HbonePoolOptions = {
   port: PORTS.hbone,
-  maxStreamsPerConnection: 100,
+  maxStreamsPerConnection: HBONE_MAX_STREAMS,
   idleTimeoutMs: 60_000,
   handshakeTimeoutMs: 10_000,
   responseTimeoutMs: 15_000,

@@ -8,7 +8,7 @@ import type { Logger } from '../telemetry';
 import {
   HBONE_ADMISSION_DEFAULTS, HBONE_ADMISSION_RANGES, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits,
 } from './hbone-admission';
-import { HBONE_FLOW, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
+import { HBONE_FLOW, HBONE_MAX_STREAMS, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
 import {
   GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, RateWindow, destroySession, guardSession, tearDown,
   type Http2GuardLimits, type Http2GuardViolation,
@@ -70,7 +70,7 @@ export interface HboneServerLimits extends Http2GuardLimits, HboneAdmissionLimit
 export const HBONE_SERVER_DEFAULTS: HboneServerLimits = {
   handshakeTimeoutMs: 10_000,
   maxPendingHandshakes: 256,
-  maxConcurrentStreams: 200,
+  maxConcurrentStreams: HBONE_MAX_STREAMS,
   maxHeaderListSize: 16 * 1024,
   maxHeaderListPairs: 32,
   maxSessionInvalidFrames: 0,

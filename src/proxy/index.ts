@@ -18,7 +18,9 @@ export {
 } from './hbone-admission';
 export { GUARD_CODES, HTTP2_GUARD_DEFAULTS, type Http2GuardLimits, type Http2GuardViolation } from './http2-guard';
 export { http2RuntimeProblem } from './http2-runtime';
-export { HBONE_FLOW, forwardedFor, newTraceparent, sourceBaggage } from './hbone-protocol';
+export {
+  HBONE_FLOW, HBONE_MAX_STREAMS, HBONE_TUNNEL_BUFFER_BYTES, forwardedFor, newTraceparent, sourceBaggage, streamWindowFor,
+} from './hbone-protocol';
 export {
   PROXY_ERROR_CODES, HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError,
   HboneStatusError, HboneStreamError, HboneTlsError, ProxyOptionsError, StreamResetError,

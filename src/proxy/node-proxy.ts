@@ -13,8 +13,8 @@ import {
 import type { Workload } from '../state';
 import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
 import { HboneStatusError } from './errors';
-import { HboneAdmission } from './hbone-admission';
-import { HbonePool, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
+import { HboneAdmission, type HboneAdmissionStats } from './hbone-admission';
+import { HbonePool, type HbonePoolCounters, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
 import { forwardedFor, hasIp, hostPort, newTraceparent, numericOptions, sourceBaggage, stripMapped } from './hbone-protocol';
 import {
   HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
@@ -92,6 +92,15 @@ export interface NodeProxyDeps {
   sockets?: SocketOptions;
   limits?: Partial<ProxyLimits>;
 }
+
+/** The monotonic counters of an HBONE listener's stats (the rest are gauges of what is open now). */
+const LISTENER_COUNTERS = [
+  'handshakesTimedOut', 'handshakesEvicted', 'handshakesRejected', 'handshakesEvictedPerSource', 'sessionsRefusedPerPeer',
+  'sessionsClosedResetFlood', 'sessionsClosedSettingsFlood', 'sessionsClosedPingFlood', 'sessionsClosedKeepalive',
+  'sessionsClosedSettingsTimeout', 'sessionsClosedProtocolError',
+] as const satisfies ReadonlyArray<keyof HboneListenerStats>;
+
+export type ListenerCounter = typeof LISTENER_COUNTERS[number];
 
 /** Matches the backlog the capture opens the pod's listeners with. */
 const LISTEN_BACKLOG = 1024;
@@ -248,6 +257,7 @@ export class NodeProxy {
   private readonly refusals = new Map<string, { direction: Flow['direction']; reason: RefusalReason; count: number }>();
   private connectionLimitHits = 0;
   private readonly idleSweep?: NodeJS.Timeout;
+  private readonly retiredListenerCounts = Object.fromEntries(LISTENER_COUNTERS.map((k) => [k, 0])) as Record<ListenerCounter, number>;
 
   constructor(private readonly deps: NodeProxyDeps) {
     this.log = deps.log.child({ component: 'proxy' });
@@ -343,6 +353,22 @@ export class NodeProxy {
     this.tracker.destroyWhere((c) => c.podUid === uid || c.auth?.pod.uid === uid, 'closed: pod removed');
     entry.hbone.close();
     this.pool.closeSource(uid);
+    // Its counters live on in the totals: they are exported as counters, which never go down.
+    const final = entry.hbone.stats();
+    for (const key of LISTENER_COUNTERS) this.retiredListenerCounts[key] += final[key];
+  }
+
+  /**
+   * Since start, over every pod's HBONE listener (released ones included), the agent-wide
+   * admission and the client pool: what the limits and HTTP/2 guards refused or closed.
+   */
+  hboneTotals(): { listeners: Record<ListenerCounter, number>; admission: HboneAdmissionStats; pool: HbonePoolCounters } {
+    const listeners = { ...this.retiredListenerCounts };
+    for (const entry of this.pods.values()) {
+      const stats = entry.hbone.stats();
+      for (const key of LISTENER_COUNTERS) listeners[key] += stats[key];
+    }
+    return { listeners, admission: this.hboneAdmission.stats(), pool: this.pool.peerStats().counters };
   }
 
   hasPod(uid: string): boolean {

@@ -26,6 +26,10 @@ export interface HealthSource {
   refusedPods(): number;
   /** Log lines left out by rate limiting, by component. */
   suppressedLogLines(): Array<LabelledTotal<'component'>>;
+  /** HBONE tunnels torn down by the HTTP/2 guards and keepalives, by side (inbound, outbound) and reason. */
+  hboneSessionsClosed(): Array<LabelledTotal<'side' | 'reason'>>;
+  /** HBONE dials that failed, and opens refused at once because their peer was backing off. */
+  hboneDialsFailed(): Array<LabelledTotal<'reason'>>;
   /** Capacity of each map (no walk). */
   bpfMapCapacities(): Array<{ name: string; maxEntries: number }>;
   /** BPF links this agent holds and whether each is still on its hook, by program. */
@@ -131,6 +135,10 @@ export class HealthMetrics {
     total('ferry_limits_exceeded_total', 'Times a limit was hit, by limit', ['limit'], () => source.limitsExceeded());
     total('ferry_log_lines_suppressed_total', 'Log lines left out by rate limiting (each written line says how many before it)',
       ['component'], () => source.suppressedLogLines());
+    total('ferry_hbone_sessions_closed_total', 'HBONE tunnels torn down by a guard: floods, protocol errors, unanswered keepalives',
+      ['side', 'reason'], () => source.hboneSessionsClosed());
+    total('ferry_hbone_dials_failed_total', 'HBONE dials that failed (error), and opens refused at once while their peer backs off (peer_backoff)',
+      ['reason'], () => source.hboneDialsFailed());
     gauge('ferry_pods_refused', 'Pods of this node whose traffic is refused (enrolment pending or failing, or their workload left the model)',
       [], (g) => { g.set(source.refusedPods()); });
     gauge('ferry_ready', '1 when the agent is ready (capture attached, state synced, every enrolled pod\'s listeners open)', [], (g) => {

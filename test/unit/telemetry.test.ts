@@ -94,6 +94,8 @@ test('health: gauges read their source at scrape time; counters count; process d
     limitsExceeded: () => [{ labels: { limit: 'connections_per_pod' }, count: 2 }],
     refusedPods: () => 1,
     suppressedLogLines: () => [{ labels: { component: 'access' }, count: 9 }],
+    hboneSessionsClosed: () => [{ labels: { side: 'inbound', reason: 'ping_flood' }, count: 3 }],
+    hboneDialsFailed: () => [{ labels: { reason: 'peer_backoff' }, count: 4 }],
   };
   const health = new HealthMetrics(registry);
   health.observe(source);
@@ -124,6 +126,8 @@ test('health: gauges read their source at scrape time; counters count; process d
     'ferry_limits_exceeded_total{limit="connections_per_pod"} 2',
     'ferry_pods_refused 1',
     'ferry_log_lines_suppressed_total{component="access"} 9',
+    'ferry_hbone_sessions_closed_total{side="inbound",reason="ping_flood"} 3',
+    'ferry_hbone_dials_failed_total{reason="peer_backoff"} 4',
   ]) assert.ok(text.split('\n').includes(line), `missing: ${line}`);
   assert.match(text, /^ferry_event_loop_lag_seconds\{quantile="0.99"\} [0-9.e-]+$/m);
   assert.match(text, /^process_cpu_seconds_total /m);

@@ -152,7 +152,7 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     result.error = `no service ${lane.namespace}/${lane.service} in the sandbox`;
     return result;
   }
-  const agents = status.nodes.filter((n) => n.agentPid !== undefined).map((n) => ({ node: n.name, pid: n.agentPid! }));
+  const agents = status.nodes.flatMap((n) => (n.agentPid === undefined ? [] : [{ node: n.name, pid: n.agentPid }]));
   const cgroupDir = sandbox.cgroupDir;
   // NaN rather than a throw when an agent is gone (restarted under us): the numbers show '-'.
   const orNaN = (read: () => number): number => { try { return read(); } catch { return Number.NaN; } };
@@ -172,7 +172,8 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     let event: { event?: string; phase?: string; state?: 'start' | 'end'; error?: string };
     try { event = JSON.parse(line) as typeof event; } catch { return; }
     if (event.event === 'phase' && event.phase && event.state) {
-      (marks[event.phase] ??= {})[event.state] = sample();
+      marks[event.phase] ??= {};
+      marks[event.phase][event.state] = sample();
     } else if (event.event === 'result') {
       load = event as unknown as LoadResult & Record<string, unknown>;
     } else if (event.event === 'error') {
@@ -267,9 +268,10 @@ function bestOf(runs: LaneResult[]): LaneResult {
   const ok = runs.filter((r) => r.ok);
   if (ok.length === 0) return { ...runs[0], rounds: runs };
   const notes = runs.flatMap((r, i) => [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `run ${i + 1}: ${n}` : n)));
+  const disturbedMetrics: Metric[] = [];
   const best: LaneResult = {
     lane: ok[0].lane, mesh: ok[0].mesh, placement: ok[0].placement, target: ok[0].target, ok: true, notes, rounds: runs,
-    disturbedMetrics: [],
+    disturbedMetrics,
   };
   for (const metric of Object.keys(METRIC_PHASE) as Metric[]) {
     const clean = ok.filter((r) => !phaseDisturbed(r, METRIC_PHASE[metric]));
@@ -277,9 +279,9 @@ function bestOf(runs: LaneResult[]): LaneResult {
       .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     if (values.length === 0) continue;
     best[metric] = HIGHER_IS_BETTER.has(metric) ? Math.max(...values) : Math.min(...values);
-    if (clean.length === 0) best.disturbedMetrics!.push(metric);
+    if (clean.length === 0) disturbedMetrics.push(metric);
   }
-  best.disturbed = best.disturbedMetrics!.length > 0;
+  best.disturbed = disturbedMetrics.length > 0;
   return best;
 }
 
@@ -331,16 +333,17 @@ async function main(): Promise<number> {
     };
     const ticks = await clockTicks();
     const runs = new Map<string, LaneResult[]>(LANES.map((l) => [l.name, []]));
+    const runsOf = (lane: Lane): LaneResult[] => runs.get(lane.name) ?? [];
     const lanesStart = performance.now();
     let laneRuns = 0;
     const runOne = async (lane: Lane, label: string): Promise<void> => {
       await useMode(lane.mode);
       say(`${label} lane ${lane.name}: ${lane.namespace}/client -> ${lane.service}.${lane.namespace}`);
       const result = await runLane(sandbox, lane, status, ticks, phases);
-      runs.get(lane.name)!.push(result);
+      runsOf(lane).push(result);
       laneRuns += 1;
       say(result.ok
-        ? `  ${result.requestsPerSecond!.toFixed(0)} req/s, ${result.connectionsPerSecond!.toFixed(0)} conn/s, `
+        ? `  ${result.requestsPerSecond?.toFixed(0)} req/s, ${result.connectionsPerSecond?.toFixed(0)} conn/s, `
           + `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s`
           + `${result.disturbed ? ' (disturbed by other load)' : ''}`
         : `  failed: ${result.error}`);
@@ -351,12 +354,12 @@ async function main(): Promise<number> {
     }
     // Extra runs for lanes with a phase that shared the cores with other work in every run, within the budget.
     for (let extra = 1; extra <= MAX_EXTRA_ROUNDS && !interrupted; extra++) {
-      const redo = LANES.filter((l) => bestOf(runs.get(l.name)!).disturbed !== false);
+      const redo = LANES.filter((l) => bestOf(runsOf(l)).disturbed !== false);
       const perRun = (performance.now() - lanesStart) / Math.max(1, laneRuns);
       if (redo.length === 0 || performance.now() - lanesStart + perRun * redo.length > LANES_BUDGET_MS) break;
       for (const lane of redo) if (!interrupted) await runOne(lane, `extra ${extra}`);
     }
-    for (const lane of LANES) if (runs.get(lane.name)!.length > 0) lanes.push(bestOf(runs.get(lane.name)!));
+    for (const lane of LANES) if (runsOf(lane).length > 0) lanes.push(bestOf(runsOf(lane)));
   } finally {
     if (!interrupted) {
       const down = await sandbox.down();

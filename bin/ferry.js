@@ -8,10 +8,10 @@ const path = require('node:path');
 const fs = require('node:fs');
 const main = path.join(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
 if (!fs.existsSync(main)) {
-  process.stderr.write('ferry: not built yet; run `npm ci && npm run build` in ' + path.join(__dirname, '..') + '\n');
+  process.stderr.write(`ferry: not built yet; run \`npm ci && npm run build\` in ${path.join(__dirname, '..')}\n`);
   process.exit(1);
 }
 require(main).main(process.argv).catch((err) => {
-  process.stderr.write(`ferry: ${err && err.message ? err.message : err}\n`);
+  process.stderr.write(`ferry: ${err?.message ? err.message : err}\n`);
   process.exit(1);
 });

@@ -61,7 +61,7 @@ const HEADER_END = Buffer.from('\r\n\r\n', 'latin1');
 const MAX_HEADER_BYTES = 16 * 1024;
 
 function emit(record) {
-  process.stdout.write(JSON.stringify(record) + '\n');
+  process.stdout.write(`${JSON.stringify(record)}\n`);
 }
 function fail(err) {
   emit({ event: 'error', error: err.message, code: err.code });
@@ -187,7 +187,7 @@ async function waitReady() {
       await sleep(100);
     }
   }
-  throw new Error(`server ${HOST} not ready after ${READY_TIMEOUT_MS} ms: ${last && last.message}`);
+  throw new Error(`server ${HOST} not ready after ${READY_TIMEOUT_MS} ms: ${last?.message}`);
 }
 
 /**

@@ -85,6 +85,7 @@ export interface CgroupAttachment {
 }
 
 const OBJECTS = ['connect', 'sock-ops', 'sk-lookup'] as const;
+type ObjectName = typeof OBJECTS[number];
 const CGROUP_PROGRAMS = [
   { object: 'connect', program: 'ferry_connect4', pin: 'connect4' },
   { object: 'connect', program: 'ferry_connect6', pin: 'connect6' },
@@ -110,7 +111,7 @@ export class CaptureEngine {
 
   private constructor(
     private readonly options: CaptureOptions,
-    private readonly objects: Map<string, BpfObjectHandle>,
+    private readonly objects: Record<ObjectName, BpfObjectHandle>,
     private readonly maps: Record<keyof typeof MAP_NAMES, BpfMapHandle>,
     private readonly log: Logger,
   ) {}
@@ -126,31 +127,32 @@ export class CaptureEngine {
       throw new CaptureError('FERRY_ERR_CAPTURE_ATTACH', `cgroup ${options.cgroupPath} does not exist`);
     }
 
-    const objects = new Map<string, BpfObjectHandle>();
-    for (const name of OBJECTS) {
-      const file = path.join(options.bpfDir, `${name}.bpf.o`);
-      try {
-        objects.set(name, await native.loadObject(file, mapDir));
-      } catch (err) {
-        for (const o of objects.values()) o.close();
-        throw new CaptureError('FERRY_ERR_CAPTURE_ATTACH', `loading ${file}: ${(err as Error).message}`, { cause: err });
-      }
-    }
-    const connect = objects.get('connect')!;
-    const maps = Object.fromEntries(
-      Object.entries(MAP_NAMES).map(([key, name]) => [key, connect.map(name)]),
-    ) as Record<keyof typeof MAP_NAMES, BpfMapHandle>;
-    const engine = new CaptureEngine(options, objects, maps, log);
-
     if (options.agentCgroupId <= 1n) {
       // Id 1 is the root cgroup: every task on the machine would count as the agent.
       throw new CaptureError('FERRY_ERR_CAPTURE_CGROUP', `agent cgroup id ${options.agentCgroupId} is not a cgroup of the agent's own`);
     }
+
+    const loaded: Partial<Record<ObjectName, BpfObjectHandle>> = {};
+    for (const name of OBJECTS) {
+      const file = path.join(options.bpfDir, `${name}.bpf.o`);
+      try {
+        loaded[name] = await native.loadObject(file, mapDir);
+      } catch (err) {
+        for (const o of Object.values(loaded)) o.close();
+        throw new CaptureError('FERRY_ERR_CAPTURE_ATTACH', `loading ${file}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const objects = loaded as Record<ObjectName, BpfObjectHandle>;
+    const maps = Object.fromEntries(
+      Object.entries(MAP_NAMES).map(([key, name]) => [key, objects.connect.map(name)]),
+    ) as Record<keyof typeof MAP_NAMES, BpfMapHandle>;
+    const engine = new CaptureEngine(options, objects, maps, log);
+
     const flags = options.serviceLoadBalancing ? BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB : 0;
     maps.config.update(encodeU32(0), encodeConfig(flags, options.agentCgroupId), 0);
 
     for (const spec of CGROUP_PROGRAMS) {
-      const object = objects.get(spec.object)!;
+      const object = objects[spec.object];
       const pinPath = path.join(linkDir, spec.pin);
       try {
         const { link, adopted } = await attachPinned(pinPath, object, spec.program,
@@ -232,7 +234,7 @@ export class CaptureEngine {
         + `${(err as Error).message}`, { cause: err });
     }
     const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
-    const skLookup = this.objects.get('sk-lookup')!;
+    const skLookup = this.objects['sk-lookup'];
     let link: BpfLinkHandle;
     try {
       ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM,
@@ -397,16 +399,14 @@ export class CaptureEngine {
       if (value) this.deleteBackends(decodeService(value).serviceId, decodeService(value).backendCount);
     }
     for (const [hex, entry] of wanted) {
-      let id = this.serviceIds.get(hex);
-      if (id === undefined) {
-        id = this.serviceIds.size + 1;
-        this.serviceIds.set(hex, id);
-      }
+      const known = this.serviceIds.get(hex);
+      const id = known ?? this.serviceIds.size + 1;
+      if (known === undefined) this.serviceIds.set(hex, id);
       const key = encodeServiceKey(entry.vip, entry.port);
       const previous = this.maps.services.lookup(key);
       const previousCount = previous ? decodeService(previous).backendCount : 0;
       entry.backends.forEach((backend, index) => {
-        this.maps.backends.update(encodeBackendKey(id!, index), encodeSockaddr(backend), 0);
+        this.maps.backends.update(encodeBackendKey(id, index), encodeSockaddr(backend), 0);
       });
       // Publish the new count only after its backends exist; trim the tail after.
       this.maps.services.update(key, encodeService(id, entry.backends.length), 0);
@@ -486,7 +486,7 @@ export class CaptureEngine {
     for (const link of this.cgroupLinks) link.close();
     for (const { link } of this.pods.values()) link.close();
     for (const map of Object.values(this.maps)) map.close();
-    for (const object of this.objects.values()) object.close();
+    for (const object of Object.values(this.objects)) object.close();
   }
 }
 
@@ -508,7 +508,7 @@ async function attachPinned(
   pinPath: string, object: BpfObjectHandle, program: string, attach: () => Promise<BpfLinkHandle>,
 ): Promise<{ link: BpfLinkHandle; adopted: boolean }> {
   const existing = native.openPinnedLink(pinPath);
-  if (existing && existing.info.attached) {
+  if (existing?.info.attached) {
     existing.updateProgram(object, program);
     return { link: existing, adopted: true };
   }

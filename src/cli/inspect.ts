@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { Agent, request } from 'undici';
 import type {
   CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, WorkloadDump,
@@ -227,7 +227,7 @@ async function withHttp<T>(use: (http: Http) => Promise<T>): Promise<T> {
 /** GETs from 127.0.0.1:port inside a sandbox node's network namespace, where its agent listens. */
 function sandboxAgent(access: SandboxAccess, node: SandboxPlan['nodes'][number], port: number): AgentGet {
   const get = async (requestPath: string): Promise<string> => {
-    let answer;
+    let answer: Awaited<ReturnType<typeof netnsHttpGet>>;
     try {
       answer = await access.netnsHttpGet(`/run/netns/${node.netns}`, '127.0.0.1', port, requestPath, REQUEST_TIMEOUT_MS);
     } catch (err) {

@@ -198,7 +198,7 @@ export class CaDirectory {
   }
 
   #write(metadata: CaMetadata): CaMetadata {
-    writeAtomic(path.join(this.dir, METADATA), JSON.stringify(metadata, null, 2) + '\n', 0o644);
+    writeAtomic(path.join(this.dir, METADATA), `${JSON.stringify(metadata, null, 2)}\n`, 0o644);
     return metadata;
   }
 }

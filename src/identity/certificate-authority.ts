@@ -44,7 +44,7 @@ interface AuthorityOptions {
 const SAN_OID = '2.5.29.17';
 
 function pem(cert: x509.X509Certificate): string {
-  return cert.toString('pem') + '\n';
+  return `${cert.toString('pem')}\n`;
 }
 
 function checkSeconds(value: number, what: string): void {

@@ -42,7 +42,7 @@ export function randomSerial(): string {
 
 /** Split a PEM bundle into its certificates (each re-encoded with a trailing newline). */
 export function splitPem(bundle: string): string[] {
-  return x509.PemConverter.decode(bundle).map((der) => x509.PemConverter.encode(der, 'CERTIFICATE') + '\n');
+  return x509.PemConverter.decode(bundle).map((der) => `${x509.PemConverter.encode(der, 'CERTIFICATE')}\n`);
 }
 
 /** The URI SANs of a SAN extension; throws if the extension holds a name x509 cannot read (otherName). */

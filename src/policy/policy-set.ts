@@ -270,7 +270,7 @@ const NONE: Applicable = { deny: [], allow: [], audit: [], dryRun: [] };
 
 function selects(selector: readonly [string, string][], labels: Record<string, string>): boolean {
   for (const [key, value] of selector) {
-    if (!Object.prototype.hasOwnProperty.call(labels, key) || labels[key] !== value) return false;
+    if (!Object.hasOwn(labels, key) || labels[key] !== value) return false;
   }
   return true;
 }
@@ -280,7 +280,7 @@ const byName = <T extends { namespace: string; name: string }>(a: T, b: T): numb
 
 /** Two selectors that some labels could satisfy together: no key asks for two different values. */
 function overlap(a: Record<string, string>, b: Record<string, string>): boolean {
-  return Object.entries(a).every(([key, value]) => !Object.prototype.hasOwnProperty.call(b, key) || b[key] === value);
+  return Object.entries(a).every(([key, value]) => !Object.hasOwn(b, key) || b[key] === value);
 }
 
 export class PolicySet {

@@ -230,7 +230,7 @@ const isMapping = (value: unknown): value is Record<string, unknown> =>
 const asMapping = (value: unknown): Record<string, unknown> => (isMapping(value) ? value : {});
 const asList = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 const asString = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-const has = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
+const has = (object: object, key: string): boolean => Object.hasOwn(object, key);
 
 class Checker {
   readonly problems: PolicyProblem[] = [];

@@ -435,11 +435,15 @@ export class HboneListener {
     };
 
     const authority = headers[':authority'];
-    if (headers[':method'] !== 'CONNECT') return answer(405, true);
+    if (headers[':method'] !== 'CONNECT') {
+      answer(405, true);
+      return;
+    }
     const target = parseAuthority(authority);
     if (!target || RESERVED_PORTS.has(target.port) || !hasIp(this.pod.ips, target.ip)) {
       this.log.debug({ tunnel: state.id, authority }, 'hbone CONNECT target is not this pod');
-      return answer(400, true);
+      answer(400, true);
+      return;
     }
     const forwarded = headers.forwarded;
     const request: HboneInboundStream = {

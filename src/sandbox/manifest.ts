@@ -460,7 +460,7 @@ const asMapping = (value: unknown): Record<string, unknown> => (isMapping(value)
 const asList = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 const asString = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
 const isPort = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535;
-const has = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
+const has = (object: object, key: string): boolean => Object.hasOwn(object, key);
 
 /** What the cross-object pass needs to know about one document. */
 interface Declared {

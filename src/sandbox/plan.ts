@@ -291,7 +291,7 @@ function resolvConf(namespace: string): string {
 }
 
 function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
-  return Object.entries(selector).every(([key, value]) => Object.prototype.hasOwnProperty.call(labels, key) && labels[key] === value);
+  return Object.entries(selector).every(([key, value]) => Object.hasOwn(labels, key) && labels[key] === value);
 }
 
 function resolveTargetPort(pod: SandboxPod, targetPort: number | string): number | undefined {

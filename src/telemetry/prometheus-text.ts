@@ -92,7 +92,12 @@ export function parsePrometheusText(text: string, source: string): Exposition {
     if (keyword === 'HELP') {
       if (declared.help.has(name)) line.fail(`second HELP line for ${name}`);
       declared.help.add(name);
-      family.help = line.atEnd() ? '' : (line.requireBlank('the help text'), line.readHelpText());
+      if (line.atEnd()) {
+        family.help = '';
+      } else {
+        line.requireBlank('the help text');
+        family.help = line.readHelpText();
+      }
     } else {
       if (declared.type.has(name)) line.fail(`second TYPE line for ${name}`);
       declared.type.add(name);
@@ -120,7 +125,7 @@ function readSample(line: LineReader): MetricSample {
     line.skipBlanks();
     while (line.peek() !== '}') {
       const label = line.readLabelName();
-      if (Object.prototype.hasOwnProperty.call(labels, label)) line.fail(`label ${label} is given twice in ${name}`);
+      if (Object.hasOwn(labels, label)) line.fail(`label ${label} is given twice in ${name}`);
       line.skipBlanks();
       line.expect('=', `"=" after label name ${label}`);
       line.skipBlanks();

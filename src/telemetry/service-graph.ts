@@ -236,8 +236,8 @@ export function serviceGraphDot(graph: ServiceGraph): string {
  * an escape (Graphviz's `\n`, `\l`, `\N`…), so user text has both escaped; lines are joined with `\n`.
  */
 function dotString(lines: string[]): string {
-  const escape = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n');
-  return `"${lines.map(escape).join('\\n')}"`;
+  const quote = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n');
+  return `"${lines.map(quote).join('\\n')}"`;
 }
 
 function describeFailures(edge: GraphEdge): string {

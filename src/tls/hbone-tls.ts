@@ -40,7 +40,7 @@ export function verifyPeerIdentity(certificate: crypto.X509Certificate, trustDom
     throw new PeerIdentityError('multiple-uri-sans',
       `${what}: has ${names.uris.length} URI SANs (${names.uris.join(', ')}); an X.509-SVID has exactly one`);
   }
-  let id;
+  let id: ReturnType<typeof parseSpiffeUri>;
   try {
     id = parseSpiffeUri(names.uris[0]);
   } catch (err) {

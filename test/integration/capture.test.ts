@@ -155,7 +155,7 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
   test('a pod annotated ferry.dev/mesh: disabled is not captured', async () => {
     const result = await sandbox.client('app/optout', ['who', ip['server-p'], '7000']);
     assert.equal(result.remote, `${ip['server-p']}:7000`);
-    assert.equal((result.server as { peer: string }).peer, ip['optout']);
+    assert.equal((result.server as { peer: string }).peer, ip.optout);
   });
 
   test('inbound plaintext from outside the mesh reaches the app on its original port through the agent', async () => {

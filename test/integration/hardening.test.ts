@@ -449,11 +449,12 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     assert.deepEqual(sessions.goawayCodes, [11], 'refused with GOAWAY ENHANCE_YOUR_CALM');
     assert.ok(value(await metrics('node-b'), 'ferry_limits_exceeded_total', { limit: 'hbone_sessions_per_identity' }) >= 4);
 
-    // Connections per pod: node-a's agent restarted with a cap of 20.
+    // Connections per pod, and the idle timeout: node-a's agent restarted with a cap of 20 and
+    // connections reset after 8 s without a byte either way.
     const killed = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
     assert.equal(killed.code, 0, killed.stderr);
     const started = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX,
-      ...[...AGENT_ARGS, '--max-connections-per-pod=20'].map((a) => `--agent-arg=${a}`)]);
+      ...[...AGENT_ARGS, '--max-connections-per-pod=20', '--idle-timeout-seconds=8'].map((a) => `--agent-arg=${a}`)]);
     assert.equal(started.code, 0, started.stderr);
     try {
       const held = background('app/client-a', ['slowread', 'echo-b.app', '80', '20']);
@@ -464,8 +465,22 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       assert.equal(value(await metrics('node-a'), 'ferry_limits_exceeded_total', { limit: 'connections_per_pod' }), 1);
       // Another pod on the node is not affected.
       assert.equal((await who('app/squat-a', 'echo-b.app', 80)).server?.pod, 'server-b');
+      // The readers never read: once the windows are full nothing moves, and the idle timeout resets
+      // every one of them — while a connection that talks stays.
+      const talker = background('app/squat-a', ['hold', 'echo-b.app', '80']);
+      await eventually(() => talker.lines.some((l) => l.connected), 10_000, 'a talking connection');
+      const idleRecords = (): number => records('node-a', 'app/client-a').filter((r) => /idle for \d+ s/.test(String(r.error))).length;
+      for (let i = 0; i < 30 && idleRecords() < 20; i++) {
+        talker.child.stdin!.write(`tick ${i}\n`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.equal(idleRecords(), 20, 'the idle connections were not all reset within 30 s');
+      assert.ok(!talker.lines.some((l) => l.error !== undefined || l.ended), `the talking connection was closed: ${JSON.stringify(talker.lines.at(-1))}`);
+      assert.ok(talker.lines.filter((l) => typeof l.echo === 'string').length >= 8, 'the talking connection stopped echoing');
+      talker.child.stdin!.end('END\n');
       held.child.stdin!.end();
       await eventually(() => held.child.exitCode !== null, 10_000, 'the slow readers to go');
+      assert.equal(held.lines.find((l) => l.closedByPeer !== undefined)?.closedByPeer, 20, 'the readers did not see their connections reset');
       await eventually(async () => (await who('app/client-a', 'echo-b.app', 80)).server?.pod === 'server-b', 10_000, 'room again');
     } finally {
       await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);

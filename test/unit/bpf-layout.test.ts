@@ -26,18 +26,18 @@ describe('addressBytes and addressText', () => {
     const { family, bytes } = addressBytes('10.1.2.255');
     assert.equal(family, AF_INET);
     assert.equal(bytes.length, 16);
-    assert.equal(hex(bytes), '0a0102ff' + '00'.repeat(12));
+    assert.equal(hex(bytes), `0a0102ff${'00'.repeat(12)}`);
     assert.equal(addressText(AF_INET, bytes), '10.1.2.255');
   });
 
   const ipv6Cases: Array<[text: string, bytes: string]> = [
-    ['::1', '00'.repeat(15) + '01'],
+    ['::1', `${'00'.repeat(15)}01`],
     ['::', '00'.repeat(16)],
-    ['fd00::1', 'fd00' + '00'.repeat(13) + '01'],
-    ['1::', '0001' + '00'.repeat(14)],
+    ['fd00::1', `fd00${'00'.repeat(13)}01`],
+    ['1::', `0001${'00'.repeat(14)}`],
     ['2001:db8:0:1:2:3:4:5', '20010db8000000010002000300040005'],
-    ['fe80::a:b', 'fe80' + '00'.repeat(10) + '000a000b'],
-    ['::ffff:10.0.0.1', '00'.repeat(10) + 'ffff' + '0a000001'],
+    ['fe80::a:b', `fe80${'00'.repeat(10)}000a000b`],
+    ['::ffff:10.0.0.1', `${'00'.repeat(10)}ffff0a000001`],
   ];
   for (const [text, bytes] of ipv6Cases) {
     test(`IPv6 ${text}: AF_INET6 and its 16 bytes in network order`, () => {
@@ -48,8 +48,8 @@ describe('addressBytes and addressText', () => {
   }
 
   test('IPv6 text comes back in compressed lower-case form', () => {
-    assert.equal(addressText(AF_INET6, Buffer.from('00'.repeat(15) + '01', 'hex')), '::1');
-    assert.equal(addressText(AF_INET6, Buffer.from('fd00' + '00'.repeat(13) + '01', 'hex')), 'fd00::1');
+    assert.equal(addressText(AF_INET6, Buffer.from(`${'00'.repeat(15)}01`, 'hex')), '::1');
+    assert.equal(addressText(AF_INET6, Buffer.from(`fd00${'00'.repeat(13)}01`, 'hex')), 'fd00::1');
     assert.equal(addressText(AF_INET6, addressBytes('FD00:0:0:0:0:0:0:00AB').bytes), 'fd00::ab');
     assert.equal(addressText(AF_INET6, addressBytes('2001:db8:0:1:2:3:4:5').bytes), '2001:db8:0:1:2:3:4:5');
     assert.equal(addressText(AF_INET6, Buffer.alloc(16)), '::');
@@ -81,11 +81,11 @@ describe('encodeIpKey', () => {
     const v4 = encodeIpKey('192.168.7.9');
     assert.equal(v4.length, LAYOUT.ferry_ip.size);
     assert.equal(u32(v4, f.family), AF_INET);
-    assert.equal(hex(v4.subarray(f.addr, f.addr + 16)), 'c0a80709' + '00'.repeat(12));
+    assert.equal(hex(v4.subarray(f.addr, f.addr + 16)), `c0a80709${'00'.repeat(12)}`);
 
     const v6 = encodeIpKey('fd00::1');
     assert.equal(u32(v6, f.family), AF_INET6);
-    assert.equal(hex(v6.subarray(f.addr, f.addr + 16)), 'fd00' + '00'.repeat(13) + '01');
+    assert.equal(hex(v6.subarray(f.addr, f.addr + 16)), `fd00${'00'.repeat(13)}01`);
   });
 
   test('equal addresses give equal keys whatever their spelling', () => {
@@ -117,7 +117,7 @@ describe('encodeSockaddr and decodeSockaddr', () => {
     assert.equal(buf[f.port_be], 0x1f);
     assert.equal(buf[f.port_be + 1], 0x90);
     assert.equal(buf.readUInt16LE(f.pad), 0);
-    assert.equal(hex(buf.subarray(f.addr, f.addr + 16)), '0a000007' + '00'.repeat(12));
+    assert.equal(hex(buf.subarray(f.addr, f.addr + 16)), `0a000007${'00'.repeat(12)}`);
   });
 
   test('encodes into a larger buffer at an offset and decodes from there', () => {
@@ -150,12 +150,12 @@ describe('encodePod', () => {
     const first = f.excluded_cidrs;
     assert.equal(u32(buf, first + cidr.fields.family), AF_INET);
     assert.equal(u32(buf, first + cidr.fields.prefix_len), 16);
-    assert.equal(hex(buf.subarray(first + cidr.fields.addr, first + cidr.fields.addr + 16)), 'a9fe0000' + '00'.repeat(12));
+    assert.equal(hex(buf.subarray(first + cidr.fields.addr, first + cidr.fields.addr + 16)), `a9fe0000${'00'.repeat(12)}`);
 
     const second = f.excluded_cidrs + cidr.size;
     assert.equal(u32(buf, second + cidr.fields.family), AF_INET6);
     assert.equal(u32(buf, second + cidr.fields.prefix_len), 64);
-    assert.equal(hex(buf.subarray(second + cidr.fields.addr, second + cidr.fields.addr + 16)), 'fd000001' + '00'.repeat(12));
+    assert.equal(hex(buf.subarray(second + cidr.fields.addr, second + cidr.fields.addr + 16)), `fd000001${'00'.repeat(12)}`);
 
     // Unused CIDR slots stay zero (family 0: the BPF side skips them).
     assert.ok(buf.subarray(f.excluded_cidrs + 2 * cidr.size).every((b) => b === 0));
@@ -261,11 +261,11 @@ describe('encodeConfig and encodeDeliveryKey', () => {
     assert.equal(u32(buf, f.family), AF_INET);
     assert.equal(u16(buf, f.local_port), 8080);
     assert.equal(u16(buf, f.remote_port), 40001);
-    assert.equal(hex(buf.subarray(f.local, f.local + 16)), '0af4010a' + '00'.repeat(12));
-    assert.equal(hex(buf.subarray(f.remote, f.remote + 16)), '0af4000c' + '00'.repeat(12));
+    assert.equal(hex(buf.subarray(f.local, f.local + 16)), `0af4010a${'00'.repeat(12)}`);
+    assert.equal(hex(buf.subarray(f.remote, f.remote + 16)), `0af4000c${'00'.repeat(12)}`);
     const v6 = encodeDeliveryKey({ family: 6, ip: 'fd10:244:1::a', port: 80 }, { family: 6, ip: 'fd10:244::c', port: 1 });
     assert.equal(u32(v6, f.family), AF_INET6);
-    assert.equal(hex(v6.subarray(f.local, f.local + 16)), 'fd100244000100000000000000000000'.slice(0, 30) + '0a');
+    assert.equal(hex(v6.subarray(f.local, f.local + 16)), `${'fd100244000100000000000000000000'.slice(0, 30)}0a`);
   });
 
   test('a delivery key of mixed families is refused', () => {

@@ -329,7 +329,9 @@ async function assertBoundedUnderPausedReader(t: After, h: Flooded, far: string)
   const writer = (async () => {
     while (written < TOTAL) {
       written += chunk.length;
-      const more = written < TOTAL ? h.client.write(chunk) : (h.client.end(chunk), true);
+      let more = true;
+      if (written < TOTAL) more = h.client.write(chunk);
+      else h.client.end(chunk);
       sample();
       if (!more) await once(h.client, 'drain');
     }

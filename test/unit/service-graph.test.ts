@@ -151,8 +151,8 @@ function labels(reporter: 'source' | 'destination', src: Party, dst: Party & { s
 }
 
 function series(name: string, l: Record<string, string>, value: number): string {
-  const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-  return `${name}{${Object.entries(l).map(([k, v]) => `${k}="${escape(v)}"`).join(',')}} ${value}`;
+  const quote = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+  return `${name}{${Object.entries(l).map(([k, v]) => `${k}="${quote(v)}"`).join(',')}} ${value}`;
 }
 
 /** One connection's four counters as one reporter saw it. */

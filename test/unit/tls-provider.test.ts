@@ -214,7 +214,7 @@ describe('root rotation', () => {
     // Two agents: A dials as `web`, B serves as `cart`.
     const a = agent(new LocalCaClient(dir), t);
     const b = agent(new LocalCaClient(dir), t);
-    const refresh = (): Promise<void[]> => Promise.all([a.certs.refreshTrustBundle(), b.certs.refreshTrustBundle()]);
+    const refresh = async (): Promise<void> => { await Promise.all([a.certs.refreshTrustBundle(), b.certs.refreshTrustBundle()]); };
     await a.certs.fetch(client); // issued under root-1
     await ca.beginRotation();
     await refresh();

@@ -15,8 +15,12 @@ function description(i: number, reporter: 'source' | 'destination'): TrafficDesc
   const source = i % WORKLOADS;
   const destination = (i * 7 + 3) % WORKLOADS;
   return {
-    reporter, security: 'mutual_tls',
-    source: { workload: { namespace: 'shop', name: `client-${source}`, labels: { app: `client-${source}` } }, principal: `spiffe://cluster.local/ns/shop/sa/client-${source}` },
+    reporter,
+    security: 'mutual_tls',
+    source: {
+      workload: { namespace: 'shop', name: `client-${source}`, labels: { app: `client-${source}` } },
+      principal: `spiffe://cluster.local/ns/shop/sa/client-${source}`,
+    },
     destination: {
       workload: { namespace: 'shop', name: `server-${destination}`, labels: { app: `server-${destination}`, version: 'v1' } },
       principal: `spiffe://cluster.local/ns/shop/sa/server-${destination}`,
@@ -67,16 +71,22 @@ async function main(): Promise<void> {
   const scrape = process.cpuUsage(scrapeStart);
   const series = text.split('\n').filter((l) => l.startsWith('istio_tcp_')).length;
   const result = {
-    connections: n, rounds: ROUNDS, workloads: WORKLOADS,
+    connections: n,
+    rounds: ROUNDS,
+    workloads: WORKLOADS,
     msPer1kConnectionsWithMetrics: perK(best(withRuns)),
     msPer1kConnectionsWithoutMetrics: perK(best(withoutRuns)),
     metricsMsPer1kConnections: perK(best(withRuns)) - perK(best(withoutRuns)),
     scrape: { series, bytes: text.length, cpuMs: (scrape.user + scrape.system) / 1000 },
   };
   process.stdout.write(`${n} connections (two reporters each, over ${WORKLOADS} source→destination workload pairs), best of ${ROUNDS}:\n`);
-  process.stdout.write(`  agent CPU per 1000 connections, meters only: with metrics ${result.msPer1kConnectionsWithMetrics.toFixed(2)} ms, `
-    + `without ${result.msPer1kConnectionsWithoutMetrics.toFixed(2)} ms: the metrics cost ${result.metricsMsPer1kConnections.toFixed(2)} ms\n`);
-  process.stdout.write(`  one scrape: ${series} istio_tcp_* series, ${(text.length / 1024).toFixed(0)} KiB, ${result.scrape.cpuMs.toFixed(1)} ms CPU\n`);
+  process.stdout.write(
+    `  agent CPU per 1000 connections, meters only: with metrics ${result.msPer1kConnectionsWithMetrics.toFixed(2)} ms, ` +
+      `without ${result.msPer1kConnectionsWithoutMetrics.toFixed(2)} ms: the metrics cost ${result.metricsMsPer1kConnections.toFixed(2)} ms\n`,
+  );
+  process.stdout.write(
+    `  one scrape: ${series} istio_tcp_* series, ${(text.length / 1024).toFixed(0)} KiB, ${result.scrape.cpuMs.toFixed(1)} ms CPU\n`,
+  );
   if (jsonFile) fs.writeFileSync(jsonFile, `${JSON.stringify(result, null, 2)}\n`);
 }
 

@@ -9,7 +9,14 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import {
-  BenchSandbox, NODE, REPO, cgroupCpuMs, clockTicks, machineCpuMs, processCpuMs, type SandboxStatusJson,
+  BenchSandbox,
+  NODE,
+  REPO,
+  cgroupCpuMs,
+  clockTicks,
+  machineCpuMs,
+  processCpuMs,
+  type SandboxStatusJson,
 } from './lib/sandbox-driver';
 import { formatReport, metricsCosts, ratios, type CpuByPhase, type LaneResult, type Metric, type Placement } from './lib/report';
 
@@ -50,12 +57,30 @@ interface Phases {
 
 // About 16 s a lane run; 2 rounds of 9 lanes, agent restarts between modes, and sandbox up/down: about 6 minutes on 2 cores.
 const FULL: Phases = {
-  rounds: 2, connections: 16, rpsSeconds: 4, cpsSeconds: 3, cpsConcurrency: 8, rate: 500, latencySeconds: 4,
-  latencyConnections: 32, bulkMiB: 256, bulkRuns: 3, warmupSeconds: 1,
+  rounds: 2,
+  connections: 16,
+  rpsSeconds: 4,
+  cpsSeconds: 3,
+  cpsConcurrency: 8,
+  rate: 500,
+  latencySeconds: 4,
+  latencyConnections: 32,
+  bulkMiB: 256,
+  bulkRuns: 3,
+  warmupSeconds: 1,
 };
 const QUICK: Phases = {
-  rounds: 1, connections: 16, rpsSeconds: 1, cpsSeconds: 1, cpsConcurrency: 8, rate: 500, latencySeconds: 1,
-  latencyConnections: 32, bulkMiB: 32, bulkRuns: 1, warmupSeconds: 0.5,
+  rounds: 1,
+  connections: 16,
+  rpsSeconds: 1,
+  cpsSeconds: 1,
+  cpsConcurrency: 8,
+  rate: 500,
+  latencySeconds: 1,
+  latencyConnections: 32,
+  bulkMiB: 32,
+  bulkRuns: 1,
+  warmupSeconds: 0.5,
 };
 
 /** How the agents run during a lane; switching modes restarts them. */
@@ -87,8 +112,20 @@ const LANES: Lane[] = [
   { name: 'plaintext same-node', namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'plaintext' },
   { name: 'plaintext cross-node', namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'plaintext' },
   // What Istio's TCP metrics cost: the same lanes with the agents counting nothing into them.
-  { name: `mtls same-node (short path)${WITHOUT_METRICS}`, namespace: 'mesh', placement: 'same-node', service: 'server-a', mode: 'no-traffic-metrics' },
-  { name: `mtls cross-node (hbone)${WITHOUT_METRICS}`, namespace: 'mesh', placement: 'cross-node', service: 'server-b', mode: 'no-traffic-metrics' },
+  {
+    name: `mtls same-node (short path)${WITHOUT_METRICS}`,
+    namespace: 'mesh',
+    placement: 'same-node',
+    service: 'server-a',
+    mode: 'no-traffic-metrics',
+  },
+  {
+    name: `mtls cross-node (hbone)${WITHOUT_METRICS}`,
+    namespace: 'mesh',
+    placement: 'cross-node',
+    service: 'server-b',
+    mode: 'no-traffic-metrics',
+  },
 ];
 
 /** `direct` is not enrolled (the baseline); `mesh` is. Each has servers on both nodes and a client on node-a. */
@@ -98,7 +135,10 @@ function manifest(): string {
     'apiVersion: v1\nkind: Namespace\nmetadata: { name: mesh, annotations: { ferry.dev/mesh: enabled } }',
   ];
   for (const ns of ['direct', 'mesh']) {
-    for (const [name, node] of [['server-a', 'node-a'], ['server-b', 'node-b']]) {
+    for (const [name, node] of [
+      ['server-a', 'node-a'],
+      ['server-b', 'node-b'],
+    ]) {
       docs.push(`apiVersion: v1
 kind: Pod
 metadata: { name: ${name}, namespace: ${ns}, labels: { app: ${name} } }
@@ -124,7 +164,9 @@ spec: { nodeName: node-a, containers: [{ name: client, command: ["sleep", "infin
   return `${docs.join('\n---\n')}\n`;
 }
 
-const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Sample {
@@ -145,8 +187,12 @@ interface LoadResult {
 async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJson, ticks: number, phases: Phases): Promise<LaneResult> {
   const service = status.services.find((s) => s.namespace === lane.namespace && s.name === lane.service);
   const result: LaneResult = {
-    lane: lane.name, mesh: lane.namespace === 'mesh', placement: lane.placement,
-    target: { service: `${lane.service}.${lane.namespace}`, vip: service?.vip ?? '' }, ok: false, notes: [],
+    lane: lane.name,
+    mesh: lane.namespace === 'mesh',
+    placement: lane.placement,
+    target: { service: `${lane.service}.${lane.namespace}`, vip: service?.vip ?? '' },
+    ok: false,
+    notes: [],
   };
   if (!service) {
     result.error = `no service ${lane.namespace}/${lane.service} in the sandbox`;
@@ -155,7 +201,13 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   const agents = status.nodes.flatMap((n) => (n.agentPid === undefined ? [] : [{ node: n.name, pid: n.agentPid }]));
   const cgroupDir = sandbox.cgroupDir;
   // NaN rather than a throw when an agent is gone (restarted under us): the numbers show '-'.
-  const orNaN = (read: () => number): number => { try { return read(); } catch { return Number.NaN; } };
+  const orNaN = (read: () => number): number => {
+    try {
+      return read();
+    } catch {
+      return Number.NaN;
+    }
+  };
   const sample = (): Sample => ({
     at: performance.now(),
     agents: Object.fromEntries(agents.map((a) => [a.node, orNaN(() => processCpuMs(a.pid, ticks))])),
@@ -163,14 +215,21 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     sandboxMs: orNaN(() => cgroupCpuMs(cgroupDir)),
   });
   const marks: Record<string, { start?: Sample; end?: Sample }> = {};
-  const logMark = sandbox.logMark(status.logDir, status.nodes.map((n) => n.name));
+  const logMark = sandbox.logMark(
+    status.logDir,
+    status.nodes.map((n) => n.name),
+  );
 
   let load: (LoadResult & Record<string, unknown>) | undefined;
   let loadError: string | undefined;
   const onLine = (line: string): void => {
     if (!line.startsWith('{')) return;
     let event: { event?: string; phase?: string; state?: 'start' | 'end'; error?: string };
-    try { event = JSON.parse(line) as typeof event; } catch { return; }
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch {
+      return;
+    }
     if (event.event === 'phase' && event.phase && event.state) {
       marks[event.phase] ??= {};
       marks[event.phase][event.state] = sample();
@@ -180,12 +239,36 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
       loadError = event.error;
     }
   };
-  const argv = [NODE, LOAD, '--host', service.vip, '--http-port', String(SERVICE_HTTP_PORT), '--sink-port', String(SINK_PORT),
-    '--connections', String(phases.connections), '--rps-seconds', String(phases.rpsSeconds),
-    '--cps-seconds', String(phases.cpsSeconds), '--cps-concurrency', String(phases.cpsConcurrency),
-    '--rate', String(phases.rate), '--latency-seconds', String(phases.latencySeconds),
-    '--latency-connections', String(phases.latencyConnections), '--bulk-mib', String(phases.bulkMiB),
-    '--bulk-runs', String(phases.bulkRuns), '--warmup-seconds', String(phases.warmupSeconds)];
+  const argv = [
+    NODE,
+    LOAD,
+    '--host',
+    service.vip,
+    '--http-port',
+    String(SERVICE_HTTP_PORT),
+    '--sink-port',
+    String(SINK_PORT),
+    '--connections',
+    String(phases.connections),
+    '--rps-seconds',
+    String(phases.rpsSeconds),
+    '--cps-seconds',
+    String(phases.cpsSeconds),
+    '--cps-concurrency',
+    String(phases.cpsConcurrency),
+    '--rate',
+    String(phases.rate),
+    '--latency-seconds',
+    String(phases.latencySeconds),
+    '--latency-connections',
+    String(phases.latencyConnections),
+    '--bulk-mib',
+    String(phases.bulkMiB),
+    '--bulk-runs',
+    String(phases.bulkRuns),
+    '--warmup-seconds',
+    String(phases.warmupSeconds),
+  ];
   const exec = await sandbox.execStreaming(`${lane.namespace}/client`, argv, onLine, LANE_TIMEOUT_MS);
   await sleep(LOG_SETTLE_MS);
   const logs = sandbox.scanLogs(status.logDir, logMark);
@@ -210,13 +293,13 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
     const byNode = Object.fromEntries(Object.keys(start.agents).map((node) => [node, end.agents[node] - start.agents[node]]));
     cpu[phase] = { totalMs: Object.values(byNode).reduce((a, b) => a + b, 0), byNode };
     // Busy CPU of the machine not spent by the sandbox's processes: other work sharing the cores.
-    const other = (end.machineBusyMs - start.machineBusyMs) - (end.sandboxMs - start.sandboxMs);
+    const other = end.machineBusyMs - start.machineBusyMs - (end.sandboxMs - start.sandboxMs);
     otherLoad[phase] = Math.max(0, other) / Math.max(1, end.at - start.at);
   }
   result.agentCpu = cpu;
   result.otherLoadCpus = otherLoad;
   const per = (ms: number | undefined, count: number, unit: number): number | undefined =>
-    (ms === undefined || !Number.isFinite(ms) || count <= 0 ? undefined : (ms / count) * unit);
+    ms === undefined || !Number.isFinite(ms) || count <= 0 ? undefined : (ms / count) * unit;
   result.agentCpuMsPer1kRequests = per(cpu.rps?.totalMs, load.rps.requests, 1000);
   result.agentCpuMsPer1kConnections = per(cpu.cps?.totalMs, load.cps.connections, 1000);
   result.agentCpuMsPer1kOpenLoopRequests = per(cpu.latency?.totalMs, load.latency.answered, 1000);
@@ -224,7 +307,12 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
 
   // What a reader of the table needs to trust it: errors seen by the client, and whether the lane
   // really was (or really was not) relayed by the agents.
-  const errors = { rps: load.rps.errors.total, cps: load.cps.errors.total, latency: load.latency.errors.total, bulk: load.bulk.errors.total };
+  const errors = {
+    rps: load.rps.errors.total,
+    cps: load.cps.errors.total,
+    latency: load.latency.errors.total,
+    bulk: load.bulk.errors.total,
+  };
   for (const [phase, count] of Object.entries(errors)) if (count > 0) result.notes.push(`${count} client errors in ${phase} (see JSON)`);
   if (load.warmupErrors > 0) result.notes.push(`${load.warmupErrors} client errors during warm-up`);
   const disturbed = Object.entries(otherLoad).filter(([, cpus]) => cpus > OTHER_LOAD_NOTE_CPUS);
@@ -240,7 +328,10 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
   if (!result.mesh && records > 0) result.notes.push(`${records} access records: the baseline lane was captured`);
   if (accessErrors > 0 || warnings > 0) {
     const top = Object.entries(Object.assign({}, ...Object.values(logs).map((s) => s.errorsByMessage)) as Record<string, number>)
-      .sort((a, b) => b[1] - a[1]).slice(0, 3).map(([m, n]) => `${n}x ${m}`).join('; ');
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([m, n]) => `${n}x ${m}`)
+      .join('; ');
     result.notes.push(`agents logged ${accessErrors} connection errors and ${warnings} warnings: ${top}`);
   }
   return result;
@@ -248,10 +339,15 @@ async function runLane(sandbox: BenchSandbox, lane: Lane, status: SandboxStatusJ
 
 /** The phase each reported number comes from, to tell whether other load disturbed it. */
 const METRIC_PHASE: Record<Metric, string> = {
-  requestsPerSecond: 'rps', agentCpuMsPer1kRequests: 'rps',
-  connectionsPerSecond: 'cps', agentCpuMsPer1kConnections: 'cps',
-  p50Ms: 'latency', p99Ms: 'latency', agentCpuMsPer1kOpenLoopRequests: 'latency',
-  mibPerSecond: 'bulk', agentCpuMsPerGiB: 'bulk',
+  requestsPerSecond: 'rps',
+  agentCpuMsPer1kRequests: 'rps',
+  connectionsPerSecond: 'cps',
+  agentCpuMsPer1kConnections: 'cps',
+  p50Ms: 'latency',
+  p99Ms: 'latency',
+  agentCpuMsPer1kOpenLoopRequests: 'latency',
+  mibPerSecond: 'bulk',
+  agentCpuMsPerGiB: 'bulk',
 };
 const HIGHER_IS_BETTER = new Set<Metric>(['requestsPerSecond', 'connectionsPerSecond', 'mibPerSecond']);
 
@@ -267,15 +363,24 @@ const phaseDisturbed = (run: LaneResult, phase: string): boolean => (run.otherLo
 function bestOf(runs: LaneResult[]): LaneResult {
   const ok = runs.filter((r) => r.ok);
   if (ok.length === 0) return { ...runs[0], rounds: runs };
-  const notes = runs.flatMap((r, i) => [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `run ${i + 1}: ${n}` : n)));
+  const notes = runs.flatMap((r, i) =>
+    [...(r.ok ? [] : [`failed: ${r.error}`]), ...r.notes].map((n) => (runs.length > 1 ? `run ${i + 1}: ${n}` : n)),
+  );
   const disturbedMetrics: Metric[] = [];
   const best: LaneResult = {
-    lane: ok[0].lane, mesh: ok[0].mesh, placement: ok[0].placement, target: ok[0].target, ok: true, notes, rounds: runs,
+    lane: ok[0].lane,
+    mesh: ok[0].mesh,
+    placement: ok[0].placement,
+    target: ok[0].target,
+    ok: true,
+    notes,
+    rounds: runs,
     disturbedMetrics,
   };
   for (const metric of Object.keys(METRIC_PHASE) as Metric[]) {
     const clean = ok.filter((r) => !phaseDisturbed(r, METRIC_PHASE[metric]));
-    const values = (clean.length > 0 ? clean : ok).map((r) => r[metric])
+    const values = (clean.length > 0 ? clean : ok)
+      .map((r) => r[metric])
       .filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
     if (values.length === 0) continue;
     best[metric] = HIGHER_IS_BETTER.has(metric) ? Math.max(...values) : Math.min(...values);
@@ -342,11 +447,13 @@ async function main(): Promise<number> {
       const result = await runLane(sandbox, lane, status, ticks, phases);
       runsOf(lane).push(result);
       laneRuns += 1;
-      say(result.ok
-        ? `  ${result.requestsPerSecond?.toFixed(0)} req/s, ${result.connectionsPerSecond?.toFixed(0)} conn/s, `
-          + `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s`
-          + `${result.disturbed ? ' (disturbed by other load)' : ''}`
-        : `  failed: ${result.error}`);
+      say(
+        result.ok
+          ? `  ${result.requestsPerSecond?.toFixed(0)} req/s, ${result.connectionsPerSecond?.toFixed(0)} conn/s, ` +
+              `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, ${result.mibPerSecond?.toFixed(0)} MiB/s` +
+              `${result.disturbed ? ' (disturbed by other load)' : ''}`
+          : `  failed: ${result.error}`,
+      );
       await sleep(PAUSE_BETWEEN_LANES_MS);
     };
     for (let round = 1; round <= phases.rounds && !interrupted; round++) {
@@ -372,9 +479,14 @@ async function main(): Promise<number> {
   for (const line of formatReport(lanes)) say(line);
   if (values.json) {
     const report = {
-      scenario: 'pod-to-pod', startedAt: startedAt.toISOString(), node: process.version,
+      scenario: 'pod-to-pod',
+      startedAt: startedAt.toISOString(),
+      node: process.version,
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, kernel: os.release() },
-      phases, lanes, ratios: ratios(lanes), metricsCosts: metricsCosts(lanes),
+      phases,
+      lanes,
+      ratios: ratios(lanes),
+      metricsCosts: metricsCosts(lanes),
     };
     fs.writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
     say(`\nresults written to ${values.json}`);
@@ -382,7 +494,12 @@ async function main(): Promise<number> {
   return lanes.length === LANES.length && lanes.every((l) => l.ok && (l.rounds ?? []).every((r) => r.ok)) ? 0 : 1;
 }
 
-main().then((code) => { process.exitCode = code; }, (err: Error) => {
-  process.stderr.write(`bench: ${err.message}\n`);
-  process.exitCode = 1;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -11,7 +11,9 @@ if (!fs.existsSync(main)) {
   process.stderr.write(`ferry: not built yet; run \`npm ci && npm run build\` in ${path.join(__dirname, '..')}\n`);
   process.exit(1);
 }
-require(main).main(process.argv).catch((err) => {
-  process.stderr.write(`ferry: ${err?.message ? err.message : err}\n`);
-  process.exit(1);
-});
+require(main)
+  .main(process.argv)
+  .catch((err) => {
+    process.stderr.write(`ferry: ${err?.message ? err.message : err}\n`);
+    process.exit(1);
+  });

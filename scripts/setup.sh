@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 util-linux procps make g++ python3 pkg-config curl tcpdump prometheus graphviz)
+PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 iputils-ping util-linux procps make g++ python3 pkg-config curl tcpdump prometheus graphviz)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,8 +42,16 @@ export interface LaneResult {
 }
 
 /** The numbers a lane reports, each measured in one phase of the load tool. */
-export type Metric = 'requestsPerSecond' | 'connectionsPerSecond' | 'p50Ms' | 'p99Ms' | 'mibPerSecond'
-  | 'agentCpuMsPer1kRequests' | 'agentCpuMsPer1kConnections' | 'agentCpuMsPer1kOpenLoopRequests' | 'agentCpuMsPerGiB';
+export type Metric =
+  | 'requestsPerSecond'
+  | 'connectionsPerSecond'
+  | 'p50Ms'
+  | 'p99Ms'
+  | 'mibPerSecond'
+  | 'agentCpuMsPer1kRequests'
+  | 'agentCpuMsPer1kConnections'
+  | 'agentCpuMsPer1kOpenLoopRequests'
+  | 'agentCpuMsPerGiB';
 
 export interface Ratio {
   lane: string;
@@ -83,7 +91,7 @@ export function ratios(lanes: LaneResult[]): Ratio[] {
 }
 
 const fixed = (v: number | null | undefined, digits: number): string =>
-  (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
 const times = (r: Ratio, metric: Metric & keyof Ratio): string => {
   const v = r[metric];
   return v === null ? '-' : `${v.toFixed(2)}x${r.disturbedMetrics.includes(metric) ? '*' : ''}`;
@@ -91,7 +99,12 @@ const times = (r: Ratio, metric: Metric & keyof Ratio): string => {
 
 function table(rows: string[][], rightAligned: boolean[]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((cell, i) => (rightAligned[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((cell, i) => (rightAligned[i] ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 export interface MetricsCost {
@@ -107,7 +120,8 @@ export function metricsCosts(lanes: LaneResult[], suffix = ', no traffic metrics
     const withMetrics = lanes.find((l) => l.ok && l.lane === without.lane.slice(0, -suffix.length));
     if (!withMetrics) continue;
     const cpu = (l: LaneResult): MetricsCost['withMetrics'] => ({
-      perKConnections: l.agentCpuMsPer1kConnections ?? null, perKRequests: l.agentCpuMsPer1kRequests ?? null,
+      perKConnections: l.agentCpuMsPer1kConnections ?? null,
+      perKRequests: l.agentCpuMsPer1kRequests ?? null,
     });
     out.push({ lane: withMetrics.lane, withMetrics: cpu(withMetrics), withoutMetrics: cpu(without) });
   }
@@ -118,12 +132,21 @@ export function formatReport(lanes: LaneResult[]): string[] {
   const header = ['lane', 'req/s', 'conn/s', 'p50 ms', 'p99 ms', 'MiB/s', 'agent CPU ms/1k req', 'ms/1k conn', 'ms/GiB'];
   const cell = (l: LaneResult, metric: Metric, digits: number): string =>
     `${fixed(l[metric], digits)}${l.disturbedMetrics?.includes(metric) ? '*' : ''}`;
-  const rows = lanes.map((l) => (l.ok ? [
-    l.lane, cell(l, 'requestsPerSecond', 0), cell(l, 'connectionsPerSecond', 0), cell(l, 'p50Ms', 3), cell(l, 'p99Ms', 3),
-    cell(l, 'mibPerSecond', 0),
-    l.mesh ? cell(l, 'agentCpuMsPer1kRequests', 1) : '-', l.mesh ? cell(l, 'agentCpuMsPer1kConnections', 1) : '-',
-    l.mesh ? cell(l, 'agentCpuMsPerGiB', 0) : '-',
-  ] : [l.lane, 'failed', '', '', '', '', '', '', '']));
+  const rows = lanes.map((l) =>
+    l.ok
+      ? [
+          l.lane,
+          cell(l, 'requestsPerSecond', 0),
+          cell(l, 'connectionsPerSecond', 0),
+          cell(l, 'p50Ms', 3),
+          cell(l, 'p99Ms', 3),
+          cell(l, 'mibPerSecond', 0),
+          l.mesh ? cell(l, 'agentCpuMsPer1kRequests', 1) : '-',
+          l.mesh ? cell(l, 'agentCpuMsPer1kConnections', 1) : '-',
+          l.mesh ? cell(l, 'agentCpuMsPerGiB', 0) : '-',
+        ]
+      : [l.lane, 'failed', '', '', '', '', '', '', ''],
+  );
   const lines = table([header, ...rows], [false, true, true, true, true, true, true, true, true]);
   if (lanes.some((l) => l.disturbed)) {
     lines.push('* measured only while other processes used the CPUs too: pessimistic');
@@ -132,22 +155,44 @@ export function formatReport(lanes: LaneResult[]): string[] {
   if (rs.length > 0) {
     lines.push('');
     lines.push('ratio Ferry / direct, same placement (req/s, conn/s, MiB/s: higher is better; latency: lower is better)');
-    lines.push(...table([
-      ['lane', 'vs', 'req/s', 'conn/s', 'p50', 'p99', 'MiB/s'],
-      ...rs.map((r) => [r.lane, r.against, times(r, 'requestsPerSecond'), times(r, 'connectionsPerSecond'), times(r, 'p50Ms'),
-        times(r, 'p99Ms'), times(r, 'mibPerSecond')]),
-    ], [false, false, true, true, true, true, true]));
+    lines.push(
+      ...table(
+        [
+          ['lane', 'vs', 'req/s', 'conn/s', 'p50', 'p99', 'MiB/s'],
+          ...rs.map((r) => [
+            r.lane,
+            r.against,
+            times(r, 'requestsPerSecond'),
+            times(r, 'connectionsPerSecond'),
+            times(r, 'p50Ms'),
+            times(r, 'p99Ms'),
+            times(r, 'mibPerSecond'),
+          ]),
+        ],
+        [false, false, true, true, true, true, true],
+      ),
+    );
   }
   const costs = metricsCosts(lanes);
   if (costs.length > 0) {
     lines.push('');
-    lines.push('cost of Istio\'s TCP metrics: agent CPU with them (default) and without (--no-traffic-metrics)');
+    lines.push("cost of Istio's TCP metrics: agent CPU with them (default) and without (--no-traffic-metrics)");
     const ms = (v: number | null): string => fixed(v, 1);
-    lines.push(...table([
-      ['lane', 'ms/1k conn with', 'without', 'ms/1k req with', 'without'],
-      ...costs.map((c) => [c.lane, ms(c.withMetrics.perKConnections), ms(c.withoutMetrics.perKConnections),
-        ms(c.withMetrics.perKRequests), ms(c.withoutMetrics.perKRequests)]),
-    ], [false, true, true, true, true]));
+    lines.push(
+      ...table(
+        [
+          ['lane', 'ms/1k conn with', 'without', 'ms/1k req with', 'without'],
+          ...costs.map((c) => [
+            c.lane,
+            ms(c.withMetrics.perKConnections),
+            ms(c.withoutMetrics.perKConnections),
+            ms(c.withMetrics.perKRequests),
+            ms(c.withoutMetrics.perKRequests),
+          ]),
+        ],
+        [false, true, true, true, true],
+      ),
+    );
   }
   const notes = lanes.flatMap((l) => [...(l.ok ? [] : [`${l.lane}: ${l.error}`]), ...l.notes.map((n) => `${l.lane}: ${n}`)]);
   if (notes.length > 0) {

@@ -65,7 +65,11 @@ export function cgroupCpuMs(dir: string): number {
 }
 
 export function cgroup2Root(): string {
-  const mount = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2');
+  const mount = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f[2] === 'cgroup2');
   if (!mount) throw new Error('no cgroup v2 hierarchy is mounted');
   return mount[1];
 }
@@ -94,7 +98,10 @@ export class BenchSandbox {
   private readonly manifestFile: string;
   private readonly running = new Set<ChildProcess>();
 
-  constructor(readonly prefix: string, manifest: string) {
+  constructor(
+    readonly prefix: string,
+    manifest: string,
+  ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
     this.manifestFile = path.join(this.dir, 'manifest.yaml');
     fs.writeFileSync(this.manifestFile, manifest);
@@ -127,7 +134,11 @@ export class BenchSandbox {
   async down(): Promise<CliResult> {
     for (const child of this.running) {
       if (child.exitCode === null && child.pid !== undefined) {
-        try { process.kill(child.pid, 'SIGTERM'); } catch { /* already gone */ }
+        try {
+          process.kill(child.pid, 'SIGTERM');
+        } catch {
+          /* already gone */
+        }
       }
     }
     this.running.clear();
@@ -145,8 +156,15 @@ export class BenchSandbox {
     for (const node of nodes) {
       const killed = await ferry(['sandbox', 'agent', 'kill', node, '--prefix', this.prefix]);
       if (killed.code !== 0) throw new Error(`agent kill ${node} failed: ${killed.stderr}`);
-      const started = await ferry(['sandbox', 'agent', 'start', node, '--prefix', this.prefix,
-        ...agentArgs.map((a) => `--agent-arg=${a}`)]);
+      const started = await ferry([
+        'sandbox',
+        'agent',
+        'start',
+        node,
+        '--prefix',
+        this.prefix,
+        ...agentArgs.map((a) => `--agent-arg=${a}`),
+      ]);
       if (started.code !== 0) throw new Error(`agent start ${node} failed: ${started.stderr}`);
     }
   }
@@ -162,13 +180,16 @@ export class BenchSandbox {
    * phase markers must be seen while it runs, not after). Killed after `timeoutMs`.
    */
   execStreaming(pod: string, argv: string[], onLine: (line: string) => void, timeoutMs: number): Promise<CliResult> {
-    const child = spawn(NODE, [FERRY, 'sandbox', 'exec', '--prefix', this.prefix, pod, '--', ...argv],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [FERRY, 'sandbox', 'exec', '--prefix', this.prefix, pod, '--', ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.running.add(child);
     let stdout = '';
     let stderr = '';
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.stderr.on('data', (d: string) => {
+      stderr += d;
+    });
     const lines = readline.createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       stdout += `${line}\n`;
@@ -213,7 +234,11 @@ export class BenchSandbox {
         for (const line of text.toString('utf8').split('\n')) {
           if (!line.startsWith('{')) continue;
           let record: { level?: number; component?: string; error?: string; msg?: string };
-          try { record = JSON.parse(line) as typeof record; } catch { continue; }
+          try {
+            record = JSON.parse(line) as typeof record;
+          } catch {
+            continue;
+          }
           if (record.component === 'access') {
             scan.accessRecords += 1;
             if (record.error) {

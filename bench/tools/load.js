@@ -71,14 +71,20 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Error tallies by code, so that resets and refusals show up in the result rather than vanish. */
 class ErrorCounter {
-  constructor() { this.byCode = {}; this.total = 0; this.samples = []; }
+  constructor() {
+    this.byCode = {};
+    this.total = 0;
+    this.samples = [];
+  }
   add(err) {
     const code = err.code || err.message.slice(0, 60);
     this.byCode[code] = (this.byCode[code] || 0) + 1;
     this.total += 1;
     if (this.samples.length < 3) this.samples.push(err.message);
   }
-  toJSON() { return { total: this.total, byCode: this.byCode, samples: this.samples }; }
+  toJSON() {
+    return { total: this.total, byCode: this.byCode, samples: this.samples };
+  }
 }
 
 /**
@@ -98,7 +104,10 @@ function responseReader(onResponse, onError) {
         const take = Math.min(bodyLeft, buf.length - off);
         bodyLeft -= take;
         off += take;
-        if (bodyLeft === 0) { bodyLeft = -1; onResponse(); }
+        if (bodyLeft === 0) {
+          bodyLeft = -1;
+          onResponse();
+        }
         continue;
       }
       const end = buf.indexOf(HEADER_END, off);
@@ -114,9 +123,15 @@ function responseReader(onResponse, onError) {
         return;
       }
       const length = /\r\ncontent-length:[ \t]*(\d+)/i.exec(head);
-      if (!length) { onError(new Error('response without content-length')); return; }
+      if (!length) {
+        onError(new Error('response without content-length'));
+        return;
+      }
       bodyLeft = Number(length[1]);
-      if (bodyLeft === 0) { bodyLeft = -1; onResponse(); }
+      if (bodyLeft === 0) {
+        bodyLeft = -1;
+        onResponse();
+      }
     }
   };
 }
@@ -128,7 +143,16 @@ class HttpConnection {
     this.callback = null;
     this.dead = false;
     socket.setNoDelay(true);
-    socket.on('data', responseReader(() => this.settle(null), (err) => { this.settle(err); socket.destroy(); }));
+    socket.on(
+      'data',
+      responseReader(
+        () => this.settle(null),
+        (err) => {
+          this.settle(err);
+          socket.destroy();
+        },
+      ),
+    );
     socket.on('error', (err) => this.settle(err));
     socket.on('close', () => {
       this.dead = true;
@@ -158,8 +182,15 @@ function connectSocket(port) {
       socket.destroy();
       reject(Object.assign(new Error(`connect ${HOST}:${port} timed out`), { code: 'CONNECT_TIMEOUT' }));
     }, CONNECT_TIMEOUT_MS);
-    socket.once('connect', () => { clearTimeout(timer); socket.removeListener('error', reject); resolve(socket); });
-    socket.once('error', (err) => { clearTimeout(timer); reject(err); });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
 }
 
@@ -205,14 +236,23 @@ async function closedLoop(connections, durationMs) {
   const open = new Set();
   // One watchdog for the phase rather than a timer per request: whatever is still waiting for a
   // response DRAIN_MS after the window is closed, which fails its request and ends its worker.
-  const watchdog = setTimeout(() => { for (const conn of open) conn.close(); }, durationMs + DRAIN_MS);
+  const watchdog = setTimeout(() => {
+    for (const conn of open) conn.close();
+  }, durationMs + DRAIN_MS);
   const worker = async () => {
     let conn = null;
     while (performance.now() < end && sent < MAX_REQUESTS_PER_PHASE) {
       if (conn === null || conn.dead) {
         if (conn !== null) open.delete(conn);
         if (conn !== null && ++reconnects > MAX_RECONNECTS_PER_PHASE) return;
-        try { conn = await openHttp(); } catch (err) { errors.add(err); conn = null; await sleep(10); continue; }
+        try {
+          conn = await openHttp();
+        } catch (err) {
+          errors.add(err);
+          conn = null;
+          await sleep(10);
+          continue;
+        }
         open.add(conn);
       }
       sent += 1;
@@ -224,7 +264,10 @@ async function closedLoop(connections, durationMs) {
         });
       });
     }
-    if (conn) { open.delete(conn); conn.close(); }
+    if (conn) {
+      open.delete(conn);
+      conn.close();
+    }
   };
   await Promise.all(Array.from({ length: connections }, worker));
   clearTimeout(watchdog);
@@ -315,8 +358,11 @@ function summarize(values, count) {
   for (const v of sorted) sum += v;
   const ms = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 1000);
   return {
-    p50: ms(percentile(sorted, 0.5)), p90: ms(percentile(sorted, 0.9)), p99: ms(percentile(sorted, 0.99)),
-    p999: ms(percentile(sorted, 0.999)), max: ms(sorted.length ? sorted[sorted.length - 1] : null),
+    p50: ms(percentile(sorted, 0.5)),
+    p90: ms(percentile(sorted, 0.9)),
+    p99: ms(percentile(sorted, 0.99)),
+    p999: ms(percentile(sorted, 0.999)),
+    max: ms(sorted.length ? sorted[sorted.length - 1] : null),
     mean: ms(count ? sum / count : null),
   };
 }
@@ -331,7 +377,7 @@ function summarize(values, count) {
  */
 async function openLoop(rate, durationMs, poolSize) {
   const errors = new ErrorCounter();
-  const total = Math.min(Math.floor(rate * durationMs / 1000), MAX_REQUESTS_PER_PHASE);
+  const total = Math.min(Math.floor((rate * durationMs) / 1000), MAX_REQUESTS_PER_PHASE);
   const latencies = new Float64Array(total);
   const lags = new Float64Array(total);
   const services = new Float64Array(total);
@@ -344,7 +390,9 @@ async function openLoop(rate, durationMs, poolSize) {
   const interval = 1000 / rate;
   let next = 0;
   let finish;
-  const finished = new Promise((resolve) => { finish = resolve; });
+  const finished = new Promise((resolve) => {
+    finish = resolve;
+  });
   if (total === 0) finish();
   const ticker = new Worker(TICKER_SOURCE, { eval: true, workerData: { interval, total, lead: TICK_LEAD_MS } });
   await new Promise((resolve, reject) => {
@@ -372,7 +420,14 @@ async function openLoop(rate, durationMs, poolSize) {
         else idle.push(conn);
       } else if (queue.length > 0) {
         // Replace the failed connection so that the queue keeps draining.
-        openHttp().then((c) => send(c, queue.shift()), (e) => { errors.add(e); done += queue.length; queue.length = 0; });
+        openHttp().then(
+          (c) => send(c, queue.shift()),
+          (e) => {
+            errors.add(e);
+            done += queue.length;
+            queue.length = 0;
+          },
+        );
       }
       if (done >= total) finish();
     });
@@ -392,7 +447,11 @@ async function openLoop(rate, durationMs, poolSize) {
   await ticker.terminate();
   for (const conn of idle) conn.close();
   return {
-    rate, seconds: durationMs / 1000, connections: poolSize, scheduled: total, answered: measured,
+    rate,
+    seconds: durationMs / 1000,
+    connections: poolSize,
+    scheduled: total,
+    answered: measured,
     unanswered: total - measured - errors.total,
     latencyMs: summarize(latencies, measured),
     sendLagMs: summarize(lags, sentCount),
@@ -413,35 +472,49 @@ function bulk(bytes) {
       if (socket) socket.destroy();
       reject(Object.assign(new Error(`bulk of ${bytes} bytes timed out after ${BULK_TIMEOUT_MS} ms`), { code: 'BULK_TIMEOUT' }));
     }, BULK_TIMEOUT_MS);
-    connectSocket(SINK_PORT).then((s) => {
-      socket = s;
-      const start = performance.now();
-      let reply = '';
-      s.setEncoding('latin1');
-      s.on('data', (d) => { reply += d; });
-      s.on('error', (err) => { clearTimeout(timer); reject(err); });
-      s.on('end', () => {
+    connectSocket(SINK_PORT).then(
+      (s) => {
+        socket = s;
+        const start = performance.now();
+        let reply = '';
+        s.setEncoding('latin1');
+        s.on('data', (d) => {
+          reply += d;
+        });
+        s.on('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        s.on('end', () => {
+          clearTimeout(timer);
+          const seconds = (performance.now() - start) / 1000;
+          s.destroy();
+          const received = Number(reply.trim());
+          if (received !== bytes) {
+            reject(Object.assign(new Error(`sink received ${reply.trim() || 'nothing'} of ${bytes} bytes`), { code: 'SHORT_BULK' }));
+            return;
+          }
+          resolve({ bytes, seconds, mibPerSecond: bytes / 1048576 / seconds });
+        });
+        let offset = 0;
+        const pump = () => {
+          while (offset < bytes) {
+            const piece = offset + chunk.length <= bytes ? chunk : chunk.subarray(0, bytes - offset);
+            offset += piece.length;
+            if (!s.write(piece)) {
+              s.once('drain', pump);
+              return;
+            }
+          }
+          s.end();
+        };
+        pump();
+      },
+      (err) => {
         clearTimeout(timer);
-        const seconds = (performance.now() - start) / 1000;
-        s.destroy();
-        const received = Number(reply.trim());
-        if (received !== bytes) {
-          reject(Object.assign(new Error(`sink received ${reply.trim() || 'nothing'} of ${bytes} bytes`), { code: 'SHORT_BULK' }));
-          return;
-        }
-        resolve({ bytes, seconds, mibPerSecond: bytes / 1048576 / seconds });
-      });
-      let offset = 0;
-      const pump = () => {
-        while (offset < bytes) {
-          const piece = offset + chunk.length <= bytes ? chunk : chunk.subarray(0, bytes - offset);
-          offset += piece.length;
-          if (!s.write(piece)) { s.once('drain', pump); return; }
-        }
-        s.end();
-      };
-      pump();
-    }, (err) => { clearTimeout(timer); reject(err); });
+        reject(err);
+      },
+    );
   });
 }
 
@@ -449,7 +522,11 @@ async function bulkRuns(bytes, runs) {
   const errors = new ErrorCounter();
   const results = [];
   for (let i = 0; i < runs; i++) {
-    try { results.push(await bulk(bytes)); } catch (err) { errors.add(err); }
+    try {
+      results.push(await bulk(bytes));
+    } catch (err) {
+      errors.add(err);
+    }
   }
   const rates = results.map((r) => r.mibPerSecond).sort((a, b) => a - b);
   return { bytes, runs, mibPerSecond: rates.length ? rates[Math.floor((rates.length - 1) / 2)] : null, all: rates, errors };
@@ -475,8 +552,13 @@ async function main() {
   const latency = await phase('latency', () => openLoop(RATE, LATENCY_MS, LATENCY_CONNECTIONS));
   const bulkResult = await phase('bulk', () => bulkRuns(BULK_BYTES, BULK_RUNS));
   emit({
-    event: 'result', host: HOST, warmupErrors: warmup.closed.errors.total + warmup.connections.errors.total + warmup.bulk.errors.total,
-    rps, cps, latency, bulk: bulkResult,
+    event: 'result',
+    host: HOST,
+    warmupErrors: warmup.closed.errors.total + warmup.connections.errors.total + warmup.bulk.errors.total,
+    rps,
+    cps,
+    latency,
+    bulk: bulkResult,
   });
   process.exit(0);
 }

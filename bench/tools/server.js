@@ -28,9 +28,13 @@ server.listen(httpPort, '0.0.0.0', () => process.stdout.write(`${name} http list
 
 // allowHalfOpen: the client's FIN ends the upload while our reply still has to go back (RFC 9293
 // §3.6 half-close); the reply after the FIN proves every byte crossed every hop.
-net.createServer({ allowHalfOpen: true }, (socket) => {
-  let bytes = 0;
-  socket.on('data', (chunk) => { bytes += chunk.length; });
-  socket.on('end', () => socket.end(`${bytes}\n`));
-  socket.on('error', () => socket.destroy());
-}).listen(sinkPort, '0.0.0.0', () => process.stdout.write(`${name} sink listening on ${sinkPort}\n`));
+net
+  .createServer({ allowHalfOpen: true }, (socket) => {
+    let bytes = 0;
+    socket.on('data', (chunk) => {
+      bytes += chunk.length;
+    });
+    socket.on('end', () => socket.end(`${bytes}\n`));
+    socket.on('error', () => socket.destroy());
+  })
+  .listen(sinkPort, '0.0.0.0', () => process.stdout.write(`${name} sink listening on ${sinkPort}\n`));

@@ -9,7 +9,14 @@ import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
 import { canonicalRevision, canonicalService, isLogLevel, LOG_LEVELS, workloadName, type LogLevels } from '../telemetry';
 import type {
-  CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, MapDump, TrustAnchorDump, WorkloadDump,
+  CertificateDump,
+  ConfigDump,
+  ConnectionDump,
+  ConnectionsDump,
+  LoggingDump,
+  MapDump,
+  TrustAnchorDump,
+  WorkloadDump,
 } from './admin-types';
 import { listenHttp, sendJson, sendText } from './http-server';
 
@@ -37,37 +44,41 @@ const INDEX = `Ferry agent admin API
 `;
 
 export function startAdminServer(sources: AdminSources, port: number, host = '127.0.0.1'): Promise<http.Server> {
-  return listenHttp((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const route = `${req.method} ${url.pathname}`;
-    switch (route) {
-      case 'GET /':
-        sendText(res, 200, INDEX);
-        return;
-      case 'GET /config_dump':
-        sendJson(res, 200, configDump(sources));
-        return;
-      case 'GET /connections':
-        sendJson(res, 200, connectionsDump(sources.proxy));
-        return;
-      case 'GET /logging':
-        sendJson(res, 200, loggingDump(sources.levels));
-        return;
-      case 'POST /logging':
-      case 'PUT /logging': {
-        const error = changeLogging(sources.levels, url.searchParams);
-        if (error) sendText(res, 400, `${error}\n`);
-        else sendJson(res, 200, loggingDump(sources.levels));
-        return;
-      }
-      default:
-        if (['/', '/config_dump', '/connections', '/logging'].includes(url.pathname)) {
-          sendText(res, 405, `method ${req.method} not allowed on ${url.pathname}\n`);
-        } else {
-          sendText(res, 404, `not found: ${url.pathname}\n\n${INDEX}`);
+  return listenHttp(
+    (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const route = `${req.method} ${url.pathname}`;
+      switch (route) {
+        case 'GET /':
+          sendText(res, 200, INDEX);
+          return;
+        case 'GET /config_dump':
+          sendJson(res, 200, configDump(sources));
+          return;
+        case 'GET /connections':
+          sendJson(res, 200, connectionsDump(sources.proxy));
+          return;
+        case 'GET /logging':
+          sendJson(res, 200, loggingDump(sources.levels));
+          return;
+        case 'POST /logging':
+        case 'PUT /logging': {
+          const error = changeLogging(sources.levels, url.searchParams);
+          if (error) sendText(res, 400, `${error}\n`);
+          else sendJson(res, 200, loggingDump(sources.levels));
+          return;
         }
-    }
-  }, port, host);
+        default:
+          if (['/', '/config_dump', '/connections', '/logging'].includes(url.pathname)) {
+            sendText(res, 405, `method ${req.method} not allowed on ${url.pathname}\n`);
+          } else {
+            sendText(res, 404, `not found: ${url.pathname}\n\n${INDEX}`);
+          }
+      }
+    },
+    port,
+    host,
+  );
 }
 
 /** A validation message for bad parameters, or undefined once applied. */
@@ -92,17 +103,29 @@ export function loggingDump(levels: LogLevels): LoggingDump {
 
 function workloadDump(w: Workload, enrolled: Set<string>, trustDomain: string): WorkloadDump {
   return {
-    uid: w.uid, namespace: w.namespace, name: w.name, node: w.node, ips: [...w.ips], serviceAccount: w.serviceAccount,
+    uid: w.uid,
+    namespace: w.namespace,
+    name: w.name,
+    node: w.node,
+    ips: [...w.ips],
+    serviceAccount: w.serviceAccount,
     identity: spiffeUri({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
-    workloadName: workloadName(w), app: canonicalService(w), version: canonicalRevision(w),
-    protocol: w.meshEnabled ? 'HBONE' : 'TCP', enrolled: enrolled.has(w.uid),
+    workloadName: workloadName(w),
+    app: canonicalService(w),
+    version: canonicalRevision(w),
+    protocol: w.meshEnabled ? 'HBONE' : 'TCP',
+    enrolled: enrolled.has(w.uid),
   };
 }
 
 function certificateDumps(certificates: WorkloadCertificates, now: number): CertificateDump[] {
   return certificates.certificates().map((c) => ({
-    identity: spiffeUri(c.identity), principal: c.principal, serial: c.serial, issuer: c.issuer,
-    notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(),
+    identity: spiffeUri(c.identity),
+    principal: c.principal,
+    serial: c.serial,
+    issuer: c.issuer,
+    notBefore: c.notBefore.toISOString(),
+    notAfter: c.notAfter.toISOString(),
     state: now < c.notBefore.getTime() ? 'not yet valid' : now >= c.notAfter.getTime() ? 'expired' : 'valid',
     expiresInSeconds: Math.floor((c.notAfter.getTime() - now) / 1000),
     chain: [...c.chainPem],
@@ -112,7 +135,11 @@ function certificateDumps(certificates: WorkloadCertificates, now: number): Cert
 function trustBundleDump(certificates: WorkloadCertificates): TrustAnchorDump[] {
   return certificates.trustBundle().map((pem) => {
     const root = new crypto.X509Certificate(pem);
-    return { subject: root.subject.split('\n').join(', '), notAfter: new Date(root.validTo).toISOString(), fingerprint256: root.fingerprint256 };
+    return {
+      subject: root.subject.split('\n').join(', '),
+      notAfter: new Date(root.validTo).toISOString(),
+      fingerprint256: root.fingerprint256,
+    };
   });
 }
 
@@ -142,13 +169,22 @@ export function configDump(sources: AdminSources): ConfigDump {
 
 export function connectionsDump(proxy: NodeProxy, now = Date.now()): ConnectionsDump {
   const connections: ConnectionDump[] = proxy.tracker.list().map((c) => ({
-    id: c.id, direction: c.direction, source: c.source, destination: c.destination,
-    path: c.record.path, sourceWorkload: c.record.sourceWorkload, sourceNamespace: c.record.sourceNamespace,
-    sourcePrincipal: c.record.sourcePrincipal, destinationService: c.record.destinationService,
-    destinationWorkload: c.record.destinationWorkload, destinationNamespace: c.record.destinationNamespace,
+    id: c.id,
+    direction: c.direction,
+    source: c.source,
+    destination: c.destination,
+    path: c.record.path,
+    sourceWorkload: c.record.sourceWorkload,
+    sourceNamespace: c.record.sourceNamespace,
+    sourcePrincipal: c.record.sourcePrincipal,
+    destinationService: c.record.destinationService,
+    destinationWorkload: c.record.destinationWorkload,
+    destinationNamespace: c.record.destinationNamespace,
     destinationPrincipal: c.record.destinationPrincipal,
-    bytesSent: c.counts.sent, bytesReceived: c.counts.received,
-    startedAt: new Date(c.startedAt).toISOString(), ageMs: now - c.startedAt,
+    bytesSent: c.counts.sent,
+    bytesReceived: c.counts.received,
+    startedAt: new Date(c.startedAt).toISOString(),
+    ageMs: now - c.startedAt,
   }));
   return { connections };
 }

@@ -6,9 +6,7 @@ import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
 import { CaptureEngine, ownCgroup, type MapState } from '../capture';
 import { assertKernelReady, netnsCookie, probeKernel } from '../native';
-import {
-  LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange,
-} from '../identity';
+import { LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange } from '../identity';
 import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
 import { ClusterState, watchSnapshot, type ClusterSnapshot } from '../state';
 import { IdentityTlsProvider } from '../tls';
@@ -47,7 +45,9 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
 
   const state = new ClusterState();
   const certificates = new WorkloadCertificates({
-    ca: new LocalCaClient(config.caDir), trustDomain: config.trustDomain, ttlSeconds: config.certTtlSeconds,
+    ca: new LocalCaClient(config.caDir),
+    trustDomain: config.trustDomain,
+    ttlSeconds: config.certTtlSeconds,
     log: log.child({ component: 'certificates' }),
   });
   await certificates.refreshTrustBundle();
@@ -58,23 +58,35 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   const reportTrust = (): void => {
     try {
       writeAgentTrustStatus(config.caDir, {
-        node: config.node, pid: process.pid, generation: caGeneration,
-        certificates: certificates.certificates().map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
+        node: config.node,
+        pid: process.pid,
+        generation: caGeneration,
+        certificates: certificates
+          .certificates()
+          .map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
       });
     } catch (err) {
       log.warn({ err }, 'could not write trust status');
     }
   };
-  const stopCaWatch = watchTrustBundle(config.caDir, CA_POLL_MS, (change: CaChange) => {
-    certificates.setTrustBundle(change.roots);
-    const renewal = change.issuerChanged && !change.first
-      ? certificates.renewAll(`CA issuer is now ${change.issuer}`) : Promise.resolve();
-    renewal.then(() => {
-      caGeneration = change.generation;
-      reportTrust();
-    }, (err: Error) => log.error({ err }, 're-issuing certificates after an issuer change failed'));
-    if (!change.first) log.info({ generation: change.generation, phase: change.phase, issuer: change.issuer }, 'CA changed');
-  }, (err) => log.error({ err }, 'CA directory unreadable'));
+  const stopCaWatch = watchTrustBundle(
+    config.caDir,
+    CA_POLL_MS,
+    (change: CaChange) => {
+      certificates.setTrustBundle(change.roots);
+      const renewal =
+        change.issuerChanged && !change.first ? certificates.renewAll(`CA issuer is now ${change.issuer}`) : Promise.resolve();
+      renewal.then(
+        () => {
+          caGeneration = change.generation;
+          reportTrust();
+        },
+        (err: Error) => log.error({ err }, 're-issuing certificates after an issuer change failed'),
+      );
+      if (!change.first) log.info({ generation: change.generation, phase: change.phase, issuer: change.issuer }, 'CA changed');
+    },
+    (err) => log.error({ err }, 'CA directory unreadable'),
+  );
   certificates.onChange(() => reportTrust());
   const registry = new Registry();
   const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
@@ -83,8 +95,12 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   const own = ownCgroup();
   log.info({ cgroup: own.path, cgroupId: own.id.toString() }, 'agent cgroup: only its marked sockets pass capture');
   const capture = await CaptureEngine.start({
-    bpfDir: config.bpfDir, pinDir: config.pinDir, cgroupPath: config.cgroupPath, agentCgroupId: own.id,
-    serviceLoadBalancing: config.serviceLoadBalancing, log,
+    bpfDir: config.bpfDir,
+    pinDir: config.pinDir,
+    cgroupPath: config.cgroupPath,
+    agentCgroupId: own.id,
+    serviceLoadBalancing: config.serviceLoadBalancing,
+    log,
   });
   const { limits } = config;
   const keepalive = keepaliveSettings(limits.tcpKeepaliveSeconds);
@@ -112,8 +128,12 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   // Counting a map's entries walks every key: done on a timer, on libuv's pool, never per scrape.
   let mapSample: { maps: MapState[]; sampledAt?: Date } = { maps: capture.mapCapacities().map((m) => ({ ...m, entries: 0 })) };
   const sampleMaps = (): void => {
-    capture.mapStats().then((maps) => { mapSample = { maps, sampledAt: new Date() }; },
-      (err: Error) => log.warn({ err }, 'counting BPF map entries failed'));
+    capture.mapStats().then(
+      (maps) => {
+        mapSample = { maps, sampledAt: new Date() };
+      },
+      (err: Error) => log.warn({ err }, 'counting BPF map entries failed'),
+    );
   };
   sampleMaps();
   const mapTimer = setInterval(sampleMaps, Math.round(limits.mapSampleSeconds * 1000));
@@ -129,34 +149,64 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
   const servers: http.Server[] = [];
   servers.push(await startReadinessServer({ notReadyReason }, PORTS.readiness));
   const render = coalesced(() => registry.metrics());
-  servers.push(await listenHttp(async (req, res) => {
-    const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
-    if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
-      sendText(res, 404, 'not found: metrics are at GET /metrics\n');
-      return;
-    }
-    sendText(res, 200, await render(), registry.contentType);
-  }, PORTS.metrics, ANY_ADDRESS));
-  servers.push(await startAdminServer({
-    node: config.node, state, proxy, capture, certificates, levels: logging.levels,
-    enrolled: () => reconciler.enrolled().map((w) => w.uid), refusedPods: () => reconciler.refused(),
-    mapSample: () => mapSample, notReadyReason,
-  }, PORTS.admin));
+  servers.push(
+    await listenHttp(
+      async (req, res) => {
+        const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
+        if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
+          sendText(res, 404, 'not found: metrics are at GET /metrics\n');
+          return;
+        }
+        sendText(res, 200, await render(), registry.contentType);
+      },
+      PORTS.metrics,
+      ANY_ADDRESS,
+    ),
+  );
+  servers.push(
+    await startAdminServer(
+      {
+        node: config.node,
+        state,
+        proxy,
+        capture,
+        certificates,
+        levels: logging.levels,
+        enrolled: () => reconciler.enrolled().map((w) => w.uid),
+        refusedPods: () => reconciler.refused(),
+        mapSample: () => mapSample,
+        notReadyReason,
+      },
+      PORTS.admin,
+    ),
+  );
 
-  const unwatch = watchSnapshot(config.snapshotPath, (snapshot: ClusterSnapshot) => {
-    state.replace(snapshot);
-    authorizer.stateReplaced(snapshot.revision);
-    capture.syncServices(state.services);
-    reconciler.schedule().then(() => {
-      if (!synced) log.info({ revision: snapshot.revision, pods: capture.enrolledUids() }, 'state synced');
-      synced = true;
-      // Enrolments change the pod maps: count them now rather than at the next tick.
-      sampleMaps();
-    }, (err: Error) => log.error({ err }, 'reconcile failed'));
-  }, (err) => log.error({ err }, 'snapshot rejected; keeping the previous one'));
+  const unwatch = watchSnapshot(
+    config.snapshotPath,
+    (snapshot: ClusterSnapshot) => {
+      state.replace(snapshot);
+      authorizer.stateReplaced(snapshot.revision);
+      capture.syncServices(state.services);
+      reconciler.schedule().then(
+        () => {
+          if (!synced) log.info({ revision: snapshot.revision, pods: capture.enrolledUids() }, 'state synced');
+          synced = true;
+          // Enrolments change the pod maps: count them now rather than at the next tick.
+          sampleMaps();
+        },
+        (err: Error) => log.error({ err }, 'reconcile failed'),
+      );
+    },
+    (err) => log.error({ err }, 'snapshot rejected; keeping the previous one'),
+  );
 
   return {
-    state, proxy, capture, certificates, metrics: registry, notReadyReason,
+    state,
+    proxy,
+    capture,
+    certificates,
+    metrics: registry,
+    notReadyReason,
     async stop() {
       unwatch();
       stopCaWatch();
@@ -199,15 +249,22 @@ function hboneOptions(config: AgentConfig): HboneOptions {
 function coalesced(render: () => Promise<string>): () => Promise<string> {
   let running: Promise<string> | undefined;
   return () => {
-    running ??= render().finally(() => { running = undefined; });
+    running ??= render().finally(() => {
+      running = undefined;
+    });
     return running;
   };
 }
 
 /** What Ferry's health gauges read at scrape time. */
 function healthSource(
-  state: ClusterState, capture: CaptureEngine, proxy: NodeProxy, certificates: WorkloadCertificates,
-  reconciler: PodReconciler, notReadyReason: () => string | undefined, mapEntries: () => MapState[],
+  state: ClusterState,
+  capture: CaptureEngine,
+  proxy: NodeProxy,
+  certificates: WorkloadCertificates,
+  reconciler: PodReconciler,
+  notReadyReason: () => string | undefined,
+  mapEntries: () => MapState[],
 ): HealthSource {
   return {
     enrolledWorkloads() {
@@ -254,7 +311,10 @@ function healthSource(
     },
     hboneDialsFailed() {
       const { pool } = proxy.hboneTotals();
-      return [{ labels: { reason: 'error' }, count: pool.dialFailures }, { labels: { reason: 'peer_backoff' }, count: pool.failedFast }];
+      return [
+        { labels: { reason: 'error' }, count: pool.dialFailures },
+        { labels: { reason: 'peer_backoff' }, count: pool.failedFast },
+      ];
     },
     refusedPods: () => reconciler.refused().length,
     suppressedLogLines: () => [{ labels: { component: 'access' }, count: proxy.suppressedAccessLines }],

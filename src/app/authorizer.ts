@@ -12,7 +12,11 @@ export class PolicyAuthorizer implements InboundAuthorizer {
   private appliedRevision = -1;
   private labelsFingerprint = '';
 
-  constructor(private readonly state: ClusterState, log: Logger, private readonly health?: Pick<HealthMetrics, 'policyDecision'>) {
+  constructor(
+    private readonly state: ClusterState,
+    log: Logger,
+    private readonly health?: Pick<HealthMetrics, 'policyDecision'>,
+  ) {
     this.log = log.child({ component: 'policy' });
   }
 
@@ -31,7 +35,10 @@ export class PolicyAuthorizer implements InboundAuthorizer {
     if (policiesChanged) {
       this.appliedRevision = this.state.policyRevision;
       for (const warning of [...policies.warnings, ...policies.conflicts]) this.log.warn({ revision: snapshotRevision }, warning);
-      this.log.info({ revision: snapshotRevision, policyRevision: this.appliedRevision, fingerprint: policies.fingerprint }, 'policies applied');
+      this.log.info(
+        { revision: snapshotRevision, policyRevision: this.appliedRevision, fingerprint: policies.fingerprint },
+        'policies applied',
+      );
     } else if (labelsChanged) {
       this.log.info({ revision: snapshotRevision }, 'workloads or their labels changed; re-checking open connections');
     }
@@ -60,14 +67,22 @@ export class PolicyAuthorizer implements InboundAuthorizer {
     );
     if (this.health) {
       this.health.policyDecision(decision.allow ? 'allow' : 'deny', 'enforced');
-      for (const run of decision.dryRun) if (run.wouldAllow !== undefined) this.health.policyDecision(run.wouldAllow ? 'allow' : 'deny', 'dry_run');
+      for (const run of decision.dryRun)
+        if (run.wouldAllow !== undefined) this.health.policyDecision(run.wouldAllow ? 'allow' : 'deny', 'dry_run');
     }
     // Dry-run and audit results are the point of those policies: always logged, at info.
     if (decision.dryRun.length > 0 || decision.audited.length > 0) {
-      this.log.info({
-        pod: pod.uid, source: source.peer?.principal ?? source.ip, destination: `${destination.ip}:${destination.port}`,
-        allow: decision.allow, dryRun: decision.dryRun, audited: decision.audited,
-      }, decision.dryRun.length > 0 ? 'dry-run policy evaluated' : 'audited connection');
+      this.log.info(
+        {
+          pod: pod.uid,
+          source: source.peer?.principal ?? source.ip,
+          destination: `${destination.ip}:${destination.port}`,
+          allow: decision.allow,
+          dryRun: decision.dryRun,
+          audited: decision.audited,
+        },
+        decision.dryRun.length > 0 ? 'dry-run policy evaluated' : 'audited connection',
+      );
     }
     return { allow: decision.allow, policy: decision.policy, reason: decision.reason };
   }

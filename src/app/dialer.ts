@@ -29,7 +29,10 @@ export function netnsDialer(timeoutMs: number, keepalive: KeepaliveSettings, log
   return {
     async dial(netnsPath: string, to: SocketAddress, options?: DialOptions): Promise<net.Socket> {
       const socket = await native.connectSocketInNetns(netnsPath, {
-        family: to.family, host: to.ip, port: to.port, timeoutMs,
+        family: to.family,
+        host: to.ip,
+        port: to.port,
+        timeoutMs,
         ...(options?.sourceIp !== undefined
           ? { mark: DELIVERY.mark, transparent: true, sourceHost: options.sourceIp }
           : { mark: SOCKET_MARK }),

@@ -24,10 +24,12 @@ export async function listenHttp(handler: Handler, port: number, host: string): 
 
 function listenOn(handler: Handler, port: number, host: string): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    Promise.resolve().then(() => handler(req, res)).catch((err: Error) => {
-      if (!res.headersSent) sendText(res, 500, `internal error: ${err.message}\n`);
-      else res.destroy(err);
-    });
+    Promise.resolve()
+      .then(() => handler(req, res))
+      .catch((err: Error) => {
+        if (!res.headersSent) sendText(res, 500, `internal error: ${err.message}\n`);
+        else res.destroy(err);
+      });
   });
   // A scrape or an inspection that stalls must not hold a socket for ever.
   server.requestTimeout = 30_000;

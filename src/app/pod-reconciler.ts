@@ -85,7 +85,8 @@ export class PodReconciler {
   /** Readiness: every meshed pod of this node enrolled; otherwise the pods that are not, by name, and why. */
   notReadyReason(): string | undefined {
     if (this.pending.size === 0) return undefined;
-    const named = [...this.pending.entries()].slice(0, 5)
+    const named = [...this.pending.entries()]
+      .slice(0, 5)
       .map(([uid, p]) => `${uid} (${p.stage ?? 'queued'}${p.reason ? `: ${p.reason}` : ''}; attempt ${p.attempts})`);
     const more = this.pending.size > named.length ? ` and ${this.pending.size - named.length} more` : '';
     return `${this.pending.size} pod(s) not enrolled, their traffic refused until they are: ${named.join(', ')}${more}`;
@@ -99,7 +100,10 @@ export class PodReconciler {
   /** Pods whose traffic is refused: enrolment pending, or their workload vanished from the model. */
   refused(): Array<{ uid: string; reason: string }> {
     return [
-      ...[...this.pending.entries()].map(([uid, p]) => ({ uid, reason: `enrolment ${p.stage ?? 'queued'}: ${p.reason ?? 'not attempted yet'}` })),
+      ...[...this.pending.entries()].map(([uid, p]) => ({
+        uid,
+        reason: `enrolment ${p.stage ?? 'queued'}: ${p.reason ?? 'not attempted yet'}`,
+      })),
       ...[...this.orphans.keys()].map((uid) => ({ uid, reason: 'workload not in the model' })),
     ];
   }
@@ -131,7 +135,7 @@ export class PodReconciler {
         this.pending.set(uid, { workload: want, attempts: 0, locked: true, retryAt: 0 });
       } else if (want || this.state.workload(uid) !== undefined) {
         this.release(uid);
-      } else if (!await this.namespaceAlive(orphan.workload.netnsPath, orphan.netnsCookie)) {
+      } else if (!(await this.namespaceAlive(orphan.workload.netnsPath, orphan.netnsCookie))) {
         this.log.info({ pod: uid }, 'network namespace of a pod no longer in the model is gone; releasing it');
         this.release(uid);
       }
@@ -155,17 +159,20 @@ export class PodReconciler {
     if (this.timer && next >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = next;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.timerAt = Infinity;
-      this.schedule().catch((err: Error) => this.log.error({ err }, 'reconcile failed'));
-    }, Math.max(0, next - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.schedule().catch((err: Error) => this.log.error({ err }, 'reconcile failed'));
+      },
+      Math.max(0, next - Date.now()),
+    );
     this.timer.unref();
   }
 
   private async namespaceAlive(netnsPath: string, cookie: bigint): Promise<boolean> {
     try {
-      return await this.options.netnsCookie(netnsPath) === cookie;
+      return (await this.options.netnsCookie(netnsPath)) === cookie;
     } catch {
       return false;
     }
@@ -191,10 +198,18 @@ export class PodReconciler {
       await this.certificates.fetch(this.identityOf(workload));
       stage = 'listeners';
       const listeners = await this.capture.openListeners(workload);
-      await this.proxy.addPod({
-        uid: workload.uid, namespace: workload.namespace, name: workload.name, serviceAccount: workload.serviceAccount,
-        netnsPath: workload.netnsPath, netnsCookie, ips: workload.ips,
-      }, { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone });
+      await this.proxy.addPod(
+        {
+          uid: workload.uid,
+          namespace: workload.namespace,
+          name: workload.name,
+          serviceAccount: workload.serviceAccount,
+          netnsPath: workload.netnsPath,
+          netnsCookie,
+          ips: workload.ips,
+        },
+        { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone },
+      );
       stage = 'capture';
       this.capture.enrol(workload, listeners);
     } catch (err) {
@@ -202,8 +217,12 @@ export class PodReconciler {
       const delay = Math.min(this.maxRetryMs, this.firstRetryMs * 2 ** Math.min(p.attempts - 1, 20)) * (0.8 + 0.4 * Math.random());
       Object.assign(p, { stage, reason: (err as Error).message, retryAt: Date.now() + delay });
       this.health?.enrolmentFailed(stage);
-      this.log.error({ err, pod: workload.uid, stage, attempt: p.attempts, retryInMs: Math.round(delay), locked: p.locked },
-        p.locked ? 'enrolment failed; the pod\'s traffic stays refused until a retry succeeds' : 'enrolment failed before the pod could be locked');
+      this.log.error(
+        { err, pod: workload.uid, stage, attempt: p.attempts, retryInMs: Math.round(delay), locked: p.locked },
+        p.locked
+          ? "enrolment failed; the pod's traffic stays refused until a retry succeeds"
+          : 'enrolment failed before the pod could be locked',
+      );
       return;
     }
     this.pending.delete(workload.uid);
@@ -250,8 +269,9 @@ export class PodReconciler {
 
   /** Service accounts are shared: the certificate goes only with the last enrolled pod that uses it. */
   private forgetCertificate(gone: Workload): void {
-    const inUse = [...this.enrolledPods.values(), ...this.pending.values()]
-      .some(({ workload: w }) => w.namespace === gone.namespace && w.serviceAccount === gone.serviceAccount);
+    const inUse = [...this.enrolledPods.values(), ...this.pending.values()].some(
+      ({ workload: w }) => w.namespace === gone.namespace && w.serviceAccount === gone.serviceAccount,
+    );
     if (!inUse) this.certificates.forget(this.identityOf(gone));
   }
 }

@@ -9,12 +9,16 @@ export interface ReadinessSource {
 }
 
 export function startReadinessServer(source: ReadinessSource, port: number, host = ANY_ADDRESS): Promise<http.Server> {
-  return listenHttp((req, res) => {
-    if (req.url !== '/healthz/ready') {
-      sendText(res, 404, 'not found: the readiness endpoint is /healthz/ready\n');
-      return;
-    }
-    const reason = source.notReadyReason();
-    sendText(res, reason === undefined ? 200 : 503, reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
-  }, port, host);
+  return listenHttp(
+    (req, res) => {
+      if (req.url !== '/healthz/ready') {
+        sendText(res, 404, 'not found: the readiness endpoint is /healthz/ready\n');
+        return;
+      }
+      const reason = source.notReadyReason();
+      sendText(res, reason === undefined ? 200 : 503, reason === undefined ? 'ready\n' : `not ready: ${reason}\n`);
+    },
+    port,
+    host,
+  );
 }

@@ -197,7 +197,9 @@ export function encodePod(pod: PodEntry): Buffer {
   }
   writeU32(buf, pod.state === 'enrolled' ? BPF_CONSTANTS.FERRY_POD_ENROLLED : BPF_CONSTANTS.FERRY_POD_LOCKED, f.flags);
   writeU32(buf, pod.podId, f.pod_id);
-  pod.excludedPorts.forEach((port, i) => { writeU16(buf, port, f.excluded_ports + 2 * i); });
+  pod.excludedPorts.forEach((port, i) => {
+    writeU16(buf, port, f.excluded_ports + 2 * i);
+  });
   pod.excludedCidrs.forEach((cidr, i) => {
     // The same parser as the manifest's annotation check. A mapped network is written as the IPv4 one, because
     // connect6 hands v4-mapped destinations to the exclusion check as AF_INET (bpf/connect.bpf.c).

@@ -9,9 +9,24 @@ import { DELIVERY, PORTS, SOCKET_MARK } from '../config';
 import type { Logger } from '../telemetry';
 import type { Service, Workload } from '../state';
 import {
-  BPF_CONSTANTS, MAP_NAMES, VERDICTS, decodeNetnsCookie, decodeOrigin, decodeU64, encodeBackendKey, encodeConfig,
-  encodeConnKey, encodeIpKey, encodeNetnsCookie, encodePod, encodeService, encodeServiceKey, encodeSockaddr, encodeU32,
-  decodeService, type SocketAddress,
+  BPF_CONSTANTS,
+  MAP_NAMES,
+  VERDICTS,
+  decodeNetnsCookie,
+  decodeOrigin,
+  decodeU64,
+  encodeBackendKey,
+  encodeConfig,
+  encodeConnKey,
+  encodeIpKey,
+  encodeNetnsCookie,
+  encodePod,
+  encodeService,
+  encodeServiceKey,
+  encodeSockaddr,
+  encodeU32,
+  decodeService,
+  type SocketAddress,
 } from './bpf-layout';
 import { CaptureError } from './errors';
 
@@ -85,7 +100,7 @@ export interface CgroupAttachment {
 }
 
 const OBJECTS = ['connect', 'sock-ops', 'sk-lookup'] as const;
-type ObjectName = typeof OBJECTS[number];
+type ObjectName = (typeof OBJECTS)[number];
 const CGROUP_PROGRAMS = [
   { object: 'connect', program: 'ferry_connect4', pin: 'connect4' },
   { object: 'connect', program: 'ferry_connect6', pin: 'connect6' },
@@ -143,9 +158,10 @@ export class CaptureEngine {
       }
     }
     const objects = loaded as Record<ObjectName, BpfObjectHandle>;
-    const maps = Object.fromEntries(
-      Object.entries(MAP_NAMES).map(([key, name]) => [key, objects.connect.map(name)]),
-    ) as Record<keyof typeof MAP_NAMES, BpfMapHandle>;
+    const maps = Object.fromEntries(Object.entries(MAP_NAMES).map(([key, name]) => [key, objects.connect.map(name)])) as Record<
+      keyof typeof MAP_NAMES,
+      BpfMapHandle
+    >;
     const engine = new CaptureEngine(options, objects, maps, log);
 
     const flags = options.serviceLoadBalancing ? BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB : 0;
@@ -155,14 +171,18 @@ export class CaptureEngine {
       const object = objects[spec.object];
       const pinPath = path.join(linkDir, spec.pin);
       try {
-        const { link, adopted } = await attachPinned(pinPath, object, spec.program,
-          () => object.attachCgroup(spec.program, options.cgroupPath));
+        const { link, adopted } = await attachPinned(pinPath, object, spec.program, () =>
+          object.attachCgroup(spec.program, options.cgroupPath),
+        );
         engine.cgroupLinks.push(link);
         engine.attachments.push({ program: spec.program, cgroup: options.cgroupPath, linkId: link.info.id, adopted });
       } catch (err) {
         engine.close();
-        throw new CaptureError('FERRY_ERR_CAPTURE_ATTACH',
-          `attaching ${spec.program} to cgroup ${options.cgroupPath}: ${(err as Error).message}`, { cause: err });
+        throw new CaptureError(
+          'FERRY_ERR_CAPTURE_ATTACH',
+          `attaching ${spec.program} to cgroup ${options.cgroupPath}: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     }
     log.info({ cgroup: options.cgroupPath, pinDir: options.pinDir, attachments: engine.attachments }, 'capture programs attached');
@@ -181,8 +201,11 @@ export class CaptureEngine {
       // before the pod is served, so the first delivery already gets its answer.
       await native.configurePodRouting(workload.netnsPath, { ...podRouting(workload), enable: true });
     } catch (err) {
-      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: reply routing in ${workload.netnsPath}: `
-        + `${(err as Error).message}`, { cause: err });
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ` + `${(err as Error).message}`,
+        { cause: err },
+      );
     }
     const families = new Set<4 | 6>(workload.ips.map(familyOf));
     families.add(4);
@@ -204,14 +227,19 @@ export class CaptureEngine {
         // HBONE is reached from other nodes at the pod's own address, so it listens on the wildcard;
         // sk_lookup passes Ferry's ports, so the kernel's normal lookup finds it.
         const tunnel = await native.listenInNetns(workload.netnsPath, {
-          ...common, host: family === 4 ? '0.0.0.0' : '::', port: PORTS.hbone,
+          ...common,
+          host: family === 4 ? '0.0.0.0' : '::',
+          port: PORTS.hbone,
         });
         hbone.push(tunnel.fd);
       }
     } catch (err) {
       for (const fd of [...outbound, ...inbound, ...hbone]) native.closeFd(fd);
-      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: opening listeners in ${workload.netnsPath}: ${(err as Error).message}`, { cause: err });
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: opening listeners in ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return { netnsCookie, outbound, inbound, hbone, inboundByFamily };
   }
@@ -230,18 +258,25 @@ export class CaptureEngine {
     try {
       netnsCookie = await native.netnsCookie(workload.netnsPath);
     } catch (err) {
-      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: `
-        + `${(err as Error).message}`, { cause: err });
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: ` + `${(err as Error).message}`,
+        { cause: err },
+      );
     }
     const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
     const skLookup = this.objects['sk-lookup'];
     let link: BpfLinkHandle;
     try {
-      ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM,
-        () => skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath)));
+      ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM, () =>
+        skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath),
+      ));
     } catch (err) {
-      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: attaching sk_lookup to ${workload.netnsPath}: ${(err as Error).message}`, { cause: err });
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: attaching sk_lookup to ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     const podId = this.nextPodId++;
     try {
@@ -258,8 +293,10 @@ export class CaptureEngine {
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
     }
     this.pods.set(workload.uid, { workload, netnsCookie, link, podId });
-    this.log.info({ pod: workload.uid, ips: workload.ips, netnsCookie: netnsCookie.toString(), linkId: link.info.id },
-      'pod locked: its traffic is refused until it is enrolled');
+    this.log.info(
+      { pod: workload.uid, ips: workload.ips, netnsCookie: netnsCookie.toString(), linkId: link.info.id },
+      'pod locked: its traffic is refused until it is enrolled',
+    );
     return netnsCookie;
   }
 
@@ -271,8 +308,11 @@ export class CaptureEngine {
     const pod = this.pods.get(workload.uid);
     if (!pod) throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: enrolled before it was locked`);
     if (pod.netnsCookie !== listeners.netnsCookie) {
-      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: its listeners are in another network namespace `
-        + `(cookie ${listeners.netnsCookie}) than the one locked (${pod.netnsCookie}); was the pod recreated?`);
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: its listeners are in another network namespace ` +
+          `(cookie ${listeners.netnsCookie}) than the one locked (${pod.netnsCookie}); was the pod recreated?`,
+      );
     }
     try {
       for (const ip of workload.ips) {
@@ -285,8 +325,10 @@ export class CaptureEngine {
       throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
     }
     pod.listeners = listeners;
-    this.log.info({ pod: workload.uid, ips: workload.ips, netnsCookie: pod.netnsCookie.toString(), linkId: pod.link.info.id },
-      'pod enrolled');
+    this.log.info(
+      { pod: workload.uid, ips: workload.ips, netnsCookie: pod.netnsCookie.toString(), linkId: pod.link.info.id },
+      'pod enrolled',
+    );
   }
 
   private podEntry(workload: Workload, podId: number, state: 'locked' | 'enrolled'): Buffer {
@@ -433,7 +475,9 @@ export class CaptureEngine {
   /** Name, type and capacity of each map: from the map's info, no walk. */
   mapCapacities(): Array<Omit<MapState, 'entries'>> {
     return Object.values(this.maps).map((map) => ({
-      name: map.info.name, type: MAP_TYPE_NAMES[map.info.type] ?? `type ${map.info.type}`, maxEntries: map.info.maxEntries,
+      name: map.info.name,
+      type: MAP_TYPE_NAMES[map.info.type] ?? `type ${map.info.type}`,
+      maxEntries: map.info.maxEntries,
     }));
   }
 
@@ -505,7 +549,10 @@ function dropLink(link: BpfLinkHandle): void {
 
 /** Re-adopt a pinned link (pointing it at the freshly loaded program) or attach and pin a new one. */
 async function attachPinned(
-  pinPath: string, object: BpfObjectHandle, program: string, attach: () => Promise<BpfLinkHandle>,
+  pinPath: string,
+  object: BpfObjectHandle,
+  program: string,
+  attach: () => Promise<BpfLinkHandle>,
 ): Promise<{ link: BpfLinkHandle; adopted: boolean }> {
   const existing = native.openPinnedLink(pinPath);
   if (existing?.info.attached) {

@@ -19,7 +19,10 @@ export interface OwnCgroup {
  * hierarchy it can see (hybrid hosts, or a container without the cgroup filesystem mounted).
  */
 export function ownCgroup(procSelf = '/proc/self'): OwnCgroup {
-  const membership = fs.readFileSync(path.join(procSelf, 'cgroup'), 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  const membership = fs
+    .readFileSync(path.join(procSelf, 'cgroup'), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
   if (!membership) throw new CaptureError('FERRY_ERR_CAPTURE_CGROUP', `${procSelf}/cgroup has no cgroup v2 (0::) entry`);
   const relative = membership.slice(3).replace(/ \(deleted\)$/, '');
   for (const line of fs.readFileSync(path.join(procSelf, 'mountinfo'), 'utf8').split('\n')) {

@@ -6,23 +6,27 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { type Command, Option } from 'commander';
 import { Agent, request } from 'undici';
-import type {
-  CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, WorkloadDump,
-} from '../app/admin-types';
+import type { CertificateDump, ConfigDump, ConnectionDump, ConnectionsDump, LoggingDump, WorkloadDump } from '../app/admin-types';
 import { PORTS, sandboxPrefixFrom } from '../config';
 import { DEFAULT_ROOT_NAMESPACE, type AuthorizationPolicy, type PeerAuthentication } from '../policy';
 import { netnsHttpGet, readPlan, type SandboxPlan } from '../sandbox';
 import type { Service } from '../state';
 import {
-  GRAPH_TABLE_HEADER, buildServiceGraph, humanBytes, parsePrometheusText, serviceGraphDot, serviceGraphRows,
-  type Exposition, type ServiceGraph,
+  GRAPH_TABLE_HEADER,
+  buildServiceGraph,
+  humanBytes,
+  parsePrometheusText,
+  serviceGraphDot,
+  serviceGraphRows,
+  type Exposition,
+  type ServiceGraph,
 } from '../telemetry';
 import { CliAnswerError, CliArgumentError, CliUnreachableError } from './errors';
 import { printTable } from './table';
 
 /** What `inspect` shows of one agent's config dump or connections. */
 export const INSPECT_KINDS = ['workloads', 'services', 'policies', 'certs', 'connections'] as const;
-export type InspectKind = typeof INSPECT_KINDS[number];
+export type InspectKind = (typeof INSPECT_KINDS)[number];
 
 const DEFAULT_ADMIN_URL = `http://127.0.0.1:${PORTS.admin}`;
 const DEFAULT_METRICS_URL = `http://127.0.0.1:${PORTS.metrics}/metrics`;
@@ -50,8 +54,12 @@ export interface InspectOptions {
 }
 
 const stdio: InspectIo = {
-  print: (line) => { process.stdout.write(`${line}\n`); },
-  warn: (line) => { process.stderr.write(`${line}\n`); },
+  print: (line) => {
+    process.stdout.write(`${line}\n`);
+  },
+  warn: (line) => {
+    process.stderr.write(`${line}\n`);
+  },
 };
 
 /** One agent's HTTP endpoint: `get` resolves with the body of a 200 answer; errors name the agent. */
@@ -67,19 +75,21 @@ export function registerInspect(program: Command, sandbox: Command, options: Ins
   const access = options.sandbox ?? { readPlan, netnsHttpGet };
   const outputOption = (): Option => new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table');
 
-  const inspect = program.command('inspect')
-    .description('what one agent knows (its admin API, default 127.0.0.1:15000), and the service graph from agents\' metrics');
+  const inspect = program
+    .command('inspect')
+    .description("what one agent knows (its admin API, default 127.0.0.1:15000), and the service graph from agents' metrics");
   const describe: Record<InspectKind, string> = {
     workloads: 'every pod the agent knows: address, node, identity, whether it is enrolled here',
     services: 'Services with their VIPs, ports and endpoints',
     policies: 'AuthorizationPolicy and PeerAuthentication in force, and their warnings',
-    certs: 'the agent\'s workload certificates (never keys) and trust bundle',
+    certs: "the agent's workload certificates (never keys) and trust bundle",
     connections: 'connections the agent is proxying now',
   };
   for (const kind of INSPECT_KINDS) {
-    inspect.command(kind)
+    inspect
+      .command(kind)
       .description(describe[kind])
-      .option('--admin <url>', 'the agent\'s admin API', DEFAULT_ADMIN_URL)
+      .option('--admin <url>', "the agent's admin API", DEFAULT_ADMIN_URL)
       .addOption(outputOption())
       .action(async (opts: { admin: string; output: string }) => {
         await withHttp(async (http) => {
@@ -87,23 +97,32 @@ export function registerInspect(program: Command, sandbox: Command, options: Ins
         });
       });
   }
-  inspect.command('graph')
-    .description('the service graph from agents\' Istio TCP metrics: an edge table, a DOT file and, with Graphviz, an SVG')
+  inspect
+    .command('graph')
+    .description("the service graph from agents' Istio TCP metrics: an edge table, a DOT file and, with Graphviz, an SVG")
     .option('--metrics <url...>', `an agent's metrics URL (repeat for each agent; default ${DEFAULT_METRICS_URL})`)
     .option('--out <file>', `where to write the DOT file (default ./${DEFAULT_GRAPH_FILE}; with -o json only when given)`)
     .addOption(outputOption())
     .action(async (opts: { metrics?: string[]; out?: string; output: string }) => {
       const urls = (opts.metrics ?? [DEFAULT_METRICS_URL]).map((url) => parseUrl('--metrics', url));
-      const expositions = await withHttp(async (http) => Promise.all(urls.map(async (url) => {
-        const body = await http.agent(url, 'metrics endpoint').get('');
-        return parsePrometheusText(body, url.href);
-      })));
+      const expositions = await withHttp(async (http) =>
+        Promise.all(
+          urls.map(async (url) => {
+            const body = await http.agent(url, 'metrics endpoint').get('');
+            return parsePrometheusText(body, url.href);
+          }),
+        ),
+      );
       await showGraph(io, expositions, opts.output === 'json', opts.out);
     });
-  inspect.command('logging')
-    .description('the agent\'s log levels; with --level, change them (the root level, or one component\'s)')
-    .option('--admin <url>', 'the agent\'s admin API', DEFAULT_ADMIN_URL)
-    .option('--level <level>', 'set this level (fatal|error|warn|info|debug|trace|silent; reset drops a component\'s own level); the agent checks it')
+  inspect
+    .command('logging')
+    .description("the agent's log levels; with --level, change them (the root level, or one component's)")
+    .option('--admin <url>', "the agent's admin API", DEFAULT_ADMIN_URL)
+    .option(
+      '--level <level>',
+      "set this level (fatal|error|warn|info|debug|trace|silent; reset drops a component's own level); the agent checks it",
+    )
     .option('--component <name>', 'set the level of this component only (e.g. access)')
     .addOption(outputOption())
     .action(async (opts: { admin: string; level?: string; component?: string; output: string }) => {
@@ -129,7 +148,8 @@ export function registerInspect(program: Command, sandbox: Command, options: Ins
       });
     });
 
-  sandbox.command('inspect')
+  sandbox
+    .command('inspect')
     .description(`one node's agent: ${INSPECT_KINDS.join('|')}; or \`graph\`: the service graph of every node's agent`)
     .argument('<node>', 'a node name, or graph')
     .argument('[what]', INSPECT_KINDS.join('|'))
@@ -205,7 +225,8 @@ async function withHttp<T>(use: (http: Http) => Promise<T>): Promise<T> {
       body = await answer.body.text();
     } catch (err) {
       throw new CliUnreachableError(
-        `nothing answers ${method} ${url.href}: ${causeOf(err)}; is the agent running, and is this its ${what}?`, { cause: err },
+        `nothing answers ${method} ${url.href}: ${causeOf(err)}; is the agent running, and is this its ${what}?`,
+        { cause: err },
       );
     }
     if (status !== 200) throw new CliAnswerError(`${method} ${url.href} answered HTTP ${status}: ${firstLine(body)}`);
@@ -235,7 +256,8 @@ function sandboxAgent(access: SandboxAccess, node: SandboxPlan['nodes'][number],
       if (errno === 'ECONNREFUSED') {
         throw new CliUnreachableError(
           `the agent on node ${node.name} is not running: nothing listens on 127.0.0.1:${port} in its namespace ${node.netns} ` +
-            `(ferry sandbox status shows the agents; ferry sandbox agent start ${node.name} starts it)`, { cause: err },
+            `(ferry sandbox status shows the agents; ferry sandbox agent start ${node.name} starts it)`,
+          { cause: err },
         );
       }
       if (errno === 'ENOENT') {
@@ -244,10 +266,15 @@ function sandboxAgent(access: SandboxAccess, node: SandboxPlan['nodes'][number],
           { cause: err },
         );
       }
-      throw new CliUnreachableError(`the agent on node ${node.name} did not answer GET ${requestPath} on 127.0.0.1:${port}: ${causeOf(err)}`, { cause: err });
+      throw new CliUnreachableError(
+        `the agent on node ${node.name} did not answer GET ${requestPath} on 127.0.0.1:${port}: ${causeOf(err)}`,
+        { cause: err },
+      );
     }
     if (answer.status !== 200) {
-      throw new CliAnswerError(`the agent on node ${node.name} answered HTTP ${answer.status} to GET ${requestPath}: ${firstLine(answer.body)}`);
+      throw new CliAnswerError(
+        `the agent on node ${node.name} answered HTTP ${answer.status} to GET ${requestPath}: ${firstLine(answer.body)}`,
+      );
     }
     return answer.body;
   };
@@ -260,19 +287,23 @@ function sandboxAgent(access: SandboxAccess, node: SandboxPlan['nodes'][number],
  * buildServiceGraph). With no agent answering there is no graph.
  */
 async function sandboxExpositions(io: InspectIo, plan: SandboxPlan, access: SandboxAccess): Promise<Exposition[]> {
-  const results = await Promise.all(plan.nodes.map(async (node) => {
-    try {
-      const body = await sandboxAgent(access, node, PORTS.metrics).get('/metrics');
-      return parsePrometheusText(body, `node ${node.name} (127.0.0.1:${PORTS.metrics}/metrics)`);
-    } catch (err) {
-      if (!(err instanceof CliUnreachableError) || plan.nodes.length === 1) throw err;
-      io.warn(`warning: ${err.message}; the graph lacks what it reports`);
-      return undefined;
-    }
-  }));
+  const results = await Promise.all(
+    plan.nodes.map(async (node) => {
+      try {
+        const body = await sandboxAgent(access, node, PORTS.metrics).get('/metrics');
+        return parsePrometheusText(body, `node ${node.name} (127.0.0.1:${PORTS.metrics}/metrics)`);
+      } catch (err) {
+        if (!(err instanceof CliUnreachableError) || plan.nodes.length === 1) throw err;
+        io.warn(`warning: ${err.message}; the graph lacks what it reports`);
+        return undefined;
+      }
+    }),
+  );
   const expositions = results.filter((e): e is Exposition => e !== undefined);
   if (expositions.length === 0) {
-    throw new CliUnreachableError(`no agent of sandbox "${plan.prefix}" answered on 127.0.0.1:${PORTS.metrics}: is any running? (ferry sandbox status)`);
+    throw new CliUnreachableError(
+      `no agent of sandbox "${plan.prefix}" answered on 127.0.0.1:${PORTS.metrics}: is any running? (ferry sandbox status)`,
+    );
   }
   return expositions;
 }
@@ -351,7 +382,8 @@ async function showKind(io: InspectIo, kind: InspectKind, json: boolean, agent: 
 function requirePart(dump: unknown, field: string, kind: 'array' | 'object', where: string): unknown {
   const value = typeof dump === 'object' && dump !== null ? (dump as Record<string, unknown>)[field] : undefined;
   const ok = kind === 'array' ? Array.isArray(value) : typeof value === 'object' && value !== null && !Array.isArray(value);
-  if (!ok) throw new CliAnswerError(`${where} answered JSON without a ${field} ${kind}: is this a Ferry agent's admin API, of this version?`);
+  if (!ok)
+    throw new CliAnswerError(`${where} answered JSON without a ${field} ${kind}: is this a Ferry agent's admin API, of this version?`);
   return value;
 }
 
@@ -359,32 +391,60 @@ const byNamespaceAndName = (a: { namespace: string; name: string }, b: { namespa
   a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name);
 
 function printWorkloads(io: InspectIo, workloads: WorkloadDump[]): void {
-  printTable(io.print, ['NAMESPACE', 'POD', 'IP', 'NODE', 'IDENTITY', 'PROTOCOL', 'ENROLLED'], [...workloads].sort(byNamespaceAndName).map((w) => [
-    w.namespace, w.name, w.ips.join(',') || '-', w.node, w.identity, w.protocol, w.enrolled ? 'yes' : 'no',
-  ]));
+  printTable(
+    io.print,
+    ['NAMESPACE', 'POD', 'IP', 'NODE', 'IDENTITY', 'PROTOCOL', 'ENROLLED'],
+    [...workloads]
+      .sort(byNamespaceAndName)
+      .map((w) => [w.namespace, w.name, w.ips.join(',') || '-', w.node, w.identity, w.protocol, w.enrolled ? 'yes' : 'no']),
+  );
 }
 
 function printServices(io: InspectIo, services: Service[]): void {
-  printTable(io.print, ['NAMESPACE', 'NAME', 'VIP', 'PORTS', 'ENDPOINTS'], [...services].sort(byNamespaceAndName).map((s) => [
-    s.namespace, s.name, s.vips.join(',') || '-',
-    s.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(',') || '-',
-    [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))].join(' ') || '(none)',
-  ]));
+  printTable(
+    io.print,
+    ['NAMESPACE', 'NAME', 'VIP', 'PORTS', 'ENDPOINTS'],
+    [...services]
+      .sort(byNamespaceAndName)
+      .map((s) => [
+        s.namespace,
+        s.name,
+        s.vips.join(',') || '-',
+        s.ports.map((p) => (p.name ? `${p.port}/${p.name}` : String(p.port))).join(',') || '-',
+        [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))].join(' ') || '(none)',
+      ]),
+  );
 }
 
 /** Like `istioctl ztunnel-config policies`: scope is the mesh (root namespace), a namespace, or a selector. */
 function printPolicies(io: InspectIo, policies: ConfigDump['policies']): void {
   const scope = (p: { namespace: string; selector?: Record<string, string> }): string => {
-    if (p.selector) return Object.entries(p.selector).map(([k, v]) => `${k}=${v}`).join(',');
+    if (p.selector)
+      return Object.entries(p.selector)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
     return p.namespace === DEFAULT_ROOT_NAMESPACE ? 'mesh' : 'namespace';
   };
-  const authorization = [...(policies.authorizationPolicies ?? [])].sort(byNamespaceAndName).map((p: AuthorizationPolicy) => [
-    p.namespace, p.name, 'AuthorizationPolicy', p.dryRun ? `${p.action} (dry-run)` : p.action, scope(p), String(p.rules.length),
-  ]);
-  const peer = [...(policies.peerAuthentications ?? [])].sort(byNamespaceAndName).map((p: PeerAuthentication) => [
-    p.namespace, p.name, 'PeerAuthentication',
-    [`mTLS ${p.mode}`, ...p.portLevelMtls.map((l) => `${l.port}: ${l.mode}`)].join('; '), scope(p), '-',
-  ]);
+  const authorization = [...(policies.authorizationPolicies ?? [])]
+    .sort(byNamespaceAndName)
+    .map((p: AuthorizationPolicy) => [
+      p.namespace,
+      p.name,
+      'AuthorizationPolicy',
+      p.dryRun ? `${p.action} (dry-run)` : p.action,
+      scope(p),
+      String(p.rules.length),
+    ]);
+  const peer = [...(policies.peerAuthentications ?? [])]
+    .sort(byNamespaceAndName)
+    .map((p: PeerAuthentication) => [
+      p.namespace,
+      p.name,
+      'PeerAuthentication',
+      [`mTLS ${p.mode}`, ...p.portLevelMtls.map((l) => `${l.port}: ${l.mode}`)].join('; '),
+      scope(p),
+      '-',
+    ]);
   printTable(io.print, ['NAMESPACE', 'NAME', 'KIND', 'ACTION', 'SCOPE', 'RULES'], [...authorization, ...peer]);
   const warnings = policies.warnings ?? [];
   if (warnings.length > 0) {
@@ -394,24 +454,40 @@ function printPolicies(io: InspectIo, policies: ConfigDump['policies']): void {
 }
 
 function printCertificates(io: InspectIo, certificates: CertificateDump[], trustBundle: ConfigDump['trustBundle']): void {
-  printTable(io.print, ['IDENTITY', 'SERIAL', 'STATE', 'NOT-BEFORE', 'NOT-AFTER', 'ISSUER'],
-    [...certificates].sort((a, b) => a.identity.localeCompare(b.identity)).map((c) => [
-      c.identity, c.serial, c.state, c.notBefore, c.notAfter, c.issuer,
-    ]));
+  printTable(
+    io.print,
+    ['IDENTITY', 'SERIAL', 'STATE', 'NOT-BEFORE', 'NOT-AFTER', 'ISSUER'],
+    [...certificates]
+      .sort((a, b) => a.identity.localeCompare(b.identity))
+      .map((c) => [c.identity, c.serial, c.state, c.notBefore, c.notAfter, c.issuer]),
+  );
   io.print('');
-  printTable(io.print, ['TRUST ANCHOR', 'NOT-AFTER', 'SHA-256 FINGERPRINT'], trustBundle.map((t) => [t.subject, t.notAfter, t.fingerprint256]));
+  printTable(
+    io.print,
+    ['TRUST ANCHOR', 'NOT-AFTER', 'SHA-256 FINGERPRINT'],
+    trustBundle.map((t) => [t.subject, t.notAfter, t.fingerprint256]),
+  );
 }
 
 /** SENT and RECEIVED are from the source's side, as in the dump: what it sent, and what came back. */
 function printConnections(io: InspectIo, connections: ConnectionDump[]): void {
   const party = (workload: string | undefined, namespace: string | undefined, address: string): string =>
-    (workload ? `${workload}.${namespace ?? 'unknown'}` : address);
-  printTable(io.print, ['DIRECTION', 'PATH', 'SOURCE', 'DESTINATION', 'SENT', 'RECEIVED', 'AGE'],
-    [...connections].sort((a, b) => b.ageMs - a.ageMs).map((c) => [
-      c.direction, c.path, party(c.sourceWorkload, c.sourceNamespace, c.source),
-      party(c.destinationWorkload, c.destinationNamespace, c.destination),
-      humanBytes(c.bytesSent), humanBytes(c.bytesReceived), humanAge(c.ageMs),
-    ]));
+    workload ? `${workload}.${namespace ?? 'unknown'}` : address;
+  printTable(
+    io.print,
+    ['DIRECTION', 'PATH', 'SOURCE', 'DESTINATION', 'SENT', 'RECEIVED', 'AGE'],
+    [...connections]
+      .sort((a, b) => b.ageMs - a.ageMs)
+      .map((c) => [
+        c.direction,
+        c.path,
+        party(c.sourceWorkload, c.sourceNamespace, c.source),
+        party(c.destinationWorkload, c.destinationNamespace, c.destination),
+        humanBytes(c.bytesSent),
+        humanBytes(c.bytesReceived),
+        humanAge(c.ageMs),
+      ]),
+  );
 }
 
 /** 850ms, 12s, 3m05s, 2h04m, 3d02h. */
@@ -447,7 +523,12 @@ function describeSources(graph: ServiceGraph): string {
   return graph.sources.length === 1 ? graph.sources[0] : `any of ${graph.sources.length} agents`;
 }
 
-async function writeGraphFiles(graph: ServiceGraph, dotFile: string, say: (line: string) => void, warn: (line: string) => void): Promise<void> {
+async function writeGraphFiles(
+  graph: ServiceGraph,
+  dotFile: string,
+  say: (line: string) => void,
+  warn: (line: string) => void,
+): Promise<void> {
   try {
     fs.writeFileSync(dotFile, serviceGraphDot(graph));
   } catch (err) {
@@ -459,7 +540,7 @@ async function writeGraphFiles(graph: ServiceGraph, dotFile: string, say: (line:
     await promisify(execFile)('dot', ['-Tsvg', '-o', svgFile, dotFile], { timeout: DOT_TIMEOUT_MS });
     say(`wrote ${svgFile}`);
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') warn('no SVG: Graphviz\'s dot is not on PATH (install graphviz, or render the DOT file elsewhere)');
+    if (errnoOf(err) === 'ENOENT') warn("no SVG: Graphviz's dot is not on PATH (install graphviz, or render the DOT file elsewhere)");
     else warn(`no SVG: dot failed: ${((err as { stderr?: string }).stderr ?? '').trim() || (err as Error).message}`);
   }
 }

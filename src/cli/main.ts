@@ -4,14 +4,24 @@ import { AGENT_LIMITS, agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent } from '../app';
 import { createLogging, type LogLevel } from '../telemetry';
 import {
-  sandboxChangePolicies, sandboxDown, sandboxExec, sandboxQuery, sandboxRotateCa, sandboxKillAgent, sandboxStartAgent, sandboxStatus, sandboxUp,
+  sandboxChangePolicies,
+  sandboxDown,
+  sandboxExec,
+  sandboxQuery,
+  sandboxRotateCa,
+  sandboxKillAgent,
+  sandboxStartAgent,
+  sandboxStatus,
+  sandboxUp,
   type SandboxStatus,
 } from '../sandbox';
 import { registerInspect } from './inspect';
 import { printPrometheusStatus, printQueryResult } from './prometheus-output';
 import { printTable } from './table';
 
-const say = (line: string): void => { process.stdout.write(`${line}\n`); };
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('ferry')
@@ -22,7 +32,7 @@ export async function main(argv: string[]): Promise<void> {
   const agent = program.command('agent');
   agent
     .description('run the node agent: capture enrolled pods and proxy their traffic')
-    .option('--node <name>', 'this node\'s name (FERRY_NODE)')
+    .option('--node <name>', "this node's name (FERRY_NODE)")
     .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT)')
     .option('--pin-dir <dir>', 'bpffs directory for pinned maps and links (FERRY_PIN_DIR)')
     .option('--cgroup <dir>', 'cgroup v2 directory to attach the connect programs to (FERRY_CGROUP)')
@@ -35,64 +45,88 @@ export async function main(argv: string[]): Promise<void> {
     .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
     .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
     .option('--no-same-node-shortcut', 'send same-node meshed traffic through an HBONE tunnel too, instead of inside the agent')
-    .option('--no-traffic-metrics', 'do not count connections into Istio\'s TCP metrics (to measure their cost; health metrics stay)');
+    .option('--no-traffic-metrics', "do not count connections into Istio's TCP metrics (to measure their cost; health metrics stay)");
   for (const spec of Object.values(AGENT_LIMITS)) {
     agent.option(`${spec.flag} <n>`, `${spec.help} (${spec.env}; default ${spec.default})`);
   }
-  agent
-    .action(async (options) => {
-      const config = agentConfigFrom(options);
-      const logging = createLogging(config.logLevel as LogLevel);
-      const { log } = logging;
-      const running = await startAgent(config, logging).catch((err: Error) => {
-        log.fatal({ err }, 'agent failed to start');
-        throw err;
-      });
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string): void => {
-          log.info({ signal }, 'stopping');
-          running.stop().then(resolve, (err: Error) => {
-            log.error({ err }, 'stop failed');
-            resolve();
-          });
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-      });
+  agent.action(async (options) => {
+    const config = agentConfigFrom(options);
+    const logging = createLogging(config.logLevel as LogLevel);
+    const { log } = logging;
+    const running = await startAgent(config, logging).catch((err: Error) => {
+      log.fatal({ err }, 'agent failed to start');
+      throw err;
     });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string): void => {
+        log.info({ signal }, 'stopping');
+        running.stop().then(resolve, (err: Error) => {
+          log.error({ err }, 'stop failed');
+          resolve();
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+  });
 
-  const sandbox = program.command('sandbox').description('a whole mesh on this machine, made of network namespaces')
+  const sandbox = program
+    .command('sandbox')
+    .description('a whole mesh on this machine, made of network namespaces')
     .enablePositionalOptions();
   const prefixOption = (): Option => new Option('--prefix <name>', 'names of everything made start with this (FERRY_SANDBOX_PREFIX)');
 
-  sandbox.command('up')
+  sandbox
+    .command('up')
     .description('build nodes, pods and services from Kubernetes-shaped YAML and start one agent per node')
     .requiredOption('-f, --file <files...>', 'manifest files (Namespace, Pod, Service, ferry.dev Node)')
     .addOption(prefixOption())
-    .option('--log-level <level>', 'the agents\' log level', 'info')
-    .option('--agent-arg <arg>', 'an extra `ferry agent` argument for every agent (repeat it), e.g. --agent-arg=--cert-ttl-seconds=60',
-      (value: string, previous: string[]) => [...previous, value], [] as string[])
-    .option('--prometheus', 'also run Prometheus (Debian\'s /usr/bin/prometheus) scraping every agent; see: ferry sandbox query')
-    .option('--dual-stack', 'give every pod an IPv6 address too (node i\'s pods in fd10:244:i::/64), as in a dual-stack cluster; '
-      + 'Services stay IPv4')
-    .action(async (options: {
-      file: string[]; prefix?: string; logLevel: string; agentArg: string[]; prometheus?: boolean; dualStack?: boolean;
-    }) => {
-      const prefix = sandboxPrefixFrom(options.prefix);
-      const plan = await sandboxUp(options.file, {
-        prefix, report: say, logLevel: options.logLevel, agentArgs: options.agentArg, prometheus: options.prometheus === true,
-        dualStack: options.dualStack === true,
-      });
-      say(`sandbox "${prefix}" is up${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes, ${plan.pods.length} pods, `
-        + `${plan.services.length} services`);
-      say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
-    });
+    .option('--log-level <level>', "the agents' log level", 'info')
+    .option(
+      '--agent-arg <arg>',
+      'an extra `ferry agent` argument for every agent (repeat it), e.g. --agent-arg=--cert-ttl-seconds=60',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .option('--prometheus', "also run Prometheus (Debian's /usr/bin/prometheus) scraping every agent; see: ferry sandbox query")
+    .option(
+      '--dual-stack',
+      "give every pod an IPv6 address too (node i's pods in fd10:244:i::/64), as in a dual-stack cluster; " + 'Services stay IPv4',
+    )
+    .action(
+      async (options: {
+        file: string[];
+        prefix?: string;
+        logLevel: string;
+        agentArg: string[];
+        prometheus?: boolean;
+        dualStack?: boolean;
+      }) => {
+        const prefix = sandboxPrefixFrom(options.prefix);
+        const plan = await sandboxUp(options.file, {
+          prefix,
+          report: say,
+          logLevel: options.logLevel,
+          agentArgs: options.agentArg,
+          prometheus: options.prometheus === true,
+          dualStack: options.dualStack === true,
+        });
+        say(
+          `sandbox "${prefix}" is up${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ` +
+            `${plan.services.length} services`,
+        );
+        say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
+      },
+    );
 
   for (const verb of ['apply', 'delete'] as const) {
-    sandbox.command(verb)
-      .description(verb === 'apply'
-        ? 'create or replace AuthorizationPolicy and PeerAuthentication objects in the running sandbox'
-        : 'remove AuthorizationPolicy and PeerAuthentication objects from the running sandbox')
+    sandbox
+      .command(verb)
+      .description(
+        verb === 'apply'
+          ? 'create or replace AuthorizationPolicy and PeerAuthentication objects in the running sandbox'
+          : 'remove AuthorizationPolicy and PeerAuthentication objects from the running sandbox',
+      )
       .requiredOption('-f, --file <files...>', 'manifest files with the policy objects')
       .addOption(prefixOption())
       .action(async (options: { file: string[]; prefix?: string }) => {
@@ -100,14 +134,16 @@ export async function main(argv: string[]): Promise<void> {
       });
   }
 
-  sandbox.command('down')
+  sandbox
+    .command('down')
     .description('remove everything the sandbox made (namespaces, veths, cgroups, pins, processes)')
     .addOption(prefixOption())
     .action(async (options: { prefix?: string }) => {
       await sandboxDown(sandboxPrefixFrom(options.prefix), say);
     });
 
-  sandbox.command('status')
+  sandbox
+    .command('status')
     .description('nodes, agents, pods and services of the sandbox')
     .addOption(prefixOption())
     .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
@@ -117,11 +153,16 @@ export async function main(argv: string[]): Promise<void> {
       else printStatus(status);
     });
 
-  sandbox.command('query')
-    .description('run an instant PromQL query against the sandbox\'s Prometheus (up --prometheus), e.g. query \'up\'')
+  sandbox
+    .command('query')
+    .description("run an instant PromQL query against the sandbox's Prometheus (up --prometheus), e.g. query 'up'")
     .argument('<promql>', 'the PromQL expression, evaluated now')
     .addOption(prefixOption())
-    .addOption(new Option('-o, --output <format>', 'table (one row per series) or json (the API\'s answer)').choices(['table', 'json']).default('table'))
+    .addOption(
+      new Option('-o, --output <format>', "table (one row per series) or json (the API's answer)")
+        .choices(['table', 'json'])
+        .default('table'),
+    )
     .action(async (promql: string, options: { prefix?: string; output: string }) => {
       const { raw, response } = await sandboxQuery(sandboxPrefixFrom(options.prefix), promql);
       if (options.output === 'json') {
@@ -132,7 +173,8 @@ export async function main(argv: string[]): Promise<void> {
       if (response.data) printQueryResult(say, response.data);
     });
 
-  sandbox.command('exec')
+  sandbox
+    .command('exec')
     .description('run a command inside a pod (its network namespace and cgroup), e.g. exec shop/client -- curl web')
     .argument('<pod>', 'NAMESPACE/POD')
     .argument('<command...>', 'command and arguments, after --')
@@ -144,7 +186,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = await sandboxExec(sandboxPrefixFrom(options.prefix), pod, argv);
     });
 
-  sandbox.command('ca').description('the sandbox\'s certificate authority')
+  sandbox
+    .command('ca')
+    .description("the sandbox's certificate authority")
     .command('rotate')
     .description('replace the root CA in three phases (trust both, switch issuer, drop the old) with no failed request')
     .addOption(prefixOption())
@@ -152,8 +196,9 @@ export async function main(argv: string[]): Promise<void> {
       await sandboxRotateCa(sandboxPrefixFrom(options.prefix), say);
     });
 
-  const agentCommand = sandbox.command('agent').description('stop or start one node\'s agent');
-  agentCommand.command('kill')
+  const agentCommand = sandbox.command('agent').description("stop or start one node's agent");
+  agentCommand
+    .command('kill')
     .description('kill the agent (SIGKILL); its pods stay captured and refuse connections until it is back')
     .argument('<node>')
     .addOption(prefixOption())
@@ -161,12 +206,16 @@ export async function main(argv: string[]): Promise<void> {
       await sandboxKillAgent(sandboxPrefixFrom(options.prefix), node);
       say(`agent on ${node} killed`);
     });
-  agentCommand.command('start')
+  agentCommand
+    .command('start')
     .description('start the agent again; it re-adopts its pinned programs and re-enrols its pods')
     .argument('<node>')
     .addOption(prefixOption())
-    .option('--agent-arg <arg>', 'extra `ferry agent` argument for this start (repeat it); replaces those given to `up`',
-      (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .option(
+      '--agent-arg <arg>',
+      'extra `ferry agent` argument for this start (repeat it); replaces those given to `up`',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
     .option('--no-wait', 'return once the agent runs, without waiting for it to be ready')
     .action(async (node: string, options: { prefix?: string; agentArg?: string[]; wait: boolean }) => {
       await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg, { wait: options.wait });
@@ -181,17 +230,30 @@ export async function main(argv: string[]): Promise<void> {
 function printStatus(status: SandboxStatus): void {
   say(`sandbox "${status.prefix}"${status.dualStack ? ' (dual-stack: every pod has an IPv4 and an IPv6 address)' : ''}`);
   say('');
-  printTable(say, ['NODE', 'NETNS', 'AGENT', 'READY'], status.nodes.map((n) => [
-    n.name, n.netns, n.agentRunning ? `pid ${n.agentPid}` : 'not running', n.ready ? 'yes' : 'no',
-  ]));
+  printTable(
+    say,
+    ['NODE', 'NETNS', 'AGENT', 'READY'],
+    status.nodes.map((n) => [n.name, n.netns, n.agentRunning ? `pid ${n.agentPid}` : 'not running', n.ready ? 'yes' : 'no']),
+  );
   say('');
-  printTable(say, ['POD', 'NODE', 'IPS', 'MESH', 'RUNNING', 'NETNS'], status.pods.map((p) => [
-    `${p.namespace}/${p.name}`, p.node, p.ips.join(','), p.meshed ? 'enrolled' : '-', p.running ? 'yes' : 'no', p.netns,
-  ]));
+  printTable(
+    say,
+    ['POD', 'NODE', 'IPS', 'MESH', 'RUNNING', 'NETNS'],
+    status.pods.map((p) => [
+      `${p.namespace}/${p.name}`,
+      p.node,
+      p.ips.join(','),
+      p.meshed ? 'enrolled' : '-',
+      p.running ? 'yes' : 'no',
+      p.netns,
+    ]),
+  );
   say('');
-  printTable(say, ['SERVICE', 'VIP', 'PORTS', 'ENDPOINTS'], status.services.map((s) => [
-    `${s.namespace}/${s.name}`, s.vip, s.ports, s.endpoints.join(' ') || '(none)',
-  ]));
+  printTable(
+    say,
+    ['SERVICE', 'VIP', 'PORTS', 'ENDPOINTS'],
+    status.services.map((s) => [`${s.namespace}/${s.name}`, s.vip, s.ports, s.endpoints.join(' ') || '(none)']),
+  );
   say('');
   if (status.prometheus) {
     printPrometheusStatus(say, status.prometheus);

@@ -30,9 +30,7 @@ export function queryTable(data: PrometheusQueryData): QueryTable {
   const names: string[] = [];
   for (const { metric } of series) for (const name of Object.keys(metric)) if (!names.includes(name)) names.push(name);
   names.sort((a, b) => Number(b === '__name__') - Number(a === '__name__'));
-  const shown = series.length === 1
-    ? names
-    : names.filter((name) => new Set(series.map(({ metric }) => metric[name] ?? '')).size > 1);
+  const shown = series.length === 1 ? names : names.filter((name) => new Set(series.map(({ metric }) => metric[name] ?? '')).size > 1);
   return {
     header: [...shown, 'value'],
     rows: series.map(({ metric, value }) => [...shown.map((name) => metric[name] ?? ''), value]),
@@ -50,8 +48,10 @@ export function printQueryResult(say: (line: string) => void, data: PrometheusQu
 
 export function printPrometheusStatus(say: (line: string) => void, status: PrometheusStatus): void {
   const targets = status.targets ? `${status.targets.up}/${status.targets.total} up` : '-';
-  printTable(say, ['PROMETHEUS', 'NETNS', 'PROCESS', 'READY', 'TARGETS'], [[
-    status.address, status.netns, status.running ? `pid ${status.pid}` : 'not running', status.ready ? 'yes' : 'no', targets,
-  ]]);
+  printTable(
+    say,
+    ['PROMETHEUS', 'NETNS', 'PROCESS', 'READY', 'TARGETS'],
+    [[status.address, status.netns, status.running ? `pid ${status.pid}` : 'not running', status.ready ? 'yes' : 'no', targets]],
+  );
   say(`query it: ferry sandbox query 'PROMQL' · config: ${status.configFile} · log: ${status.logFile}`);
 }

@@ -38,44 +38,93 @@ export interface AgentOptions {
  */
 export const AGENT_LIMITS = {
   maxConnectionsPerPod: {
-    flag: '--max-connections-per-pod', env: 'FERRY_MAX_CONNECTIONS_PER_POD', default: 4096, min: 1, max: 1_000_000, integer: true,
+    flag: '--max-connections-per-pod',
+    env: 'FERRY_MAX_CONNECTIONS_PER_POD',
+    default: 4096,
+    min: 1,
+    max: 1_000_000,
+    integer: true,
     help: 'open connections per pod (as source and destination); more are reset (response flag UO)',
   },
   idleTimeoutSeconds: {
-    flag: '--idle-timeout-seconds', env: 'FERRY_IDLE_TIMEOUT_SECONDS', default: 0, min: 0, max: 7 * 24 * 3600, integer: false,
+    flag: '--idle-timeout-seconds',
+    env: 'FERRY_IDLE_TIMEOUT_SECONDS',
+    default: 0,
+    min: 0,
+    max: 7 * 24 * 3600,
+    integer: false,
     help: 'reset relayed connections idle this long; 0: never (as Istio)',
   },
   maxHboneSessionsPerIdentity: {
-    flag: '--max-hbone-sessions-per-identity', env: 'FERRY_MAX_HBONE_SESSIONS_PER_IDENTITY', default: 128, min: 1, max: 100_000, integer: true,
+    flag: '--max-hbone-sessions-per-identity',
+    env: 'FERRY_MAX_HBONE_SESSIONS_PER_IDENTITY',
+    default: 128,
+    min: 1,
+    max: 100_000,
+    integer: true,
     help: 'inbound HBONE tunnels one peer identity may hold on this node',
   },
   maxPendingHandshakesPerSource: {
-    flag: '--max-pending-handshakes-per-source', env: 'FERRY_MAX_PENDING_HANDSHAKES_PER_SOURCE', default: 32, min: 1, max: 100_000, integer: true,
+    flag: '--max-pending-handshakes-per-source',
+    env: 'FERRY_MAX_PENDING_HANDSHAKES_PER_SOURCE',
+    default: 32,
+    min: 1,
+    max: 100_000,
+    integer: true,
     help: 'unfinished HBONE TLS handshakes per source address; beyond it the oldest is closed',
   },
   maxTunnelBufferBytes: {
-    flag: '--max-tunnel-buffer-bytes', env: 'FERRY_MAX_TUNNEL_BUFFER_BYTES', default: 16 * 1024 * 1024, min: 8 * 1024 * 1024, max: 2 ** 31 - 1,
+    flag: '--max-tunnel-buffer-bytes',
+    env: 'FERRY_MAX_TUNNEL_BUFFER_BYTES',
+    default: 16 * 1024 * 1024,
+    min: 8 * 1024 * 1024,
+    max: 2 ** 31 - 1,
     integer: true,
-    help: 'bytes one HBONE tunnel may make the agent hold for slow readers (its 100 streams\' windows together)',
+    help: "bytes one HBONE tunnel may make the agent hold for slow readers (its 100 streams' windows together)",
   },
   connectTimeoutSeconds: {
-    flag: '--connect-timeout-seconds', env: 'FERRY_CONNECT_TIMEOUT_SECONDS', default: 5, min: 0.1, max: 600, integer: false,
+    flag: '--connect-timeout-seconds',
+    env: 'FERRY_CONNECT_TIMEOUT_SECONDS',
+    default: 5,
+    min: 0.1,
+    max: 600,
+    integer: false,
     help: 'how long a dial to an app, a peer or an unmeshed destination may take (response flag CONNECT)',
   },
   tcpKeepaliveSeconds: {
-    flag: '--tcp-keepalive-seconds', env: 'FERRY_TCP_KEEPALIVE_SECONDS', default: 60, min: 1, max: 7200, integer: true,
+    flag: '--tcp-keepalive-seconds',
+    env: 'FERRY_TCP_KEEPALIVE_SECONDS',
+    default: 60,
+    min: 1,
+    max: 7200,
+    integer: true,
     help: 'idle time before TCP keepalive probes on proxied sockets (6 probes 10 s apart; unanswered: reset)',
   },
   hboneKeepaliveSeconds: {
-    flag: '--hbone-keepalive-seconds', env: 'FERRY_HBONE_KEEPALIVE_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    flag: '--hbone-keepalive-seconds',
+    env: 'FERRY_HBONE_KEEPALIVE_SECONDS',
+    default: 10,
+    min: 1,
+    max: 3600,
+    integer: false,
     help: 'HTTP/2 PING interval on HBONE tunnels',
   },
   hboneKeepaliveTimeoutSeconds: {
-    flag: '--hbone-keepalive-timeout-seconds', env: 'FERRY_HBONE_KEEPALIVE_TIMEOUT_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    flag: '--hbone-keepalive-timeout-seconds',
+    env: 'FERRY_HBONE_KEEPALIVE_TIMEOUT_SECONDS',
+    default: 10,
+    min: 1,
+    max: 3600,
+    integer: false,
     help: 'a tunnel whose PING is not answered this long is torn down (its connections reset)',
   },
   mapSampleSeconds: {
-    flag: '--map-sample-seconds', env: 'FERRY_MAP_SAMPLE_SECONDS', default: 10, min: 1, max: 3600, integer: false,
+    flag: '--map-sample-seconds',
+    env: 'FERRY_MAP_SAMPLE_SECONDS',
+    default: 10,
+    min: 1,
+    max: 3600,
+    integer: false,
     help: 'how often BPF map occupancy is counted (off the event loop) for ferry_bpf_map_entries',
   },
 } as const;
@@ -92,8 +141,10 @@ function limitsFrom(options: AgentOptions, env: NodeJS.ProcessEnv): AgentLimits 
     }
     const value = Number(text);
     if (!Number.isFinite(value) || value < spec.min || value > spec.max || (spec.integer && !Number.isInteger(value))) {
-      throw new ConfigError(`agent: ${spec.flag} (or ${spec.env}) "${text}" is not ${spec.integer ? 'an integer' : 'a number'} `
-        + `from ${spec.min} to ${spec.max}`);
+      throw new ConfigError(
+        `agent: ${spec.flag} (or ${spec.env}) "${text}" is not ${spec.integer ? 'an integer' : 'a number'} ` +
+          `from ${spec.min} to ${spec.max}`,
+      );
     }
     limits[key] = value;
   }
@@ -184,13 +235,31 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   const hbone = options.hbone ?? env.FERRY_HBONE !== 'false';
   const sameNodeShortcut = options.sameNodeShortcut ?? env.FERRY_SAME_NODE_SHORTCUT !== 'false';
   const trafficMetrics = options.trafficMetrics ?? env.FERRY_TRAFFIC_METRICS !== 'false';
-  for (const [flag, value] of [['--pin-dir', pinDir], ['--cgroup', cgroupPath], ['--snapshot', snapshotPath], ['--ca-dir', caDir]]) {
+  for (const [flag, value] of [
+    ['--pin-dir', pinDir],
+    ['--cgroup', cgroupPath],
+    ['--snapshot', snapshotPath],
+    ['--ca-dir', caDir],
+  ]) {
     if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
   }
   return {
-    node, snapshotPath, pinDir, cgroupPath, bpfDir, logLevel,
-    drainMs: Math.round(drainSeconds * 1000), serviceLoadBalancing, threadPoolSize,
-    trustDomain, caDir, certTtlSeconds, hbone, sameNodeShortcut, trafficMetrics, limits: limitsFrom(options, env),
+    node,
+    snapshotPath,
+    pinDir,
+    cgroupPath,
+    bpfDir,
+    logLevel,
+    drainMs: Math.round(drainSeconds * 1000),
+    serviceLoadBalancing,
+    threadPoolSize,
+    trustDomain,
+    caDir,
+    certTtlSeconds,
+    hbone,
+    sameNodeShortcut,
+    trafficMetrics,
+    limits: limitsFrom(options, env),
   };
 }
 

@@ -68,7 +68,10 @@ export function explainAjvError(error: ErrorObject, document: unknown, options: 
     case 'type':
       return { path, message: `is ${describeValue(value)}; expected ${expected ?? String(params.type)}` };
     case 'enum': {
-      const found = options.notSupportedYet?.includes(value) === true ? `${String(value)} is not supported yet` : `${quoteValue(value)} is not supported`;
+      const found =
+        options.notSupportedYet?.includes(value) === true
+          ? `${String(value)} is not supported yet`
+          : `${quoteValue(value)} is not supported`;
       return { path, message: `${found}; expected ${expected ?? (params.allowedValues as unknown[]).join(' or ')}` };
     }
     case 'minimum':

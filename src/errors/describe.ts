@@ -17,11 +17,16 @@ export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   switch (typeof value) {
-    case 'string': return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
-    case 'number': return Number.isInteger(value) ? `an integer (${value})` : `a number (${value})`;
-    case 'boolean': return `a boolean (${value})`;
-    case 'object': return 'a mapping';
-    default: return typeof value;
+    case 'string':
+      return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
+    case 'number':
+      return Number.isInteger(value) ? `an integer (${value})` : `a number (${value})`;
+    case 'boolean':
+      return `a boolean (${value})`;
+    case 'object':
+      return 'a mapping';
+    default:
+      return typeof value;
   }
 }
 

@@ -2,7 +2,11 @@
 // *_ERROR_CODES record), the class name as `name`, and the underlying `cause`.
 
 export class FerryError<Code extends string = string> extends Error {
-  constructor(readonly code: Code, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: Code,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 
@@ -13,5 +17,9 @@ export class FerryError<Code extends string = string> extends Error {
 
 export { describeValue, formatFieldPath, quoteValue } from './describe';
 export {
-  explainAjvError, jsonPointerToPath, type ExplainAjvOptions, type ExplainedAjvError, type FieldPathSegment,
+  explainAjvError,
+  jsonPointerToPath,
+  type ExplainAjvOptions,
+  type ExplainedAjvError,
+  type FieldPathSegment,
 } from './ajv-errors';

@@ -4,8 +4,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  CertificateAuthority, createIntermediateAuthority, createRootAuthority,
-  type AuthorityMaterial, type CertificateAuthorityClient, type SignRequest, type SignResponse,
+  CertificateAuthority,
+  createIntermediateAuthority,
+  createRootAuthority,
+  type AuthorityMaterial,
+  type CertificateAuthorityClient,
+  type SignRequest,
+  type SignResponse,
 } from './certificate-authority';
 import { IdentityError } from './errors';
 import { checkTrustDomain } from './spiffe';
@@ -174,16 +179,16 @@ export class CaDirectory {
     const m = readCaMetadata(this.dir);
     if (m.phase !== phase) {
       const next = { steady: 'beginRotation', rotating: 'switchIssuer', switched: 'finishRotation' }[m.phase];
-      throw new IdentityError('FERRY_ERR_IDENTITY_ROTATION',
-        `CA directory ${this.dir}: ${operation} needs phase "${phase}" but the CA is "${m.phase}" (next step: ${next})`);
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_ROTATION',
+        `CA directory ${this.dir}: ${operation} needs phase "${phase}" but the CA is "${m.phase}" (next step: ${next})`,
+      );
     }
     return m;
   }
 
   /** Writes root-N (and intermediate-N) files; returns the id of the one that signs. */
-  async #createAuthorities(
-    generation: number, trustDomain: string, intermediate: boolean, rootLifetimeSeconds?: number,
-  ): Promise<string> {
+  async #createAuthorities(generation: number, trustDomain: string, intermediate: boolean, rootLifetimeSeconds?: number): Promise<string> {
     const rootId = `root-${generation}`;
     const root = await createRootAuthority({ trustDomain, name: rootId, lifetimeSeconds: rootLifetimeSeconds });
     writeAtomic(keyFile(this.dir, rootId), root.keyPem, 0o600);
@@ -233,7 +238,9 @@ export class LocalCaClient implements CertificateAuthorityClient {
         roots: loaded.roots,
       });
       // A failed load is not cached: the next call tries again.
-      this.#ca.catch(() => { if (this.#cacheKey === key) this.#ca = undefined; });
+      this.#ca.catch(() => {
+        if (this.#cacheKey === key) this.#ca = undefined;
+      });
     }
     return this.#ca;
   }

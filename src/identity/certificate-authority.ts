@@ -88,10 +88,7 @@ export async function createRootAuthority(options: AuthorityOptions): Promise<Au
 }
 
 /** An intermediate signed by `parent`, pathLen 0 (it signs leaves only); never outlives its parent. */
-export async function createIntermediateAuthority(
-  parent: AuthorityMaterial,
-  options: AuthorityOptions,
-): Promise<AuthorityMaterial> {
+export async function createIntermediateAuthority(parent: AuthorityMaterial, options: AuthorityOptions): Promise<AuthorityMaterial> {
   checkTrustDomain(options.trustDomain);
   const lifetime = options.lifetimeSeconds ?? DEFAULT_ROOT_TTL_SECONDS;
   checkSeconds(lifetime, 'intermediate lifetimeSeconds');
@@ -139,12 +136,7 @@ export class CertificateAuthority implements CertificateAuthorityClient {
   readonly #roots: string[];
   readonly #now: () => number;
 
-  private constructor(
-    options: CertificateAuthorityOptions,
-    issuer: x509.X509Certificate,
-    key: CryptoKey,
-    chain: string[],
-  ) {
+  private constructor(options: CertificateAuthorityOptions, issuer: x509.X509Certificate, key: CryptoKey, chain: string[]) {
     this.trustDomain = options.trustDomain;
     this.issuerCertPem = options.issuer.certPem;
     this.#issuer = issuer;
@@ -164,7 +156,9 @@ export class CertificateAuthority implements CertificateAuthorityClient {
       issuer = new x509.X509Certificate(options.issuer.certPem);
       key = await importPkcs8Pem(options.issuer.keyPem);
     } catch (err) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CA', `CA issuer: unreadable certificate or key: ${(err as Error).message}`, { cause: err });
+      throw new IdentityError('FERRY_ERR_IDENTITY_CA', `CA issuer: unreadable certificate or key: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const constraints = issuer.getExtension(x509.BasicConstraintsExtension);
     if (constraints === null || !constraints.ca) {
@@ -186,9 +180,7 @@ export class CertificateAuthority implements CertificateAuthorityClient {
     const at = new Date((options.now ?? Date.now)());
     const base = { trustDomain: options.trustDomain, lifetimeSeconds: options.rootLifetimeSeconds, now: at };
     const root = await createRootAuthority({ ...base, name: 'in-memory' });
-    const issuer = options.intermediate === true
-      ? await createIntermediateAuthority(root, { ...base, name: 'in-memory' })
-      : root;
+    const issuer = options.intermediate === true ? await createIntermediateAuthority(root, { ...base, name: 'in-memory' }) : root;
     return CertificateAuthority.load({ trustDomain: options.trustDomain, issuer, roots: [root.certPem], now: options.now });
   }
 
@@ -201,8 +193,10 @@ export class CertificateAuthority implements CertificateAuthorityClient {
     checkSeconds(request.ttlSeconds, 'sign request ttlSeconds');
     const uri = spiffeUri(request.identity);
     if (request.identity.trustDomain !== this.trustDomain) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CSR',
-        `CSR for ${uri}: trust domain "${request.identity.trustDomain}" is not this CA's "${this.trustDomain}"`);
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_CSR',
+        `CSR for ${uri}: trust domain "${request.identity.trustDomain}" is not this CA's "${this.trustDomain}"`,
+      );
     }
     const csr = await verifiedCsr(request.csrPem, uri);
     const now = this.#now();
@@ -212,7 +206,10 @@ export class CertificateAuthority implements CertificateAuthorityClient {
     const notBefore = Math.max(now - CLOCK_SKEW_SECONDS * 1000, this.#issuer.notBefore.getTime());
     const notAfter = Math.min(now + request.ttlSeconds * 1000, this.#issuer.notAfter.getTime());
     if (notAfter <= now) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CA', `CA issuer ${this.#issuer.subject} expired at ${this.#issuer.notAfter.toISOString()}`);
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_CA',
+        `CA issuer ${this.#issuer.subject} expired at ${this.#issuer.notAfter.toISOString()}`,
+      );
     }
     const leaf = await x509.X509CertificateGenerator.create({
       // SPIFFE X.509-SVID spec §2: the SPIFFE ID lives in the URI SAN; the subject may be empty, and
@@ -251,7 +248,7 @@ async function verifiedCsr(csrPem: string, uri: string): Promise<x509.Pkcs10Cert
   } catch (err) {
     return refuse(`not a PEM PKCS#10 request: ${(err as Error).message}`, err);
   }
-  if (!(await csr.verify().catch(() => false))) refuse('the signature does not verify with the request\'s own key');
+  if (!(await csr.verify().catch(() => false))) refuse("the signature does not verify with the request's own key");
   const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
   if (algorithm.name !== 'ECDSA' || algorithm.namedCurve !== 'P-256') {
     refuse(`the key is ${algorithm.name ?? 'unknown'} ${algorithm.namedCurve ?? ''}, expected ECDSA P-256`.trimEnd());

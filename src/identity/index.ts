@@ -1,25 +1,56 @@
 // src/identity: SPIFFE workload identities, the CA (in process and as the sandbox's shared directory),
 // and the agent's workload certificates with their renewal.
 export {
-  DEFAULT_TRUST_DOMAIN, checkTrustDomain, parsePrincipal, parseSpiffeUri, principalOf, sameSpiffeId, spiffeUri,
+  DEFAULT_TRUST_DOMAIN,
+  checkTrustDomain,
+  parsePrincipal,
+  parseSpiffeUri,
+  principalOf,
+  sameSpiffeId,
+  spiffeUri,
   type SpiffeId,
 } from './spiffe';
 export {
-  CLOCK_SKEW_SECONDS, CertificateAuthority, DEFAULT_CERT_TTL_SECONDS, DEFAULT_ROOT_TTL_SECONDS,
-  createIntermediateAuthority, createRootAuthority,
-  type AuthorityMaterial, type CertificateAuthorityClient, type CertificateAuthorityOptions, type SignRequest,
+  CLOCK_SKEW_SECONDS,
+  CertificateAuthority,
+  DEFAULT_CERT_TTL_SECONDS,
+  DEFAULT_ROOT_TTL_SECONDS,
+  createIntermediateAuthority,
+  createRootAuthority,
+  type AuthorityMaterial,
+  type CertificateAuthorityClient,
+  type CertificateAuthorityOptions,
+  type SignRequest,
   type SignResponse,
 } from './certificate-authority';
 export {
-  CaDirectory, LocalCaClient, readCaIssuer, readCaMetadata, watchTrustBundle,
-  type CaChange, type CaIssuer, type CaMetadata, type RotationPhase,
+  CaDirectory,
+  LocalCaClient,
+  readCaIssuer,
+  readCaMetadata,
+  watchTrustBundle,
+  type CaChange,
+  type CaIssuer,
+  type CaMetadata,
+  type RotationPhase,
 } from './ca-directory';
 export {
-  BACKOFF_CAP_MS, BACKOFF_START_MS, RENEWAL_JITTER, RENEWAL_LATEST, WorkloadCertificate, WorkloadCertificates,
-  realTimers, type CertificateEvent, type Timers, type WorkloadCertificatesOptions,
+  BACKOFF_CAP_MS,
+  BACKOFF_START_MS,
+  RENEWAL_JITTER,
+  RENEWAL_LATEST,
+  WorkloadCertificate,
+  WorkloadCertificates,
+  realTimers,
+  type CertificateEvent,
+  type Timers,
+  type WorkloadCertificatesOptions,
 } from './workload-certificates';
 export { readCertificateNames } from './x509';
 export { IDENTITY_ERROR_CODES, IdentityError, type IdentityErrorCode } from './errors';
 export {
-  issuerNameOf, readAgentTrustStatus, writeAgentTrustStatus, type AgentTrustStatus,
+  issuerNameOf,
+  readAgentTrustStatus,
+  writeAgentTrustStatus,
+  type AgentTrustStatus,
 } from './trust-status';

@@ -75,9 +75,14 @@ export class WorkloadCertificate {
 
   toJSON(): Record<string, unknown> {
     return {
-      identity: this.identity, principal: this.principal, serial: this.serial, issuer: this.issuer,
-      notBefore: this.notBefore.toISOString(), notAfter: this.notAfter.toISOString(),
-      fingerprint: this.fingerprint, chainPem: this.chainPem,
+      identity: this.identity,
+      principal: this.principal,
+      serial: this.serial,
+      issuer: this.issuer,
+      notBefore: this.notBefore.toISOString(),
+      notAfter: this.notAfter.toISOString(),
+      fingerprint: this.fingerprint,
+      chainPem: this.chainPem,
     };
   }
 
@@ -141,7 +146,10 @@ export class WorkloadCertificates {
     this.trustDomain = options.trustDomain;
     this.ttlSeconds = options.ttlSeconds ?? DEFAULT_CERT_TTL_SECONDS;
     if (!Number.isSafeInteger(this.ttlSeconds) || this.ttlSeconds <= 0) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CERTIFICATE', `WorkloadCertificates ttlSeconds must be a positive integer, got ${this.ttlSeconds}`);
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_CERTIFICATE',
+        `WorkloadCertificates ttlSeconds must be a positive integer, got ${this.ttlSeconds}`,
+      );
     }
     this.#ca = options.ca;
     this.#log = options.log;
@@ -157,8 +165,10 @@ export class WorkloadCertificates {
     if (this.#closed) throw new IdentityError('FERRY_ERR_IDENTITY_CERTIFICATE', `fetch ${principalOf(id)}: WorkloadCertificates is closed`);
     const principal = principalOf(id);
     if (id.trustDomain !== this.trustDomain) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CERTIFICATE',
-        `fetch ${principal}: trust domain "${id.trustDomain}" is not this agent's "${this.trustDomain}"`);
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_CERTIFICATE',
+        `fetch ${principal}: trust domain "${id.trustDomain}" is not this agent's "${this.trustDomain}"`,
+      );
     }
     let entry = this.#entries.get(principal);
     if (entry === undefined) {
@@ -193,11 +203,13 @@ export class WorkloadCertificates {
    */
   async renewAll(reason: string): Promise<void> {
     this.#log.info({ count: this.#entries.size, reason }, 'renewing all workload certificates');
-    await Promise.all([...this.#entries.values()].map(async (entry) => {
-      await entry.inflight?.catch(() => undefined);
-      if (this.#entries.get(entry.principal) !== entry || this.#closed) return;
-      await this.#issue(entry, reason).catch(() => undefined);
-    }));
+    await Promise.all(
+      [...this.#entries.values()].map(async (entry) => {
+        await entry.inflight?.catch(() => undefined);
+        if (this.#entries.get(entry.principal) !== entry || this.#closed) return;
+        await this.#issue(entry, reason).catch(() => undefined);
+      }),
+    );
   }
 
   trustBundle(): readonly string[] {
@@ -227,7 +239,9 @@ export class WorkloadCertificates {
 
   onChange(listener: (event: CertificateEvent) => void): () => void {
     this.#listeners.add(listener);
-    return () => { this.#listeners.delete(listener); };
+    return () => {
+      this.#listeners.delete(listener);
+    };
   }
 
   /** Clear every timer; late CA answers are dropped. Certificates stay readable until the object is dropped. */
@@ -245,15 +259,21 @@ export class WorkloadCertificates {
       (cert) => {
         if (entry.inflight === attempt) entry.inflight = undefined;
         if (this.#closed || this.#entries.get(entry.principal) !== entry) {
-          throw new IdentityError('FERRY_ERR_IDENTITY_CERTIFICATE', `certificate for ${entry.principal}: forgotten while it was being issued`);
+          throw new IdentityError(
+            'FERRY_ERR_IDENTITY_CERTIFICATE',
+            `certificate for ${entry.principal}: forgotten while it was being issued`,
+          );
         }
         this.#install(entry, cert, reason);
         return cert;
       },
       (err: unknown) => {
         if (entry.inflight === attempt) entry.inflight = undefined;
-        const failure = new IdentityError('FERRY_ERR_IDENTITY_CERTIFICATE',
-          `certificate for ${entry.principal} (${reason}): ${(err as Error).message}`, { cause: err });
+        const failure = new IdentityError(
+          'FERRY_ERR_IDENTITY_CERTIFICATE',
+          `certificate for ${entry.principal} (${reason}): ${(err as Error).message}`,
+          { cause: err },
+        );
         if (!this.#closed && this.#entries.get(entry.principal) === entry) this.#scheduleRetry(entry, failure);
         throw failure;
       },
@@ -301,10 +321,11 @@ export class WorkloadCertificates {
       }
     }
     const top = chain[chain.length - 1];
-    const anchored = (): boolean => this.#bundle.some((pem) => {
-      const root = new crypto.X509Certificate(pem);
-      return top.checkIssued(root) && top.verify(root.publicKey);
-    });
+    const anchored = (): boolean =>
+      this.#bundle.some((pem) => {
+        const root = new crypto.X509Certificate(pem);
+        return top.checkIssued(root) && top.verify(root.publicKey);
+      });
     // A chain from a root we do not know yet: the CA may have rotated; fetch its bundle once and look again.
     if (!anchored()) await this.refreshTrustBundle();
     if (!anchored()) bad(`the chain does not lead to any of the ${this.#bundle.length} trusted root(s)`);
@@ -321,10 +342,20 @@ export class WorkloadCertificates {
     const lifetime = cert.notAfter.getTime() - now;
     const half = lifetime / 2;
     const renewIn = Math.min(half + (this.#random() * 2 - 1) * RENEWAL_JITTER * half, RENEWAL_LATEST * lifetime);
-    entry.renewTimer = this.#at(now + renewIn, () => { void this.#issue(entry, 'renewal').catch(() => undefined); });
+    entry.renewTimer = this.#at(now + renewIn, () => {
+      void this.#issue(entry, 'renewal').catch(() => undefined);
+    });
     entry.expiryTimer = this.#at(cert.notAfter.getTime(), () => this.#expire(entry, cert));
-    this.#log.info({ principal: entry.principal, serial: cert.serial, notAfter: cert.notAfter.toISOString(),
-      renewAt: new Date(now + renewIn).toISOString(), reason }, renewed ? 'certificate renewed' : 'certificate issued');
+    this.#log.info(
+      {
+        principal: entry.principal,
+        serial: cert.serial,
+        notAfter: cert.notAfter.toISOString(),
+        renewAt: new Date(now + renewIn).toISOString(),
+        reason,
+      },
+      renewed ? 'certificate renewed' : 'certificate issued',
+    );
     this.#emit({ type: renewed ? 'renewed' : 'issued', certificate: cert });
   }
 
@@ -338,9 +369,19 @@ export class WorkloadCertificates {
     const remaining = entry.cert === undefined ? 0 : entry.cert.notAfter.getTime() - now;
     if (remaining > 0) delay = Math.min(delay, Math.max(remaining / 2, BACKOFF_START_MS));
     this.#cancel(entry.renewTimer);
-    entry.renewTimer = this.#at(now + delay, () => { void this.#issue(entry, 'retry').catch(() => undefined); });
-    this.#log.warn({ principal: entry.principal, failures: entry.failures, retryInMs: Math.round(delay),
-      keepingCertificateUntil: entry.cert?.notAfter.toISOString(), err: failure }, 'certificate issue failed');
+    entry.renewTimer = this.#at(now + delay, () => {
+      void this.#issue(entry, 'retry').catch(() => undefined);
+    });
+    this.#log.warn(
+      {
+        principal: entry.principal,
+        failures: entry.failures,
+        retryInMs: Math.round(delay),
+        keepingCertificateUntil: entry.cert?.notAfter.toISOString(),
+        err: failure,
+      },
+      'certificate issue failed',
+    );
   }
 
   #expire(entry: Entry, cert: WorkloadCertificate): void {
@@ -355,9 +396,8 @@ export class WorkloadCertificates {
     const scheduled: Scheduled = { handle: undefined };
     const arm = (): void => {
       const delay = when - this.#timers.now();
-      scheduled.handle = delay > MAX_TIMER_MS
-        ? this.#timers.setTimeout(arm, MAX_TIMER_MS)
-        : this.#timers.setTimeout(fn, Math.max(0, delay));
+      scheduled.handle =
+        delay > MAX_TIMER_MS ? this.#timers.setTimeout(arm, MAX_TIMER_MS) : this.#timers.setTimeout(fn, Math.max(0, delay));
     };
     arm();
     return scheduled;

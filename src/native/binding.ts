@@ -6,15 +6,15 @@ import * as fs from 'node:fs';
 /** A failed system call or libbpf call, as the addon reports it. */
 export interface NativeErrorShape extends Error {
   errno: number;
-  code: string;    // 'EPERM', 'ENOENT', ... ('ENOSYS' etc. when libbpf returns a bare -errno)
+  code: string; // 'EPERM', 'ENOENT', ... ('ENOSYS' etc. when libbpf returns a bare -errno)
   syscall: string; // 'bpf_object__load', 'setns', 'connect', ...
-  log?: string;    // libbpf output captured during the call (the verifier log when a load is rejected)
+  log?: string; // libbpf output captured during the call (the verifier log when a load is rejected)
 }
 
 export interface ProbeCheck {
-  name: string;      // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin', 'so_netns_cookie', 'ip_transparent', 'policy_routing'
+  name: string; // 'bpf_syscall', 'cgroup2', 'bpffs', 'btf', 'prog_cgroup_sock_addr', 'prog_sk_lookup', 'prog_sock_ops', 'map_sockhash', 'cap_bpf', 'cap_net_admin', 'cap_sys_admin', 'so_netns_cookie', 'ip_transparent', 'policy_routing'
   ok: boolean;
-  detail: string;    // what was found, or what is missing and why it matters
+  detail: string; // what was found, or what is missing and why it matters
 }
 
 export interface ProbeReport {
@@ -24,7 +24,7 @@ export interface ProbeReport {
 
 export interface MapInfo {
   name: string;
-  type: number;       // BPF_MAP_TYPE_*
+  type: number; // BPF_MAP_TYPE_*
   keySize: number;
   valueSize: number;
   maxEntries: number;
@@ -52,7 +52,7 @@ export interface BpfMapHandle {
 export interface LinkInfo {
   id: number;
   progId: number;
-  type: number;   // BPF_LINK_TYPE_*
+  type: number; // BPF_LINK_TYPE_*
   /** Cgroup id (cgroup links) or network namespace inode (netns links); 0 once detached. */
   target?: number;
   /** The link is still on its hook. A detached link keeps its id and pins but runs nowhere. */
@@ -73,7 +73,7 @@ export interface BpfLinkHandle {
 
 export interface BpfObjectHandle {
   readonly programs: string[]; // names of programs in the object
-  readonly maps: string[];     // names of maps in the object (without .rodata/.bss etc.)
+  readonly maps: string[]; // names of maps in the object (without .rodata/.bss etc.)
   map(name: string): BpfMapHandle;
   /** Attach a cgroup program (its section gives the attach type) to the cgroup v2 directory. */
   attachCgroup(programName: string, cgroupPath: string): Promise<BpfLinkHandle>;

@@ -11,7 +11,7 @@ export const NATIVE_ERROR_CODES = {
     'An argument to a src/native call was rejected in TypeScript before reaching C++; the message names ' +
     'the call, the argument path and what was expected (NativeArgumentError, a TypeError).',
   FERRY_ERR_NATIVE_SYSCALL:
-    'A system call or libbpf call failed (NativeError). Like Node\'s own system errors, its `code` is the ' +
+    "A system call or libbpf call failed (NativeError). Like Node's own system errors, its `code` is the " +
     'errno name (ENOENT, ECONNREFUSED, LIBBPF_ERRNO__FORMAT...), with `errno`, `syscall` and, for BPF ' +
     'loads, the captured libbpf/verifier `log`; this registry code is on `ferryCode`.',
   FERRY_ERR_NATIVE_UNSUPPORTED:
@@ -148,10 +148,9 @@ export function nativeBinding(): NativeBinding {
     return loadBinding();
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new NativeLoadError(
-      `cannot load ferry.node (${reason}); build it with 'npm run build:native' (needs libbpf-dev, clang, make)`,
-      { cause: error },
-    );
+    throw new NativeLoadError(`cannot load ferry.node (${reason}); build it with 'npm run build:native' (needs libbpf-dev, clang, make)`, {
+      cause: error,
+    });
   }
 }
 

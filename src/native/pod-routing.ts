@@ -49,13 +49,19 @@ export async function configurePodRouting(netnsPath: string, options: PodRouting
   const table = requireInteger(call, 'options.table', given.table, 1, MAX_UINT32);
   if (RESERVED_TABLES.has(table)) {
     throw new NativeArgumentError(
-      call, 'options.table', 'a table id other than the reserved 252 (compat), 253 (default), 254 (main) and 255 (local)', table,
+      call,
+      'options.table',
+      'a table id other than the reserved 252 (compat), 253 (default), 254 (main) and 255 (local)',
+      table,
     );
   }
   const families = given.families;
   if (
-    !Array.isArray(families) || families.length === 0 || families.length > 2 ||
-    !families.every((family) => family === 4 || family === 6) || new Set(families).size !== families.length
+    !Array.isArray(families) ||
+    families.length === 0 ||
+    families.length > 2 ||
+    !families.every((family) => family === 4 || family === 6) ||
+    new Set(families).size !== families.length
   ) {
     throw new NativeArgumentError(call, 'options.families', 'a non-empty array of distinct families 4 and 6', families);
   }

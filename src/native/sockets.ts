@@ -98,7 +98,9 @@ export type ConnectInNetnsOptions = ConnectSocketInNetnsOptions;
 
 /** What listenInNetns and the dials both take: the namespace, an address, a port and a mark. */
 function socketTarget(
-  call: string, netnsPath: string, given: Record<string, unknown>,
+  call: string,
+  netnsPath: string,
+  given: Record<string, unknown>,
 ): { family: 4 | 6; host: string; port: number; mark: number } {
   requirePath(call, 'netnsPath', netnsPath);
   return {
@@ -110,15 +112,20 @@ function socketTarget(
 
 /** transparent and its source address, checked together: a transparent socket must be bound. */
 function sourceSpec(
-  call: string, given: Record<string, unknown>, family: 4 | 6, hostField: 'bindHost' | 'sourceHost',
+  call: string,
+  given: Record<string, unknown>,
+  family: 4 | 6,
+  hostField: 'bindHost' | 'sourceHost',
 ): Pick<SocketSpec, 'transparent' | 'bindHost'> {
   const transparent = requireBoolean(call, 'options.transparent', given.transparent ?? false);
   const host = given[hostField];
   if (host === undefined) {
     if (transparent) {
       throw new NativeArgumentError(
-        call, `options.${hostField}`,
-        `an IPv${family} address (the source to bind; required when options.transparent is true)`, host,
+        call,
+        `options.${hostField}`,
+        `an IPv${family} address (the source to bind; required when options.transparent is true)`,
+        host,
       );
     }
     return { transparent };
@@ -133,10 +140,7 @@ function sourceSpec(
  * `server.listen({ fd, backlog })` is given), which replaces the one set here.
  * Sockets accepted from it inherit its SO_MARK (the kernel clones the listener).
  */
-export async function listenInNetns(
-  netnsPath: string,
-  options: ListenInNetnsOptions,
-): Promise<{ fd: number; netnsCookie: bigint }> {
+export async function listenInNetns(netnsPath: string, options: ListenInNetnsOptions): Promise<{ fd: number; netnsCookie: bigint }> {
   const call = 'listenInNetns';
   const given = requireObject(call, 'options', options);
   const filled: ListenOptions = {
@@ -177,10 +181,7 @@ export async function socketInNetns(netnsPath: string, options: SocketInNetnsOpt
  * ETIMEDOUT after timeoutMs, naming the destination and the namespace (the socket is destroyed);
  * the kernel's code otherwise (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH...).
  */
-export async function connectSocketInNetns(
-  netnsPath: string,
-  options: ConnectSocketInNetnsOptions,
-): Promise<net.Socket> {
+export async function connectSocketInNetns(netnsPath: string, options: ConnectSocketInNetnsOptions): Promise<net.Socket> {
   return dial('connectSocketInNetns', netnsPath, options);
 }
 
@@ -295,7 +296,8 @@ export function tuneSocket(fd: number, tuning: SocketTuning): void {
   const given = requireObject(call, 'options', tuning);
   const filled: SocketTuning = {};
   const integer = (field: keyof SocketTuning, min: number, max: number): void => {
-    if (given[field] !== undefined) (filled as Record<string, number>)[field] = requireInteger(call, `options.${field}`, given[field], min, max);
+    if (given[field] !== undefined)
+      (filled as Record<string, number>)[field] = requireInteger(call, `options.${field}`, given[field], min, max);
   };
   // The kernel's limits (tcp(7)): MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL 32767 s, MAX_TCP_KEEPCNT 127.
   integer('keepAliveIdleSeconds', 1, 32767);

@@ -2,6 +2,13 @@
 // modules above it.
 export { formatIpv4, formatIpv6, ipv6ToBigInt, parseIpv4 } from './ip';
 export {
-  formatIpNetwork, ipNetworkContains, ipNetworkWarning, ipv4Mask, ipv6Mask, parseIp, parseIpNetwork,
-  type IpAddress, type IpNetwork,
+  formatIpNetwork,
+  ipNetworkContains,
+  ipNetworkWarning,
+  ipv4Mask,
+  ipv6Mask,
+  parseIp,
+  parseIpNetwork,
+  type IpAddress,
+  type IpNetwork,
 } from './ip-network';

@@ -117,6 +117,6 @@ export function ipNetworkWarning(network: IpNetwork): string | undefined {
 
 /** Whether `address` is inside `network` (families must agree: an IPv4-mapped address is IPv4). */
 export function ipNetworkContains(network: IpNetwork, address: IpAddress): boolean {
-  if (network.family === 4) return address.family === 4 && ((address.value & ipv4Mask(network.prefixLength)) >>> 0) === network.base;
+  if (network.family === 4) return address.family === 4 && (address.value & ipv4Mask(network.prefixLength)) >>> 0 === network.base;
   return address.family === 6 && (address.value & ipv6Mask(network.prefixLength)) === network.base;
 }

@@ -14,7 +14,11 @@ export interface PolicyProblem {
 
 /** Thrown where a policy must already be valid (PolicySet over snapshot data) and is not. */
 export class PolicyError extends FerryError<'FERRY_ERR_POLICY_INVALID'> {
-  constructor(message: string, readonly problems: readonly PolicyProblem[] = [], options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly problems: readonly PolicyProblem[] = [],
+    options?: { cause?: unknown },
+  ) {
     super('FERRY_ERR_POLICY_INVALID', message, options);
   }
 }

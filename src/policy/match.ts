@@ -17,7 +17,7 @@ export function stringPatternProblem(pattern: string): string | undefined {
   const stars = pattern.split('*').length - 1;
   if (stars === 0 || pattern === '*') return undefined;
   if (stars > 1 || !(pattern.startsWith('*') || pattern.endsWith('*'))) {
-    return "has a '*' that is not alone, leading or trailing (Istio matches exact values, \"*\", \"prefix*\" and \"*suffix\")";
+    return 'has a \'*\' that is not alone, leading or trailing (Istio matches exact values, "*", "prefix*" and "*suffix")';
   }
   return undefined;
 }

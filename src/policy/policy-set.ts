@@ -7,8 +7,14 @@ import { PolicyError, type PolicyProblem } from './errors';
 import { ipBlocksMatcher, parsePort, stringMatcher } from './match';
 import {
   DEFAULT_ROOT_NAMESPACE,
-  type AuthorizationAction, type AuthorizationPolicy, type AuthorizationRule, type MtlsMode, type PeerAuthentication,
-  type PolicyCondition, type PolicyOperation, type PolicySource,
+  type AuthorizationAction,
+  type AuthorizationPolicy,
+  type AuthorizationRule,
+  type MtlsMode,
+  type PeerAuthentication,
+  type PolicyCondition,
+  type PolicyOperation,
+  type PolicySource,
 } from './model';
 import { conditionKeyKind, isL7OperationField, isL7SourceField, unenforcedFieldWarnings } from './validate';
 
@@ -72,7 +78,10 @@ export function policyFingerprint(
   peerAuthentications: readonly PeerAuthentication[],
   rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
 ): string {
-  return createHash('sha256').update(JSON.stringify([rootNamespace, authorizationPolicies, peerAuthentications])).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([rootNamespace, authorizationPolicies, peerAuthentications]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -147,7 +156,10 @@ class Compiler {
   constructor(private readonly policy: AuthorizationPolicy) {}
 
   private fail(message: string): Predicate {
-    this.problems.push({ path: [], message: `AuthorizationPolicy ${this.policy.namespace}/${this.policy.name}: ${this.where}: ${message}` });
+    this.problems.push({
+      path: [],
+      message: `AuthorizationPolicy ${this.policy.namespace}/${this.policy.name}: ${this.where}: ${message}`,
+    });
     return never;
   }
 
@@ -192,8 +204,16 @@ class Compiler {
       const set = new Set(values);
       return (peer) => peer.serviceAccount !== undefined && set.has(peer.serviceAccount);
     };
-    this.field(checks, str((p) => p.principal, s.principals), str((p) => p.principal, s.notPrincipals));
-    this.field(checks, str((p) => p.namespace, s.namespaces), str((p) => p.namespace, s.notNamespaces));
+    this.field(
+      checks,
+      str((p) => p.principal, s.principals),
+      str((p) => p.principal, s.notPrincipals),
+    );
+    this.field(
+      checks,
+      str((p) => p.namespace, s.namespaces),
+      str((p) => p.namespace, s.notNamespaces),
+    );
     this.field(checks, sa(s.serviceAccounts), sa(s.notServiceAccounts));
     this.field(checks, ip(s.ipBlocks), ip(s.notIpBlocks));
     // requestPrincipals, remoteIpBlocks and their not* forms are L7: left out (see compileRule).
@@ -211,12 +231,18 @@ class Compiler {
     const build = (values: string[] | undefined): Predicate | undefined => {
       if (!values) return undefined;
       switch (c.key) {
-        case 'source.ip': return this.ips((peer) => peer.sourceIp, values);
-        case 'destination.ip': return this.ips((peer) => peer.destinationIp, values);
-        case 'destination.port': return this.ports(values);
-        case 'source.principal': return this.strings((peer) => peer.principal, values);
-        case 'source.namespace': return this.strings((peer) => peer.namespace, values);
-        default: return this.fail(`when key ${JSON.stringify(c.key)} has no L4 matcher`);
+        case 'source.ip':
+          return this.ips((peer) => peer.sourceIp, values);
+        case 'destination.ip':
+          return this.ips((peer) => peer.destinationIp, values);
+        case 'destination.port':
+          return this.ports(values);
+        case 'source.principal':
+          return this.strings((peer) => peer.principal, values);
+        case 'source.namespace':
+          return this.strings((peer) => peer.namespace, values);
+        default:
+          return this.fail(`when key ${JSON.stringify(c.key)} has no L4 matcher`);
       }
     };
     const kind = conditionKeyKind(c.key);
@@ -233,9 +259,10 @@ class Compiler {
    * stands on its L4 conditions (denying or auditing more than written). unenforcedFieldWarnings names them.
    */
   rule(rule: AuthorizationRule, index: number): Predicate {
-    const l7 = (rule.from ?? []).some((s) => Object.keys(s).some(isL7SourceField))
-      || (rule.to ?? []).some((o) => Object.keys(o).some(isL7OperationField))
-      || (rule.when ?? []).some((c) => conditionKeyKind(c.key) === 'l7');
+    const l7 =
+      (rule.from ?? []).some((s) => Object.keys(s).some(isL7SourceField)) ||
+      (rule.to ?? []).some((o) => Object.keys(o).some(isL7OperationField)) ||
+      (rule.when ?? []).some((c) => conditionKeyKind(c.key) === 'l7');
     const parts: Predicate[] = [];
     this.where = `spec.rules[${index}]`;
     if (rule.from) parts.push(anyOf(rule.from.map((s) => this.source(s))));
@@ -344,19 +371,29 @@ export class PolicySet {
     for (const policy of [...peerAuthentications].sort(byName)) {
       if (policy.selector === undefined && policy.namespace === rootNamespace) {
         if (mesh === undefined) mesh = policy;
-        else conflicts.push(`PeerAuthentication ${id(policy)}: another mesh-wide PeerAuthentication, ${id(mesh)}, is in force (the first by name; Istio would use the oldest); delete one of them`);
+        else
+          conflicts.push(
+            `PeerAuthentication ${id(policy)}: another mesh-wide PeerAuthentication, ${id(mesh)}, is in force (the first by name; Istio would use the oldest); delete one of them`,
+          );
       } else if (policy.selector === undefined) {
         const first = this.namespacePeer.get(policy.namespace);
         if (first === undefined) this.namespacePeer.set(policy.namespace, policy);
-        else conflicts.push(`PeerAuthentication ${id(policy)}: another namespace-wide PeerAuthentication, ${id(first)}, is in force in namespace ${policy.namespace} (the first by name; Istio would use the oldest); delete one of them`);
+        else
+          conflicts.push(
+            `PeerAuthentication ${id(policy)}: another namespace-wide PeerAuthentication, ${id(first)}, is in force in namespace ${policy.namespace} (the first by name; Istio would use the oldest); delete one of them`,
+          );
       } else if (policy.namespace === rootNamespace) {
-        warnings.push(`PeerAuthentication ${id(policy)}: spec.selector: has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ${rootNamespace} is ignored`);
+        warnings.push(
+          `PeerAuthentication ${id(policy)}: spec.selector: has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ${rootNamespace} is ignored`,
+        );
       } else {
         const list = this.workloadPeer.get(policy.namespace) ?? [];
         const selector = policy.selector;
         const shadowing = list.find((other) => other.policy.selector !== undefined && overlap(other.policy.selector, selector));
         if (shadowing !== undefined) {
-          conflicts.push(`PeerAuthentication ${id(policy)}: its selector can match the same workloads as ${id(shadowing.policy)}, which wins for them (the first by name; Istio would use the oldest); make the selectors disjoint`);
+          conflicts.push(
+            `PeerAuthentication ${id(policy)}: its selector can match the same workloads as ${id(shadowing.policy)}, which wins for them (the first by name; Istio would use the oldest); make the selectors disjoint`,
+          );
         }
         list.push({ policy, selector: Object.entries(selector) });
         this.workloadPeer.set(policy.namespace, list);
@@ -373,7 +410,7 @@ export class PolicySet {
     const cached = this.applicableCache.get(workload.labels);
     if (cached !== undefined && cached.namespace === workload.namespace) return cached.applicable;
     const applicable: Applicable = { deny: [], allow: [], audit: [], dryRun: [] };
-    const local = workload.namespace === this.rootNamespace ? [] : this.namespaceAuthz.get(workload.namespace) ?? [];
+    const local = workload.namespace === this.rootNamespace ? [] : (this.namespaceAuthz.get(workload.namespace) ?? []);
     for (const policy of [...this.meshAuthz, ...local]) {
       if (!selects(policy.selector, workload.labels)) continue;
       if (policy.dryRun) applicable.dryRun.push(policy);
@@ -381,7 +418,8 @@ export class PolicySet {
       else if (policy.action === 'ALLOW') applicable.allow.push(policy);
       else applicable.audit.push(policy);
     }
-    const result = applicable.deny.length + applicable.allow.length + applicable.audit.length + applicable.dryRun.length === 0 ? NONE : applicable;
+    const result =
+      applicable.deny.length + applicable.allow.length + applicable.audit.length + applicable.dryRun.length === 0 ? NONE : applicable;
     this.applicableCache.set(workload.labels, { namespace: workload.namespace, applicable: result });
     return result;
   }
@@ -398,17 +436,32 @@ export class PolicySet {
     const peer = new Peer(attrs);
 
     let deniedBy: CompiledPolicy | undefined;
-    for (const policy of applicable.deny) if (policy.matches(peer)) { deniedBy = policy; break; }
+    for (const policy of applicable.deny)
+      if (policy.matches(peer)) {
+        deniedBy = policy;
+        break;
+      }
     let allowedBy: CompiledPolicy | undefined;
-    if (deniedBy === undefined) for (const policy of applicable.allow) if (policy.matches(peer)) { allowedBy = policy; break; }
+    if (deniedBy === undefined)
+      for (const policy of applicable.allow)
+        if (policy.matches(peer)) {
+          allowedBy = policy;
+          break;
+        }
 
-    const decision: AuthorizationDecision = deniedBy !== undefined
-      ? { allow: false, policy: deniedBy.id, reason: `denied by DENY policy ${deniedBy.id}`, dryRun: [], audited: [] }
-      : applicable.allow.length === 0
-        ? { allow: true, reason: 'no ALLOW policy applies', dryRun: [], audited: [] }
-        : allowedBy !== undefined
-          ? { allow: true, policy: allowedBy.id, reason: `allowed by ALLOW policy ${allowedBy.id}`, dryRun: [], audited: [] }
-          : { allow: false, reason: `no ALLOW policy matched (${applicable.allow.map((p) => p.id).join(', ')} apply)`, dryRun: [], audited: [] };
+    const decision: AuthorizationDecision =
+      deniedBy !== undefined
+        ? { allow: false, policy: deniedBy.id, reason: `denied by DENY policy ${deniedBy.id}`, dryRun: [], audited: [] }
+        : applicable.allow.length === 0
+          ? { allow: true, reason: 'no ALLOW policy applies', dryRun: [], audited: [] }
+          : allowedBy !== undefined
+            ? { allow: true, policy: allowedBy.id, reason: `allowed by ALLOW policy ${allowedBy.id}`, dryRun: [], audited: [] }
+            : {
+                allow: false,
+                reason: `no ALLOW policy matched (${applicable.allow.map((p) => p.id).join(', ')} apply)`,
+                dryRun: [],
+                audited: [],
+              };
 
     for (const policy of applicable.audit) if (policy.matches(peer)) decision.audited.push(policy.id);
     for (const policy of applicable.dryRun) {
@@ -433,7 +486,12 @@ export class PolicySet {
     let decision: MtlsDecision = { mode: 'PERMISSIVE', configured: 'PERMISSIVE', level: 'default' };
     const apply = (mode: MtlsMode, level: MtlsDecision['level'], policy: PeerAuthentication): void => {
       if (mode === 'UNSET') return;
-      decision = { mode: mode === 'STRICT' ? 'STRICT' : 'PERMISSIVE', configured: mode, level, policy: `${policy.namespace}/${policy.name}` };
+      decision = {
+        mode: mode === 'STRICT' ? 'STRICT' : 'PERMISSIVE',
+        configured: mode,
+        level,
+        policy: `${policy.namespace}/${policy.name}`,
+      };
     };
     if (this.meshPeer !== undefined) apply(this.meshPeer.mode, 'mesh', this.meshPeer);
     const namespacePolicy = this.namespacePeer.get(workload.namespace);

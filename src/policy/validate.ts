@@ -7,9 +7,17 @@ import { ipNetworkWarning, parseIpNetwork } from '../net';
 import type { PolicyProblem } from './errors';
 import { parsePort, stringPatternProblem } from './match';
 import {
-  AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, DRY_RUN_ANNOTATIONS,
-  type AuthorizationAction, type AuthorizationPolicy, type AuthorizationRule, type MtlsMode, type PeerAuthentication,
-  type PolicyCondition, type PolicyOperation, type PolicySource,
+  AUTHORIZATION_API_VERSIONS,
+  DEFAULT_ROOT_NAMESPACE,
+  DRY_RUN_ANNOTATIONS,
+  type AuthorizationAction,
+  type AuthorizationPolicy,
+  type AuthorizationRule,
+  type MtlsMode,
+  type PeerAuthentication,
+  type PolicyCondition,
+  type PolicyOperation,
+  type PolicySource,
 } from './model';
 
 export interface PolicyValidation<T> {
@@ -65,11 +73,15 @@ const metadataSchema: Schema = {
   required: ['name'],
   properties: {
     name: {
-      type: 'string', pattern: DNS_SUBDOMAIN, maxLength: 253,
+      type: 'string',
+      pattern: DNS_SUBDOMAIN,
+      maxLength: 253,
       description: "a policy name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
     },
     namespace: {
-      type: 'string', pattern: DNS_LABEL, maxLength: 63,
+      type: 'string',
+      pattern: DNS_LABEL,
+      maxLength: 63,
       description: "a namespace name: a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)",
     },
     labels: stringMap('labels', { type: 'string', pattern: LABEL_VALUE, maxLength: 63, description: LABEL_VALUE_TEXT }),
@@ -102,8 +114,18 @@ function documentSchema(kind: string, spec: Schema): Schema {
 }
 
 const SOURCE_FIELDS = [
-  'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals', 'namespaces', 'notNamespaces',
-  'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks',
+  'principals',
+  'notPrincipals',
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'namespaces',
+  'notNamespaces',
+  'serviceAccounts',
+  'notServiceAccounts',
+  'ipBlocks',
+  'notIpBlocks',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
 ] as const;
 const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 /** Fields only an HTTP proxy can check (Istio ambient: "ztunnel does not support HTTP attributes"). */
@@ -166,7 +188,9 @@ const authorizationPolicySchema = documentSchema('AuthorizationPolicy', {
                   type: 'object',
                   description: 'an operation {ports, notPorts, …}',
                   additionalProperties: false,
-                  properties: Object.fromEntries(OPERATION_FIELDS.map((f) => [f, f === 'ports' || f === 'notPorts' ? portList : strings(f)])),
+                  properties: Object.fromEntries(
+                    OPERATION_FIELDS.map((f) => [f, f === 'ports' || f === 'notPorts' ? portList : strings(f)]),
+                  ),
                 },
               },
             },
@@ -254,7 +278,11 @@ interface Common {
   spec: Record<string, unknown>;
 }
 
-function readCommon(kind: string, doc: unknown, shape: ((value: unknown) => boolean) & { errors?: ErrorObject[] | null }): { c: Checker; common: Common } {
+function readCommon(
+  kind: string,
+  doc: unknown,
+  shape: ((value: unknown) => boolean) & { errors?: ErrorObject[] | null },
+): { c: Checker; common: Common } {
   const raw = asMapping(doc);
   const metadata = asMapping(raw.metadata);
   const namespace = asString(metadata.namespace) ?? 'default';
@@ -323,7 +351,10 @@ function checkPrincipal(c: Checker) {
   return (value: string, at: Segment[]): void => {
     // Istio principals omit the scheme; with it, the value could never match (ztunnel strips spiffe:// first).
     if (value.startsWith('spiffe://')) {
-      c.problem(at, `${quoteValue(value)} includes the spiffe:// scheme; expected the principal without it, e.g. ${quoteValue(value.slice('spiffe://'.length))}`);
+      c.problem(
+        at,
+        `${quoteValue(value)} includes the spiffe:// scheme; expected the principal without it, e.g. ${quoteValue(value.slice('spiffe://'.length))}`,
+      );
     } else {
       pattern(value, at);
     }
@@ -372,7 +403,8 @@ function checkSource(c: Checker, raw: Record<string, unknown>, at: Segment[], na
   for (const field of ['namespaces', 'notNamespaces'] as const) {
     set(field, eachString(c, raw[field], [...at, field], checkPattern(c, 'a namespace name, "*", or a prefix*/ *suffix')));
   }
-  for (const field of ['serviceAccounts', 'notServiceAccounts'] as const) set(field, checkServiceAccounts(c, raw[field], [...at, field], namespace));
+  for (const field of ['serviceAccounts', 'notServiceAccounts'] as const)
+    set(field, checkServiceAccounts(c, raw[field], [...at, field], namespace));
   for (const field of ['ipBlocks', 'notIpBlocks', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const) {
     set(field, eachString(c, raw[field], [...at, field], checkIpBlock(c)));
   }
@@ -385,8 +417,10 @@ function checkSource(c: Checker, raw: Record<string, unknown>, at: Segment[], na
   // Istio: "cannot set serviceAccounts with namespaces or principals".
   const identity = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some((f) => asList(raw[f]).length > 0);
   if (identity && (asList(raw.serviceAccounts).length > 0 || asList(raw.notServiceAccounts).length > 0)) {
-    c.problem([...at, asList(raw.serviceAccounts).length > 0 ? 'serviceAccounts' : 'notServiceAccounts'],
-      'cannot be combined with principals or namespaces in one source (as in Istio); expected a separate from entry');
+    c.problem(
+      [...at, asList(raw.serviceAccounts).length > 0 ? 'serviceAccounts' : 'notServiceAccounts'],
+      'cannot be combined with principals or namespaces in one source (as in Istio); expected a separate from entry',
+    );
   }
   return source;
 }
@@ -426,12 +460,16 @@ export function conditionKeyKind(key: string): 'l4' | 'l7' | { problem: string }
   if (mapPrefix !== undefined) {
     // Istio's validateMapKey: NAME[KEY] with a non-empty KEY.
     const open = key.indexOf('[');
-    return key.endsWith(']') && open > 0 && open < key.length - 2 ? 'l7' : { problem: `has no [NAME] part; expected e.g. ${mapPrefix.replace(/\.$/, '')}[NAME]` };
+    return key.endsWith(']') && open > 0 && open < key.length - 2
+      ? 'l7'
+      : { problem: `has no [NAME] part; expected e.g. ${mapPrefix.replace(/\.$/, '')}[NAME]` };
   }
   if (key.startsWith('destination.labels')) return { problem: 'is replaced by spec.selector in Istio security.istio.io/v1' };
   const rejected = REJECTED_CONDITION_KEYS[key];
   if (rejected !== undefined) return { problem: rejected };
-  return { problem: `is not a known attribute; expected one of: ${[...L4_CONDITION_KEYS, ...L7_CONDITION_KEYS].join(', ')}, request.headers[NAME], request.auth.claims[NAME]` };
+  return {
+    problem: `is not a known attribute; expected one of: ${[...L4_CONDITION_KEYS, ...L7_CONDITION_KEYS].join(', ')}, request.headers[NAME], request.auth.claims[NAME]`,
+  };
 }
 
 function checkCondition(c: Checker, raw: Record<string, unknown>, at: Segment[]): PolicyCondition | undefined {
@@ -448,7 +486,8 @@ function checkCondition(c: Checker, raw: Record<string, unknown>, at: Segment[])
   }
   const valueCheck = (value: string, where: Segment[]): void => {
     if (key === 'source.ip' || key === 'destination.ip' || key === 'remote.ip') checkIpBlock(c)(value, where);
-    else if (key === 'destination.port' && parsePort(value) === undefined) c.problem(where, `${quoteValue(value)} is not a port; expected a port from 1 to 65535`);
+    else if (key === 'destination.port' && parsePort(value) === undefined)
+      c.problem(where, `${quoteValue(value)} is not a port; expected a port from 1 to 65535`);
     else if (key === 'source.principal') checkPrincipal(c)(value, where);
     else if (key === 'source.namespace') checkPattern(c, 'a namespace name, "*", or a prefix*/ *suffix')(value, where);
   };
@@ -465,11 +504,16 @@ function checkRule(c: Checker, raw: Record<string, unknown>, at: Segment[], name
   for (const part of ['from', 'to'] as const) {
     // Istio: "`from` must not be empty" — an empty list would silently mean "anyone".
     if (Array.isArray(raw[part]) && asList(raw[part]).length === 0) {
-      c.problem([...at, part], `is an empty list; expected at least one entry, or no ${part} at all to match any ${part === 'from' ? 'source' : 'operation'}`);
+      c.problem(
+        [...at, part],
+        `is an empty list; expected at least one entry, or no ${part} at all to match any ${part === 'from' ? 'source' : 'operation'}`,
+      );
     }
   }
   if (Array.isArray(raw.from)) {
-    rule.from = asList(raw.from).map((item, i) => checkSource(c, asMapping(asMapping(item).source), [...at, 'from', i, 'source'], namespace));
+    rule.from = asList(raw.from).map((item, i) =>
+      checkSource(c, asMapping(asMapping(item).source), [...at, 'from', i, 'source'], namespace),
+    );
   }
   if (Array.isArray(raw.to)) {
     rule.to = asList(raw.to).map((item, i) => checkOperation(c, asMapping(asMapping(item).operation), [...at, 'to', i, 'operation']));
@@ -494,9 +538,10 @@ function checkRule(c: Checker, raw: Record<string, unknown>, at: Segment[], name
  */
 export function unenforcedFieldWarnings(policy: AuthorizationPolicy): string[] {
   const label = `AuthorizationPolicy ${policy.namespace}/${policy.name}`;
-  const effect = policy.action === 'ALLOW'
-    ? 'this ALLOW rule matches nothing (more restrictive than written)'
-    : `this ${policy.action} rule is enforced on its L4 conditions alone (it ${policy.action === 'DENY' ? 'denies' : 'audits'} more than written)`;
+  const effect =
+    policy.action === 'ALLOW'
+      ? 'this ALLOW rule matches nothing (more restrictive than written)'
+      : `this ${policy.action} rule is enforced on its L4 conditions alone (it ${policy.action === 'DENY' ? 'denies' : 'audits'} more than written)`;
   const message = `HTTP attributes are not enforced yet (Ferry authorizes TCP connections); ${effect}`;
   const warnings: string[] = [];
   policy.rules.forEach((rule, r) => {
@@ -540,7 +585,10 @@ export function validateAuthorizationPolicy(doc: unknown, _options: ValidateOpti
 
   for (const field of ['targetRef', 'targetRefs'] as const) {
     if (has(spec, field)) {
-      c.problem(['spec', field], 'is not supported: Ferry attaches policies to workloads (targetRef attaches them to a Gateway, Service or waypoint); expected spec.selector');
+      c.problem(
+        ['spec', field],
+        'is not supported: Ferry attaches policies to workloads (targetRef attaches them to a Gateway, Service or waypoint); expected spec.selector',
+      );
     }
   }
   const action = (asString(spec.action) ?? 'ALLOW') as AuthorizationAction | 'CUSTOM';
@@ -567,7 +615,10 @@ export function validatePeerAuthentication(doc: unknown, options: ValidateOption
   const { spec, namespace, name, selector } = common;
   checkFerryAnnotations(c, common.annotations, []);
   if (has(common.annotations, DRY_RUN_ANNOTATIONS[0])) {
-    c.problem(['metadata', 'annotations', DRY_RUN_ANNOTATIONS[0]], 'dry-run applies to AuthorizationPolicy only (as in Istio); expected no dry-run annotation on a PeerAuthentication');
+    c.problem(
+      ['metadata', 'annotations', DRY_RUN_ANNOTATIONS[0]],
+      'dry-run applies to AuthorizationPolicy only (as in Istio); expected no dry-run annotation on a PeerAuthentication',
+    );
   }
   const mode = (asString(asMapping(spec.mtls).mode) ?? 'UNSET') as MtlsMode;
   const portLevelMtls: { port: number; mode: MtlsMode }[] = [];
@@ -575,20 +626,27 @@ export function validatePeerAuthentication(doc: unknown, options: ValidateOption
     const ports = asMapping(spec.portLevelMtls);
     // Istio: "mesh/namespace peer authentication cannot have port level mTLS".
     if (selector === undefined) {
-      c.problem(['spec', 'portLevelMtls'], 'is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls');
+      c.problem(
+        ['spec', 'portLevelMtls'],
+        'is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls',
+      );
     }
     if (isMapping(spec.portLevelMtls) && Object.keys(ports).length === 0) {
       c.problem(['spec', 'portLevelMtls'], 'is empty; expected at least one PORT: {mode: …} entry');
     }
     for (const [key, setting] of Object.entries(ports)) {
       const port = /^[0-9]+$/.test(key) ? parsePort(key) : undefined;
-      if (/^[0-9]+$/.test(key) && port === undefined) c.problem(['spec', 'portLevelMtls', key], `${key} is out of range; expected a port from 1 to 65535`);
+      if (/^[0-9]+$/.test(key) && port === undefined)
+        c.problem(['spec', 'portLevelMtls', key], `${key} is out of range; expected a port from 1 to 65535`);
       if (port !== undefined) portLevelMtls.push({ port, mode: (asString(asMapping(setting).mode) ?? 'UNSET') as MtlsMode });
     }
   }
   if (namespace === rootNamespace && selector !== undefined) {
     // ComposePeerAuthentication ignores workload-level policies in the root namespace.
-    c.warn(['spec', 'selector'], `has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ${rootNamespace} is ignored`);
+    c.warn(
+      ['spec', 'selector'],
+      `has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ${rootNamespace} is ignored`,
+    );
   }
   if (c.problems.length > 0) return { problems: c.problems, warnings: c.warnings };
   const value: PeerAuthentication = { namespace, name, mode, portLevelMtls: portLevelMtls.sort((a, b) => a.port - b.port) };

@@ -6,9 +6,10 @@ export const PROXY_ERROR_CODES = {
   FERRY_ERR_PROXY_OPTIONS: 'a NodeProxy, HBONE pool or HBONE server option is out of range (the message names the field)',
   FERRY_ERR_PROXY_STREAM_RESET: 'a relayed HTTP/2 stream was reset (RST_STREAM) or its session went away before both sides finished',
   FERRY_ERR_HBONE_NO_IDENTITY: 'no certificate has been issued (yet) for the identity an HBONE tunnel must be opened as',
-  FERRY_ERR_HBONE_DIAL: 'the TCP connection to the peer\'s HBONE port could not be made, or the peer is backing off after recent failures (the message names the peer and its last failure)',
+  FERRY_ERR_HBONE_DIAL:
+    "the TCP connection to the peer's HBONE port could not be made, or the peer is backing off after recent failures (the message names the peer and its last failure)",
   FERRY_ERR_HBONE_TLS: 'the mutual TLS 1.3 handshake with the HBONE peer failed (untrusted chain, no ALPN h2, timeout, closed)',
-  FERRY_ERR_HBONE_IDENTITY: 'the HBONE peer\'s certificate does not carry exactly the expected SPIFFE identity',
+  FERRY_ERR_HBONE_IDENTITY: "the HBONE peer's certificate does not carry exactly the expected SPIFFE identity",
   FERRY_ERR_HBONE_STATUS: 'the HBONE peer answered the CONNECT with a status other than 200',
   FERRY_ERR_HBONE_STREAM: 'the HBONE CONNECT stream or its HTTP/2 session failed before the peer answered',
   FERRY_ERR_HBONE_POOL_CLOSED: 'the HBONE connection pool was closed (agent draining or stopping)',
@@ -23,7 +24,10 @@ export class ProxyOptionsError extends FerryError<'FERRY_ERR_PROXY_OPTIONS'> {
 }
 
 export class StreamResetError extends FerryError<'FERRY_ERR_PROXY_STREAM_RESET'> {
-  constructor(message: string, readonly rstCode?: number) {
+  constructor(
+    message: string,
+    readonly rstCode?: number,
+  ) {
     super('FERRY_ERR_PROXY_STREAM_RESET', message);
   }
 }
@@ -53,7 +57,11 @@ export class HboneDialError extends HboneError<'FERRY_ERR_HBONE_DIAL'> {
 
 export class HboneTlsError extends HboneError<'FERRY_ERR_HBONE_TLS'> {
   /** Short machine-readable reason: an OpenSSL verify code, 'ALPN', 'TIMEOUT', 'CLOSED'… */
-  constructor(readonly reason: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('FERRY_ERR_HBONE_TLS', message, options);
   }
 }
@@ -65,7 +73,10 @@ export class HboneIdentityError extends HboneError<'FERRY_ERR_HBONE_IDENTITY'> {
 }
 
 export class HboneStatusError extends HboneError<'FERRY_ERR_HBONE_STATUS'> {
-  constructor(readonly status: number, target: string) {
+  constructor(
+    readonly status: number,
+    target: string,
+  ) {
     super('FERRY_ERR_HBONE_STATUS', `CONNECT ${target} answered ${status}`);
   }
 }

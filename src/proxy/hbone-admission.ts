@@ -113,7 +113,11 @@ export class HboneAdmission {
     let pendingHandshakes = 0;
     for (const set of this.handshakesBySource.values()) pendingHandshakes += set.size;
     return {
-      peers: this.sessionsByPeer.size, sessions, sources: this.handshakesBySource.size, pendingHandshakes, ...this.counts,
+      peers: this.sessionsByPeer.size,
+      sessions,
+      sources: this.handshakesBySource.size,
+      pendingHandshakes,
+      ...this.counts,
     };
   }
 }

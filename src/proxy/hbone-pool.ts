@@ -7,12 +7,24 @@ import * as tls from 'node:tls';
 import { PORTS } from '../config';
 import type { Logger } from '../telemetry';
 import {
-  HboneDialError, HboneError, HboneIdentityError, HboneNoIdentityError, HbonePoolClosedError, HboneStatusError,
-  HboneStreamError, HboneTlsError,
+  HboneDialError,
+  HboneError,
+  HboneIdentityError,
+  HboneNoIdentityError,
+  HbonePoolClosedError,
+  HboneStatusError,
+  HboneStreamError,
+  HboneTlsError,
 } from './errors';
 import { HBONE_FLOW, HBONE_MAX_STREAMS, hostPort, numericOptions } from './hbone-protocol';
 import {
-  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, destroySession, guardSession, type Http2GuardLimits, type Http2GuardViolation,
+  GUARD_CODES,
+  HTTP2_GUARD_DEFAULTS,
+  HTTP2_GUARD_RANGES,
+  destroySession,
+  guardSession,
+  type Http2GuardLimits,
+  type Http2GuardViolation,
 } from './http2-guard';
 import { resetEnd } from './relay';
 import type { Dialer, IdentityContexts, ProxyPod, SocketAddress, TlsProvider } from './types';
@@ -231,13 +243,22 @@ export class HbonePool {
   /** Peers with failures since their last tunnel was established, by peerKey(). */
   private readonly peers = new Map<string, PeerState>();
   private readonly counts: HbonePoolCounters = {
-    dialFailures: 0, failedFast: 0, keepaliveTimeouts: 0, settingsTimeouts: 0, settingsFloods: 0, pingFloods: 0, protocolErrors: 0,
+    dialFailures: 0,
+    failedFast: 0,
+    keepaliveTimeouts: 0,
+    settingsTimeouts: 0,
+    settingsFloods: 0,
+    pingFloods: 0,
+    protocolErrors: 0,
     responseTimeouts: 0,
   };
   private counter = 0;
   private closed = false;
 
-  constructor(private readonly deps: HbonePoolDeps, options?: Partial<HbonePoolOptions>) {
+  constructor(
+    private readonly deps: HbonePoolDeps,
+    options?: Partial<HbonePoolOptions>,
+  ) {
     this.options = numericOptions('hbone.pool', HBONE_POOL_DEFAULTS, options, RANGES);
     this.log = deps.log.child({ component: 'hbone' });
   }
@@ -274,12 +295,19 @@ export class HbonePool {
       }
       let pending = this.dialing.get(key);
       if (!pending) {
-        if (dials === MAX_DIALS_PER_OPEN) throw new HboneStreamError(`no usable HBONE connection to ${request.target.ip} after ${dials} dials`);
+        if (dials === MAX_DIALS_PER_OPEN)
+          throw new HboneStreamError(`no usable HBONE connection to ${request.target.ip} after ${dials} dials`);
         this.failFast(request, now);
         dials += 1;
         pending = this.dialPeer(key, request).then(
-          (tunnel) => { this.dialing.delete(key); this.add(tunnel); },
-          (err: unknown) => { this.dialing.delete(key); throw err; },
+          (tunnel) => {
+            this.dialing.delete(key);
+            this.add(tunnel);
+          },
+          (err: unknown) => {
+            this.dialing.delete(key);
+            throw err;
+          },
         );
         this.dialing.set(key, pending);
       }
@@ -294,8 +322,8 @@ export class HbonePool {
     this.counts.failedFast += 1;
     const name = `${hostPort(peer.targetIp, this.options.port)} (${peer.expectedPrincipal})`;
     throw new HboneDialError(
-      `HBONE peer ${name} is backing off for ${peer.until - now} ms more after ${peer.failures} failure${peer.failures === 1 ? '' : 's'}; `
-      + `last: ${peer.lastFailure}`,
+      `HBONE peer ${name} is backing off for ${peer.until - now} ms more after ${peer.failures} failure${peer.failures === 1 ? '' : 's'}; ` +
+        `last: ${peer.lastFailure}`,
       { peer: name, lastFailure: peer.lastFailure, retryAt: new Date(peer.until) },
     );
   }
@@ -306,15 +334,22 @@ export class HbonePool {
     this.prunePeers(now);
     const key = peerKey(request);
     const peer = this.peers.get(key) ?? {
-      targetIp: request.target.ip, expectedPrincipal: request.expectedPrincipal, failures: 0, lastFailure: '', backoffMs: 0, until: 0,
+      targetIp: request.target.ip,
+      expectedPrincipal: request.expectedPrincipal,
+      failures: 0,
+      lastFailure: '',
+      backoffMs: 0,
+      until: 0,
     };
     peer.failures += 1;
     peer.lastFailure = reason;
     peer.backoffMs = Math.min(this.options.backoffMaxMs, this.options.backoffInitialMs * 2 ** Math.min(peer.failures - 1, 30));
     peer.until = now + peer.backoffMs;
     this.peers.set(key, peer);
-    this.log.info({ peer: request.target.ip, principal: request.expectedPrincipal, failures: peer.failures, backoffMs: peer.backoffMs, reason },
-      'hbone peer backing off');
+    this.log.info(
+      { peer: request.target.ip, principal: request.expectedPrincipal, failures: peer.failures, backoffMs: peer.backoffMs, reason },
+      'hbone peer backing off',
+    );
   }
 
   /**
@@ -409,7 +444,9 @@ export class HbonePool {
     } catch (err) {
       throw new HboneDialError(`connect ${peer}: ${(err as Error).message}`, { cause: err });
     }
-    raw.on('error', () => { /* reported by the TLS socket wrapping it */ });
+    raw.on('error', () => {
+      /* reported by the TLS socket wrapping it */
+    });
     // The Dialer makes half-open sockets for relaying; under TLS and HTTP/2 a half-open socket
     // keeps the session from noticing the peer's FIN, so it would never see a dropped tunnel.
     raw.allowHalfOpen = false;
@@ -425,15 +462,29 @@ export class HbonePool {
 
     this.counter += 1;
     const tunnel: Tunnel = {
-      id: `t${this.counter}`, key, request, session, socket, notAfter,
-      local: addressOf(socket, 'local'), remote: addressOf(socket, 'remote'), streams: 0, retired: false,
+      id: `t${this.counter}`,
+      key,
+      request,
+      session,
+      socket,
+      notAfter,
+      local: addressOf(socket, 'local'),
+      remote: addressOf(socket, 'remote'),
+      streams: 0,
+      retired: false,
     };
     const fields = {
-      tunnel: tunnel.id, sourcePod: request.sourcePod.uid, sourcePrincipal: request.sourcePrincipal,
-      peer: request.expectedPrincipal, local: tunnel.local, remote: tunnel.remote,
+      tunnel: tunnel.id,
+      sourcePod: request.sourcePod.uid,
+      sourcePrincipal: request.sourcePrincipal,
+      peer: request.expectedPrincipal,
+      local: tunnel.local,
+      remote: tunnel.remote,
     };
     session.on('goaway', (code: number) => this.retire(tunnel, `GOAWAY (code ${code})`));
-    session.on('error', (err: Error) => { tunnel.closeReason ??= err.message; });
+    session.on('error', (err: Error) => {
+      tunnel.closeReason ??= err.message;
+    });
     session.on('close', () => {
       if (tunnel.idleTimer) clearTimeout(tunnel.idleTimer);
       tunnel.retired = true;
@@ -447,7 +498,10 @@ export class HbonePool {
       tunnel.retired = true;
       this.forget(tunnel);
       this.counts[GUARD_COUNTER[kind]] += 1;
-      this.log.warn({ ...fields, violation: kind, code: GUARD_CODES[kind], detail, streams: tunnel.streams }, 'hbone tunnel closed by the HTTP/2 guard');
+      this.log.warn(
+        { ...fields, violation: kind, code: GUARD_CODES[kind], detail, streams: tunnel.streams },
+        'hbone tunnel closed by the HTTP/2 guard',
+      );
       if (kind === 'keepalive-timeout' || kind === 'settings-timeout') this.peerFailed(request, `tunnel ${tunnel.id} ${detail}`);
     });
     this.log.info(fields, 'hbone connection established');
@@ -489,8 +543,10 @@ export class HbonePool {
           }
         },
       });
-      const timer = setTimeout(() => settle(new HboneTlsError('TIMEOUT', `TLS handshake with ${peer} timed out after ${this.options.handshakeTimeoutMs} ms`)),
-        this.options.handshakeTimeoutMs);
+      const timer = setTimeout(
+        () => settle(new HboneTlsError('TIMEOUT', `TLS handshake with ${peer} timed out after ${this.options.handshakeTimeoutMs} ms`)),
+        this.options.handshakeTimeoutMs,
+      );
       socket.on('error', (err: NodeJS.ErrnoException) => {
         if (err instanceof HboneError) settle(err);
         else settle(new HboneTlsError(err.code ?? 'TLS', `TLS handshake with ${peer}: ${err.message}`, { cause: err }));
@@ -535,8 +591,10 @@ export class HbonePool {
         session.destroy();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new HboneStreamError(`no HTTP/2 SETTINGS from ${peer} within the handshake timeout`)),
-        Math.max(1, timeoutMs));
+      const timer = setTimeout(
+        () => fail(new HboneStreamError(`no HTTP/2 SETTINGS from ${peer} within the handshake timeout`)),
+        Math.max(1, timeoutMs),
+      );
       // Stays attached: later errors close the session, which the pool sees as 'close'.
       session.on('error', (err: Error) => fail(new HboneStreamError(`HTTP/2 session with ${peer}: ${err.message}`, { cause: err })));
       session.once('close', () => fail(new HboneStreamError(`${peer} closed the HTTP/2 session before its SETTINGS`)));
@@ -555,8 +613,10 @@ export class HbonePool {
   private connect(tunnel: Tunnel, request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
     const authority = hostPort(request.target.ip, request.target.port);
     const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'CONNECT', ':authority': authority,
-      forwarded: request.headers.forwarded, traceparent: request.headers.traceparent,
+      ':method': 'CONNECT',
+      ':authority': authority,
+      forwarded: request.headers.forwarded,
+      traceparent: request.headers.traceparent,
     };
     if (request.headers.baggage !== undefined) headers.baggage = request.headers.baggage;
     let stream: http2.ClientHttp2Stream;
@@ -615,10 +675,16 @@ export class HbonePool {
     for (const list of this.tunnels.values()) {
       const { request } = list[0];
       out.push({
-        sourcePod: request.sourcePod.uid, sourcePrincipal: request.sourcePrincipal,
-        targetIp: request.target.ip, expectedPrincipal: request.expectedPrincipal,
+        sourcePod: request.sourcePod.uid,
+        sourcePrincipal: request.sourcePrincipal,
+        targetIp: request.target.ip,
+        expectedPrincipal: request.expectedPrincipal,
         connections: list.map((t) => ({
-          id: t.id, streams: t.streams, local: t.local, remote: t.remote, notAfter: new Date(t.notAfter).toISOString(),
+          id: t.id,
+          streams: t.streams,
+          local: t.local,
+          remote: t.remote,
+          notAfter: new Date(t.notAfter).toISOString(),
         })),
       });
     }
@@ -631,8 +697,13 @@ export class HbonePool {
     this.prunePeers(now);
     return {
       backoff: [...this.peers.values()].map((p) => ({
-        targetIp: p.targetIp, expectedPrincipal: p.expectedPrincipal, failures: p.failures, lastFailure: p.lastFailure,
-        backoffMs: p.backoffMs, retryAt: new Date(p.until).toISOString(), backingOff: now < p.until,
+        targetIp: p.targetIp,
+        expectedPrincipal: p.expectedPrincipal,
+        failures: p.failures,
+        lastFailure: p.lastFailure,
+        backoffMs: p.backoffMs,
+        retryAt: new Date(p.until).toISOString(),
+        backingOff: now < p.until,
       })),
       counters: { ...this.counts },
     };

@@ -105,7 +105,10 @@ export function sourceBaggage(pod: Pick<ProxyPod, 'namespace' | 'name'>): string
 
 /** Merge `overrides` over `defaults`, checking each numeric field is an integer in [min, max]. */
 export function numericOptions<T extends { [K in keyof T]: number }>(
-  where: string, defaults: T, overrides: Partial<T> | undefined, ranges: { [K in keyof T]: [number, number] },
+  where: string,
+  defaults: T,
+  overrides: Partial<T> | undefined,
+  ranges: { [K in keyof T]: [number, number] },
 ): T {
   const merged = { ...defaults, ...overrides };
   for (const field of Object.keys(defaults) as Array<keyof T & string>) {

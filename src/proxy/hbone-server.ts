@@ -6,12 +6,32 @@ import * as tls from 'node:tls';
 import { PORTS } from '../config';
 import type { Logger } from '../telemetry';
 import {
-  HBONE_ADMISSION_DEFAULTS, HBONE_ADMISSION_RANGES, HboneAdmission, type AdmittedHandshake, type HboneAdmissionLimits,
+  HBONE_ADMISSION_DEFAULTS,
+  HBONE_ADMISSION_RANGES,
+  HboneAdmission,
+  type AdmittedHandshake,
+  type HboneAdmissionLimits,
 } from './hbone-admission';
-import { HBONE_FLOW, HBONE_MAX_STREAMS, hasIp, hostPort, numericOptions, parseAuthority, stripMapped, validTraceparent } from './hbone-protocol';
 import {
-  GUARD_CODES, HTTP2_GUARD_DEFAULTS, HTTP2_GUARD_RANGES, RateWindow, destroySession, guardSession, tearDown,
-  type Http2GuardLimits, type Http2GuardViolation,
+  HBONE_FLOW,
+  HBONE_MAX_STREAMS,
+  hasIp,
+  hostPort,
+  numericOptions,
+  parseAuthority,
+  stripMapped,
+  validTraceparent,
+} from './hbone-protocol';
+import {
+  GUARD_CODES,
+  HTTP2_GUARD_DEFAULTS,
+  HTTP2_GUARD_RANGES,
+  RateWindow,
+  destroySession,
+  guardSession,
+  tearDown,
+  type Http2GuardLimits,
+  type Http2GuardViolation,
 } from './http2-guard';
 import { resetEnd } from './relay';
 import type { PeerIdentity, ProxyPod, SocketAddress, TlsProvider } from './types';
@@ -226,14 +246,25 @@ export class HboneListener {
   private readonly pending = new Set<PendingHandshake>();
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   private readonly counts: ListenerCounters = {
-    handshakesTimedOut: 0, handshakesEvicted: 0, handshakesRejected: 0, handshakesEvictedPerSource: 0, sessionsRefusedPerPeer: 0,
-    sessionsClosedResetFlood: 0, sessionsClosedSettingsFlood: 0, sessionsClosedPingFlood: 0, sessionsClosedKeepalive: 0,
-    sessionsClosedSettingsTimeout: 0, sessionsClosedProtocolError: 0,
+    handshakesTimedOut: 0,
+    handshakesEvicted: 0,
+    handshakesRejected: 0,
+    handshakesEvictedPerSource: 0,
+    sessionsRefusedPerPeer: 0,
+    sessionsClosedResetFlood: 0,
+    sessionsClosedSettingsFlood: 0,
+    sessionsClosedPingFlood: 0,
+    sessionsClosedKeepalive: 0,
+    sessionsClosedSettingsTimeout: 0,
+    sessionsClosedProtocolError: 0,
   };
   private readonly admission: HboneAdmission;
   private closing = false;
 
-  constructor(private readonly pod: ProxyPod, private readonly deps: HboneListenerDeps) {
+  constructor(
+    private readonly pod: ProxyPod,
+    private readonly deps: HboneListenerDeps,
+  ) {
     this.log = deps.log.child({ component: 'hbone', pod: pod.uid });
     this.principal = deps.tls.principalFor(pod.namespace, pod.serviceAccount);
     this.admission = deps.admission ?? new HboneAdmission(deps.limits);
@@ -260,7 +291,9 @@ export class HboneListener {
    * current context, looked up per connection so a rotated certificate applies at once.
    */
   accept(raw: net.Socket): void {
-    raw.on('error', () => { /* surfaces on the TLS socket */ });
+    raw.on('error', () => {
+      /* surfaces on the TLS socket */
+    });
     const remote = hostPort(stripMapped(raw.remoteAddress ?? '?'), raw.remotePort ?? 0);
     const contexts = this.closing ? undefined : this.deps.tls.contexts(this.principal);
     if (!contexts) {
@@ -300,7 +333,9 @@ export class HboneListener {
     // After this listener's own cap: the agent-wide one may evict a handshake of any listener,
     // this new one included if the cap is 1.
     this.admission.handshakeStarted(entry.admitted);
-    socket.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ remote, code: err.code, reason: err.message }, 'hbone connection error'));
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      this.log.debug({ remote, code: err.code, reason: err.message }, 'hbone connection error'),
+    );
     socket.once('close', () => this.settle(entry));
     socket.once('secure', () => {
       if (!this.pending.has(entry)) return;
@@ -354,14 +389,24 @@ export class HboneListener {
     tunnelCounter += 1;
     const l = this.deps.limits;
     const state: SessionState = {
-      id: `h${tunnelCounter}`, socket, peer, source, streams: 0, resets: new RateWindow(l.maxResetsPerWindow, l.resetWindowMs),
+      id: `h${tunnelCounter}`,
+      socket,
+      peer,
+      source,
+      streams: 0,
+      resets: new RateWindow(l.maxResetsPerWindow, l.resetWindowMs),
       resetLimited: false,
     };
     const fields = {
-      tunnel: state.id, side: 'server', peer: peer.principal,
-      local: hostPort(stripMapped(socket.localAddress ?? '?'), socket.localPort ?? 0), remote: hostPort(source.ip, source.port),
+      tunnel: state.id,
+      side: 'server',
+      peer: peer.principal,
+      local: hostPort(stripMapped(socket.localAddress ?? '?'), socket.localPort ?? 0),
+      remote: hostPort(source.ip, source.port),
     };
-    session.on('error', () => { /* logged through the close reason, or by the server's 'sessionError' */ });
+    session.on('error', () => {
+      /* logged through the close reason, or by the server's 'sessionError' */
+    });
     // The agent-wide cap per peer identity. GOAWAY(ENHANCE_YOUR_CALM), not REFUSED_STREAM:
     // REFUSED_STREAM is a stream error code that tells a client it may retry at once (RFC 9113
     // §8.7), while a peer holding this many sessions to one agent is generating excessive load,
@@ -369,28 +414,38 @@ export class HboneListener {
     // GOAWAY's last stream id is 0.
     if (!this.admission.sessionOpened(peer.principal)) {
       this.counts.sessionsRefusedPerPeer += 1;
-      this.log.warn({ ...fields, sessions: this.admission.sessionsOf(peer.principal), max: this.admission.limits.maxSessionsPerPeer },
-        'hbone session refused: the peer identity holds the most sessions allowed');
+      this.log.warn(
+        { ...fields, sessions: this.admission.sessionsOf(peer.principal), max: this.admission.limits.maxSessionsPerPeer },
+        'hbone session refused: the peer identity holds the most sessions allowed',
+      );
       tearDown(session, socket, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'peer identity at maxSessionsPerPeer');
       return;
     }
     this.sessions.set(session, state);
     let closeReason: string | undefined;
-    session.on('error', (err: Error) => { closeReason ??= err.message; });
+    session.on('error', (err: Error) => {
+      closeReason ??= err.message;
+    });
     session.on('frameError', (type: number, code: number) => this.log.debug({ tunnel: state.id, type, code }, 'hbone frame error'));
-    session.on('goaway', (code: number) => { closeReason ??= `GOAWAY from peer (code ${code})`; });
+    session.on('goaway', (code: number) => {
+      closeReason ??= `GOAWAY from peer (code ${code})`;
+    });
     session.on('close', () => {
       if (state.idleTimer) clearTimeout(state.idleTimer);
       this.sessions.delete(session);
       this.admission.sessionClosed(peer.principal);
       this.log.info({ ...fields, reason: closeReason ?? 'closed' }, 'hbone connection closed');
     });
-    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(session, state, stream, headers));
+    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) =>
+      this.onStream(session, state, stream, headers),
+    );
     guardSession(session, socket, l, (kind, detail) => {
       closeReason ??= `${kind}: ${detail}`;
       this.counts[GUARD_COUNTER[kind]] += 1;
-      this.log.warn({ tunnel: state.id, peer: peer.principal, remote: fields.remote, violation: kind, code: GUARD_CODES[kind], detail },
-        'hbone session closed by the HTTP/2 guard');
+      this.log.warn(
+        { tunnel: state.id, peer: peer.principal, remote: fields.remote, violation: kind, code: GUARD_CODES[kind], detail },
+        'hbone session closed by the HTTP/2 guard',
+      );
     });
     if (!session.destroyed && !session.connecting) session.setLocalWindowSize(l.connectionWindow);
     this.armIdle(session, state);
@@ -413,7 +468,10 @@ export class HboneListener {
    * the same read (a rapid-reset flood) is dropped before it costs a dial.
    */
   private onStream(
-    session: http2.ServerHttp2Session, state: SessionState, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders,
+    session: http2.ServerHttp2Session,
+    state: SessionState,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
   ): void {
     stream.on('error', (err: Error) => this.log.debug({ tunnel: state.id, stream: stream.id, err: err.message }, 'hbone stream error'));
     state.streams += 1;
@@ -424,7 +482,9 @@ export class HboneListener {
       this.armIdle(session, state);
     });
     let answered = false;
-    stream.once('aborted', () => { if (!answered) this.countReset(session, state); });
+    stream.once('aborted', () => {
+      if (!answered) this.countReset(session, state);
+    });
     const answer = (status: number, endStream: boolean): void => {
       if (answered && status !== 200) {
         resetEnd(stream);
@@ -447,10 +507,14 @@ export class HboneListener {
     }
     const forwarded = headers.forwarded;
     const request: HboneInboundStream = {
-      pod: this.pod, peer: state.peer, source: state.source, target,
+      pod: this.pod,
+      peer: state.peer,
+      source: state.source,
+      target,
       traceparent: validTraceparent(headers.traceparent),
       forwarded: typeof forwarded === 'string' ? forwarded : undefined,
-      tunnel: state.id, stream,
+      tunnel: state.id,
+      stream,
       accept: () => answer(200, false),
       reject: (status) => answer(status, true),
     };
@@ -466,8 +530,10 @@ export class HboneListener {
     if (!state.resets.hit() || session.destroyed || state.resetLimited) return;
     state.resetLimited = true;
     this.counts.sessionsClosedResetFlood += 1;
-    this.log.warn({ tunnel: state.id, peer: state.peer.principal, resets: state.resets.count, windowMs: this.deps.limits.resetWindowMs },
-      'hbone session exceeded the stream reset limit; closing it');
+    this.log.warn(
+      { tunnel: state.id, peer: state.peer.principal, resets: state.resets.count, windowMs: this.deps.limits.resetWindowMs },
+      'hbone session exceeded the stream reset limit; closing it',
+    );
     tearDown(session, state.socket, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 'over maxResetsPerWindow');
   }
 

@@ -70,7 +70,10 @@ export class RateWindow {
   /** Times of recent events, oldest first; never more than limit + 1 entries. */
   private readonly times: number[] = [];
 
-  constructor(private readonly limit: number, private readonly windowMs: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs: number,
+  ) {}
 
   hit(now = Date.now()): boolean {
     this.times.push(now);
@@ -149,7 +152,8 @@ export function guardSession(
   // Node emits these once per received frame (non-ACK SETTINGS, non-ACK PING), and only while a
   // listener is attached.
   session.on('remoteSettings', () => {
-    if (settings.hit()) violate('settings-flood', `more than ${limits.maxSettingsPerWindow} SETTINGS frames within ${limits.controlFrameWindowMs} ms`);
+    if (settings.hit())
+      violate('settings-flood', `more than ${limits.maxSettingsPerWindow} SETTINGS frames within ${limits.controlFrameWindowMs} ms`);
   });
   session.on('ping', () => {
     if (pings.hit()) violate('ping-flood', `more than ${limits.maxPingsPerWindow} PING frames within ${limits.controlFrameWindowMs} ms`);
@@ -189,7 +193,10 @@ export function guardSession(
       accepted = false;
     }
     if (!accepted) return;
-    pingTimer = setTimeout(() => violate('keepalive-timeout', `no PING ACK within ${limits.keepaliveTimeoutMs} ms`), limits.keepaliveTimeoutMs);
+    pingTimer = setTimeout(
+      () => violate('keepalive-timeout', `no PING ACK within ${limits.keepaliveTimeoutMs} ms`),
+      limits.keepaliveTimeoutMs,
+    );
     pingTimer.unref();
   }, limits.keepaliveIntervalMs);
   interval.unref();

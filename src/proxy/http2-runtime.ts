@@ -38,8 +38,10 @@ export function http2RuntimeProblem(versions: NodeJS.ProcessVersions): string | 
   if (!nghttp2) {
     problems.push(`cannot read the nghttp2 version (${JSON.stringify(versions.nghttp2)}); need nghttp2 1.61.0 or later`);
   } else if (!atLeast(nghttp2, NGHTTP2_RAPID_RESET)) {
-    problems.push(`nghttp2 ${versions.nghttp2} lacks the rapid-reset fix (CVE-2023-44487) and the CONTINUATION-flood fix `
-      + '(CVE-2024-28182): need nghttp2 1.61.0 or later (1.57.0 for rapid reset alone)');
+    problems.push(
+      `nghttp2 ${versions.nghttp2} lacks the rapid-reset fix (CVE-2023-44487) and the CONTINUATION-flood fix ` +
+        '(CVE-2024-28182): need nghttp2 1.61.0 or later (1.57.0 for rapid reset alone)',
+    );
   } else if (!atLeast(nghttp2, NGHTTP2_CONTINUATION)) {
     problems.push(`nghttp2 ${versions.nghttp2} lacks the CONTINUATION-flood fix (CVE-2024-28182): need nghttp2 1.61.0 or later`);
   }

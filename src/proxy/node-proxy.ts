@@ -7,8 +7,18 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PORTS } from '../config';
 import {
-  LogLimiter, channels, workloadName, type ByteCounts, type LabelledWorkload, type Logger, type ResponseFlag, type SecurityPolicy,
-  type ServiceName, type TrafficMeter, type TrafficMetrics, type TrafficParty,
+  LogLimiter,
+  channels,
+  workloadName,
+  type ByteCounts,
+  type LabelledWorkload,
+  type Logger,
+  type ResponseFlag,
+  type SecurityPolicy,
+  type ServiceName,
+  type TrafficMeter,
+  type TrafficMetrics,
+  type TrafficParty,
 } from '../telemetry';
 import type { Workload } from '../state';
 import { ConnectionTracker, type AuthorizationContext, type TrackedConnection } from './connection-tracker';
@@ -16,13 +26,21 @@ import { HboneStatusError } from './errors';
 import { HboneAdmission, type HboneAdmissionStats } from './hbone-admission';
 import { HbonePool, type HbonePoolCounters, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
 import { forwardedFor, hasIp, hostPort, newTraceparent, numericOptions, sourceBaggage, stripMapped } from './hbone-protocol';
-import {
-  HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits,
-} from './hbone-server';
+import { HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits } from './hbone-server';
 import { relay, resetEnd, type RelayResult } from './relay';
 import type {
-  AuthorizationVerdict, DestinationResolver, Dialer, InboundAuthorizer, InboundSource, OriginalDestinationSource,
-  PeerIdentity, PodListenerFds, ProxyPod, SocketAddress, SocketOptions, TlsProvider,
+  AuthorizationVerdict,
+  DestinationResolver,
+  Dialer,
+  InboundAuthorizer,
+  InboundSource,
+  OriginalDestinationSource,
+  PeerIdentity,
+  PodListenerFds,
+  ProxyPod,
+  SocketAddress,
+  SocketOptions,
+  TlsProvider,
 } from './types';
 
 export interface HboneOptions {
@@ -95,12 +113,20 @@ export interface NodeProxyDeps {
 
 /** The monotonic counters of an HBONE listener's stats (the rest are gauges of what is open now). */
 const LISTENER_COUNTERS = [
-  'handshakesTimedOut', 'handshakesEvicted', 'handshakesRejected', 'handshakesEvictedPerSource', 'sessionsRefusedPerPeer',
-  'sessionsClosedResetFlood', 'sessionsClosedSettingsFlood', 'sessionsClosedPingFlood', 'sessionsClosedKeepalive',
-  'sessionsClosedSettingsTimeout', 'sessionsClosedProtocolError',
+  'handshakesTimedOut',
+  'handshakesEvicted',
+  'handshakesRejected',
+  'handshakesEvictedPerSource',
+  'sessionsRefusedPerPeer',
+  'sessionsClosedResetFlood',
+  'sessionsClosedSettingsFlood',
+  'sessionsClosedPingFlood',
+  'sessionsClosedKeepalive',
+  'sessionsClosedSettingsTimeout',
+  'sessionsClosedProtocolError',
 ] as const satisfies ReadonlyArray<keyof HboneListenerStats>;
 
-export type ListenerCounter = typeof LISTENER_COUNTERS[number];
+export type ListenerCounter = (typeof LISTENER_COUNTERS)[number];
 
 /** Matches the backlog the capture opens the pod's listeners with. */
 const LISTEN_BACKLOG = 1024;
@@ -186,7 +212,14 @@ function family(address: string | undefined): 4 | 6 {
   return address !== undefined && net.isIPv6(address) && !address.startsWith('::ffff:') ? 6 : 4;
 }
 
-function newFlow(id: string, direction: Flow['direction'], pod: ProxyPod, source: string, destination: string, record: Flow['record']): Flow {
+function newFlow(
+  id: string,
+  direction: Flow['direction'],
+  pod: ProxyPod,
+  source: string,
+  destination: string,
+  record: Flow['record'],
+): Flow {
   return { id, direction, pod, source, destination, startedAt: Date.now(), record, counts: { sent: 0, received: 0 }, meters: [] };
 }
 
@@ -299,7 +332,10 @@ export class NodeProxy {
   async addPod(pod: ProxyPod, fds: PodListenerFds): Promise<void> {
     const servers: net.Server[] = [];
     const hbone = new HboneListener(pod, {
-      tls: this.deps.tls, log: this.deps.log, limits: this.serverLimits, onStream: (s) => this.onHboneStream(s),
+      tls: this.deps.tls,
+      log: this.deps.log,
+      limits: this.serverLimits,
+      onStream: (s) => this.onHboneStream(s),
       admission: this.hboneAdmission,
     });
     const open = async (fd: number, handler: (s: net.Socket) => void, options: net.ServerOpts): Promise<void> => {
@@ -327,10 +363,14 @@ export class NodeProxy {
       for (const fd of fds.outbound) await serve(fd, (s) => this.onOutbound(pod, s), relayed);
       for (const fd of fds.inbound) await serve(fd, (s) => this.onInbound(pod, s), relayed);
       for (const fd of fds.hbone) {
-        await serve(fd, (s) => {
-          this.deps.sockets?.tunnel(s);
-          hbone.accept(s);
-        }, {});
+        await serve(
+          fd,
+          (s) => {
+            this.deps.sockets?.tunnel(s);
+            hbone.accept(s);
+          },
+          {},
+        );
       }
     } catch (err) {
       for (const server of servers) server.close();
@@ -416,14 +456,22 @@ export class NodeProxy {
   // ---- outbound ---------------------------------------------------------------------------
 
   private onOutbound(pod: ProxyPod, client: net.Socket): void {
-    client.on('error', () => { /* reported through the relay or the dial failure */ });
+    client.on('error', () => {
+      /* reported through the relay or the dial failure */
+    });
     const id = this.tracker.nextId('outbound');
     const original = this.deps.origins.originalDestination(pod, client);
     // The app's socket was redirected to the pod's loopback listener, so its address here is
     // loopback; the record names the pod's own address (what the destination sees) with the app's port.
     const podSource = endpoint(podIp(pod, original?.family ?? 4) ?? client.remoteAddress, client.remotePort);
-    const flow = newFlow(id, 'outbound', pod, podSource, original ? hostPort(original.ip, original.port) : endpoint(client.localAddress,
-      client.localPort), { path: 'passthrough', security: 'none' });
+    const flow = newFlow(
+      id,
+      'outbound',
+      pod,
+      podSource,
+      original ? hostPort(original.ip, original.port) : endpoint(client.localAddress, client.localPort),
+      { path: 'passthrough', security: 'none' },
+    );
     if (!original) {
       // Captured connects always have an origin (the programs count the rare one they could not
       // record); one without came straight to 127.0.0.1:15001 — the pod calling the agent.
@@ -499,11 +547,22 @@ export class NodeProxy {
     const verdict = this.deps.authorizer.authorize(destination, source, target);
     if (!verdict.allow) {
       client.resetAndDestroy();
-      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, {
+        policy: verdict.policy,
+        reason: verdict.reason,
+        responseFlags: 'DENY',
+        error: denial(verdict),
+      });
       return;
     }
-    this.dialAndRelay(flow, client, destination, target, { pod: destination, source, destination: target, plaintext: false, verdict },
-      deliverFrom(source.ip, target));
+    this.dialAndRelay(
+      flow,
+      client,
+      destination,
+      target,
+      { pod: destination, source, destination: target, plaintext: false, verdict },
+      deliverFrom(source.ip, target),
+    );
   }
 
   /** Meshed destination on another node: a CONNECT stream through a pooled HBONE tunnel. */
@@ -515,35 +574,44 @@ export class NodeProxy {
     this.relayedSocket(client);
     const { tracked, ends } = this.track(flow, [client]);
     this.log.debug({ conn: flow.id, pod: flow.pod.uid, upstream: flow.record.upstream }, 'opening hbone stream');
-    this.pool.open({
-      sourcePod: flow.pod, sourcePrincipal, target, expectedPrincipal,
-      headers: { forwarded: forwardedFor(sourceIp), traceparent, baggage: sourceBaggage(flow.pod) },
-    }).then(
-      async (stream) => {
-        if (client.destroyed || tracked.closeReason !== undefined) {
-          resetEnd(stream);
-          this.finish(flow, NOTHING, tracked, { error: 'client closed before the tunnel was open' });
-          return;
-        }
-        ends.push(stream);
-        client.resume();
-        this.finish(flow, await relay(client, stream, flow.counts), tracked);
-      },
-      (err: Error) => {
-        client.resetAndDestroy();
-        const status = err instanceof HboneStatusError ? err.status : undefined;
-        this.finish(flow, NOTHING, tracked, {
-          status, responseFlags: status === 403 ? 'DENY' : 'CONNECT', error: `hbone ${flow.record.upstream}: ${err.message}`,
-        });
-      },
-    );
+    this.pool
+      .open({
+        sourcePod: flow.pod,
+        sourcePrincipal,
+        target,
+        expectedPrincipal,
+        headers: { forwarded: forwardedFor(sourceIp), traceparent, baggage: sourceBaggage(flow.pod) },
+      })
+      .then(
+        async (stream) => {
+          if (client.destroyed || tracked.closeReason !== undefined) {
+            resetEnd(stream);
+            this.finish(flow, NOTHING, tracked, { error: 'client closed before the tunnel was open' });
+            return;
+          }
+          ends.push(stream);
+          client.resume();
+          this.finish(flow, await relay(client, stream, flow.counts), tracked);
+        },
+        (err: Error) => {
+          client.resetAndDestroy();
+          const status = err instanceof HboneStatusError ? err.status : undefined;
+          this.finish(flow, NOTHING, tracked, {
+            status,
+            responseFlags: status === 403 ? 'DENY' : 'CONNECT',
+            error: `hbone ${flow.record.upstream}: ${err.message}`,
+          });
+        },
+      );
   }
 
   // ---- inbound ----------------------------------------------------------------------------
 
   /** Plaintext to a pod (15006): PeerAuthentication first, then authorization by source address. */
   private onInbound(pod: ProxyPod, client: net.Socket): void {
-    client.on('error', () => { /* reported through the relay or the dial failure */ });
+    client.on('error', () => {
+      /* reported through the relay or the dial failure */
+    });
     // sk_lookup steered the SYN without rewriting it: the accepted socket's local address is the
     // address and port the peer dialled, which is where the app listens.
     const localIp = stripMapped(client.localAddress ?? '');
@@ -554,8 +622,14 @@ export class NodeProxy {
     }
     const target: SocketAddress = { family: family(localIp), ip: localIp, port: localPort };
     const sourceIp = stripMapped(client.remoteAddress ?? '');
-    const flow = newFlow(this.tracker.nextId('inbound'), 'inbound', pod, endpoint(client.remoteAddress, client.remotePort),
-      hostPort(localIp, localPort), { path: 'plaintext', security: 'none' });
+    const flow = newFlow(
+      this.tracker.nextId('inbound'),
+      'inbound',
+      pod,
+      endpoint(client.remoteAddress, client.remotePort),
+      hostPort(localIp, localPort),
+      { path: 'plaintext', security: 'none' },
+    );
     // sk_lookup steers only connections to the pod's own addresses, and never to Ferry's ports'
     // listeners themselves: anything else here came straight to the loopback listener, or asks for
     // one of Ferry's ports on the pod's address. Delivering either would dial the agent again.
@@ -565,10 +639,15 @@ export class NodeProxy {
     }
     if (this.overLimit(flow, client)) return;
     // No identity: the source workload is only what its address says, and no principal is claimed.
-    this.open(flow, ['destination'], {
-      source: { workload: this.deps.resolver.workloadByIp(sourceIp) },
-      destination: this.inboundDestination(pod, localPort),
-    }, 'unknown');
+    this.open(
+      flow,
+      ['destination'],
+      {
+        source: { workload: this.deps.resolver.workloadByIp(sourceIp) },
+        destination: this.inboundDestination(pod, localPort),
+      },
+      'unknown',
+    );
     if (!this.deps.authorizer.admitsPlaintext(pod, localPort)) {
       client.resetAndDestroy();
       this.finish(flow, NOTHING, undefined, { responseFlags: 'DENY', error: STRICT_REJECTION });
@@ -578,25 +657,50 @@ export class NodeProxy {
     const verdict = this.deps.authorizer.authorize(pod, source, target);
     if (!verdict.allow) {
       client.resetAndDestroy();
-      this.finish(flow, NOTHING, undefined, { policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, {
+        policy: verdict.policy,
+        reason: verdict.reason,
+        responseFlags: 'DENY',
+        error: denial(verdict),
+      });
       return;
     }
-    this.dialAndRelay(flow, client, pod, target, { pod, source, destination: target, plaintext: true, verdict }, deliverFrom(sourceIp, target));
+    this.dialAndRelay(
+      flow,
+      client,
+      pod,
+      target,
+      { pod, source, destination: target, plaintext: true, verdict },
+      deliverFrom(sourceIp, target),
+    );
   }
 
   /** A CONNECT stream the pod's HBONE server accepted: authorize the verified peer, dial the app, answer. */
   private onHboneStream(request: HboneInboundStream): void {
     const { pod, target, stream } = request;
-    const flow = newFlow(this.tracker.nextId('inbound'), 'inbound', pod, hostPort(request.source.ip, request.source.port),
-      hostPort(target.ip, target.port), {
-        path: 'hbone', security: 'mutual_tls', upstream: hostPort(target.ip, target.port),
-        tunnel: request.tunnel, traceparent: request.traceparent,
-      });
+    const flow = newFlow(
+      this.tracker.nextId('inbound'),
+      'inbound',
+      pod,
+      hostPort(request.source.ip, request.source.port),
+      hostPort(target.ip, target.port),
+      {
+        path: 'hbone',
+        security: 'mutual_tls',
+        upstream: hostPort(target.ip, target.port),
+        tunnel: request.tunnel,
+        traceparent: request.traceparent,
+      },
+    );
     if (this.tracker.openFor(pod.uid) >= this.limits.maxConnectionsPerPod) {
       this.connectionLimitHits += 1;
       request.reject(503);
       this.count(flow, 'connection_limit');
-      this.finish(flow, NOTHING, undefined, { status: 503, responseFlags: 'UO', error: `refused: ${pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)` });
+      this.finish(flow, NOTHING, undefined, {
+        status: 503,
+        responseFlags: 'UO',
+        error: `refused: ${pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)`,
+      });
       return;
     }
     // The verified identity is what counts; the workload at the source address names it only when
@@ -609,21 +713,35 @@ export class NodeProxy {
       request.reject(403);
       this.count(flow, 'source_identity_mismatch');
       this.finish(flow, NOTHING, undefined, {
-        status: 403, responseFlags: 'DENY', sourcePrincipal: peer.principal,
-        error: `refused: tunnel from ${request.source.ip} (${atAddress.uid}, service account ${atAddress.serviceAccount}) `
-          + `presented ${peer.principal}`,
+        status: 403,
+        responseFlags: 'DENY',
+        sourcePrincipal: peer.principal,
+        error:
+          `refused: tunnel from ${request.source.ip} (${atAddress.uid}, service account ${atAddress.serviceAccount}) ` +
+          `presented ${peer.principal}`,
       });
       return;
     }
-    this.open(flow, ['destination'], {
-      source: { workload: atAddress, namespace: peer.namespace, principal: peer.principal },
-      destination: { ...this.inboundDestination(pod, target.port), principal: this.principalOf(pod) },
-    }, 'mutual_tls');
+    this.open(
+      flow,
+      ['destination'],
+      {
+        source: { workload: atAddress, namespace: peer.namespace, principal: peer.principal },
+        destination: { ...this.inboundDestination(pod, target.port), principal: this.principalOf(pod) },
+      },
+      'mutual_tls',
+    );
     const source: InboundSource = { peer, ip: request.source.ip };
     const verdict = this.deps.authorizer.authorize(pod, source, target);
     if (!verdict.allow) {
       request.reject(403);
-      this.finish(flow, NOTHING, undefined, { status: 403, policy: verdict.policy, reason: verdict.reason, responseFlags: 'DENY', error: denial(verdict) });
+      this.finish(flow, NOTHING, undefined, {
+        status: 403,
+        policy: verdict.policy,
+        reason: verdict.reason,
+        responseFlags: 'DENY',
+        error: denial(verdict),
+      });
       return;
     }
     const auth: AuthorizationContext = { pod, source, destination: target, plaintext: false, verdict };
@@ -642,7 +760,11 @@ export class NodeProxy {
       },
       (err: Error) => {
         request.reject(503);
-        this.finish(flow, NOTHING, tracked, { status: 503, responseFlags: 'CONNECT', error: `connect ${hostPort(target.ip, target.port)}: ${err.message}` });
+        this.finish(flow, NOTHING, tracked, {
+          status: 503,
+          responseFlags: 'CONNECT',
+          error: `connect ${hostPort(target.ip, target.port)}: ${err.message}`,
+        });
       },
     );
   }
@@ -654,13 +776,29 @@ export class NodeProxy {
    * address) and relay; the client resumes once connected.
    */
   private dialAndRelay(
-    flow: Flow, client: net.Socket, from: ProxyPod, target: SocketAddress, auth?: AuthorizationContext, delivery?: { sourceIp: string },
+    flow: Flow,
+    client: net.Socket,
+    from: ProxyPod,
+    target: SocketAddress,
+    auth?: AuthorizationContext,
+    delivery?: { sourceIp: string },
   ): void {
     this.relayedSocket(client);
     const { tracked, ends } = this.track(flow, [client], auth);
     const upstreamText = hostPort(target.ip, target.port);
-    this.log.debug({ conn: flow.id, direction: flow.direction, path: flow.record.path, pod: flow.pod.uid, source: flow.source,
-      destination: flow.destination, upstream: upstreamText, deliveredFrom: delivery?.sourceIp }, 'accepted');
+    this.log.debug(
+      {
+        conn: flow.id,
+        direction: flow.direction,
+        path: flow.record.path,
+        pod: flow.pod.uid,
+        source: flow.source,
+        destination: flow.destination,
+        upstream: upstreamText,
+        deliveredFrom: delivery?.sourceIp,
+      },
+      'accepted',
+    );
     this.deps.dialer.dial(from.netnsPath, target, delivery).then(
       async (upstream) => {
         if (client.destroyed || tracked.closeReason !== undefined) {
@@ -692,7 +830,13 @@ export class NodeProxy {
   private overLimit(flow: Flow, client: net.Socket): boolean {
     if (this.tracker.openFor(flow.pod.uid) < this.limits.maxConnectionsPerPod) return false;
     this.connectionLimitHits += 1;
-    this.refuse(flow, client, 'connection_limit', `${flow.pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)`, 'UO');
+    this.refuse(
+      flow,
+      client,
+      'connection_limit',
+      `${flow.pod.uid} holds ${this.limits.maxConnectionsPerPod} connections (the limit)`,
+      'UO',
+    );
     return true;
   }
 
@@ -732,9 +876,18 @@ export class NodeProxy {
 
   private track(flow: Flow, ends: Duplex[], auth?: AuthorizationContext): { tracked: TrackedConnection; ends: Duplex[] } {
     const tracked: TrackedConnection = {
-      id: flow.id, direction: flow.direction, podUid: flow.pod.uid, source: flow.source, destination: flow.destination,
-      startedAt: flow.startedAt, auth, record: flow.record, counts: flow.counts,
-      abort: () => { for (const end of ends) resetEnd(end); },
+      id: flow.id,
+      direction: flow.direction,
+      podUid: flow.pod.uid,
+      source: flow.source,
+      destination: flow.destination,
+      startedAt: flow.startedAt,
+      auth,
+      record: flow.record,
+      counts: flow.counts,
+      abort: () => {
+        for (const end of ends) resetEnd(end);
+      },
     };
     this.tracker.add(tracked);
     return { tracked, ends };
@@ -792,13 +945,19 @@ export class NodeProxy {
     if (!metrics) return;
     // Metrics carry SPIFFE IDs (spiffe://…), as Istio's do; the access log keeps the principal form.
     const spiffe = (principal: string | undefined): string | undefined =>
-      (security === 'mutual_tls' && principal !== undefined ? `spiffe://${principal}` : undefined);
+      security === 'mutual_tls' && principal !== undefined ? `spiffe://${principal}` : undefined;
     for (const reporter of reporters) {
-      flow.meters.push(metrics.start({
-        reporter, security,
-        source: { ...source, principal: spiffe(source.principal) },
-        destination: { ...destination, principal: spiffe(destination.principal) },
-      }, flow.counts));
+      flow.meters.push(
+        metrics.start(
+          {
+            reporter,
+            security,
+            source: { ...source, principal: spiffe(source.principal) },
+            destination: { ...destination, principal: spiffe(destination.principal) },
+          },
+          flow.counts,
+        ),
+      );
     }
   }
 
@@ -817,7 +976,9 @@ export class NodeProxy {
 
   private identityOf(pod: ProxyPod): PeerIdentity {
     return {
-      trustDomain: this.deps.tls.trustDomain, namespace: pod.namespace, serviceAccount: pod.serviceAccount,
+      trustDomain: this.deps.tls.trustDomain,
+      namespace: pod.namespace,
+      serviceAccount: pod.serviceAccount,
       principal: this.principalOf(pod),
     };
   }
@@ -830,13 +991,30 @@ export class NodeProxy {
     const responseFlags: ResponseFlag = r.responseFlags ?? (denied || tracked?.denied ? 'DENY' : '-');
     for (const meter of flow.meters) meter.close(responseFlags);
     const entry: AccessRecord = {
-      conn: flow.id, direction: flow.direction, pod: flow.pod.uid, path: r.path, security: r.security,
-      source: flow.source, sourceWorkload: r.sourceWorkload, sourceNamespace: r.sourceNamespace, sourcePrincipal: r.sourcePrincipal,
-      destination: flow.destination, destinationService: r.destinationService, destinationWorkload: r.destinationWorkload,
-      destinationNamespace: r.destinationNamespace, destinationPrincipal: r.destinationPrincipal,
-      upstream: r.upstream, tunnel: r.tunnel, traceparent: r.traceparent, status: r.status,
-      policy: r.policy ?? denied?.policy, reason: r.reason ?? denied?.reason, responseFlags,
-      bytesSent: result.sent, bytesReceived: result.received, durationMs: Date.now() - flow.startedAt,
+      conn: flow.id,
+      direction: flow.direction,
+      pod: flow.pod.uid,
+      path: r.path,
+      security: r.security,
+      source: flow.source,
+      sourceWorkload: r.sourceWorkload,
+      sourceNamespace: r.sourceNamespace,
+      sourcePrincipal: r.sourcePrincipal,
+      destination: flow.destination,
+      destinationService: r.destinationService,
+      destinationWorkload: r.destinationWorkload,
+      destinationNamespace: r.destinationNamespace,
+      destinationPrincipal: r.destinationPrincipal,
+      upstream: r.upstream,
+      tunnel: r.tunnel,
+      traceparent: r.traceparent,
+      status: r.status,
+      policy: r.policy ?? denied?.policy,
+      reason: r.reason ?? denied?.reason,
+      responseFlags,
+      bytesSent: result.sent,
+      bytesReceived: result.received,
+      durationMs: Date.now() - flow.startedAt,
       error: tracked?.closeReason ?? r.error ?? result.error?.message,
     };
     if (channels.connectionClosed.hasSubscribers) channels.connectionClosed.publish(entry);

@@ -62,7 +62,11 @@ function abortedStream(stream: http2.Http2Stream): StreamResetError | undefined 
  * An error or reset on either side resets the other, so a peer's abort is seen as an abort on
  * the far side, not as a clean end of stream.
  */
-export function relay(downstream: Duplex, upstream: Duplex, counts: { sent: number; received: number } = { sent: 0, received: 0 }): Promise<RelayResult> {
+export function relay(
+  downstream: Duplex,
+  upstream: Duplex,
+  counts: { sent: number; received: number } = { sent: 0, received: 0 },
+): Promise<RelayResult> {
   return new Promise((resolve) => {
     // `counts` is updated as bytes pass, so whoever holds it (metrics, /connections) sees them live.
     const result: RelayResult = counts;
@@ -89,15 +93,20 @@ export function relay(downstream: Duplex, upstream: Duplex, counts: { sent: numb
       // ends a live stream). These run before pipe's own 'end' listener (added below), so the far
       // side is reset instead of receiving a FIN for a stream that was cut off.
       const check = (): void => {
-        const reset = resetOf(end) ?? (end.destroyed ? new StreamResetError('HTTP/2 stream closed without END_STREAM', end.rstCode) : undefined);
+        const reset =
+          resetOf(end) ?? (end.destroyed ? new StreamResetError('HTTP/2 stream closed without END_STREAM', end.rstCode) : undefined);
         if (reset) fail(reset, other);
       };
       end.on('aborted', check);
       end.on('end', check);
     };
 
-    downstream.on('data', (chunk: Buffer) => { result.sent += chunk.length; });
-    upstream.on('data', (chunk: Buffer) => { result.received += chunk.length; });
+    downstream.on('data', (chunk: Buffer) => {
+      result.sent += chunk.length;
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      result.received += chunk.length;
+    });
     watch(downstream, upstream);
     watch(upstream, downstream);
     downstream.pipe(upstream);

@@ -7,8 +7,7 @@ export const SANDBOX_ERROR_CODES = {
     'The sandbox manifests are invalid: malformed YAML, unknown kind or field, wrong type or value, or a broken reference between objects.',
   FERRY_ERR_SANDBOX_PLAN:
     'The manifests are valid but cannot be laid out as a sandbox: an address range is exhausted, a generated name is too long, or two objects claim the same address.',
-  FERRY_ERR_SANDBOX_ARGUMENT:
-    'A sandbox function was called with an invalid option, e.g. a prefix that is not a short lowercase name.',
+  FERRY_ERR_SANDBOX_ARGUMENT: 'A sandbox function was called with an invalid option, e.g. a prefix that is not a short lowercase name.',
 } as const;
 
 export type SandboxErrorCode = keyof typeof SANDBOX_ERROR_CODES;

@@ -2,12 +2,25 @@
 export { loadManifests, parseManifests } from './manifest';
 export { planSandbox, type SandboxPlan } from './plan';
 export {
-  agentReady, sandboxChangePolicies, sandboxDown, sandboxRotateCa, sandboxExec, sandboxKillAgent, sandboxStartAgent, sandboxStatus,
-  sandboxUp, type SandboxStatus,
+  agentReady,
+  sandboxChangePolicies,
+  sandboxDown,
+  sandboxRotateCa,
+  sandboxExec,
+  sandboxKillAgent,
+  sandboxStartAgent,
+  sandboxStatus,
+  sandboxUp,
+  type SandboxStatus,
 } from './runtime';
 export { readPlan, sandboxPaths } from './state-dir';
 export { netnsHttpGet, type NetnsHttpResponse } from './netns-http';
 export {
-  sandboxQuery, stopPrometheus, type PrometheusQueryData, type PrometheusQueryResponse, type PrometheusSample, type PrometheusStatus,
+  sandboxQuery,
+  stopPrometheus,
+  type PrometheusQueryData,
+  type PrometheusQueryResponse,
+  type PrometheusSample,
+  type PrometheusStatus,
 } from './prometheus';
 export { snapshotFromPlan } from './snapshot';

@@ -22,6 +22,10 @@ export class Ledger {
 
   entries(): LedgerEntry[] {
     if (!fs.existsSync(this.file)) return [];
-    return fs.readFileSync(this.file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LedgerEntry);
+    return fs
+      .readFileSync(this.file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as LedgerEntry);
   }
 }

@@ -4,8 +4,14 @@ import { promises as fs } from 'node:fs';
 import Ajv, { type ErrorObject } from 'ajv';
 import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
 import {
-  AUTHORIZATION_API_VERSIONS, DEFAULT_ROOT_NAMESPACE, PolicySet, validateAuthorizationPolicy, validatePeerAuthentication,
-  type AuthorizationPolicy, type PeerAuthentication, type PolicyValidation,
+  AUTHORIZATION_API_VERSIONS,
+  DEFAULT_ROOT_NAMESPACE,
+  PolicySet,
+  validateAuthorizationPolicy,
+  validatePeerAuthentication,
+  type AuthorizationPolicy,
+  type PeerAuthentication,
+  type PolicyValidation,
 } from '../policy';
 import { describeValue, explainAjvError, formatFieldPath, quoteValue } from '../errors';
 import { formatIpNetwork, ipNetworkWarning, parseIpNetwork, parseIpv4 } from '../net';
@@ -159,7 +165,8 @@ const stringMap = (what: string, value: Schema): Schema => ({
 });
 
 const labels = (): Schema => stringMap('labels', { type: 'string', pattern: LABEL_VALUE, maxLength: 63, description: LABEL_VALUE_TEXT });
-const annotations = (): Schema => stringMap('annotations', { type: 'string', description: 'an annotation value (a string; quote numbers)' });
+const annotations = (): Schema =>
+  stringMap('annotations', { type: 'string', description: 'an annotation value (a string; quote numbers)' });
 
 const port = (what: string): Schema => ({ type: 'integer', minimum: 1, maximum: 65535, description: `${what}: ${PORT_TEXT}` });
 const protocol = (): Schema => ({ type: 'string', enum: ['TCP'], description: 'TCP' });
@@ -197,72 +204,72 @@ const nodeSchema = document('Node', metadata(dnsLabel('a node name'), {}));
 const objectMetadata = (name: Schema): Schema =>
   metadata(name, { namespace: dnsLabel('a namespace name'), labels: labels(), annotations: annotations() });
 
-const podSchema = document(
-  'Pod',
-  objectMetadata(dnsLabel('a pod name')),
-  {
-    type: 'object',
-    description: 'a pod spec (a mapping with containers)',
-    additionalProperties: false,
-    required: ['containers'],
-    properties: {
-      nodeName: dnsLabel('the name of a sandbox node'),
-      serviceAccountName: dnsLabel('a service account name'),
-      containers: {
-        type: 'array',
-        minItems: 1,
-        description: 'a list of at least one container',
-        items: {
-          type: 'object',
-          description: 'a container (a mapping with name and command)',
-          additionalProperties: false,
-          required: ['name', 'command'],
-          properties: {
-            name: dnsLabel('a container name'),
-            image: { type: 'string', description: 'an image reference (a string)' },
-            command: {
-              type: 'array',
-              minItems: 1,
-              items: { type: 'string', description: 'a string' },
-              description: 'the program and its leading arguments, a non-empty list of strings, e.g. ["node", "server.js"]',
-            },
-            args: { type: 'array', items: { type: 'string', description: 'a string' }, description: 'a list of strings' },
-            env: {
-              type: 'array',
-              description: 'a list of {name, value}',
-              items: {
-                type: 'object',
-                description: 'an environment variable {name, value}',
-                additionalProperties: false,
-                required: ['name'],
-                properties: {
-                  name: { type: 'string', pattern: ENV_NAME, description: "a variable name (letters, digits, '_', '-' or '.', not starting with a digit)" },
-                  value: { type: 'string', description: 'a string (quote numbers and booleans)' },
-                },
-              },
-            },
-            ports: {
-              type: 'array',
-              description: 'a list of {containerPort, name, protocol}',
-              items: {
-                type: 'object',
-                description: 'a container port {containerPort, name, protocol}',
-                additionalProperties: false,
-                required: ['containerPort'],
-                properties: {
-                  containerPort: port('a port number'),
-                  name: { type: 'string', pattern: IANA_SVC_NAME, maxLength: 15, description: IANA_SVC_NAME_TEXT },
-                  protocol: protocol(),
-                },
-              },
-            },
-            workingDir: { type: 'string', pattern: '^/', description: 'an absolute directory path' },
+const podSchema = document('Pod', objectMetadata(dnsLabel('a pod name')), {
+  type: 'object',
+  description: 'a pod spec (a mapping with containers)',
+  additionalProperties: false,
+  required: ['containers'],
+  properties: {
+    nodeName: dnsLabel('the name of a sandbox node'),
+    serviceAccountName: dnsLabel('a service account name'),
+    containers: {
+      type: 'array',
+      minItems: 1,
+      description: 'a list of at least one container',
+      items: {
+        type: 'object',
+        description: 'a container (a mapping with name and command)',
+        additionalProperties: false,
+        required: ['name', 'command'],
+        properties: {
+          name: dnsLabel('a container name'),
+          image: { type: 'string', description: 'an image reference (a string)' },
+          command: {
+            type: 'array',
+            minItems: 1,
+            items: { type: 'string', description: 'a string' },
+            description: 'the program and its leading arguments, a non-empty list of strings, e.g. ["node", "server.js"]',
           },
+          args: { type: 'array', items: { type: 'string', description: 'a string' }, description: 'a list of strings' },
+          env: {
+            type: 'array',
+            description: 'a list of {name, value}',
+            items: {
+              type: 'object',
+              description: 'an environment variable {name, value}',
+              additionalProperties: false,
+              required: ['name'],
+              properties: {
+                name: {
+                  type: 'string',
+                  pattern: ENV_NAME,
+                  description: "a variable name (letters, digits, '_', '-' or '.', not starting with a digit)",
+                },
+                value: { type: 'string', description: 'a string (quote numbers and booleans)' },
+              },
+            },
+          },
+          ports: {
+            type: 'array',
+            description: 'a list of {containerPort, name, protocol}',
+            items: {
+              type: 'object',
+              description: 'a container port {containerPort, name, protocol}',
+              additionalProperties: false,
+              required: ['containerPort'],
+              properties: {
+                containerPort: port('a port number'),
+                name: { type: 'string', pattern: IANA_SVC_NAME, maxLength: 15, description: IANA_SVC_NAME_TEXT },
+                protocol: protocol(),
+              },
+            },
+          },
+          workingDir: { type: 'string', pattern: '^/', description: 'an absolute directory path' },
         },
       },
     },
   },
-);
+});
 
 const serviceSchema = document(
   'Service',
@@ -270,7 +277,8 @@ const serviceSchema = document(
     type: 'string',
     pattern: DNS_1035_LABEL,
     maxLength: 63,
-    description: "a Service name: a DNS-1035 label (lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 63 characters)",
+    description:
+      "a Service name: a DNS-1035 label (lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 63 characters)",
   }),
   {
     type: 'object',
@@ -316,7 +324,9 @@ interface RawMetadata {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
-interface RawNamespace { metadata: RawMetadata }
+interface RawNamespace {
+  metadata: RawMetadata;
+}
 interface RawContainer {
   name: string;
   image?: string;
@@ -604,7 +614,8 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     const containerName = asString(container.name);
     if (containerName !== undefined) {
       const first = containerNames.get(containerName);
-      if (first !== undefined) ctx.problem([...at, 'name'], `${quoteValue(containerName)} is already used by ${first}; expected unique container names`);
+      if (first !== undefined)
+        ctx.problem([...at, 'name'], `${quoteValue(containerName)} is already used by ${first}; expected unique container names`);
       else containerNames.set(containerName, formatFieldPath(at));
     }
     if (typeof container.image === 'string') {
@@ -616,7 +627,8 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     asList(container.env).forEach((variable, e) => {
       const envName = asString(asMapping(variable).name);
       if (envName === undefined) return;
-      if (envNames.has(envName)) ctx.problem([...at, 'env', e, 'name'], `${quoteValue(envName)} is set twice in this container; expected each variable once`);
+      if (envNames.has(envName))
+        ctx.problem([...at, 'env', e, 'name'], `${quoteValue(envName)} is set twice in this container; expected each variable once`);
       envNames.add(envName);
     });
     asList(container.ports).forEach((entry, i) => {
@@ -624,13 +636,18 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
       const portAt = [...at, 'ports', i];
       if (isPort(p.containerPort)) {
         const first = portNumbers.get(p.containerPort);
-        if (first !== undefined) ctx.problem([...portAt, 'containerPort'], `${p.containerPort} is already declared at ${first}; expected each containerPort once per pod`);
+        if (first !== undefined)
+          ctx.problem(
+            [...portAt, 'containerPort'],
+            `${p.containerPort} is already declared at ${first}; expected each containerPort once per pod`,
+          );
         else portNumbers.set(p.containerPort, formatFieldPath(portAt));
       }
       const portName = asString(p.name);
       if (portName !== undefined) {
         const first = portNames.get(portName);
-        if (first !== undefined) ctx.problem([...portAt, 'name'], `${quoteValue(portName)} is already declared at ${first}; expected unique port names per pod`);
+        if (first !== undefined)
+          ctx.problem([...portAt, 'name'], `${quoteValue(portName)} is already declared at ${first}; expected unique port names per pod`);
         else portNames.set(portName, formatFieldPath(portAt));
       }
     });
@@ -676,7 +693,8 @@ function checkService(ctx: DocumentContext, raw: Record<string, unknown>): Decla
     if (!isMapping(entry)) return;
     if (isPort(entry.port)) {
       const first = numbers.get(entry.port);
-      if (first !== undefined) ctx.problem(['spec', 'ports', i, 'port'], `${entry.port} is already used by spec.ports[${first}]; expected unique ports`);
+      if (first !== undefined)
+        ctx.problem(['spec', 'ports', i, 'port'], `${entry.port} is already used by spec.ports[${first}]; expected unique ports`);
       else numbers.set(entry.port, i);
     }
     const portName = asString(entry.name);
@@ -685,7 +703,11 @@ function checkService(ctx: DocumentContext, raw: Record<string, unknown>): Decla
       ctx.problem(['spec', 'ports', i, 'name'], `is required when a Service has more than one port; expected ${IANA_SVC_NAME_TEXT}`);
     } else if (portName !== undefined) {
       const first = names.get(portName);
-      if (first !== undefined) ctx.problem(['spec', 'ports', i, 'name'], `${quoteValue(portName)} is already used by spec.ports[${first}]; expected unique port names`);
+      if (first !== undefined)
+        ctx.problem(
+          ['spec', 'ports', i, 'name'],
+          `${quoteValue(portName)} is already used by spec.ports[${first}]; expected unique port names`,
+        );
       else names.set(portName, i);
     }
   });
@@ -751,7 +773,9 @@ function buildPod(declared: DeclaredPod, nodeName: string, meshEnabled: boolean)
         command: [...container.command],
         args: [...(container.args ?? [])],
         env,
-        ports: (container.ports ?? []).map((p) => (p.name !== undefined ? { name: p.name, containerPort: p.containerPort } : { containerPort: p.containerPort })),
+        ports: (container.ports ?? []).map((p) =>
+          p.name !== undefined ? { name: p.name, containerPort: p.containerPort } : { containerPort: p.containerPort },
+        ),
       };
       if (container.workingDir !== undefined) result.workingDir = container.workingDir;
       return result;
@@ -801,7 +825,9 @@ export interface RunningSandbox {
 }
 
 function collect(
-  sources: readonly ManifestSource[], reportEmpty: boolean, running?: RunningSandbox,
+  sources: readonly ManifestSource[],
+  reportEmpty: boolean,
+  running?: RunningSandbox,
 ): { manifest?: SandboxManifest; problems: ManifestProblem[] } {
   const problems: ManifestProblem[] = [];
   const warnings: string[] = [];
@@ -893,12 +919,24 @@ function collect(
       }
     }
     switch (kind) {
-      case 'Namespace': namespaces.push(checkNamespace(ctx, value)); break;
-      case 'Node': nodes.push(checkNode(ctx, value)); break;
-      case 'Pod': pods.push(checkPod(ctx, value, warnings)); break;
-      case 'Service': services.push(checkService(ctx, value)); break;
-      case 'AuthorizationPolicy': authorizationPolicies.push(checkPolicy(ctx, value, validateAuthorizationPolicy, warnings)); break;
-      case 'PeerAuthentication': peerAuthentications.push(checkPolicy(ctx, value, validatePeerAuthentication, warnings)); break;
+      case 'Namespace':
+        namespaces.push(checkNamespace(ctx, value));
+        break;
+      case 'Node':
+        nodes.push(checkNode(ctx, value));
+        break;
+      case 'Pod':
+        pods.push(checkPod(ctx, value, warnings));
+        break;
+      case 'Service':
+        services.push(checkService(ctx, value));
+        break;
+      case 'AuthorizationPolicy':
+        authorizationPolicies.push(checkPolicy(ctx, value, validateAuthorizationPolicy, warnings));
+        break;
+      case 'PeerAuthentication':
+        peerAuthentications.push(checkPolicy(ctx, value, validatePeerAuthentication, warnings));
+        break;
     }
   }
 
@@ -937,7 +975,10 @@ function collect(
   for (const namespace of running?.namespaces ?? []) meshByNamespace.set(namespace.name, namespace.meshEnabled);
   for (const namespace of uniqueNamespaces) {
     if (namespace.name !== undefined) {
-      meshByNamespace.set(namespace.name, asString(asMapping(asMapping(namespace.raw.metadata).annotations)[MESH_ANNOTATION]) === 'enabled');
+      meshByNamespace.set(
+        namespace.name,
+        asString(asMapping(asMapping(namespace.raw.metadata).annotations)[MESH_ANNOTATION]) === 'enabled',
+      );
     }
   }
   let defaultReferenced = false;
@@ -946,7 +987,10 @@ function collect(
   const checkReference = (ctx: DocumentContext, namespace: string): void => {
     if (namespace === DEFAULT_NAMESPACE) defaultReferenced = true;
     if (!meshByNamespace.has(namespace) && validName(namespace)) {
-      ctx.problem(['metadata', 'namespace'], `namespace ${quoteValue(namespace)} is not declared; expected a Namespace document named ${quoteValue(namespace)}, or ${DEFAULT_NAMESPACE}`);
+      ctx.problem(
+        ['metadata', 'namespace'],
+        `namespace ${quoteValue(namespace)} is not declared; expected a Namespace document named ${quoteValue(namespace)}, or ${DEFAULT_NAMESPACE}`,
+      );
     }
   };
 
@@ -979,7 +1023,10 @@ function collect(
     if (service.clusterIP === undefined) continue;
     const first = clusterIPs.get(service.clusterIP);
     if (first !== undefined) {
-      service.ctx.problem(['spec', 'clusterIP'], `${service.clusterIP} is already taken by Service ${first.name}; expected a free address inside ${SERVICE_CIDR}`);
+      service.ctx.problem(
+        ['spec', 'clusterIP'],
+        `${service.clusterIP} is already taken by Service ${first.name}; expected a free address inside ${SERVICE_CIDR}`,
+      );
     } else {
       clusterIPs.set(service.clusterIP, service.ctx);
     }
@@ -993,12 +1040,16 @@ function collect(
     if (policy.namespace === DEFAULT_ROOT_NAMESPACE) continue;
     checkReference(policy.ctx, policy.namespace);
     if (meshByNamespace.get(policy.namespace) === false) {
-      warnings.push(`${policy.ctx.where(['metadata', 'namespace'])}: has no effect because namespace ${policy.namespace} is not enrolled; ` +
-        `annotate the Namespace with ${MESH_ANNOTATION}: enabled`);
+      warnings.push(
+        `${policy.ctx.where(['metadata', 'namespace'])}: has no effect because namespace ${policy.namespace} is not enrolled; ` +
+          `annotate the Namespace with ${MESH_ANNOTATION}: enabled`,
+      );
     }
   }
-  const podLabels = [...(running?.pods ?? []),
-    ...uniquePods.map((pod) => ({ namespace: pod.namespace, labels: asMapping(asMapping(pod.raw.metadata).labels) }))];
+  const podLabels = [
+    ...(running?.pods ?? []),
+    ...uniquePods.map((pod) => ({ namespace: pod.namespace, labels: asMapping(asMapping(pod.raw.metadata).labels) })),
+  ];
   for (const policy of [...uniqueAuthorizationPolicies, ...uniquePeerAuthentications]) {
     const selector = policy.value?.selector;
     const root = policy.namespace === DEFAULT_ROOT_NAMESPACE;
@@ -1006,14 +1057,25 @@ function collect(
     if (selector === undefined || (root && policy.ctx.kind === 'PeerAuthentication')) continue;
     // A root-namespace AuthorizationPolicy selects in every namespace (Istio); everything else in its own.
     const everywhere = root;
-    const matched = podLabels.some((pod) => (everywhere || pod.namespace === policy.namespace)
-      && Object.entries(selector).every(([key, value]) => has(pod.labels, key) && pod.labels[key] === value));
+    const matched = podLabels.some(
+      (pod) =>
+        (everywhere || pod.namespace === policy.namespace) &&
+        Object.entries(selector).every(([key, value]) => has(pod.labels, key) && pod.labels[key] === value),
+    );
     if (!matched) {
-      warnings.push(`${policy.ctx.where(['spec', 'selector', 'matchLabels'])}: matches no pod ${everywhere ? 'in any namespace' : `in namespace ${policy.namespace}`}, so the policy applies to nothing`);
+      warnings.push(
+        `${policy.ctx.where(['spec', 'selector', 'matchLabels'])}: matches no pod ${everywhere ? 'in any namespace' : `in namespace ${policy.namespace}`}, so the policy applies to nothing`,
+      );
     }
   }
 
-  if (problems.length > 0) return { problems: inFileOrder(problems, sources.map((s) => s.file)) };
+  if (problems.length > 0)
+    return {
+      problems: inFileOrder(
+        problems,
+        sources.map((s) => s.file),
+      ),
+    };
 
   const authorizationPolicyList = uniqueAuthorizationPolicies.flatMap((p) => (p.value !== undefined ? [p.value] : []));
   const peerAuthenticationList = uniquePeerAuthentications.flatMap((p) => (p.value !== undefined ? [p.value] : []));
@@ -1067,7 +1129,12 @@ export async function loadManifests(files: readonly string[], running?: RunningS
     } else {
       cause ??= result.reason;
       const reason = result.reason as NodeJS.ErrnoException;
-      unreadable.push({ file, document: 0, path: '', message: `cannot read file (${reason.code ?? reason.message}); expected a readable YAML file` });
+      unreadable.push({
+        file,
+        document: 0,
+        path: '',
+        message: `cannot read file (${reason.code ?? reason.message}); expected a readable YAML file`,
+      });
     }
   });
   // With a file unreadable, "no documents" would only describe the readable ones: leave it out.

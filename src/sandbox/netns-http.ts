@@ -22,7 +22,11 @@ export interface NetnsHttpResponse {
  * program steers it whatever namespace it is made in. One connection per call (Connection: close).
  */
 export async function netnsHttpGet(
-  netnsPath: string, host: string, port: number, path: string, timeoutMs: number,
+  netnsPath: string,
+  host: string,
+  port: number,
+  path: string,
+  timeoutMs: number,
 ): Promise<NetnsHttpResponse> {
   const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const where = `GET http://${authority}${path} in ${netnsPath}`;
@@ -43,24 +47,30 @@ export async function netnsHttpGet(
       req.destroy();
       reject(new SandboxHttpError(`${where}: ${message}`, { cause }));
     };
-    const req = http.request({
-      createConnection: () => socket, method: 'GET', path, headers: { host: authority, connection: 'close' },
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > NETNS_HTTP_MAX_BODY_BYTES) fail(`answer larger than ${NETNS_HTTP_MAX_BODY_BYTES} bytes`);
-        else chunks.push(chunk);
-      });
-      res.on('end', () => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
-      });
-      res.on('error', (err) => fail(err.message, err));
-    });
+    const req = http.request(
+      {
+        createConnection: () => socket,
+        method: 'GET',
+        path,
+        headers: { host: authority, connection: 'close' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > NETNS_HTTP_MAX_BODY_BYTES) fail(`answer larger than ${NETNS_HTTP_MAX_BODY_BYTES} bytes`);
+          else chunks.push(chunk);
+        });
+        res.on('end', () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+        });
+        res.on('error', (err) => fail(err.message, err));
+      },
+    );
     const timer = setTimeout(() => fail(`no complete answer within ${timeoutMs} ms`), Math.max(0, deadline - Date.now()));
     req.on('error', (err) => fail(err.message, err));
     req.end();

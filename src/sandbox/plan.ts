@@ -361,7 +361,9 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     nodeIndex.set(node.name, i);
     const netns = nodeNetnsName(prefix, node.name);
     if (netns.length > NETNS_NAME_MAX) {
-      throw new PlanError(`node ${node.name}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
+      throw new PlanError(
+        `node ${node.name}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`,
+      );
     }
     const fabricIp = formatIpv4(fabric.base + FABRIC_HOST_OFFSET + i);
     const fabricIp6 = fabricAddress6(FABRIC_HOST_OFFSET + i);
@@ -375,12 +377,14 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       fabricAddress: `${fabricIp}/${fabric.prefixLength}`,
       podCidr: `10.244.${i}.0/24`,
       podGateway: `10.244.${i}.1`,
-      ...(dualStack ? {
-        fabricIp6,
-        fabricAddress6: `${fabricIp6}/${FABRIC_PREFIX_LENGTH6}`,
-        podCidr6: `${formatIpv6(podNetwork6(i))}/64`,
-        podGateway6: podAddress6(i, 1),
-      } : {}),
+      ...(dualStack
+        ? {
+            fabricIp6,
+            fabricAddress6: `${fabricIp6}/${FABRIC_PREFIX_LENGTH6}`,
+            podCidr6: `${formatIpv6(podNetwork6(i))}/64`,
+            podGateway6: podAddress6(i, 1),
+          }
+        : {}),
       cgroup: `${prefix}/node-${node.name}`,
       agentCgroup: `${prefix}/node-${node.name}/agent`,
       bpfPinDir: `/sys/fs/bpf/${prefix}/node-${node.name}`,
@@ -407,7 +411,9 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     if (i === undefined) throw new PlanError(`${id}: node ${JSON.stringify(pod.nodeName)} is not a node of this sandbox`);
     const k = perNode[i] ?? 0;
     if (k >= MAX_PODS_PER_NODE) {
-      throw new PlanError(`${id}: node ${pod.nodeName} already has ${MAX_PODS_PER_NODE} pods, the most one node's /24 pod range holds here`);
+      throw new PlanError(
+        `${id}: node ${pod.nodeName} already has ${MAX_PODS_PER_NODE} pods, the most one node's /24 pod range holds here`,
+      );
     }
     perNode[i] = k + 1;
     const netns = podNetnsName(prefix, pod.namespace, pod.name);
@@ -415,28 +421,40 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       throw new PlanError(`${id}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
     }
     const netnsClash = netnsOwner.get(netns);
-    if (netnsClash !== undefined) throw new PlanError(`${id}: network namespace name ${netns} is also the name for ${netnsClash}; rename one of them`);
+    if (netnsClash !== undefined)
+      throw new PlanError(`${id}: network namespace name ${netns} is also the name for ${netnsClash}; rename one of them`);
     netnsOwner.set(netns, id);
     const hostVeth = podHostVethName(pod.namespace, pod.name);
     const vethKey = `${pod.nodeName}/${hostVeth}`;
     const vethClash = vethOwner.get(vethKey);
-    if (vethClash !== undefined) throw new PlanError(`${id}: interface name ${hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`);
+    if (vethClash !== undefined)
+      throw new PlanError(
+        `${id}: interface name ${hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`,
+      );
     vethOwner.set(vethKey, id);
     return {
-      pod, netns, hostVeth, nodeIndex: i, ip: `10.244.${i}.${POD_HOST_OFFSET + k}`, gateway: nodes[i]?.podGateway ?? '',
+      pod,
+      netns,
+      hostVeth,
+      nodeIndex: i,
+      ip: `10.244.${i}.${POD_HOST_OFFSET + k}`,
+      gateway: nodes[i]?.podGateway ?? '',
       ...(dualStack ? { ip6: podAddress6(i, POD_HOST_OFFSET + k), gateway6: nodes[i]?.podGateway6 ?? '' } : {}),
     };
   });
 
   const services: PlannedService[] = manifest.services.map((service, n) => {
     const id = `Service ${service.namespace}/${service.name}`;
-    const selected = Object.keys(service.selector).length === 0
-      ? [] // like Kubernetes: a Service without a selector gets no endpoints managed for it
-      : placed.filter(({ pod }) => pod.namespace === service.namespace && selects(service.selector, pod.labels));
+    const selected =
+      Object.keys(service.selector).length === 0
+        ? [] // like Kubernetes: a Service without a selector gets no endpoints managed for it
+        : placed.filter(({ pod }) => pod.namespace === service.namespace && selects(service.selector, pod.labels));
     if (Object.keys(service.selector).length === 0) {
       warnings.push(`${id} has no selector, so it has no endpoints`);
     } else if (selected.length === 0) {
-      const selector = Object.entries(service.selector).map(([k, v]) => `${k}=${v}`).join(',');
+      const selector = Object.entries(service.selector)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
       warnings.push(`${id}: selector ${selector} matches no pod in namespace ${service.namespace}, so it has no endpoints`);
     }
     return {

@@ -113,8 +113,18 @@ export function fileSdTargets(pods: readonly AgentPod[]): FileSdTargetGroup[] {
 export function podAnnotationRelabelConfigs(): RelabelConfig[] {
   return [
     { source_labels: [podMetaLabel('annotation', SCRAPE_ANNOTATIONS.scrape)], regex: 'true', action: 'keep' },
-    { source_labels: [podMetaLabel('annotation', SCRAPE_ANNOTATIONS.scheme)], regex: '(https?)', target_label: '__scheme__', action: 'replace' },
-    { source_labels: [podMetaLabel('annotation', SCRAPE_ANNOTATIONS.path)], regex: '(.+)', target_label: '__metrics_path__', action: 'replace' },
+    {
+      source_labels: [podMetaLabel('annotation', SCRAPE_ANNOTATIONS.scheme)],
+      regex: '(https?)',
+      target_label: '__scheme__',
+      action: 'replace',
+    },
+    {
+      source_labels: [podMetaLabel('annotation', SCRAPE_ANNOTATIONS.path)],
+      regex: '(.+)',
+      target_label: '__metrics_path__',
+      action: 'replace',
+    },
     {
       source_labels: ['__address__', podMetaLabel('annotation', SCRAPE_ANNOTATIONS.port)],
       regex: '([^:]+)(?::\\d+)?;(\\d+)',
@@ -131,23 +141,31 @@ export function podAnnotationRelabelConfigs(): RelabelConfig[] {
 /** Prometheus' configuration for a sandbox: the agents' job over the file_sd targets file, scraped every 2 s. */
 export function sandboxPrometheusConfig(targetsFile: string): Record<string, unknown> {
   return {
-    global: { scrape_interval: SANDBOX_SCRAPE_INTERVAL, scrape_timeout: SANDBOX_SCRAPE_INTERVAL, evaluation_interval: SANDBOX_SCRAPE_INTERVAL },
-    scrape_configs: [{
-      job_name: PROMETHEUS_JOB,
-      file_sd_configs: [{ files: [targetsFile] }],
-      relabel_configs: podAnnotationRelabelConfigs(),
-    }],
+    global: {
+      scrape_interval: SANDBOX_SCRAPE_INTERVAL,
+      scrape_timeout: SANDBOX_SCRAPE_INTERVAL,
+      evaluation_interval: SANDBOX_SCRAPE_INTERVAL,
+    },
+    scrape_configs: [
+      {
+        job_name: PROMETHEUS_JOB,
+        file_sd_configs: [{ files: [targetsFile] }],
+        relabel_configs: podAnnotationRelabelConfigs(),
+      },
+    ],
   };
 }
 
 /** The same job for a cluster: Kubernetes pod discovery in the agents' namespace, the same relabelling. */
 export function kubernetesScrapeConfig(): Record<string, unknown> {
   return {
-    scrape_configs: [{
-      job_name: PROMETHEUS_JOB,
-      kubernetes_sd_configs: [{ role: 'pod', namespaces: { names: [AGENT_NAMESPACE] } }],
-      relabel_configs: podAnnotationRelabelConfigs(),
-    }],
+    scrape_configs: [
+      {
+        job_name: PROMETHEUS_JOB,
+        kubernetes_sd_configs: [{ role: 'pod', namespaces: { names: [AGENT_NAMESPACE] } }],
+        relabel_configs: podAnnotationRelabelConfigs(),
+      },
+    ],
   };
 }
 
@@ -165,28 +183,34 @@ function renderYaml(header: string[], value: unknown): string {
 }
 
 export function renderSandboxPrometheusConfig(targetsFile: string): string {
-  return renderYaml([
-    'Written by `ferry sandbox up --prometheus`; removed by `ferry sandbox down`.',
-    `The agents are described as the DaemonSet pods they stand for in ${targetsFile}.`,
-  ], sandboxPrometheusConfig(targetsFile));
+  return renderYaml(
+    [
+      'Written by `ferry sandbox up --prometheus`; removed by `ferry sandbox down`.',
+      `The agents are described as the DaemonSet pods they stand for in ${targetsFile}.`,
+    ],
+    sandboxPrometheusConfig(targetsFile),
+  );
 }
 
 /** deploy/prometheus/scrape-config.yaml, byte for byte. */
 export function renderKubernetesScrapeConfig(): string {
-  return renderYaml([
-    'Prometheus scrape job for Ferry\'s agents on a Kubernetes cluster. Generated from',
-    'src/sandbox/prometheus-config.ts (node scripts/generate-prometheus-config.js after npm run build:ts);',
-    'test/unit/sandbox-prometheus.test.ts fails when this file and the generator differ. Do not edit by hand.',
-    '',
-    `The agent DaemonSet's pods (namespace ${AGENT_NAMESPACE}) carry the annotations`,
-    `  ${SCRAPE_ANNOTATIONS.scrape}: "true"`,
-    `  ${SCRAPE_ANNOTATIONS.port}: "${PORTS.metrics}"`,
-    `  ${SCRAPE_ANNOTATIONS.path}: /metrics`,
-    'and the relabelling below is the standard one for them; `ferry sandbox up --prometheus` runs the same',
-    'relabelling over file_sd targets that carry the same meta labels. Merge `scrape_configs` into your',
-    'prometheus.yml (or pass the list to the Prometheus Operator as additionalScrapeConfigs). Without',
-    '`namespaces`, the job scrapes every pod annotated this way, as the usual kubernetes-pods job does.',
-  ], kubernetesScrapeConfig());
+  return renderYaml(
+    [
+      "Prometheus scrape job for Ferry's agents on a Kubernetes cluster. Generated from",
+      'src/sandbox/prometheus-config.ts (node scripts/generate-prometheus-config.js after npm run build:ts);',
+      'test/unit/sandbox-prometheus.test.ts fails when this file and the generator differ. Do not edit by hand.',
+      '',
+      `The agent DaemonSet's pods (namespace ${AGENT_NAMESPACE}) carry the annotations`,
+      `  ${SCRAPE_ANNOTATIONS.scrape}: "true"`,
+      `  ${SCRAPE_ANNOTATIONS.port}: "${PORTS.metrics}"`,
+      `  ${SCRAPE_ANNOTATIONS.path}: /metrics`,
+      'and the relabelling below is the standard one for them; `ferry sandbox up --prometheus` runs the same',
+      'relabelling over file_sd targets that carry the same meta labels. Merge `scrape_configs` into your',
+      'prometheus.yml (or pass the list to the Prometheus Operator as additionalScrapeConfigs). Without',
+      '`namespaces`, the job scrapes every pod annotated this way, as the usual kubernetes-pods job does.',
+    ],
+    kubernetesScrapeConfig(),
+  );
 }
 
 export function renderFileSdTargets(pods: readonly AgentPod[]): string {

@@ -9,7 +9,17 @@ import { agentPods, renderFileSdTargets, renderSandboxPrometheusConfig } from '.
 import { SandboxHttpError, SandboxPrometheusError } from './runtime-errors';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
-  cgroup2Root, cgroupPids, deleteLink, enableIpv6, ip, killCgroup, netnsExists, pidAlive, sleep, spawnInCgroup, waitFor,
+  cgroup2Root,
+  cgroupPids,
+  deleteLink,
+  enableIpv6,
+  ip,
+  killCgroup,
+  netnsExists,
+  pidAlive,
+  sleep,
+  spawnInCgroup,
+  waitFor,
 } from './system';
 
 /** Debian's `prometheus` package installs it here; scripts/setup.sh installs the package. */
@@ -43,8 +53,11 @@ export function assertPrometheusInstalled(): void {
   try {
     fs.accessSync(PROMETHEUS_BIN, fs.constants.X_OK);
   } catch (err) {
-    throw new SandboxPrometheusError(`--prometheus needs ${PROMETHEUS_BIN}, which is not installed: install Debian's prometheus package `
-      + '(apt-get install --no-install-recommends prometheus; scripts/setup.sh does it)', { cause: err });
+    throw new SandboxPrometheusError(
+      `--prometheus needs ${PROMETHEUS_BIN}, which is not installed: install Debian's prometheus package ` +
+        '(apt-get install --no-install-recommends prometheus; scripts/setup.sh does it)',
+      { cause: err },
+    );
   }
 }
 
@@ -74,14 +87,19 @@ async function prometheusReady(prom: PlannedPrometheus): Promise<boolean> {
  * nodes' fabric addresses are on-link, and nothing else is reachable from it.
  */
 export async function startPrometheus(
-  plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, report: (line: string) => void,
+  plan: SandboxPlan,
+  ledger: Ledger,
+  paths: SandboxPaths,
+  report: (line: string) => void,
 ): Promise<void> {
   assertPrometheusInstalled();
   const prom = planPrometheus(plan);
   const files = prometheusFiles(paths);
   if (await netnsExists(prom.netns)) {
-    throw new SandboxPrometheusError(`network namespace ${prom.netns} already exists but is not this sandbox's; remove it `
-      + `(ip netns del ${prom.netns}) or use another --prefix`);
+    throw new SandboxPrometheusError(
+      `network namespace ${prom.netns} already exists but is not this sandbox's; remove it ` +
+        `(ip netns del ${prom.netns}) or use another --prefix`,
+    );
   }
 
   fs.mkdirSync(files.dir);
@@ -100,21 +118,31 @@ export async function startPrometheus(
   ledger.add({ kind: 'veth', netns: plan.fabric.netns, name: prom.fabricVeth });
   await ip('-n', plan.fabric.netns, 'link', 'set', prom.fabricVeth, 'master', plan.fabric.bridge, 'up');
   await ip('-n', prom.netns, 'addr', 'add', prom.fabricAddress, 'dev', prom.fabricPeer);
-  if (prom.fabricAddress6 !== undefined) await ip('-n', prom.netns, '-6', 'addr', 'add', prom.fabricAddress6, 'dev', prom.fabricPeer, 'nodad');
+  if (prom.fabricAddress6 !== undefined)
+    await ip('-n', prom.netns, '-6', 'addr', 'add', prom.fabricAddress6, 'dev', prom.fabricPeer, 'nodad');
   await ip('-n', prom.netns, 'link', 'set', prom.fabricPeer, 'up');
 
   const cgroupDir = path.join(cgroup2Root(), prom.cgroup);
   fs.mkdirSync(cgroupDir);
   ledger.add({ kind: 'cgroup', path: cgroupDir });
   // nsenter --net only: Prometheus keeps the host's mount namespace, and so sees the state dir.
-  const pid = spawnInCgroup(cgroupDir, [
-    'nsenter', `--net=/run/netns/${prom.netns}`, '--', PROMETHEUS_BIN,
-    `--config.file=${files.configFile}`,
-    `--storage.tsdb.path=${files.dataDir}`,
-    '--storage.tsdb.retention.time=1d',
-    `--web.listen-address=0.0.0.0:${prom.port}`,
-    '--log.level=info',
-  ], files.logFile, { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, files.dir);
+  const pid = spawnInCgroup(
+    cgroupDir,
+    [
+      'nsenter',
+      `--net=/run/netns/${prom.netns}`,
+      '--',
+      PROMETHEUS_BIN,
+      `--config.file=${files.configFile}`,
+      `--storage.tsdb.path=${files.dataDir}`,
+      '--storage.tsdb.retention.time=1d',
+      `--web.listen-address=0.0.0.0:${prom.port}`,
+      '--log.level=info',
+    ],
+    files.logFile,
+    { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+    files.dir,
+  );
   ledger.add({ kind: 'process', pid, role: 'prometheus' });
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -125,13 +153,16 @@ export async function startPrometheus(
       throw new SandboxPrometheusError(`prometheus exited during start; its log (${files.logFile}) ends:\n${logTail(files.logFile)}`);
     }
     if (Date.now() >= deadline) {
-      throw new SandboxPrometheusError(`prometheus not ready after ${READY_TIMEOUT_MS / 1000}s; its log (${files.logFile}) ends:\n`
-        + logTail(files.logFile));
+      throw new SandboxPrometheusError(
+        `prometheus not ready after ${READY_TIMEOUT_MS / 1000}s; its log (${files.logFile}) ends:\n${logTail(files.logFile)}`,
+      );
     }
     await sleep(200);
   }
-  report(`prometheus ready in ${prom.netns} (${prom.fabricIp}:${prom.port}), scraping ${plan.nodes.length} agents every 2s `
-    + `(log: ${files.logFile}); try: ferry sandbox query 'up'`);
+  report(
+    `prometheus ready in ${prom.netns} (${prom.fabricIp}:${prom.port}), scraping ${plan.nodes.length} agents every 2s ` +
+      `(log: ${files.logFile}); try: ferry sandbox query 'up'`,
+  );
 }
 
 /** How `ferry sandbox status` shows the sandbox's Prometheus. */
@@ -159,8 +190,13 @@ export async function prometheusStatus(plan: SandboxPlan): Promise<PrometheusSta
   const prom = planPrometheus(plan);
   const pids = cgroupPids(path.join(cgroup2Root(), prom.cgroup));
   const status: PrometheusStatus = {
-    netns: prom.netns, address: `${prom.fabricIp}:${prom.port}`, pid: pids[0], running: pids.length > 0, ready: false,
-    configFile: files.configFile, logFile: files.logFile,
+    netns: prom.netns,
+    address: `${prom.fabricIp}:${prom.port}`,
+    pid: pids[0],
+    running: pids.length > 0,
+    ready: false,
+    configFile: files.configFile,
+    logFile: files.logFile,
   };
   if (!status.running) return status;
   status.ready = await prometheusReady(prom);
@@ -197,12 +233,15 @@ function runningPrometheus(prefix: string): PlannedPrometheus {
   const prom = planPrometheus(plan);
   const files = prometheusFiles(sandboxPaths(prefix));
   if (!fs.existsSync(files.dir)) {
-    throw new SandboxPrometheusError(`sandbox "${prefix}" has no Prometheus; it starts with the sandbox: ferry sandbox down, `
-      + 'then ferry sandbox up -f FILE --prometheus');
+    throw new SandboxPrometheusError(
+      `sandbox "${prefix}" has no Prometheus; it starts with the sandbox: ferry sandbox down, ` +
+        'then ferry sandbox up -f FILE --prometheus',
+    );
   }
   if (cgroupPids(path.join(cgroup2Root(), prom.cgroup)).length === 0) {
-    throw new SandboxPrometheusError(`the Prometheus of sandbox "${prefix}" is not running; its log (${files.logFile}) ends:\n`
-      + logTail(files.logFile, 5));
+    throw new SandboxPrometheusError(
+      `the Prometheus of sandbox "${prefix}" is not running; its log (${files.logFile}) ends:\n${logTail(files.logFile, 5)}`,
+    );
   }
   return prom;
 }
@@ -219,18 +258,24 @@ export async function sandboxQuery(prefix: string, promql: string): Promise<{ ra
   try {
     answer = await prometheusGet(prom, `/api/v1/query?query=${encodeURIComponent(promql)}`);
   } catch (err) {
-    throw new SandboxPrometheusError(`query ${JSON.stringify(promql)}: Prometheus did not answer: ${(err as Error).message}`, { cause: err });
+    throw new SandboxPrometheusError(`query ${JSON.stringify(promql)}: Prometheus did not answer: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   let response: PrometheusQueryResponse;
   try {
     response = JSON.parse(answer.body) as PrometheusQueryResponse;
   } catch (err) {
-    throw new SandboxPrometheusError(`query ${JSON.stringify(promql)}: HTTP ${answer.status} with a body that is not JSON: `
-      + answer.body.slice(0, 200), { cause: err });
+    throw new SandboxPrometheusError(
+      `query ${JSON.stringify(promql)}: HTTP ${answer.status} with a body that is not JSON: ${answer.body.slice(0, 200)}`,
+      { cause: err },
+    );
   }
   if (response.status !== 'success' || response.data === undefined) {
-    throw new SandboxPrometheusError(`query ${JSON.stringify(promql)} refused (HTTP ${answer.status}): `
-      + `${response.errorType ?? 'error'}: ${response.error ?? answer.body.slice(0, 200)}`);
+    throw new SandboxPrometheusError(
+      `query ${JSON.stringify(promql)} refused (HTTP ${answer.status}): ` +
+        `${response.errorType ?? 'error'}: ${response.error ?? answer.body.slice(0, 200)}`,
+    );
   }
   return { raw: answer.body, response };
 }
@@ -242,16 +287,20 @@ export async function sandboxQuery(prefix: string, promql: string): Promise<{ ra
  * that are already gone.
  */
 export async function stopPrometheus(prefix: string, report: (line: string) => void): Promise<void> {
-  requireRoot('stopping the sandbox\'s Prometheus');
+  requireRoot("stopping the sandbox's Prometheus");
   const plan = readPlan(prefix);
   const prom = planPrometheus(plan);
   const files = prometheusFiles(sandboxPaths(prefix));
   if (!fs.existsSync(files.dir)) throw new SandboxPrometheusError(`sandbox "${prefix}" has no Prometheus to stop`);
   const cgroupDir = path.join(cgroup2Root(), prom.cgroup);
   for (const pid of cgroupPids(cgroupDir)) {
-    try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
   }
-  if (!await waitFor(() => cgroupPids(cgroupDir).length === 0, STOP_TIMEOUT_MS)) {
+  if (!(await waitFor(() => cgroupPids(cgroupDir).length === 0, STOP_TIMEOUT_MS))) {
     killCgroup(cgroupDir);
     await waitFor(() => cgroupPids(cgroupDir).length === 0, STOP_TIMEOUT_MS);
   }
@@ -260,7 +309,12 @@ export async function stopPrometheus(prefix: string, report: (line: string) => v
   if (fs.existsSync(cgroupDir)) {
     // rmdir of a cgroup fails with EBUSY while a just-killed task is still exiting.
     await waitFor(() => {
-      try { fs.rmdirSync(cgroupDir); return true; } catch { return false; }
+      try {
+        fs.rmdirSync(cgroupDir);
+        return true;
+      } catch {
+        return false;
+      }
     }, STOP_TIMEOUT_MS);
   }
   fs.rmSync(files.dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ export const SANDBOX_RUNTIME_ERROR_CODES = {
   FERRY_ERR_SANDBOX_AGENT: 'a sandbox agent did not become ready',
   FERRY_ERR_SANDBOX_HTTP: 'an HTTP request made from inside a sandbox namespace failed (connect, timeout, or an oversized answer)',
   FERRY_ERR_SANDBOX_PROMETHEUS:
-    'the sandbox\'s Prometheus is not installed, did not become ready, is not running, or refused a query (the message says which)',
+    "the sandbox's Prometheus is not installed, did not become ready, is not running, or refused a query (the message says which)",
 } as const;
 
 type RuntimeCode = keyof typeof SANDBOX_RUNTIME_ERROR_CODES;

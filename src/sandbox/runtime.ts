@@ -6,9 +6,7 @@ import * as path from 'node:path';
 import * as native from '../native';
 import { PORTS, SOCKET_MARK } from '../config';
 import { readSnapshot, writeSnapshot } from '../state';
-import {
-  CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus,
-} from '../identity';
+import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus } from '../identity';
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
 import { netnsHttpGet } from './netns-http';
@@ -18,8 +16,21 @@ import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtim
 import { snapshotFromPlan } from './snapshot';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
-  CGROUP_EXEC, assertIpv6Available, cgroup2Root, cgroupPids, deleteLink, enableIpv6, ensureBpffs, ip, killCgroup, netnsExists, pidAlive, run,
-  sleep, spawnInCgroup, waitFor,
+  CGROUP_EXEC,
+  assertIpv6Available,
+  cgroup2Root,
+  cgroupPids,
+  deleteLink,
+  enableIpv6,
+  ensureBpffs,
+  ip,
+  killCgroup,
+  netnsExists,
+  pidAlive,
+  run,
+  sleep,
+  spawnInCgroup,
+  waitFor,
 } from './system';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -77,18 +88,26 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   if (fs.existsSync(paths.stateDir)) {
     throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
   }
-  const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns),
-    ...(options.prometheus ? [planPrometheus(plan).netns] : [])];
+  const names = [
+    plan.fabric.netns,
+    ...plan.nodes.map((n) => n.netns),
+    ...plan.pods.map((p) => p.netns),
+    ...(options.prometheus ? [planPrometheus(plan).netns] : []),
+  ];
   for (const name of names) {
     if (await netnsExists(name)) {
-      throw new SandboxStateError(`network namespace ${name} already exists but no sandbox "${options.prefix}" is recorded; `
-        + `remove it (ip netns del ${name}) or use another --prefix`);
+      throw new SandboxStateError(
+        `network namespace ${name} already exists but no sandbox "${options.prefix}" is recorded; ` +
+          `remove it (ip netns del ${name}) or use another --prefix`,
+      );
     }
   }
   fs.mkdirSync(paths.logDir, { recursive: true });
   fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
   const settings: AgentSettings = {
-    logLevel: options.logLevel ?? 'info', agentArgs: options.agentArgs ?? [], trustDomain: DEFAULT_TRUST_DOMAIN,
+    logLevel: options.logLevel ?? 'info',
+    agentArgs: options.agentArgs ?? [],
+    trustDomain: DEFAULT_TRUST_DOMAIN,
     dualStack: plan.dualStack === true,
   };
   fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
@@ -142,7 +161,8 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
     await ip('-n', plan.fabric.netns, 'link', 'add', node.fabricVeth, 'type', 'veth', 'peer', 'name', node.fabricPeer, 'netns', node.netns);
     await ip('-n', plan.fabric.netns, 'link', 'set', node.fabricVeth, 'master', plan.fabric.bridge, 'up');
     await ip('-n', node.netns, 'addr', 'add', node.fabricAddress, 'dev', node.fabricPeer);
-    if (dualStack) await ip('-n', node.netns, '-6', 'addr', 'add', required(node.fabricAddress6, node.name), 'dev', node.fabricPeer, 'nodad');
+    if (dualStack)
+      await ip('-n', node.netns, '-6', 'addr', 'add', required(node.fabricAddress6, node.name), 'dev', node.fabricPeer, 'nodad');
     await ip('-n', node.netns, 'link', 'set', node.fabricPeer, 'up');
     // A node forwards between its pods' veths and the fabric, like a router (for IPv6: enableIpv6 above).
     await run('ip', ['netns', 'exec', node.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
@@ -189,12 +209,17 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
 
 /** A dual-stack plan's IPv6 field; planSandbox always sets it, so its absence means a damaged plan file. */
 function required(value: string | undefined, owner: string): string {
-  if (value === undefined) throw new SandboxStateError(`the dual-stack plan has no IPv6 address for ${owner}; bring the sandbox down and up again`);
+  if (value === undefined)
+    throw new SandboxStateError(`the dual-stack plan has no IPv6 address for ${owner}; bring the sandbox down and up again`);
   return value;
 }
 
 async function startAgents(
-  plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, settings: AgentSettings, options: UpOptions,
+  plan: SandboxPlan,
+  ledger: Ledger,
+  paths: SandboxPaths,
+  settings: AgentSettings,
+  options: UpOptions,
 ): Promise<void> {
   const pinRoot = path.join('/sys/fs/bpf', plan.prefix);
   fs.mkdirSync(pinRoot, { recursive: true });
@@ -224,20 +249,32 @@ function findNode(plan: SandboxPlan, nodeName: string): PlannedNode {
 function startAgent(node: PlannedNode, paths: SandboxPaths, settings: AgentSettings): number {
   const cgroupRoot = cgroup2Root();
   const argv = [
-    'nsenter', `--net=/run/netns/${node.netns}`, '--',
-    process.execPath, FERRY_BIN, 'agent',
-    '--node', node.name,
-    '--snapshot', paths.snapshotFile,
-    '--pin-dir', node.bpfPinDir,
-    '--cgroup', path.join(cgroupRoot, node.cgroup),
-    '--log-level', settings.logLevel,
+    'nsenter',
+    `--net=/run/netns/${node.netns}`,
+    '--',
+    process.execPath,
+    FERRY_BIN,
+    'agent',
+    '--node',
+    node.name,
+    '--snapshot',
+    paths.snapshotFile,
+    '--pin-dir',
+    node.bpfPinDir,
+    '--cgroup',
+    path.join(cgroupRoot, node.cgroup),
+    '--log-level',
+    settings.logLevel,
     '--service-lb',
-    '--ca-dir', paths.caDir,
-    '--trust-domain', settings.trustDomain,
+    '--ca-dir',
+    paths.caDir,
+    '--trust-domain',
+    settings.trustDomain,
     ...settings.agentArgs,
   ];
-  return spawnInCgroup(path.join(cgroupRoot, node.agentCgroup), argv, path.join(paths.logDir, `agent-${node.name}.log`),
-    { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' });
+  return spawnInCgroup(path.join(cgroupRoot, node.agentCgroup), argv, path.join(paths.logDir, `agent-${node.name}.log`), {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+  });
 }
 
 /** GET /healthz/ready on the agent's readiness port, from inside its node's namespace. */
@@ -266,8 +303,17 @@ async function startPods(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths,
   const cgroupRoot = cgroup2Root();
   plan.pods.forEach((pod, index) => {
     for (const container of pod.containers) {
-      const argv = ['ip', 'netns', 'exec', pod.netns, 'env', '-i', ...podEnv(plan, index, container.env),
-        ...container.command, ...container.args];
+      const argv = [
+        'ip',
+        'netns',
+        'exec',
+        pod.netns,
+        'env',
+        '-i',
+        ...podEnv(plan, index, container.env),
+        ...container.command,
+        ...container.args,
+      ];
       const logFile = path.join(paths.logDir, `pod-${pod.namespace}-${pod.name}-${container.name}.log`);
       const pid = spawnInCgroup(path.join(cgroupRoot, pod.cgroup), argv, logFile, {}, container.workingDir);
       ledger.add({ kind: 'process', pid, role: `pod ${pod.namespace}/${pod.name} container ${container.name}` });
@@ -311,31 +357,43 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
     throw new SandboxStateError(`no sandbox "${prefix}" is up (no ${paths.stateDir})`);
   }
   const entries = new Ledger(paths.ledgerFile).entries();
-  const of = <K extends string>(kind: K) => entries.filter((e) => e.kind === kind) as Extract<typeof entries[number], { kind: K }>[];
+  const of = <K extends string>(kind: K) => entries.filter((e) => e.kind === kind) as Extract<(typeof entries)[number], { kind: K }>[];
 
   const cgroups = of('cgroup').map((e) => e.path);
   const processes = of('process');
   for (const p of processes) {
     if (gracefulRole(p.role) && belongsTo(p.pid, prefix)) {
-      try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
+      try {
+        process.kill(p.pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
     }
   }
-  await waitFor(() => processes.filter((p) => gracefulRole(p.role)).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
-    AGENT_STOP_TIMEOUT_MS);
+  await waitFor(
+    () => processes.filter((p) => gracefulRole(p.role)).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
+    AGENT_STOP_TIMEOUT_MS,
+  );
   if (cgroups.length > 0) {
     killCgroup(cgroups[0]);
     await waitFor(() => cgroups.every((dir) => cgroupPids(dir).length === 0), 5000);
   }
   for (const p of processes) {
     if (pidAlive(p.pid) && belongsTo(p.pid, prefix)) {
-      try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   }
   report(`stopped ${processes.length} processes`);
 
   for (const { path: dir } of of('pin-dir')) fs.rmSync(dir, { recursive: true, force: true });
   for (const veth of of('veth')) await deleteLink(veth.netns, veth.name);
-  const namespaces = of('netns').map((e) => e.name).reverse();
+  const namespaces = of('netns')
+    .map((e) => e.name)
+    .reverse();
   for (const name of namespaces) {
     if (await netnsExists(name)) await ip('netns', 'del', name);
   }
@@ -349,7 +407,12 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
     if (!fs.existsSync(dir)) continue;
     // rmdir of a cgroup fails with EBUSY while a just-killed task is still exiting.
     await waitFor(() => {
-      try { fs.rmdirSync(dir); return true; } catch { return false; }
+      try {
+        fs.rmdirSync(dir);
+        return true;
+      } catch {
+        return false;
+      }
     }, 5000);
   }
   fs.rmSync(paths.stateDir, { recursive: true, force: true });
@@ -406,8 +469,12 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
   for (const node of plan.nodes) {
     const pids = cgroupPids(path.join(cgroupRoot, node.agentCgroup));
     nodes.push({
-      name: node.name, netns: node.netns, agentPid: pids[0], agentRunning: pids.length > 0,
-      ready: pids.length > 0 && await agentReady(node.netns), cgroup: path.join(cgroupRoot, node.cgroup),
+      name: node.name,
+      netns: node.netns,
+      agentPid: pids[0],
+      agentRunning: pids.length > 0,
+      ready: pids.length > 0 && (await agentReady(node.netns)),
+      cgroup: path.join(cgroupRoot, node.cgroup),
     });
   }
   return {
@@ -415,12 +482,19 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
     dualStack: isDualStack(plan, paths),
     nodes,
     pods: plan.pods.map((pod) => ({
-      namespace: pod.namespace, name: pod.name, node: pod.nodeName, ip: pod.ip, ips: podIps(pod),
-      meshed: pod.meshEnabled, netns: pod.netns,
+      namespace: pod.namespace,
+      name: pod.name,
+      node: pod.nodeName,
+      ip: pod.ip,
+      ips: podIps(pod),
+      meshed: pod.meshEnabled,
+      netns: pod.netns,
       running: cgroupPids(path.join(cgroupRoot, pod.cgroup)).length > 0,
     })),
     services: plan.services.map((s) => ({
-      namespace: s.namespace, name: s.name, vip: s.vip,
+      namespace: s.namespace,
+      name: s.name,
+      vip: s.vip,
       ports: s.ports.map((p) => `${p.port}->${p.targetPort}`).join(','),
       endpoints: [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))],
     })),
@@ -444,7 +518,10 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
  * `wait: false` returns once it is started (an agent may stay unready, e.g. a pod it cannot enrol).
  */
 export async function sandboxStartAgent(
-  prefix: string, nodeName: string, agentArgs?: string[], options: { wait?: boolean } = {},
+  prefix: string,
+  nodeName: string,
+  agentArgs?: string[],
+  options: { wait?: boolean } = {},
 ): Promise<void> {
   requireRoot('ferry sandbox agent start');
   const node = findNode(readPlan(prefix), nodeName);
@@ -455,7 +532,7 @@ export async function sandboxStartAgent(
   const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
   new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
   if (options.wait === false) return;
-  if (!await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100)) {
+  if (!(await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100))) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
   }
 }
@@ -479,20 +556,28 @@ export async function sandboxRotateCa(prefix: string, report: (line: string) => 
   const running = plan.nodes.filter((n) => cgroupPids(path.join(cgroup2Root(), n.agentCgroup)).length > 0);
   const waitForAgents = async (what: string, caughtUp: (s: AgentTrustStatus) => boolean): Promise<void> => {
     for (const node of running) {
-      const ok = await waitFor(() => {
-        const status = readAgentTrustStatus(paths.caDir, node.name);
-        return status !== undefined && caughtUp(status);
-      }, ROTATION_PHASE_TIMEOUT_MS, 200);
+      const ok = await waitFor(
+        () => {
+          const status = readAgentTrustStatus(paths.caDir, node.name);
+          return status !== undefined && caughtUp(status);
+        },
+        ROTATION_PHASE_TIMEOUT_MS,
+        200,
+      );
       if (!ok) {
-        throw new SandboxAgentError(`ca rotate: the agent on ${node.name} did not ${what} within ${ROTATION_PHASE_TIMEOUT_MS / 1000}s; `
-          + `the rotation stopped here and can be continued by running the command again`);
+        throw new SandboxAgentError(
+          `ca rotate: the agent on ${node.name} did not ${what} within ${ROTATION_PHASE_TIMEOUT_MS / 1000}s; ` +
+            `the rotation stopped here and can be continued by running the command again`,
+        );
       }
     }
   };
   let metadata = await ca.metadata();
   if (metadata.phase === 'steady') {
     metadata = await ca.beginRotation();
-    report(`phase 1/3: trusting ${metadata.roots.at(-1)} beside ${metadata.roots.slice(0, -1).join(', ')} (generation ${metadata.generation})`);
+    report(
+      `phase 1/3: trusting ${metadata.roots.at(-1)} beside ${metadata.roots.slice(0, -1).join(', ')} (generation ${metadata.generation})`,
+    );
     const generation = metadata.generation;
     await waitForAgents('load the new trust bundle', (s) => s.generation >= generation);
   }
@@ -502,8 +587,10 @@ export async function sandboxRotateCa(prefix: string, report: (line: string) => 
   }
   const issuer = issuerNameOf(readCaIssuer(paths.caDir).issuer.certPem);
   const switched = metadata.generation;
-  await waitForAgents('re-issue its certificates from the new issuer',
-    (s) => s.generation >= switched && s.certificates.every((c) => c.issuer === issuer));
+  await waitForAgents(
+    're-issue its certificates from the new issuer',
+    (s) => s.generation >= switched && s.certificates.every((c) => c.issuer === issuer),
+  );
   metadata = await ca.finishRotation();
   report(`phase 3/3: trust bundle is ${metadata.roots.join(', ')} (generation ${metadata.generation})`);
   const finished = metadata.generation;
@@ -525,8 +612,10 @@ async function policyFiles(plan: SandboxPlan, files: string[], verb: PolicyChang
     ...manifest.namespaces.filter((n) => !(plan.namespaces ?? []).some((m) => m.name === n.name)).map((n) => `Namespace ${n.name}`),
   ];
   if (others.length > 0) {
-    throw new SandboxStateError(`ferry sandbox ${verb}: only AuthorizationPolicy and PeerAuthentication objects change while a sandbox `
-      + `is up; ${files.join(', ')} also has ${others.join(', ')} (for those: ferry sandbox down, then up)`);
+    throw new SandboxStateError(
+      `ferry sandbox ${verb}: only AuthorizationPolicy and PeerAuthentication objects change while a sandbox ` +
+        `is up; ${files.join(', ')} also has ${others.join(', ')} (for those: ferry sandbox down, then up)`,
+    );
   }
   return manifest;
 }
@@ -539,7 +628,10 @@ const policyKey = (p: { namespace: string; name: string }): string => `${p.names
  * interval; returns the snapshot revision that carries it.
  */
 export async function sandboxChangePolicies(
-  prefix: string, files: string[], verb: PolicyChange, report: (line: string) => void,
+  prefix: string,
+  files: string[],
+  verb: PolicyChange,
+  report: (line: string) => void,
 ): Promise<number> {
   requireRoot(`ferry sandbox ${verb}`);
   const plan = readPlan(prefix);
@@ -555,7 +647,8 @@ export async function sandboxChangePolicies(
         report(`${kind} ${key} ${byKey.has(key) ? 'configured' : 'created'}`);
         byKey.set(key, policy);
       } else {
-        if (!byKey.has(key)) throw new SandboxStateError(`ferry sandbox delete: ${kind} ${key} not found in sandbox "${prefix}"; nothing was deleted`);
+        if (!byKey.has(key))
+          throw new SandboxStateError(`ferry sandbox delete: ${kind} ${key} not found in sandbox "${prefix}"; nothing was deleted`);
         byKey.delete(key);
         report(`${kind} ${key} deleted`);
       }

@@ -28,18 +28,24 @@ interface Mount {
 }
 
 function mounts(): Mount[] {
-  return fs.readFileSync('/proc/self/mounts', 'utf8').trim().split('\n').map((line) => {
-    const [source, target, type] = line.split(' ');
-    return { source, target: target.replace(/\\040/g, ' '), type };
-  });
+  return fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [source, target, type] = line.split(' ');
+      return { source, target: target.replace(/\\040/g, ' '), type };
+    });
 }
 
 /** Where cgroup v2 is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones. */
 export function cgroup2Root(): string {
   const found = mounts().find((m) => m.type === 'cgroup2');
   if (!found) {
-    throw new SandboxSystemError('no cgroup v2 hierarchy is mounted; Ferry attaches its connect programs to a cgroup v2 directory '
-      + '(mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified)');
+    throw new SandboxSystemError(
+      'no cgroup v2 hierarchy is mounted; Ferry attaches its connect programs to a cgroup v2 directory ' +
+        '(mount one with: mount -t cgroup2 none /sys/fs/cgroup/unified)',
+    );
   }
   return found.target;
 }
@@ -56,7 +62,7 @@ export async function netnsExists(name: string): Promise<boolean> {
 
 /** Delete the interface `name` inside network namespace `netns` when both exist (its veth peer goes with it). */
 export async function deleteLink(netns: string, name: string): Promise<void> {
-  if (!await netnsExists(netns)) return;
+  if (!(await netnsExists(netns))) return;
   const links = JSON.parse(await ip('-j', '-n', netns, 'link', 'show')) as Array<{ ifname: string }>;
   if (links.some((link) => link.ifname === name)) await ip('-n', netns, 'link', 'del', name);
 }
@@ -80,7 +86,11 @@ export function killCgroup(dir: string): void {
     // Older kernels have no cgroup.kill: signal what is listed.
   }
   for (const pid of cgroupPids(dir)) {
-    try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }
 }
 
@@ -119,7 +129,10 @@ export const CGROUP_EXEC = 'echo $$ > "$1/cgroup.procs" && { ulimit -n "$(ulimit
 export function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string, env: NodeJS.ProcessEnv, cwd?: string): number {
   const out = fs.openSync(logFile, 'a');
   const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-spawn', cgroupDir, ...argv], {
-    detached: true, stdio: ['ignore', out, out], env, cwd,
+    detached: true,
+    stdio: ['ignore', out, out],
+    env,
+    cwd,
   });
   fs.closeSync(out);
   child.unref();
@@ -137,8 +150,10 @@ export function spawnInCgroup(cgroupDir: string, argv: string[], logFile: string
  */
 export async function enableIpv6(netns: string, options: { forwarding: boolean }): Promise<void> {
   const settings = [
-    'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
-    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0',
+    'net.ipv6.conf.all.disable_ipv6=0',
+    'net.ipv6.conf.default.disable_ipv6=0',
+    'net.ipv6.conf.all.accept_dad=0',
+    'net.ipv6.conf.default.accept_dad=0',
     ...(options.forwarding ? ['net.ipv6.conf.all.forwarding=1'] : []),
   ];
   await run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', ...settings]);
@@ -147,7 +162,9 @@ export async function enableIpv6(netns: string, options: { forwarding: boolean }
 /** Fails before anything is built when this kernel has no IPv6 (booted with ipv6.disable=1, or built without it). */
 export function assertIpv6Available(what: string): void {
   if (!fs.existsSync('/proc/sys/net/ipv6')) {
-    throw new SandboxSystemError(`${what} needs IPv6, which this kernel does not offer (no /proc/sys/net/ipv6: `
-      + 'booted with ipv6.disable=1, or built without CONFIG_IPV6)');
+    throw new SandboxSystemError(
+      `${what} needs IPv6, which this kernel does not offer (no /proc/sys/net/ipv6: ` +
+        'booted with ipv6.disable=1, or built without CONFIG_IPV6)',
+    );
   }
 }

@@ -73,9 +73,10 @@ export class ClusterState {
     const peerAuthentications = snapshot.peerAuthentications ?? [];
     const root = this.policySet.rootNamespace;
     // First, so that a policy that cannot be compiled changes nothing.
-    const policies = policyFingerprint(authorizationPolicies, peerAuthentications, root) === this.policySet.fingerprint
-      ? this.policySet
-      : new PolicySet(authorizationPolicies, peerAuthentications, root);
+    const policies =
+      policyFingerprint(authorizationPolicies, peerAuthentications, root) === this.policySet.fingerprint
+        ? this.policySet
+        : new PolicySet(authorizationPolicies, peerAuthentications, root);
     const byIp = new Map<string, Workload>();
     const byUid = new Map<string, Workload>();
     for (const workload of snapshot.workloads) {

@@ -22,13 +22,31 @@ const schema = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['uid', 'namespace', 'name', 'node', 'serviceAccount', 'ips', 'labels', 'meshEnabled',
-          'netnsPath', 'excludeOutboundPorts', 'excludeOutboundCidrs'],
+        required: [
+          'uid',
+          'namespace',
+          'name',
+          'node',
+          'serviceAccount',
+          'ips',
+          'labels',
+          'meshEnabled',
+          'netnsPath',
+          'excludeOutboundPorts',
+          'excludeOutboundCidrs',
+        ],
         properties: {
-          uid: { type: 'string' }, namespace: { type: 'string' }, name: { type: 'string' },
-          node: { type: 'string' }, serviceAccount: { type: 'string' }, ips: stringArray,
-          labels: stringMap, meshEnabled: { type: 'boolean' }, netnsPath: { type: 'string' },
-          excludeOutboundPorts: { type: 'array', items: port }, excludeOutboundCidrs: stringArray,
+          uid: { type: 'string' },
+          namespace: { type: 'string' },
+          name: { type: 'string' },
+          node: { type: 'string' },
+          serviceAccount: { type: 'string' },
+          ips: stringArray,
+          labels: stringMap,
+          meshEnabled: { type: 'boolean' },
+          netnsPath: { type: 'string' },
+          excludeOutboundPorts: { type: 'array', items: port },
+          excludeOutboundCidrs: stringArray,
         },
       },
     },
@@ -39,7 +57,10 @@ const schema = {
         additionalProperties: false,
         required: ['namespace', 'name', 'hostname', 'vips', 'ports'],
         properties: {
-          namespace: { type: 'string' }, name: { type: 'string' }, hostname: { type: 'string' }, vips: stringArray,
+          namespace: { type: 'string' },
+          name: { type: 'string' },
+          hostname: { type: 'string' },
+          vips: stringArray,
           ports: {
             type: 'array',
             items: {
@@ -47,11 +68,14 @@ const schema = {
               additionalProperties: false,
               required: ['port', 'endpoints'],
               properties: {
-                name: { type: 'string' }, port,
+                name: { type: 'string' },
+                port,
                 endpoints: {
                   type: 'array',
                   items: {
-                    type: 'object', additionalProperties: false, required: ['ip', 'port'],
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['ip', 'port'],
                     properties: { ip: { type: 'string' }, port, workloadUid: { type: 'string' } },
                   },
                 },
@@ -81,7 +105,7 @@ export function parseSnapshot(text: string, source: string): ClusterSnapshot {
     const problems = (validate.errors ?? []).map((e) => {
       const where = e.instancePath || '(root)';
       if (e.keyword === 'additionalProperties') {
-        return `${where} ${e.message ?? "has an unknown field"}: "${String((e.params as { additionalProperty?: unknown }).additionalProperty)}"`;
+        return `${where} ${e.message ?? 'has an unknown field'}: "${String((e.params as { additionalProperty?: unknown }).additionalProperty)}"`;
       }
       return `${where} ${e.message ?? 'is invalid'}`;
     });

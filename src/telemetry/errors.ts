@@ -2,8 +2,7 @@
 import { FerryError } from '../errors';
 
 export const TELEMETRY_ERROR_CODES = {
-  FERRY_ERR_METRICS_PARSE:
-    'a Prometheus text exposition is malformed; the message names its source, line and column and what was expected',
+  FERRY_ERR_METRICS_PARSE: 'a Prometheus text exposition is malformed; the message names its source, line and column and what was expected',
   FERRY_ERR_METRICS_CONTENT:
     'a well-formed exposition has a metric the service graph cannot use: a required label missing or out of its ' +
     'contract (reporter, response_flags), or a count that is negative, NaN or infinite',
@@ -12,7 +11,11 @@ export const TELEMETRY_ERROR_CODES = {
 /** One malformed line of an exposition. */
 export class MetricsParseError extends FerryError<'FERRY_ERR_METRICS_PARSE'> {
   constructor(
-    readonly source: string, readonly line: number, readonly column: number, detail: string, options?: { cause?: unknown },
+    readonly source: string,
+    readonly line: number,
+    readonly column: number,
+    detail: string,
+    options?: { cause?: unknown },
   ) {
     super('FERRY_ERR_METRICS_PARSE', `${source}: line ${line}, column ${column}: ${detail}`, options);
   }

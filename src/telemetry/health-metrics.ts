@@ -35,7 +35,13 @@ export interface HealthSource {
   /** BPF links this agent holds and whether each is still on its hook, by program. */
   bpfLinks(): Array<{ program: string; attached: boolean }>;
   certificates(): Array<{ principal: string; notAfter: Date }>;
-  tunnels(): { outboundConnections: number; outboundStreams: number; inboundConnections: number; inboundStreams: number; pendingHandshakes: number };
+  tunnels(): {
+    outboundConnections: number;
+    outboundStreams: number;
+    inboundConnections: number;
+    inboundStreams: number;
+    pendingHandshakes: number;
+  };
   openConnections(): { outbound: number; inbound: number };
   ready(): boolean;
   stateRevision(): number;
@@ -59,11 +65,16 @@ export class HealthMetrics {
     collectDefaultMetrics({ register: registry });
     const registers = [registry];
     this.failures = new Counter({
-      name: 'ferry_enrolment_failures_total', help: 'Pods the agent failed to enrol, by stage', labelNames: ['reason'], registers,
+      name: 'ferry_enrolment_failures_total',
+      help: 'Pods the agent failed to enrol, by stage',
+      labelNames: ['reason'],
+      registers,
     });
     this.decisions = new Counter({
-      name: 'ferry_policy_decisions_total', help: 'Authorization decisions, by outcome; mode dry_run: decided by a dry-run policy and not enforced',
-      labelNames: ['decision', 'mode'], registers,
+      name: 'ferry_policy_decisions_total',
+      help: 'Authorization decisions, by outcome; mode dry_run: decided by a dry-run policy and not enforced',
+      labelNames: ['decision', 'mode'],
+      registers,
     });
     // Zero series from the start, so rate() and alerts see a counter before its first increment.
     for (const reason of ENROLMENT_STAGES) this.failures.inc({ reason }, 0);
@@ -74,7 +85,15 @@ export class HealthMetrics {
   observe(source: HealthSource): void {
     const registers = [this.registry];
     const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => void): void => {
-      new Gauge<L>({ name, help, labelNames, registers, collect(this: Gauge<L>) { collect(this); } });
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect(this: Gauge<L>) {
+          collect(this);
+        },
+      });
     };
     gauge('ferry_enrolled_pods', 'Pods enrolled on this node (listeners open, capture on)', [], (g) => {
       g.set(source.enrolledWorkloads().reduce((n, w) => n + w.pods, 0));
@@ -83,11 +102,11 @@ export class HealthMetrics {
       g.reset();
       for (const w of source.enrolledWorkloads()) g.set({ namespace: w.namespace, workload: w.workload }, w.pods);
     });
-    gauge('ferry_bpf_map_entries', 'Entries in each of Ferry\'s BPF maps', ['map'], (g) => {
+    gauge('ferry_bpf_map_entries', "Entries in each of Ferry's BPF maps", ['map'], (g) => {
       g.reset();
       for (const m of source.bpfMapEntries()) g.set({ map: m.name }, m.entries);
     });
-    gauge('ferry_bpf_map_max_entries', 'Capacity of each of Ferry\'s BPF maps', ['map'], (g) => {
+    gauge('ferry_bpf_map_max_entries', "Capacity of each of Ferry's BPF maps", ['map'], (g) => {
       g.reset();
       for (const m of source.bpfMapCapacities()) g.set({ map: m.name }, m.maxEntries);
     });
@@ -121,27 +140,56 @@ export class HealthMetrics {
     });
     const total = <L extends string>(name: string, help: string, labelNames: L[], read: () => Array<LabelledTotal<L>>): void => {
       new Counter<L>({
-        name, help, labelNames, registers,
+        name,
+        help,
+        labelNames,
+        registers,
         collect(this: Counter<L>) {
           this.reset();
           for (const t of read()) this.inc(t.labels as Partial<Record<L, string>>, t.count);
         },
       });
     };
-    total('ferry_bpf_verdicts_total', 'Decisions of the BPF programs, by program and verdict (read from the kernel)',
-      ['program', 'verdict'], () => source.bpfVerdicts());
-    total('ferry_connections_refused_total', 'Connections refused before authorization, by direction and reason',
-      ['direction', 'reason'], () => source.refusedConnections());
+    total(
+      'ferry_bpf_verdicts_total',
+      'Decisions of the BPF programs, by program and verdict (read from the kernel)',
+      ['program', 'verdict'],
+      () => source.bpfVerdicts(),
+    );
+    total(
+      'ferry_connections_refused_total',
+      'Connections refused before authorization, by direction and reason',
+      ['direction', 'reason'],
+      () => source.refusedConnections(),
+    );
     total('ferry_limits_exceeded_total', 'Times a limit was hit, by limit', ['limit'], () => source.limitsExceeded());
-    total('ferry_log_lines_suppressed_total', 'Log lines left out by rate limiting (each written line says how many before it)',
-      ['component'], () => source.suppressedLogLines());
-    total('ferry_hbone_sessions_closed_total', 'HBONE tunnels torn down by a guard: floods, protocol errors, unanswered keepalives',
-      ['side', 'reason'], () => source.hboneSessionsClosed());
-    total('ferry_hbone_dials_failed_total', 'HBONE dials that failed (error), and opens refused at once while their peer backs off (peer_backoff)',
-      ['reason'], () => source.hboneDialsFailed());
-    gauge('ferry_pods_refused', 'Pods of this node whose traffic is refused (enrolment pending or failing, or their workload left the model)',
-      [], (g) => { g.set(source.refusedPods()); });
-    gauge('ferry_ready', '1 when the agent is ready (capture attached, state synced, every enrolled pod\'s listeners open)', [], (g) => {
+    total(
+      'ferry_log_lines_suppressed_total',
+      'Log lines left out by rate limiting (each written line says how many before it)',
+      ['component'],
+      () => source.suppressedLogLines(),
+    );
+    total(
+      'ferry_hbone_sessions_closed_total',
+      'HBONE tunnels torn down by a guard: floods, protocol errors, unanswered keepalives',
+      ['side', 'reason'],
+      () => source.hboneSessionsClosed(),
+    );
+    total(
+      'ferry_hbone_dials_failed_total',
+      'HBONE dials that failed (error), and opens refused at once while their peer backs off (peer_backoff)',
+      ['reason'],
+      () => source.hboneDialsFailed(),
+    );
+    gauge(
+      'ferry_pods_refused',
+      'Pods of this node whose traffic is refused (enrolment pending or failing, or their workload left the model)',
+      [],
+      (g) => {
+        g.set(source.refusedPods());
+      },
+    );
+    gauge('ferry_ready', "1 when the agent is ready (capture attached, state synced, every enrolled pod's listeners open)", [], (g) => {
       g.set(source.ready() ? 1 : 0);
     });
     gauge('ferry_state_revision', 'Revision of the cluster state the agent runs on', [], (g) => {
@@ -155,7 +203,7 @@ export class HealthMetrics {
       // The histogram records the time between its timer's runs, resolution included: the lag is
       // what exceeds it. Before any sample it reports sentinel values; say 0 rather than nonsense.
       const seconds = (ns: number): number =>
-        (Number.isFinite(ns) && delay.count > 0 ? Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000) : 0);
+        Number.isFinite(ns) && delay.count > 0 ? Math.max(0, ns / 1e9 - LAG_RESOLUTION_MS / 1000) : 0;
       return { '0.5': seconds(delay.percentile(50)), '0.99': seconds(delay.percentile(99)), max: seconds(delay.max) };
     };
     let closedWindow: ReturnType<typeof quantiles> | undefined;
@@ -164,15 +212,20 @@ export class HealthMetrics {
       delay.reset();
     }, LAG_WINDOW_MS);
     roll.unref();
-    gauge('ferry_event_loop_lag_seconds', `Event-loop delay over the last complete ${LAG_WINDOW_MS / 1000} s window `
-      + '(the current one until the first closes): p50, p99 and max', ['quantile'], (g) => {
-      const q = closedWindow ?? quantiles();
-      for (const quantile of ['0.5', '0.99', 'max'] as const) g.set({ quantile }, q[quantile]);
-    });
+    gauge(
+      'ferry_event_loop_lag_seconds',
+      `Event-loop delay over the last complete ${LAG_WINDOW_MS / 1000} s window ` +
+        '(the current one until the first closes): p50, p99 and max',
+      ['quantile'],
+      (g) => {
+        const q = closedWindow ?? quantiles();
+        for (const quantile of ['0.5', '0.99', 'max'] as const) g.set({ quantile }, q[quantile]);
+      },
+    );
   }
 
   /** `reason`: lock, certificate, listeners, capture (a small fixed set). */
-  enrolmentFailed(reason: typeof ENROLMENT_STAGES[number]): void {
+  enrolmentFailed(reason: (typeof ENROLMENT_STAGES)[number]): void {
     this.failures.inc({ reason });
   }
 

@@ -13,15 +13,29 @@ export const ISTIO_TCP_METRICS = {
 
 export const ISTIO_TCP_LABELS = [
   'reporter',
-  'source_workload', 'source_workload_namespace', 'source_principal', 'source_app', 'source_version',
-  'source_canonical_service', 'source_canonical_revision',
-  'destination_service', 'destination_service_name', 'destination_service_namespace',
-  'destination_workload', 'destination_workload_namespace', 'destination_principal',
-  'destination_app', 'destination_version', 'destination_canonical_service', 'destination_canonical_revision',
-  'request_protocol', 'response_flags', 'connection_security_policy',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
 ] as const;
 
-export type IstioTcpLabel = typeof ISTIO_TCP_LABELS[number];
+export type IstioTcpLabel = (typeof ISTIO_TCP_LABELS)[number];
 export type IstioTcpLabels = Record<IstioTcpLabel, string>;
 
 /** Istio's value for anything not known. */

@@ -17,7 +17,10 @@ export class LogLimiter<T> {
   private readonly windows = new Map<string, { pending?: T; count: number; timer: NodeJS.Timeout }>();
   private suppressedTotal = 0;
 
-  constructor(private readonly intervalMs: number, private readonly write: (key: string, line: LimitedLine<T>) => void) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly write: (key: string, line: LimitedLine<T>) => void,
+  ) {}
 
   record(key: string, record: T): void {
     const window = this.windows.get(key);

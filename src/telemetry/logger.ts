@@ -20,7 +20,10 @@ export class LogLevels {
   private readonly children = new Set<WeakRef<Logger>>();
   private readonly finalizer = new FinalizationRegistry<WeakRef<Logger>>((ref) => this.children.delete(ref));
 
-  constructor(readonly root: Logger, level: Level) {
+  constructor(
+    readonly root: Logger,
+    level: Level,
+  ) {
     this.rootLevel = level;
   }
 
@@ -74,11 +77,16 @@ export interface RootLogger {
 
 export function createLogging(level: Level, destination?: DestinationStream): RootLogger {
   let levels: LogLevels | undefined;
-  const log = pino({
-    level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime,
-    // Inherited by every descendant; runs before `levels` exists only for none (no child is made first).
-    onChild: (child) => levels?.adopt(child),
-  }, destination);
+  const log = pino(
+    {
+      level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Inherited by every descendant; runs before `levels` exists only for none (no child is made first).
+      onChild: (child) => levels?.adopt(child),
+    },
+    destination,
+  );
   levels = new LogLevels(log, level);
   return { log, levels };
 }

@@ -179,11 +179,18 @@ function familyOf(name: string, families: Map<string, MetricFamily>): string {
 }
 
 function seriesKey(sample: MetricSample): string {
-  return JSON.stringify([sample.name, ...Object.keys(sample.labels).sort().map((k) => [k, sample.labels[k]])]);
+  return JSON.stringify([
+    sample.name,
+    ...Object.keys(sample.labels)
+      .sort()
+      .map((k) => [k, sample.labels[k]]),
+  ]);
 }
 
 function describeSeries(sample: MetricSample): string {
-  const labels = Object.entries(sample.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',');
+  const labels = Object.entries(sample.labels)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(',');
   return labels === '' ? sample.name : `${sample.name}{${labels}}`;
 }
 
@@ -191,7 +198,11 @@ function describeSeries(sample: MetricSample): string {
 class LineReader {
   private pos = 0;
 
-  constructor(private readonly text: string, readonly number: number, private readonly source: string) {}
+  constructor(
+    private readonly text: string,
+    readonly number: number,
+    private readonly source: string,
+  ) {}
 
   fail(message: string): never {
     throw new MetricsParseError(this.source, this.number, this.pos + 1, message);

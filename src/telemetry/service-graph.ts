@@ -79,7 +79,11 @@ export function buildServiceGraph(expositions: readonly Exposition[]): ServiceGr
       const label = (name: string): string => labelOrUnknown(sample, name);
       const reporter = sample.labels.reporter;
       if (reporter !== 'source' && reporter !== 'destination') {
-        throw contentError(exposition.source, sample, `reporter must be "source" or "destination", got ${JSON.stringify(reporter ?? '(none)')}`);
+        throw contentError(
+          exposition.source,
+          sample,
+          `reporter must be "source" or "destination", got ${JSON.stringify(reporter ?? '(none)')}`,
+        );
       }
       if (reporter === 'destination' && enrolled.has(workloadKey(label('source_workload'), label('source_workload_namespace')))) continue;
       const value = countOf(sample, exposition.source);
@@ -92,14 +96,21 @@ export function buildServiceGraph(expositions: readonly Exposition[]): ServiceGr
       let edge = edges.get(edgeKey);
       if (!edge) {
         edge = {
-          source: source.id, destination: destination.id, connections: 0, bytes: 0, requestBytes: 0, responseBytes: 0,
-          failures: 0, failuresByFlag: {},
+          source: source.id,
+          destination: destination.id,
+          connections: 0,
+          bytes: 0,
+          requestBytes: 0,
+          responseBytes: 0,
+          failures: 0,
+          failuresByFlag: {},
         };
         edges.set(edgeKey, edge);
       }
       edge[field] += value;
       if (field === 'requestBytes' || field === 'responseBytes') edge.bytes += value;
-      if (field === 'failures') edge.failuresByFlag[sample.labels.response_flags] = (edge.failuresByFlag[sample.labels.response_flags] ?? 0) + value;
+      if (field === 'failures')
+        edge.failuresByFlag[sample.labels.response_flags] = (edge.failuresByFlag[sample.labels.response_flags] ?? 0) + value;
     }
   }
 
@@ -114,15 +125,19 @@ export function buildServiceGraph(expositions: readonly Exposition[]): ServiceGr
 /** Which edge field a sample adds to; undefined for samples the graph does not read. */
 function fieldOf(sample: MetricSample, source: string): Field | undefined {
   switch (sample.name) {
-    case ISTIO_TCP_METRICS.opened: return 'connections';
-    case ISTIO_TCP_METRICS.received: return 'requestBytes';
-    case ISTIO_TCP_METRICS.sent: return 'responseBytes';
+    case ISTIO_TCP_METRICS.opened:
+      return 'connections';
+    case ISTIO_TCP_METRICS.received:
+      return 'requestBytes';
+    case ISTIO_TCP_METRICS.sent:
+      return 'responseBytes';
     case ISTIO_TCP_METRICS.closed: {
       const flag = sample.labels.response_flags;
       if (flag === undefined || flag === '') throw contentError(source, sample, 'has no response_flags label');
       return flag === '-' ? undefined : 'failures';
     }
-    default: return undefined;
+    default:
+      return undefined;
   }
 }
 
@@ -198,8 +213,13 @@ export function serviceGraphRows(graph: ServiceGraph): string[][] {
     return markWorkload && node.kind === 'workload' ? `${node.name} (workload)` : node.name;
   };
   return graph.edges.map((e) => [
-    name(e.source, false), name(e.destination, true), String(e.connections),
-    humanBytes(e.bytes), humanBytes(e.requestBytes), humanBytes(e.responseBytes), describeFailures(e),
+    name(e.source, false),
+    name(e.destination, true),
+    String(e.connections),
+    humanBytes(e.bytes),
+    humanBytes(e.requestBytes),
+    humanBytes(e.responseBytes),
+    describeFailures(e),
   ]);
 }
 
@@ -245,7 +265,10 @@ function describeFailures(edge: GraphEdge): string {
 }
 
 function failureBreakdown(edge: GraphEdge): string {
-  return Object.keys(edge.failuresByFlag).sort().map((flag) => `${flag} ${edge.failuresByFlag[flag]}`).join(', ');
+  return Object.keys(edge.failuresByFlag)
+    .sort()
+    .map((flag) => `${flag} ${edge.failuresByFlag[flag]}`)
+    .join(', ');
 }
 
 const BYTE_UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];

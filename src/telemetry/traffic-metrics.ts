@@ -4,7 +4,12 @@
 // connection shows in rate() while it runs, not all at once when it ends.
 import { Counter, type Registry } from 'prom-client';
 import {
-  ISTIO_TCP_LABELS, ISTIO_TCP_METRICS, istioTcpLabels, type IstioTcpLabels, type ResponseFlag, type TrafficDescription,
+  ISTIO_TCP_LABELS,
+  ISTIO_TCP_METRICS,
+  istioTcpLabels,
+  type IstioTcpLabels,
+  type ResponseFlag,
+  type TrafficDescription,
 } from './istio-labels';
 
 /** Live byte counts of one connection; the relay adds to them as bytes pass. */
@@ -56,8 +61,13 @@ class Meter implements TrafficMeter {
   flushedReceived = 0;
   closed = false;
 
-  constructor(readonly owner: TrafficMetrics, readonly labels: IstioTcpLabels, readonly key: string,
-    readonly description: TrafficDescription, readonly counts: ByteCounts) {}
+  constructor(
+    readonly owner: TrafficMetrics,
+    readonly labels: IstioTcpLabels,
+    readonly key: string,
+    readonly description: TrafficDescription,
+    readonly counts: ByteCounts,
+  ) {}
 
   close(flag: ResponseFlag): void {
     if (this.closed) return;
@@ -78,7 +88,10 @@ export class TrafficMetrics {
     const counter = (name: string, help: string, table: SeriesTable, flush: boolean): void => {
       const self = this;
       new Counter({
-        name, help, labelNames, registers: [registry],
+        name,
+        help,
+        labelNames,
+        registers: [registry],
         collect(this: Counter<string>) {
           if (flush) self.flushOpen();
           table.publish(this);

@@ -7,10 +7,20 @@ export const TLS_ERROR_CODES = {
 
 /** Why a peer certificate was refused; stable strings for metrics and access logs. */
 export type PeerRejection =
-  | 'unreadable' | 'ca-certificate' | 'no-uri-san' | 'multiple-uri-sans' | 'not-spiffe' | 'trust-domain' | 'unexpected-identity';
+  | 'unreadable'
+  | 'ca-certificate'
+  | 'no-uri-san'
+  | 'multiple-uri-sans'
+  | 'not-spiffe'
+  | 'trust-domain'
+  | 'unexpected-identity';
 
 export class PeerIdentityError extends FerryError<keyof typeof TLS_ERROR_CODES> {
-  constructor(readonly reason: PeerRejection, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: PeerRejection,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super('FERRY_ERR_TLS_PEER_IDENTITY', message, options);
   }
 }

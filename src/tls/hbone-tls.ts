@@ -37,8 +37,10 @@ export function verifyPeerIdentity(certificate: crypto.X509Certificate, trustDom
   if (names.ca) throw new PeerIdentityError('ca-certificate', `${what}: is a CA certificate (basicConstraints cA), not a workload SVID`);
   if (names.uris.length === 0) throw new PeerIdentityError('no-uri-san', `${what}: has no URI SAN (an X.509-SVID has exactly one)`);
   if (names.uris.length > 1) {
-    throw new PeerIdentityError('multiple-uri-sans',
-      `${what}: has ${names.uris.length} URI SANs (${names.uris.join(', ')}); an X.509-SVID has exactly one`);
+    throw new PeerIdentityError(
+      'multiple-uri-sans',
+      `${what}: has ${names.uris.length} URI SANs (${names.uris.join(', ')}); an X.509-SVID has exactly one`,
+    );
   }
   let id: ReturnType<typeof parseSpiffeUri>;
   try {
@@ -48,8 +50,7 @@ export function verifyPeerIdentity(certificate: crypto.X509Certificate, trustDom
     throw new PeerIdentityError('not-spiffe', `${what}: URI SAN is not a workload SPIFFE ID: ${err.message}`, { cause: err });
   }
   if (id.trustDomain !== trustDomain) {
-    throw new PeerIdentityError('trust-domain',
-      `${what}: trust domain "${id.trustDomain}" is not ours ("${trustDomain}")`);
+    throw new PeerIdentityError('trust-domain', `${what}: trust domain "${id.trustDomain}" is not ours ("${trustDomain}")`);
   }
   return { ...id, principal: principalOf(id) };
 }

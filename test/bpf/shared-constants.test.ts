@@ -24,8 +24,15 @@ function probeSource(): string {
     }
   }
   return [
-    '#include <stdio.h>', '#include <stddef.h>', '#include "ferry-shared.h"',
-    'int main(void) {', '  printf("{\\n");', ...lines, '  printf("\\"end\\": 0}\\n");', '  return 0;', '}',
+    '#include <stdio.h>',
+    '#include <stddef.h>',
+    '#include "ferry-shared.h"',
+    'int main(void) {',
+    '  printf("{\\n");',
+    ...lines,
+    '  printf("\\"end\\": 0}\\n");',
+    '  return 0;',
+    '}',
   ].join('\n');
 }
 

@@ -82,10 +82,14 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
   async function outboundRecord(node: string, pod: string, clientLocal: string): Promise<Record<string, unknown>> {
     const port = clientLocal.split(':').pop();
     let found: Record<string, unknown> | undefined;
-    await eventually(() => {
-      found = sandbox.accessRecords(node).find((r) => r.direction === 'outbound' && r.source === `${ip[pod]}:${port}`);
-      return found !== undefined;
-    }, 5000, `outbound access record for client port ${port} on ${node}`);
+    await eventually(
+      () => {
+        found = sandbox.accessRecords(node).find((r) => r.direction === 'outbound' && r.source === `${ip[pod]}:${port}`);
+        return found !== undefined;
+      },
+      5000,
+      `outbound access record for client port ${port} on ${node}`,
+    );
     return found!;
   }
 
@@ -139,8 +143,14 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     assert.equal(toPlain.remote, CAPTURED);
     assert.equal((toPlain.server as { peer: string }).peer, ip['client-a']);
     // And the destination agent on node-b saw the inbound side of the meshed ones.
-    await eventually(() => sandbox.accessRecords('node-b').some((r) => r.direction === 'inbound' && r.pod === 'app/server-b'
-      && String(r.source).startsWith(`${ip['client-a']}:`)), 5000, 'inbound record on node-b');
+    await eventually(
+      () =>
+        sandbox
+          .accessRecords('node-b')
+          .some((r) => r.direction === 'inbound' && r.pod === 'app/server-b' && String(r.source).startsWith(`${ip['client-a']}:`)),
+      5000,
+      'inbound record on node-b',
+    );
   });
 
   test('a pod of a namespace that is not enrolled is not captured; its Service call still works', async () => {
@@ -165,11 +175,23 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     // with the client's own address as source.
     assert.equal((result.server as { local: string }).local, `${ip['server-a']}:7000`);
     assert.equal((result.server as { peer: string }).peer, ip['client-p']);
-    await eventually(() => sandbox.accessRecords('node-a').some((r) => r.direction === 'inbound' && r.pod === 'app/server-a'
-      && String(r.source).startsWith(`${ip['client-p']}:`) && r.destination === `${ip['server-a']}:7000`), 5000, 'inbound record');
+    await eventually(
+      () =>
+        sandbox
+          .accessRecords('node-a')
+          .some(
+            (r) =>
+              r.direction === 'inbound' &&
+              r.pod === 'app/server-a' &&
+              String(r.source).startsWith(`${ip['client-p']}:`) &&
+              r.destination === `${ip['server-a']}:7000`,
+          ),
+      5000,
+      'inbound record',
+    );
   });
 
-  test('a pod that sets the agent\'s mark on its socket is captured all the same: the mark counts only in the agent\'s cgroup', async () => {
+  test("a pod that sets the agent's mark on its socket is captured all the same: the mark counts only in the agent's cgroup", async () => {
     const tool = [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000'];
     for (const mark of ['agent', 'delivery', '0']) {
       const result = JSON.parse((await sandbox.exec('app/client-a', [...tool, mark])).stdout.trim());
@@ -177,8 +199,11 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     }
   });
 
-  test('half-close: the client\'s FIN reaches the server and the server\'s reply after it comes back', async () => {
-    for (const target of [['echo-a.app', '80'], ['echo-b.app', '80']]) {
+  test("half-close: the client's FIN reaches the server and the server's reply after it comes back", async () => {
+    for (const target of [
+      ['echo-a.app', '80'],
+      ['echo-b.app', '80'],
+    ]) {
       const result = await sandbox.client('app/client-a', ['halfclose', ...target]);
       assert.equal(result.remote, CAPTURED);
       assert.equal(result.body, 'hello before fin\nBYE-AFTER-FIN\n');
@@ -216,7 +241,18 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     await eventually(() => lines.some((l) => l.echo === 'still flowing\n'), 5000, 'echo on the held connection');
     holder.stdin.write('END\n');
     await eventually(() => lines.some((l) => l.ended), 5000, 'held connection end');
-    await eventually(() => { try { process.kill(agentPid, 0); return false; } catch { return true; } }, 10_000, 'agent exit');
+    await eventually(
+      () => {
+        try {
+          process.kill(agentPid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      'agent exit',
+    );
     assert.match(sandbox.agentLog('node-a'), /"finished":true/);
     const start = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX]);
     assert.equal(start.code, 0, start.stderr);
@@ -228,8 +264,10 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     const outbound = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
     assert.equal(outbound.code, 'ECONNREFUSED', `outbound with the agent gone: ${JSON.stringify(outbound)}`);
     const inbound = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);
-    assert.ok(inbound.code === 'ECONNREFUSED' || inbound.code === 'ECONNRESET',
-      `inbound to an enrolled pod with its agent gone must be refused: ${JSON.stringify(inbound)}`);
+    assert.ok(
+      inbound.code === 'ECONNREFUSED' || inbound.code === 'ECONNRESET',
+      `inbound to an enrolled pod with its agent gone must be refused: ${JSON.stringify(inbound)}`,
+    );
     const start = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX]);
     assert.equal(start.code, 0, start.stderr);
     const again = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);

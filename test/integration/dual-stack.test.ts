@@ -82,11 +82,15 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
     assert.ok(found, `node ${name} in the plan`);
     return found;
   };
-  const who = async (from: string, host: string, port = 7000): Promise<Who> => await sandbox.client(from, ['who', host, String(port)]) as Who;
+  const who = async (from: string, host: string, port = 7000): Promise<Who> =>
+    (await sandbox.client(from, ['who', host, String(port)])) as Who;
   /** The one access record of `node` for a connection to `destination` in `direction`, once it is written. */
   const accessRecord = async (node: string, direction: string, destination: string): Promise<Record<string, unknown>> => {
     const find = (): Record<string, unknown> | undefined =>
-      sandbox.accessRecords(node).filter((r) => r.direction === direction && r.destination === destination).at(-1);
+      sandbox
+        .accessRecords(node)
+        .filter((r) => r.direction === direction && r.destination === destination)
+        .at(-1);
     await eventually(() => find() !== undefined, 5000, `${direction} access record for ${destination} on ${node}`);
     return find() ?? {};
   };
@@ -102,7 +106,13 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
     for (const node of ['node-a', 'node-b']) {
       const result = await ferry(['sandbox', 'inspect', '--prefix', PREFIX, node, 'workloads', '-o', 'json']);
       assert.equal(result.code, 0, result.stderr);
-      const workloads = JSON.parse(result.stdout) as Array<{ namespace: string; name: string; node: string; ips: string[]; enrolled: boolean }>;
+      const workloads = JSON.parse(result.stdout) as Array<{
+        namespace: string;
+        name: string;
+        node: string;
+        ips: string[];
+        enrolled: boolean;
+      }>;
       const enrolled = workloads.filter((w) => w.enrolled);
       assert.deepEqual(enrolled.map((w) => w.name).sort(), node === 'node-a' ? ['client', 'server-a'] : ['server-b']);
       for (const w of enrolled) assert.deepEqual(w.ips, [podOf(`${w.namespace}/${w.name}`).ip, podOf(`${w.namespace}/${w.name}`).ip6]);
@@ -113,20 +123,36 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
     assert.ok(echo?.ports.every((p) => p.endpoints.every((e) => /^10\.244\./.test(e.ip))));
   });
 
-  test('IPv6 is configured inside the sandbox\'s namespaces only: usable addresses, mirrored routes, forwarding', async () => {
+  test("IPv6 is configured inside the sandbox's namespaces only: usable addresses, mirrored routes, forwarding", async () => {
     const client = podOf('mesh/client');
     const a = nodeOf('node-a');
     const b = nodeOf('node-b');
-    const addresses = JSON.parse(await sh('ip', ['-j', '-n', client.netns, '-6', 'addr', 'show', 'dev', 'eth0'])) as
-      Array<{ addr_info: Array<{ local: string; prefixlen: number; scope: string; tentative?: boolean; dadfailed?: boolean }> }>;
+    const addresses = JSON.parse(await sh('ip', ['-j', '-n', client.netns, '-6', 'addr', 'show', 'dev', 'eth0'])) as Array<{
+      addr_info: Array<{ local: string; prefixlen: number; scope: string; tentative?: boolean; dadfailed?: boolean }>;
+    }>;
     const global = addresses[0]?.addr_info.filter((i) => i.scope === 'global') ?? [];
-    assert.deepEqual(global.map((i) => [i.local, i.prefixlen, i.tentative === true, i.dadfailed === true]), [[client.ip6, 128, false, false]]);
+    assert.deepEqual(
+      global.map((i) => [i.local, i.prefixlen, i.tentative === true, i.dadfailed === true]),
+      [[client.ip6, 128, false, false]],
+    );
     const podRoutes = (await sh('ip', ['-n', client.netns, '-6', 'route', 'show'])).split('\n');
-    assert.ok(podRoutes.some((r) => r.startsWith(`default via ${client.gateway6} dev eth0`)), podRoutes.join('\n'));
-    assert.ok(podRoutes.some((r) => r.startsWith(`${client.gateway6} dev eth0`)), podRoutes.join('\n'));
+    assert.ok(
+      podRoutes.some((r) => r.startsWith(`default via ${client.gateway6} dev eth0`)),
+      podRoutes.join('\n'),
+    );
+    assert.ok(
+      podRoutes.some((r) => r.startsWith(`${client.gateway6} dev eth0`)),
+      podRoutes.join('\n'),
+    );
     const nodeRoutes = (await sh('ip', ['-n', a.netns, '-6', 'route', 'show'])).split('\n');
-    assert.ok(nodeRoutes.some((r) => r.startsWith(`${b.podCidr6} via ${b.fabricIp6} dev eth0`)), nodeRoutes.join('\n'));
-    assert.ok(nodeRoutes.some((r) => r.startsWith(`${client.ip6} dev v`)), nodeRoutes.join('\n'));
+    assert.ok(
+      nodeRoutes.some((r) => r.startsWith(`${b.podCidr6} via ${b.fabricIp6} dev eth0`)),
+      nodeRoutes.join('\n'),
+    );
+    assert.ok(
+      nodeRoutes.some((r) => r.startsWith(`${client.ip6} dev v`)),
+      nodeRoutes.join('\n'),
+    );
     assert.equal((await sh('ip', ['netns', 'exec', a.netns, 'sysctl', '-n', 'net.ipv6.conf.all.forwarding'])).trim(), '1');
     assert.doesNotMatch(await sh('ip', ['-6', 'route', 'show']), /fd10:/);
     assert.doesNotMatch(await sh('ip', ['-6', 'addr', 'show']), /fd10:/);

@@ -129,15 +129,21 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
     fs.rmSync(work, { recursive: true, force: true });
   });
   const nodeNetns = (node: string): string => `/run/netns/${PREFIX}-node-${node}`;
-  const fabricVeth = (node: string): string => (JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8')) as {
-    nodes: Array<{ name: string; fabricVeth: string }> }).nodes.find((n) => n.name === node)!.fabricVeth;
+  const fabricVeth = (node: string): string =>
+    (
+      JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8')) as {
+        nodes: Array<{ name: string; fabricVeth: string }>;
+      }
+    ).nodes.find((n) => n.name === node)!.fabricVeth;
   const v6 = (pod: string): string => addresses[pod].find((a) => a.includes(':'))!;
 
-  after(() => { for (const child of children) if (child.exitCode === null) child.kill('SIGKILL'); });
+  after(() => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  });
 
   async function pods(): Promise<void> {
     if (Object.keys(addresses).length > 0) return;
-    const status = await sandbox.status() as unknown as { pods: Array<{ name: string; ips: string[] }> };
+    const status = (await sandbox.status()) as unknown as { pods: Array<{ name: string; ips: string[] }> };
     for (const p of status.pods) addresses[p.name] = p.ips;
     assert.ok(v6('client-a'), 'the sandbox is dual-stack');
   }
@@ -157,7 +163,8 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
   }
 
   function value(samples: MetricSample[], name: string, labels: Record<string, string> = {}): number {
-    return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    return samples
+      .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
       .reduce((sum, s) => sum + s.value, 0);
   }
 
@@ -178,13 +185,34 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
 
   /** Access records of node's agent for connections of `pod` since `from` records were there. */
   function records(node: string, pod: string, from = 0): Array<Record<string, unknown>> {
-    return sandbox.accessRecords(node).slice(from).filter((r) => r.pod === pod);
+    return sandbox
+      .accessRecords(node)
+      .slice(from)
+      .filter((r) => r.pod === pod);
   }
 
   /** A long-running tool in a pod (tcp-client.js MODE …), its JSON lines collected; killed at the end. */
   function background(pod: string, args: string[]): { lines: Array<Record<string, unknown>>; child: ChildProcess } {
-    const child = spawn(NODE, [FERRY, 'sandbox', 'exec', '--prefix', PREFIX, pod, '--', 'sh', '-c', 'ulimit -n 16384; exec "$@"', 'tool',
-      NODE, path.join(TOOLS, 'tcp-client.js'), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      NODE,
+      [
+        FERRY,
+        'sandbox',
+        'exec',
+        '--prefix',
+        PREFIX,
+        pod,
+        '--',
+        'sh',
+        '-c',
+        'ulimit -n 16384; exec "$@"',
+        'tool',
+        NODE,
+        path.join(TOOLS, 'tcp-client.js'),
+        ...args,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     children.add(child);
     const lines: Array<Record<string, unknown>> = [];
     let buffer = '';
@@ -217,7 +245,11 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
   }
 
   async function tool(pod: string, script: string, args: string[], timeoutMs = 60_000): Promise<Record<string, unknown>> {
-    const result = await sandbox.exec(pod, ['sh', '-c', 'ulimit -n 16384; exec "$@"', 'tool', NODE, path.join(TOOLS, script), ...args], timeoutMs);
+    const result = await sandbox.exec(
+      pod,
+      ['sh', '-c', 'ulimit -n 16384; exec "$@"', 'tool', NODE, path.join(TOOLS, script), ...args],
+      timeoutMs,
+    );
     const line = result.stdout.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(line) as Record<string, unknown>;
@@ -236,14 +268,26 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
     const firstRecord = sandbox.accessRecords('node-a').length;
     const started = Date.now();
     const targets: Array<[string, number]> = [
-      ['127.0.0.1', 15006], ['0.0.0.0', 15006], ['::1', 15006], ['::', 15006], ['::ffff:127.0.0.1', 15006],
-      ['127.0.0.1', 15001], ['127.0.0.1', 15008], [ip['client-a'], 15006], [ip['client-a'], 15001], [v6('client-a'), 15006],
-      ['loop.app', 80], [ip['server-b'], 15006], [ip['server-a'], 15001],
+      ['127.0.0.1', 15006],
+      ['0.0.0.0', 15006],
+      ['::1', 15006],
+      ['::', 15006],
+      ['::ffff:127.0.0.1', 15006],
+      ['127.0.0.1', 15001],
+      ['127.0.0.1', 15008],
+      [ip['client-a'], 15006],
+      [ip['client-a'], 15001],
+      [v6('client-a'), 15006],
+      ['loop.app', 80],
+      [ip['server-b'], 15006],
+      [ip['server-a'], 15001],
     ];
     for (const [host, port] of targets) {
       const result = await probe('app/client-a', host, port);
-      assert.ok(result.outcome === 'reset' || result.outcome === 'refused' || result.outcome === 'fin',
-        `${host}:${port} was answered: ${JSON.stringify(result)}`);
+      assert.ok(
+        result.outcome === 'reset' || result.outcome === 'refused' || result.outcome === 'fin',
+        `${host}:${port} was answered: ${JSON.stringify(result)}`,
+      );
       assert.notEqual(result.outcome, 'data', `${host}:${port}`);
       assert.ok((result.ms ?? Infinity) < 1000, `${host}:${port} took ${result.ms} ms to be refused`);
     }
@@ -267,13 +311,19 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
     const span = (Date.now() - started) / 1000;
     assert.ok(lines.length <= Math.ceil(span) + 1, `${lines.length} self-call lines in ${span.toFixed(1)} s`);
     // Nothing of it stays in the agent.
-    await eventually(() => {
-      const now = processStats(pid);
-      return now.fds <= before.fds + 4;
-    }, 10_000, 'the agent\'s fd count back to its baseline');
+    await eventually(
+      () => {
+        const now = processStats(pid);
+        return now.fds <= before.fds + 4;
+      },
+      10_000,
+      "the agent's fd count back to its baseline",
+    );
     const after = processStats(pid);
-    process.stdout.write(`# recursive calls: ${refused} refused in ${seconds.toFixed(1)} s, ${lines.length} log lines; `
-      + `agent fds ${before.fds} -> ${after.fds}, RSS ${before.rssMiB.toFixed(0)} -> ${after.rssMiB.toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `# recursive calls: ${refused} refused in ${seconds.toFixed(1)} s, ${lines.length} log lines; ` +
+        `agent fds ${before.fds} -> ${after.fds}, RSS ${before.rssMiB.toFixed(0)} -> ${after.rssMiB.toFixed(0)} MiB\n`,
+    );
     assert.ok(after.rssMiB < before.rssMiB + 40, `agent RSS grew from ${before.rssMiB} to ${after.rssMiB} MiB`);
     // The agent still serves.
     assert.equal((await who('app/client-a', 'echo-b.app', 80)).server?.pod, 'server-b');
@@ -281,28 +331,45 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
 
   // ---- 2. every port meshed --------------------------------------------------------------------
 
-  test('an app on Ferry\'s port numbers gets the mesh\'s policy: through the agent, and refused under STRICT like any port', async () => {
+  test("an app on Ferry's port numbers gets the mesh's policy: through the agent, and refused under STRICT like any port", async () => {
     await pods();
     for (const port of OWN_PORT_LISTENERS) {
       const seen = await who('plain/client-p', ip['ports-b'], port);
       assert.equal(seen.server?.pod, 'ports-b', `${port}: ${JSON.stringify(seen)}`);
       assert.equal(unmapped(seen.server?.peer), ip['client-p'], `${port}: the app sees the real client`);
-      await eventually(() => sandbox.accessRecords('node-b').some((r) => r.pod === 'app/ports-b' && r.path === 'plaintext'
-        && r.destination === `${ip['ports-b']}:${port}` && String(r.source).startsWith(`${ip['client-p']}:`)), 5000,
-      `the agent's record of plaintext to ${port}`);
+      await eventually(
+        () =>
+          sandbox
+            .accessRecords('node-b')
+            .some(
+              (r) =>
+                r.pod === 'app/ports-b' &&
+                r.path === 'plaintext' &&
+                r.destination === `${ip['ports-b']}:${port}` &&
+                String(r.source).startsWith(`${ip['client-p']}:`),
+            ),
+        5000,
+        `the agent's record of plaintext to ${port}`,
+      );
     }
     const strictFile = path.join(work, 'strict.yaml');
-    fs.writeFileSync(strictFile, `apiVersion: security.istio.io/v1
+    fs.writeFileSync(
+      strictFile,
+      `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: { name: ports-strict, namespace: app }
 spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
-`);
+`,
+    );
     const applied = await ferry(['sandbox', 'apply', '--prefix', PREFIX, '-f', strictFile]);
     assert.equal(applied.code, 0, applied.stderr);
     try {
       for (const port of OWN_PORT_LISTENERS) {
-        await eventually(async () => wasReset(await probe('plain/client-p', ip['ports-b'], port)), 10_000,
-          `plaintext to ${port} refused under STRICT`);
+        await eventually(
+          async () => wasReset(await probe('plain/client-p', ip['ports-b'], port)),
+          10_000,
+          `plaintext to ${port} refused under STRICT`,
+        );
         const v6Result = await probe('plain/client-p', v6('ports-b'), port);
         assert.ok(wasReset(v6Result), `IPv6 ${port}: ${JSON.stringify(v6Result)}`);
       }
@@ -335,30 +402,40 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       }
       const node = server === 'server-b' ? 'node-b' : 'node-a';
       await eventually(() => sandbox.accessRecords(node).some((r) => r.direction === 'inbound' || r.path === 'short'), 5000, 'records');
-      assert.ok(sandbox.accessRecords(node).some((r) => r.path === recordPath && String(r.source).includes(ip[peer])),
-        `the access log of ${node} lost the ${recordPath} record from ${peer}`);
+      assert.ok(
+        sandbox.accessRecords(node).some((r) => r.path === recordPath && String(r.source).includes(ip[peer])),
+        `the access log of ${node} lost the ${recordPath} record from ${peer}`,
+      );
     }
   });
 
   // ---- 10. the mark --------------------------------------------------------------------------------
 
-  test('a pod that sets the agent\'s marks is captured all the same, and counted', async () => {
+  test("a pod that sets the agent's marks is captured all the same, and counted", async () => {
     await pods();
     const before = value(await metrics('node-a'), 'ferry_bpf_verdicts_total', { verdict: 'foreign_mark' });
     for (const mark of ['agent', 'delivery']) {
-      const result = JSON.parse((await sandbox.exec('app/client-a', [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000', mark]))
-        .stdout.trim()) as { remote?: string };
+      const result = JSON.parse(
+        (await sandbox.exec('app/client-a', [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000', mark])).stdout.trim(),
+      ) as { remote?: string };
       assert.equal(result.remote, CAPTURED, `mark ${mark} skipped capture`);
     }
     assert.equal(value(await metrics('node-a'), 'ferry_bpf_verdicts_total', { verdict: 'foreign_mark' }) - before, 2);
     // A pod outside the mesh with the delivery mark is steered to the agent like any client: its
     // connection to an enrolled pod shows in that agent's access log.
     const from = sandbox.accessRecords('node-a').length;
-    const plain = JSON.parse((await sandbox.exec('plain/client-p', [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-a'], '7000', 'delivery']))
-      .stdout.trim()) as { remote?: string };
+    const plain = JSON.parse(
+      (
+        await sandbox.exec('plain/client-p', [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-a'], '7000', 'delivery'])
+      ).stdout.trim(),
+    ) as { remote?: string };
     assert.equal(plain.remote, `${ip['server-a']}:7000`);
-    await eventually(() => records('node-a', 'app/server-a', from).some((r) => r.path === 'plaintext'
-      && String(r.source).startsWith(`${ip['client-p']}:`)), 5000, 'the marked connection in server-a\'s access log');
+    await eventually(
+      () =>
+        records('node-a', 'app/server-a', from).some((r) => r.path === 'plaintext' && String(r.source).startsWith(`${ip['client-p']}:`)),
+      5000,
+      "the marked connection in server-a's access log",
+    );
   });
 
   // ---- 4. dials never block ------------------------------------------------------------------------
@@ -376,8 +453,11 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       assert.equal(held.ok, 0);
       assert.equal(held.failed, 32);
       // Each blackholed dial ran into the agent's connect timeout and was reported as CONNECT.
-      await eventually(async () => value(await metrics('node-a'), 'istio_tcp_connections_closed_total', { response_flags: 'CONNECT' })
-        - before >= 32, 10_000, '32 CONNECT failures counted');
+      await eventually(
+        async () => value(await metrics('node-a'), 'istio_tcp_connections_closed_total', { response_flags: 'CONNECT' }) - before >= 32,
+        10_000,
+        '32 CONNECT failures counted',
+      );
     } finally {
       await sh('ip', ['-n', `${PREFIX}-node-node-a`, 'route', 'del', 'blackhole', `${BLACKHOLE}/32`]);
     }
@@ -398,8 +478,11 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     assert.equal(holder.lines.find((l) => l.error !== undefined)?.code, 'ECONNRESET');
     assert.ok(!holder.lines.some((l) => l.ended), 'a clean end instead of a reset');
     assert.ok(wasReset(await probe('app/client-a', ip['server-b'], 7000)), 'a new connection to the relabelled pod was not reset');
-    await eventually(() => sandbox.accessRecords('node-b').some((r) => r.pod === 'app/server-b' && r.policy === 'app/deny-canary'),
-      5000, 'the denial naming the policy');
+    await eventually(
+      () => sandbox.accessRecords('node-b').some((r) => r.pod === 'app/server-b' && r.policy === 'app/deny-canary'),
+      5000,
+      'the denial naming the policy',
+    );
     changeWorkloads((ws) => ws.map((w) => (w.uid === 'app/server-b' ? { ...w, labels: { ...w.labels, track: 'stable' } } : w)));
     await eventually(async () => (await who('app/client-a', ip['server-b'], 7000)).server?.pod === 'server-b', 10_000, 'allowed again');
 
@@ -410,11 +493,15 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     changeWorkloads((ws) => ws.filter((w) => w.uid !== 'app/server-b'));
     try {
       await eventually(() => held.lines.some((l) => l.error !== undefined), 10_000, 'the held connection reset when the workload vanished');
-      for (const [client, target] of [['app/client-a', ip['server-b']], ['plain/client-p', ip['server-b']], ['app/client-a', v6('server-b')]]) {
+      for (const [client, target] of [
+        ['app/client-a', ip['server-b']],
+        ['plain/client-p', ip['server-b']],
+        ['app/client-a', v6('server-b')],
+      ]) {
         const result = await probe(client, target, 7000);
         assert.ok(result.outcome === 'reset' || result.outcome === 'refused', `${client} -> ${target}: ${JSON.stringify(result)}`);
       }
-      const out = await sandbox.client('app/server-b', ['probe', ip['server-a'], '7000']) as Probe;
+      const out = (await sandbox.client('app/server-b', ['probe', ip['server-a'], '7000'])) as Probe;
       assert.equal(out.outcome, 'refused', `a vanished pod reached out: ${JSON.stringify(out)}`);
       assert.equal(out.code, 'EPERM');
       assert.ok(value(await metrics('node-b'), 'ferry_pods_refused') >= 1);
@@ -433,17 +520,44 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     // captured and refused as a self call before it leaves the pod.
     const evictedBefore = value(await metrics('node-b'), 'ferry_limits_exceeded_total', { limit: 'pending_handshakes_per_source' });
     // Pending handshakes: 48 TCP connections to 15008 that never say a word, from one address.
-    const stalled = await tool('plain/client-p', 'hbone-client.js', ['--target', `${ip['server-b']}:15008`, '--mode', 'stall',
-      '--count', '48', '--hold-ms', '3000']);
+    const stalled = await tool('plain/client-p', 'hbone-client.js', [
+      '--target',
+      `${ip['server-b']}:15008`,
+      '--mode',
+      'stall',
+      '--count',
+      '48',
+      '--hold-ms',
+      '3000',
+    ]);
     assert.equal(stalled.closedByServer, 16, `${stalled.closedByServer} of 48 stalled handshakes closed early (32 may wait)`);
-    assert.equal(value(await metrics('node-b'), 'ferry_limits_exceeded_total', { limit: 'pending_handshakes_per_source' }) - evictedBefore, 16);
+    assert.equal(
+      value(await metrics('node-b'), 'ferry_limits_exceeded_total', { limit: 'pending_handshakes_per_source' }) - evictedBefore,
+      16,
+    );
     // Others are not affected meanwhile: a meshed client gets its tunnel.
     assert.equal((await who('app/client-a', ip['server-b'], 7000)).server?.pod, 'server-b');
 
     // Sessions per identity: 132 tunnels with one workload's certificate; beyond 128 they are refused.
     const creds = await credentials('sessions', 'cluster.local/ns/app/sa/client');
-    const sessions = await tool('plain/client-p', 'hbone-client.js', ['--target', `${ip['server-b']}:15008`,
-      '--authority', `${ip['server-b']}:7000`, '--mode', 'sessions', '--count', '132', '--hold-ms', '2000', ...creds], 120_000);
+    const sessions = await tool(
+      'plain/client-p',
+      'hbone-client.js',
+      [
+        '--target',
+        `${ip['server-b']}:15008`,
+        '--authority',
+        `${ip['server-b']}:7000`,
+        '--mode',
+        'sessions',
+        '--count',
+        '132',
+        '--hold-ms',
+        '2000',
+        ...creds,
+      ],
+      120_000,
+    );
     assert.equal(sessions.failed, 0, JSON.stringify(sessions));
     assert.ok(Number(sessions.refused) >= 4, `${sessions.refused} of 132 sessions refused with a cap of 128`);
     assert.deepEqual(sessions.goawayCodes, [11], 'refused with GOAWAY ENHANCE_YOUR_CALM');
@@ -453,8 +567,15 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     // connections reset after 8 s without a byte either way.
     const killed = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
     assert.equal(killed.code, 0, killed.stderr);
-    const started = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX,
-      ...[...AGENT_ARGS, '--max-connections-per-pod=20', '--idle-timeout-seconds=8'].map((a) => `--agent-arg=${a}`)]);
+    const started = await ferry([
+      'sandbox',
+      'agent',
+      'start',
+      'node-a',
+      '--prefix',
+      PREFIX,
+      ...[...AGENT_ARGS, '--max-connections-per-pod=20', '--idle-timeout-seconds=8'].map((a) => `--agent-arg=${a}`),
+    ]);
     assert.equal(started.code, 0, started.stderr);
     try {
       const held = background('app/client-a', ['slowread', 'echo-b.app', '80', '20']);
@@ -475,12 +596,19 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
         await new Promise((r) => setTimeout(r, 1000));
       }
       assert.equal(idleRecords(), 20, 'the idle connections were not all reset within 30 s');
-      assert.ok(!talker.lines.some((l) => l.error !== undefined || l.ended), `the talking connection was closed: ${JSON.stringify(talker.lines.at(-1))}`);
+      assert.ok(
+        !talker.lines.some((l) => l.error !== undefined || l.ended),
+        `the talking connection was closed: ${JSON.stringify(talker.lines.at(-1))}`,
+      );
       assert.ok(talker.lines.filter((l) => typeof l.echo === 'string').length >= 8, 'the talking connection stopped echoing');
       talker.child.stdin!.end('END\n');
       held.child.stdin!.end();
       await eventually(() => held.child.exitCode !== null, 10_000, 'the slow readers to go');
-      assert.equal(held.lines.find((l) => l.closedByPeer !== undefined)?.closedByPeer, 20, 'the readers did not see their connections reset');
+      assert.equal(
+        held.lines.find((l) => l.closedByPeer !== undefined)?.closedByPeer,
+        20,
+        'the readers did not see their connections reset',
+      );
       await eventually(async () => (await who('app/client-a', 'echo-b.app', 80)).server?.pod === 'server-b', 10_000, 'room again');
     } finally {
       await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
@@ -499,22 +627,30 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     const attacks = ['continuation', 'settings', 'ping', 'window-update-zero-conn', 'window-update-zero-stream'];
     for (const attack of attacks) {
       // From outside the mesh (a captured pod cannot reach 15008 at all); 100,000 frames at most.
-      const result = await tool('plain/client-p', 'h2-flood.js', ['--target', `${ip['server-b']}:15008`,
-        '--authority', `${ip['server-b']}:7000`, '--attack', attack, '--count', '100000', ...creds], 30_000);
-      assert.ok(result.closedAfterMs !== null && Number(result.closedAfterMs) < 1000, `${attack}: session closed after ${result.closedAfterMs} ms`
-        + ` (${JSON.stringify(result)})`);
+      const result = await tool(
+        'plain/client-p',
+        'h2-flood.js',
+        ['--target', `${ip['server-b']}:15008`, '--authority', `${ip['server-b']}:7000`, '--attack', attack, '--count', '100000', ...creds],
+        30_000,
+      );
+      assert.ok(
+        result.closedAfterMs !== null && Number(result.closedAfterMs) < 1000,
+        `${attack}: session closed after ${result.closedAfterMs} ms` + ` (${JSON.stringify(result)})`,
+      );
       assert.ok(result.goaway !== null || result.reset === true, `${attack}: ${JSON.stringify(result)}`);
       process.stdout.write(`# ${attack}: ${result.framesSent} frames sent, session closed after ${result.closedAfterMs} ms\n`);
     }
-    assert.ok(value(await metrics('node-b'), 'ferry_hbone_sessions_closed_total', { side: 'inbound' }) - closedBefore >= attacks.length - 1,
-      'the guards counted the sessions they closed');
+    assert.ok(
+      value(await metrics('node-b'), 'ferry_hbone_sessions_closed_total', { side: 'inbound' }) - closedBefore >= attacks.length - 1,
+      'the guards counted the sessions they closed',
+    );
     const traffic = await steady;
     assert.equal(traffic.failed, 0, `traffic failed during the floods: ${JSON.stringify(traffic.errors)}`);
   });
 
   // ---- 7 (cont.). slow readers and memory --------------------------------------------------------
 
-  test('200 slow readers cannot make the agents hold more than their tunnels\' windows', async () => {
+  test("200 slow readers cannot make the agents hold more than their tunnels' windows", async () => {
     await pods();
     const pidA = await agentPid('node-a');
     const pidB = await agentPid('node-b');
@@ -529,8 +665,10 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     }
     readers.child.stdin!.end();
     await eventually(() => readers.child.exitCode !== null, 15_000, 'the slow readers to go');
-    process.stdout.write(`# 200 slow readers: node-a agent RSS ${before.a.toFixed(0)} -> peak ${peak.a.toFixed(0)} MiB, `
-      + `node-b agent ${before.b.toFixed(0)} -> peak ${peak.b.toFixed(0)} MiB\n`);
+    process.stdout.write(
+      `# 200 slow readers: node-a agent RSS ${before.a.toFixed(0)} -> peak ${peak.a.toFixed(0)} MiB, ` +
+        `node-b agent ${before.b.toFixed(0)} -> peak ${peak.b.toFixed(0)} MiB\n`,
+    );
     // 200 streams ride 2 pooled tunnels (100 streams each): at most 2 connection windows (16 MiB) are
     // buffered for them, plus the per-connection overhead of 400 sockets and streams.
     assert.ok(peak.a - before.a < 160, `node-a's agent grew by ${(peak.a - before.a).toFixed(0)} MiB`);
@@ -543,13 +681,15 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     await pods();
     const stopAt = Date.now() + 22_000;
     let scrapes = 0;
-    await Promise.all(Array.from({ length: 50 }, async () => {
-      while (Date.now() < stopAt) {
-        const { status } = await netnsHttpGet(nodeNetns('node-a'), '127.0.0.1', 15020, '/metrics', 10_000);
-        assert.equal(status, 200);
-        scrapes += 1;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        while (Date.now() < stopAt) {
+          const { status } = await netnsHttpGet(nodeNetns('node-a'), '127.0.0.1', 15020, '/metrics', 10_000);
+          assert.equal(status, 200);
+          scrapes += 1;
+        }
+      }),
+    );
     const samples = await metrics('node-a');
     const p99 = value(samples, 'ferry_event_loop_lag_seconds', { quantile: '0.99' });
     process.stdout.write(`# scrape storm: ${scrapes} scrapes in 22 s by 50 loops; event-loop lag p99 ${(p99 * 1000).toFixed(1)} ms\n`);
@@ -559,8 +699,10 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     assert.equal(sequential.failed, 0);
     // Sampled every second (--map-sample-seconds=1): once read, an entry is gone.
     await new Promise((r) => setTimeout(r, 2500));
-    assert.ok(value(await metrics('node-a'), 'ferry_bpf_map_entries', { map: 'ferry_orig_dst' }) <= 2,
-      'ferry_orig_dst kept entries of finished connections');
+    assert.ok(
+      value(await metrics('node-a'), 'ferry_bpf_map_entries', { map: 'ferry_orig_dst' }) <= 2,
+      'ferry_orig_dst kept entries of finished connections',
+    );
   });
 
   // ---- 6. dead peers and a killed agent ----------------------------------------------------------
@@ -570,8 +712,12 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     const cuts: Array<{ name: string; cut: () => Promise<void>; heal: () => Promise<void> }> = [
       {
         name: 'node-b agent SIGSTOP',
-        cut: async () => { process.kill(await agentPid('node-b'), 'SIGSTOP'); },
-        heal: async () => { process.kill(await agentPid('node-b'), 'SIGCONT'); },
+        cut: async () => {
+          process.kill(await agentPid('node-b'), 'SIGSTOP');
+        },
+        heal: async () => {
+          process.kill(await agentPid('node-b'), 'SIGCONT');
+        },
       },
       {
         // The fabric's end of node-b's veth: node-b loses carrier, and its routes stay (only an
@@ -599,8 +745,11 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       } finally {
         await heal();
       }
-      await eventually(async () => (await who('app/client-a', ip['server-b'], 7000)).server?.pod === 'server-b', 30_000,
-        `${name}: recovery`);
+      await eventually(
+        async () => (await who('app/client-a', ip['server-b'], 7000)).server?.pod === 'server-b',
+        30_000,
+        `${name}: recovery`,
+      );
     }
   });
 
@@ -626,32 +775,49 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
 
   // ---- 5. fail closed: enrolment -------------------------------------------------------------------
 
-  test('a pod that squats the agent\'s port to stay out of the mesh is refused both ways until a retry enrols it', async () => {
+  test("a pod that squats the agent's port to stay out of the mesh is refused both ways until a retry enrols it", async () => {
     await pods();
     const killed = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
     assert.equal(killed.code, 0, killed.stderr);
     // With the agent gone its listeners are closed: the pod takes 127.0.0.1:15001 for itself.
     // It exits when its stdin closes: that is how the test stops it inside the pod.
-    const squatter = spawn(NODE, [FERRY, 'sandbox', 'exec', '--prefix', PREFIX, 'app/squat-a', '--', NODE, '-e',
-      'require("net").createServer((s) => s.end("squatted\\n")).listen(15001, "127.0.0.1", () => console.log("listening"));'
-      + 'process.stdin.resume(); process.stdin.on("end", () => process.exit(0));'],
-    { stdio: ['pipe', 'pipe', 'pipe'] });
+    const squatter = spawn(
+      NODE,
+      [
+        FERRY,
+        'sandbox',
+        'exec',
+        '--prefix',
+        PREFIX,
+        'app/squat-a',
+        '--',
+        NODE,
+        '-e',
+        'require("net").createServer((s) => s.end("squatted\\n")).listen(15001, "127.0.0.1", () => console.log("listening"));' +
+          'process.stdin.resume(); process.stdin.on("end", () => process.exit(0));',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     children.add(squatter);
     await eventually(() => squatter.stdout!.read() !== null || squatter.exitCode !== null, 10_000, 'the squatter to listen');
     assert.equal(squatter.exitCode, null, 'the squatter did not start');
     const started = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX, '--no-wait']);
     assert.equal(started.code, 0, started.stderr);
     try {
-      await eventually(async () => {
-        try {
-          const r = await readiness('node-a');
-          return r.status === 503 && r.body.includes('app/squat-a');
-        } catch {
-          return false;
-        }
-      }, 30_000, 'readiness 503 naming app/squat-a');
+      await eventually(
+        async () => {
+          try {
+            const r = await readiness('node-a');
+            return r.status === 503 && r.body.includes('app/squat-a');
+          } catch {
+            return false;
+          }
+        },
+        30_000,
+        'readiness 503 naming app/squat-a',
+      );
       // Refused both ways; the squatter gets nothing; the node's other pods are served.
-      const out = await sandbox.client('app/squat-a', ['probe', ip['server-b'], '7000']) as Probe;
+      const out = (await sandbox.client('app/squat-a', ['probe', ip['server-b'], '7000'])) as Probe;
       assert.equal(out.outcome, 'refused', JSON.stringify(out));
       assert.equal(out.code, 'EPERM');
       const inbound = await probe('plain/client-p', ip['squat-a'], 7000);
@@ -664,7 +830,7 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     }
     // The retry with backoff enrols it once the port is free.
     await eventually(async () => (await readiness('node-a').catch(() => ({ status: 0 }))).status === 200, 30_000, 'ready again');
-    const enrolled = await sandbox.client('app/squat-a', ['who', 'echo-b.app', '80']) as Who;
+    const enrolled = (await sandbox.client('app/squat-a', ['who', 'echo-b.app', '80'])) as Who;
     assert.equal(enrolled.remote, CAPTURED);
     assert.equal(enrolled.server?.pod, 'server-b');
     assert.match(sandbox.agentLog('node-a'), /"msg":"enrolled after retrying"/);

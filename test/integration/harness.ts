@@ -47,7 +47,11 @@ export class TestSandbox {
   private readonly dir: string;
 
   /** `upArgs`: extra `ferry sandbox up` arguments, e.g. ['--agent-arg=--cert-ttl-seconds=60']. */
-  constructor(readonly prefix: string, manifest: string, private readonly upArgs: string[] = []) {
+  constructor(
+    readonly prefix: string,
+    manifest: string,
+    private readonly upArgs: string[] = [],
+  ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
     this.manifestFile = path.join(this.dir, 'manifest.yaml');
     fs.writeFileSync(this.manifestFile, manifest);
@@ -87,8 +91,20 @@ export class TestSandbox {
 
   /** A long-lived client in a pod, driven over stdin. */
   hold(pod: string, host: string, port: number): ChildProcessWithoutNullStreams {
-    return spawn(NODE, [FERRY, 'sandbox', 'exec', '--prefix', this.prefix, pod, '--', NODE, path.join(TOOLS, 'tcp-client.js'),
-      'hold', host, String(port)]);
+    return spawn(NODE, [
+      FERRY,
+      'sandbox',
+      'exec',
+      '--prefix',
+      this.prefix,
+      pod,
+      '--',
+      NODE,
+      path.join(TOOLS, 'tcp-client.js'),
+      'hold',
+      host,
+      String(port),
+    ]);
   }
 
   agentLog(node: string): string {
@@ -98,7 +114,9 @@ export class TestSandbox {
 
   /** Access-log records (one JSON line per finished connection) of a node's agent. */
   accessRecords(node: string): Array<Record<string, unknown>> {
-    return this.agentLog(node).split('\n').filter((l) => l.includes('"component":"access"'))
+    return this.agentLog(node)
+      .split('\n')
+      .filter((l) => l.includes('"component":"access"'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
@@ -128,12 +146,19 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 /** Everything a sandbox with this prefix could have made, found by its exact names. */
 export async function leftovers(prefix: string, netnsNames: string[]): Promise<string[]> {
   const found: string[] = [];
-  const netnsList = (await sh('ip', ['netns', 'list'])).split('\n').map((l) => l.split(' ')[0]).filter(Boolean);
+  const netnsList = (await sh('ip', ['netns', 'list']))
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter(Boolean);
   for (const name of netnsNames) if (netnsList.includes(name)) found.push(`netns ${name}`);
   for (const name of netnsNames) if (fs.existsSync(`/etc/netns/${name}`)) found.push(`/etc/netns/${name}`);
   if (fs.existsSync(`/sys/fs/bpf/${prefix}`)) found.push(`/sys/fs/bpf/${prefix}`);
   if (fs.existsSync(`/run/ferry/${prefix}`)) found.push(`/run/ferry/${prefix}`);
-  const cgroup2 = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
+  const cgroup2 = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f[2] === 'cgroup2')?.[1];
   if (cgroup2 && fs.existsSync(path.join(cgroup2, prefix))) found.push(`cgroup ${path.join(cgroup2, prefix)}`);
   const links = await sh('ip', ['-o', 'link', 'show']);
   for (const line of links.split('\n')) if (line.includes(`${prefix}-`)) found.push(`root-netns link ${line.trim()}`);
@@ -168,8 +193,12 @@ export function withSandbox(sandbox: TestSandbox, cleanup: () => void = () => un
     const status = await sandbox.status();
     Object.assign(pods.ip, Object.fromEntries(status.pods.map((p) => [p.name, p.ip])));
     // `-prom` is there only with --prometheus; listing it always makes sure no Prometheus is left either.
-    netnsNames = [`${sandbox.prefix}-fabric`, `${sandbox.prefix}-prom`, ...status.nodes.map((n) => `${sandbox.prefix}-node-${n.name}`),
-      ...status.pods.map((p) => `${sandbox.prefix}-pod-${p.namespace}-${p.name}`)];
+    netnsNames = [
+      `${sandbox.prefix}-fabric`,
+      `${sandbox.prefix}-prom`,
+      ...status.nodes.map((n) => `${sandbox.prefix}-node-${n.name}`),
+      ...status.pods.map((p) => `${sandbox.prefix}-pod-${p.namespace}-${p.name}`),
+    ];
   });
   after(async () => {
     cleanup();

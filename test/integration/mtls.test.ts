@@ -83,8 +83,11 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
   /** Run the HBONE client tool inside a pod; its one JSON line. */
   async function hbone(pod: string, args: string[], timeoutMs = 60_000): Promise<Record<string, unknown>> {
     // A raised open-files limit: the stall mode holds thousands of sockets.
-    const result = await sandbox.exec(pod, ['sh', '-c', 'ulimit -n 16384; exec "$@"', 'hbone',
-      NODE, path.join(TOOLS, 'hbone-client.js'), ...args], timeoutMs);
+    const result = await sandbox.exec(
+      pod,
+      ['sh', '-c', 'ulimit -n 16384; exec "$@"', 'hbone', NODE, path.join(TOOLS, 'hbone-client.js'), ...args],
+      timeoutMs,
+    );
     const line = result.stdout.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(line) as Record<string, unknown>;
@@ -98,7 +101,10 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
   }
 
   function tunnelsEstablished(node: string): Array<Record<string, unknown>> {
-    return sandbox.agentLog(node).split('\n').filter((l) => l.includes('hbone connection established'))
+    return sandbox
+      .agentLog(node)
+      .split('\n')
+      .filter((l) => l.includes('hbone connection established'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
@@ -106,7 +112,9 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     const pcap = path.join(work, 'fabric.pcap');
     const tcpdump = spawn('ip', ['netns', 'exec', `${PREFIX}-fabric`, 'tcpdump', '-i', 'br0', '-U', '-n', '-s', '0', '-w', pcap, 'tcp']);
     let stderr = '';
-    tcpdump.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    tcpdump.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
     try {
       await eventually(() => stderr.includes('listening on'), 10_000, 'tcpdump to start');
       const marker = `FERRY-MARKER-${crypto.randomBytes(12).toString('hex')}`;
@@ -121,33 +129,65 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     const segments = readPcap(raw).filter((s) => s.payload.length > 0);
     const toTunnel = segments.filter((s) => s.dstPort === 15008 && s.src === ip['client-a'] && s.dst === ip['server-b']);
     const fromTunnel = segments.filter((s) => s.srcPort === 15008 && s.src === ip['server-b'] && s.dst === ip['client-a']);
-    assert.ok(toTunnel.length > 0 && fromTunnel.length > 0, `no payload on 15008 between client-a and server-b in ${segments.length} segments`);
+    assert.ok(
+      toTunnel.length > 0 && fromTunnel.length > 0,
+      `no payload on 15008 between client-a and server-b in ${segments.length} segments`,
+    );
     // TLS record layer (RFC 8446 §5.1): content type, then legacy version 0x0303.
-    const types = new Set([...toTunnel, ...fromTunnel].filter((s) => s.payload[1] === 0x03 && s.payload[2] === 0x03).map((s) => s.payload[0]));
+    const types = new Set(
+      [...toTunnel, ...fromTunnel].filter((s) => s.payload[1] === 0x03 && s.payload[2] === 0x03).map((s) => s.payload[0]),
+    );
     assert.ok(types.has(TLS_HANDSHAKE) && types.has(TLS_APPLICATION_DATA), `TLS record types seen: ${[...types]}`);
     assert.equal(segments.filter((s) => s.dstPort === 7000 || s.srcPort === 7000).length, 0, 'the app port never crosses the fabric');
     assert.equal(raw.includes(Buffer.from('FERRY-MARKER-')), false, 'the marker crossed the fabric in clear');
 
     const outbound = recordsWhere('node-a', (r) => r.direction === 'outbound' && r.path === 'hbone');
-    assert.ok(outbound.some((r) => r.destinationPrincipal === SERVER && r.security === 'mutual_tls'), JSON.stringify(outbound));
-    await eventually(() => recordsWhere('node-b', (r) => r.direction === 'inbound' && r.pod === 'app/server-b'
-      && r.sourcePrincipal === CLIENT && r.security === 'mutual_tls').length > 0, 5000, 'inbound mTLS record on node-b');
+    assert.ok(
+      outbound.some((r) => r.destinationPrincipal === SERVER && r.security === 'mutual_tls'),
+      JSON.stringify(outbound),
+    );
+    await eventually(
+      () =>
+        recordsWhere(
+          'node-b',
+          (r) => r.direction === 'inbound' && r.pod === 'app/server-b' && r.sourcePrincipal === CLIENT && r.security === 'mutual_tls',
+        ).length > 0,
+      5000,
+      'inbound mTLS record on node-b',
+    );
   });
 
   test('same-node meshed traffic is authorized with the source identity inside the agent', async () => {
     const result = await sandbox.client('app/client-a', ['send', 'echo-a.app', '80', 'same node\n']);
     assert.equal(result.body, 'same node\nBYE-AFTER-FIN\n', JSON.stringify(result));
-    await eventually(() => recordsWhere('node-a', (r) => r.path === 'short' && r.sourcePrincipal === CLIENT
-      && r.destinationPrincipal === SERVER).length > 0, 5000, 'short-path record with both identities');
+    await eventually(
+      () =>
+        recordsWhere('node-a', (r) => r.path === 'short' && r.sourcePrincipal === CLIENT && r.destinationPrincipal === SERVER).length > 0,
+      5000,
+      'short-path record with both identities',
+    );
   });
 
   describe('the HBONE server refuses bad client certificates', () => {
-    const target = (): string[] => ['--target', `${ip['server-b']}:15008`, '--authority', `${ip['server-b']}:7000`,
-      '--expect-principal', SERVER, '--send', 'HELLO\n', '--mode', 'connect'];
+    const target = (): string[] => [
+      '--target',
+      `${ip['server-b']}:15008`,
+      '--authority',
+      `${ip['server-b']}:7000`,
+      '--expect-principal',
+      SERVER,
+      '--send',
+      'HELLO\n',
+      '--mode',
+      'connect',
+    ];
     const hour = 3600_000;
 
     test('a valid certificate of the mesh is served (the control case)', async () => {
-      const result = await hbone('plain/outsider', [...target(), ...await credentials('valid', { uris: ['spiffe://cluster.local/ns/plain/sa/default'] })]);
+      const result = await hbone('plain/outsider', [
+        ...target(),
+        ...(await credentials('valid', { uris: ['spiffe://cluster.local/ns/plain/sa/default'] })),
+      ]);
       assert.equal(result.status, 200, JSON.stringify(result));
       assert.equal(result.reply, 'HELLO\nBYE-AFTER-FIN\n');
     });
@@ -156,15 +196,29 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
       ['wrong trust domain', { uris: ['spiffe://evil.example/ns/app/sa/client'] }],
       ['no URI SAN', { uris: [] }],
       ['two URI SANs', { uris: ['spiffe://cluster.local/ns/app/sa/client', 'spiffe://cluster.local/ns/app/sa/server'] }],
-      ['expired', { uris: ['spiffe://cluster.local/ns/app/sa/client'], notBefore: new Date(Date.now() - 2 * hour), notAfter: new Date(Date.now() - hour) }],
-      ['not yet valid', { uris: ['spiffe://cluster.local/ns/app/sa/client'], notBefore: new Date(Date.now() + hour), notAfter: new Date(Date.now() + 2 * hour) }],
+      [
+        'expired',
+        {
+          uris: ['spiffe://cluster.local/ns/app/sa/client'],
+          notBefore: new Date(Date.now() - 2 * hour),
+          notAfter: new Date(Date.now() - hour),
+        },
+      ],
+      [
+        'not yet valid',
+        {
+          uris: ['spiffe://cluster.local/ns/app/sa/client'],
+          notBefore: new Date(Date.now() + hour),
+          notAfter: new Date(Date.now() + 2 * hour),
+        },
+      ],
       ['self-signed', { uris: ['spiffe://cluster.local/ns/app/sa/client'], selfSigned: true }],
     ];
     for (const [name, options] of refused) {
       test(name, async () => {
         const proxied = (): number => recordsWhere('node-b', (r) => r.pod === 'app/server-b' && r.error === undefined).length;
         const before = proxied();
-        const result = await hbone('plain/outsider', [...target(), ...await credentials(name.replace(/ /g, '-'), options)]);
+        const result = await hbone('plain/outsider', [...target(), ...(await credentials(name.replace(/ /g, '-'), options))]);
         assert.notEqual(result.status, 200, JSON.stringify(result));
         assert.equal(result.reply ?? '', '', 'nothing reached the app');
         assert.equal(proxied(), before, 'no connection was proxied');
@@ -172,9 +226,19 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     }
 
     test('CONNECT to an address that is not on the pod is answered 400', async () => {
-      const result = await hbone('plain/outsider', ['--target', `${ip['server-b']}:15008`, '--authority', `${ip['server-a']}:7000`,
-        '--expect-principal', SERVER, '--send', 'HELLO\n', '--mode', 'connect',
-        ...await credentials('valid-elsewhere', { uris: ['spiffe://cluster.local/ns/plain/sa/default'] })]);
+      const result = await hbone('plain/outsider', [
+        '--target',
+        `${ip['server-b']}:15008`,
+        '--authority',
+        `${ip['server-a']}:7000`,
+        '--expect-principal',
+        SERVER,
+        '--send',
+        'HELLO\n',
+        '--mode',
+        'connect',
+        ...(await credentials('valid-elsewhere', { uris: ['spiffe://cluster.local/ns/plain/sa/default'] })),
+      ]);
       assert.equal(result.status, 400, JSON.stringify(result));
     });
   });
@@ -185,8 +249,16 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     assert.deepEqual({ ok: result.ok, failed: result.failed }, { ok: 1000, failed: 0 }, JSON.stringify(result));
     const opened = tunnelsEstablished('node-a').slice(before);
     assert.ok(opened.length <= 1, `${opened.length} tunnels opened for 1000 connections: ${JSON.stringify(opened)}`);
-    const established = await sh('ip', ['netns', 'exec', `${PREFIX}-pod-app-client-a`, 'ss', '-Htn', 'state', 'established',
-      `( dport = :15008 and dst ${ip['server-b']} )`]);
+    const established = await sh('ip', [
+      'netns',
+      'exec',
+      `${PREFIX}-pod-app-client-a`,
+      'ss',
+      '-Htn',
+      'state',
+      'established',
+      `( dport = :15008 and dst ${ip['server-b']} )`,
+    ]);
     assert.equal(established.trim().split('\n').filter(Boolean).length, 1, `tunnel sockets in client-a:\n${established}`);
   });
 
@@ -203,7 +275,9 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
     const rssMiB = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${agentPid}/status`, 'utf8'))![1]) / 1024;
     const rssBefore = rssMiB();
     let rssPeak = rssBefore;
-    const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMiB()); }, 200);
+    const sampler = setInterval(() => {
+      rssPeak = Math.max(rssPeak, rssMiB());
+    }, 200);
     // Legitimate traffic through the same agent for the whole attack.
     const steady = sandbox.client('app/client-a', ['steady', 'echo-b.app', '80', '40', '10'], 120_000);
     // Awaited below; a failure before that must not surface as an unhandled rejection.
@@ -224,8 +298,11 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
       assert.ok(many.rstCode === 11 || many.sessionClosed === true, `too many headers: ${JSON.stringify(many)}`);
       const garbage = await hbone('plain/outsider', [...base, '--mode', 'garbage', '--bytes', String(64 * 1024)]);
       assert.equal(garbage.closed, true, `garbage: ${JSON.stringify(garbage)}`);
-      const stall = await hbone('plain/outsider', [...base, '--mode', 'stall', '--count', '3000', '--hold-ms', '15000',
-        '--timeout-ms', '60000'], 90_000);
+      const stall = await hbone(
+        'plain/outsider',
+        [...base, '--mode', 'stall', '--count', '3000', '--hold-ms', '15000', '--timeout-ms', '60000'],
+        90_000,
+      );
       assert.equal(stall.error, undefined, `stall: ${JSON.stringify(stall)}`);
       // Beyond 256 pending handshakes the oldest is closed at once; the rest by the 10 s handshake
       // timeout. Connects the kernel's full accept queue held back retry their SYN and start late.

@@ -25,7 +25,7 @@ export function readPcap(file: Buffer): TcpSegment[] {
   const linkType = u32(20) & 0x0fffffff;
   if (linkType !== LINKTYPE_ETHERNET) throw new Error(`pcap: link type ${linkType}, expected Ethernet (1)`);
   const segments: TcpSegment[] = [];
-  for (let offset = 24; offset + 16 <= file.length;) {
+  for (let offset = 24; offset + 16 <= file.length; ) {
     const captured = u32(offset + 8);
     const frame = file.subarray(offset + 16, offset + 16 + captured);
     offset += 16 + captured;

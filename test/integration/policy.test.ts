@@ -61,7 +61,7 @@ spec: { nodeName: node-a, containers: ${idle} }
 
 /** Who connects: enrolled pods over HBONE (alpha, beta, stranger), the short path (alpha-local), plaintext (outsider). */
 const CLIENTS = ['app/alpha', 'app/beta', 'app/alpha-local', 'other/stranger', 'plain/outsider'] as const;
-type Client = typeof CLIENTS[number];
+type Client = (typeof CLIENTS)[number];
 type Expect = Partial<Record<Client, boolean>>;
 
 const ALPHA = 'cluster.local/ns/app/sa/alpha';
@@ -86,10 +86,18 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
   /** Both agents have loaded at least snapshot revision `revision` (they log each policy change). */
   async function agentsAt(revision: number): Promise<void> {
     for (const node of ['node-a', 'node-b']) {
-      await eventually(() => sandbox.agentLog(node).split('\n').some((l) => {
-        if (!l.includes('"policies applied"')) return false;
-        return (JSON.parse(l) as { revision: number }).revision >= revision;
-      }), 5000, `${node}'s agent to apply revision ${revision}`);
+      await eventually(
+        () =>
+          sandbox
+            .agentLog(node)
+            .split('\n')
+            .some((l) => {
+              if (!l.includes('"policies applied"')) return false;
+              return (JSON.parse(l) as { revision: number }).revision >= revision;
+            }),
+        5000,
+        `${node}'s agent to apply revision ${revision}`,
+      );
     }
   }
 
@@ -147,7 +155,10 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
     test('mesh-wide STRICT with a port-level PERMISSIVE override on the workload', async () => {
       await usePolicies([
         peerAuth('default', 'mtls: { mode: STRICT }', 'ferry-system'),
-        peerAuth('admin-port', 'selector: { matchLabels: { app: server } }\nmtls: { mode: STRICT }\nportLevelMtls: { "7001": { mode: PERMISSIVE } }'),
+        peerAuth(
+          'admin-port',
+          'selector: { matchLabels: { app: server } }\nmtls: { mode: STRICT }\nportLevelMtls: { "7001": { mode: PERMISSIVE } }',
+        ),
       ]);
       await check({ 'plain/outsider': false }, 7000);
       await check({ 'plain/outsider': true }, 7001);
@@ -156,52 +167,117 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
 
   describe('AuthorizationPolicy', () => {
     const cases: Array<{ name: string; docs: () => string[]; expect: Expect; port?: number }> = [
-      { name: 'ALLOW principals', docs: () => [policy('p', `action: ALLOW\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)],
-        expect: { 'app/alpha': true, 'app/alpha-local': true, 'app/beta': false, 'other/stranger': false, 'plain/outsider': false } },
-      { name: 'ALLOW notPrincipals', docs: () => [policy('p', `rules: [{ from: [{ source: { notPrincipals: ["${ALPHA}"] } }] }]`)],
-        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': true } },
-      { name: 'ALLOW namespaces', docs: () => [policy('p', 'rules: [{ from: [{ source: { namespaces: ["app"] } }] }]')],
-        expect: { 'app/alpha': true, 'app/beta': true, 'other/stranger': false, 'plain/outsider': false } },
-      { name: 'ALLOW notNamespaces', docs: () => [policy('p', 'rules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
-        expect: { 'app/alpha': false, 'other/stranger': true } },
-      { name: 'ALLOW to ports', docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
-        expect: { 'app/alpha': false, 'plain/outsider': false }, port: 7000 },
-      { name: 'ALLOW to ports (the allowed port)', docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
-        expect: { 'app/alpha': true, 'plain/outsider': true }, port: 7001 },
-      { name: 'ALLOW notPorts', docs: () => [policy('p', 'rules: [{ to: [{ operation: { notPorts: ["7001"] } }] }]')],
-        expect: { 'app/alpha': false }, port: 7001 },
-      { name: 'ALLOW ipBlocks', docs: () => [policy('p', `rules: [{ from: [{ source: { ipBlocks: ["${ip.alpha}/32", "${ip.outsider}"] } }] }]`)],
-        expect: { 'app/alpha': true, 'plain/outsider': true, 'app/beta': false, 'other/stranger': false } },
-      { name: 'ALLOW notIpBlocks', docs: () => [policy('p', `rules: [{ from: [{ source: { notIpBlocks: ["${ip.alpha}/32"] } }] }]`)],
-        expect: { 'app/alpha': false, 'app/beta': true, 'plain/outsider': true } },
-      { name: 'DENY wins over ALLOW', docs: () => [
-        policy('allow-app', 'action: ALLOW\nrules: [{ from: [{ source: { namespaces: ["app"] } }] }]'),
-        policy('deny-alpha', `action: DENY\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)],
-        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': false } },
-      { name: 'DENY notNamespaces', docs: () => [policy('p', 'action: DENY\nrules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
-        expect: { 'app/alpha': true, 'other/stranger': false } },
-      { name: 'an ALLOW that applies and matches nothing denies everything', docs: () => [
-        policy('nobody', 'selector: { matchLabels: { app: server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]')],
-        expect: { 'app/alpha': false, 'app/beta': false, 'app/alpha-local': false, 'plain/outsider': false } },
-      { name: 'an ALLOW selecting other workloads does not apply', docs: () => [
-        policy('elsewhere', 'selector: { matchLabels: { app: not-the-server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]')],
-        expect: { 'app/alpha': true, 'plain/outsider': true } },
-      { name: 'when conditions (source.namespace, destination.port)', docs: () => [policy('p',
-        'rules: [{ when: [{ key: source.namespace, values: ["app"] }, { key: destination.port, values: ["7000"] }] }]')],
-        expect: { 'app/alpha': true, 'other/stranger': false } },
-      { name: 'a dry-run DENY is logged, not enforced', docs: () => [policy('deny-all', 'action: DENY\nrules: [{}]', '"istio.io/dry-run": "true"')],
-        expect: { 'app/alpha': true, 'plain/outsider': true } },
-      { name: 'ALLOW with L7 fields matches nothing (restrictive)', docs: () => [
-        policy('l7-allow', `rules: [{ from: [{ source: { principals: ["${ALPHA}"] } }], to: [{ operation: { methods: ["GET"] } }] }]`)],
-        expect: { 'app/alpha': false, 'app/beta': false } },
-      { name: 'DENY with L7 fields is enforced on its L4 part (restrictive)', docs: () => [
-        policy('l7-deny', 'action: DENY\nrules: [{ to: [{ operation: { ports: ["7000"], paths: ["/admin"] } }] }]')],
-        expect: { 'app/alpha': false, 'plain/outsider': false } },
+      {
+        name: 'ALLOW principals',
+        docs: () => [policy('p', `action: ALLOW\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)],
+        expect: { 'app/alpha': true, 'app/alpha-local': true, 'app/beta': false, 'other/stranger': false, 'plain/outsider': false },
+      },
+      {
+        name: 'ALLOW notPrincipals',
+        docs: () => [policy('p', `rules: [{ from: [{ source: { notPrincipals: ["${ALPHA}"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': true },
+      },
+      {
+        name: 'ALLOW namespaces',
+        docs: () => [policy('p', 'rules: [{ from: [{ source: { namespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': true, 'app/beta': true, 'other/stranger': false, 'plain/outsider': false },
+      },
+      {
+        name: 'ALLOW notNamespaces',
+        docs: () => [policy('p', 'rules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': false, 'other/stranger': true },
+      },
+      {
+        name: 'ALLOW to ports',
+        docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
+        expect: { 'app/alpha': false, 'plain/outsider': false },
+        port: 7000,
+      },
+      {
+        name: 'ALLOW to ports (the allowed port)',
+        docs: () => [policy('p', 'rules: [{ to: [{ operation: { ports: ["7001"] } }] }]')],
+        expect: { 'app/alpha': true, 'plain/outsider': true },
+        port: 7001,
+      },
+      {
+        name: 'ALLOW notPorts',
+        docs: () => [policy('p', 'rules: [{ to: [{ operation: { notPorts: ["7001"] } }] }]')],
+        expect: { 'app/alpha': false },
+        port: 7001,
+      },
+      {
+        name: 'ALLOW ipBlocks',
+        docs: () => [policy('p', `rules: [{ from: [{ source: { ipBlocks: ["${ip.alpha}/32", "${ip.outsider}"] } }] }]`)],
+        expect: { 'app/alpha': true, 'plain/outsider': true, 'app/beta': false, 'other/stranger': false },
+      },
+      {
+        name: 'ALLOW notIpBlocks',
+        docs: () => [policy('p', `rules: [{ from: [{ source: { notIpBlocks: ["${ip.alpha}/32"] } }] }]`)],
+        expect: { 'app/alpha': false, 'app/beta': true, 'plain/outsider': true },
+      },
+      {
+        name: 'DENY wins over ALLOW',
+        docs: () => [
+          policy('allow-app', 'action: ALLOW\nrules: [{ from: [{ source: { namespaces: ["app"] } }] }]'),
+          policy('deny-alpha', `action: DENY\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`),
+        ],
+        expect: { 'app/alpha': false, 'app/alpha-local': false, 'app/beta': true, 'other/stranger': false },
+      },
+      {
+        name: 'DENY notNamespaces',
+        docs: () => [policy('p', 'action: DENY\nrules: [{ from: [{ source: { notNamespaces: ["app"] } }] }]')],
+        expect: { 'app/alpha': true, 'other/stranger': false },
+      },
+      {
+        name: 'an ALLOW that applies and matches nothing denies everything',
+        docs: () => [
+          policy(
+            'nobody',
+            'selector: { matchLabels: { app: server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]',
+          ),
+        ],
+        expect: { 'app/alpha': false, 'app/beta': false, 'app/alpha-local': false, 'plain/outsider': false },
+      },
+      {
+        name: 'an ALLOW selecting other workloads does not apply',
+        docs: () => [
+          policy(
+            'elsewhere',
+            'selector: { matchLabels: { app: not-the-server } }\nrules: [{ from: [{ source: { principals: ["cluster.local/ns/none/sa/none"] } }] }]',
+          ),
+        ],
+        expect: { 'app/alpha': true, 'plain/outsider': true },
+      },
+      {
+        name: 'when conditions (source.namespace, destination.port)',
+        docs: () => [
+          policy('p', 'rules: [{ when: [{ key: source.namespace, values: ["app"] }, { key: destination.port, values: ["7000"] }] }]'),
+        ],
+        expect: { 'app/alpha': true, 'other/stranger': false },
+      },
+      {
+        name: 'a dry-run DENY is logged, not enforced',
+        docs: () => [policy('deny-all', 'action: DENY\nrules: [{}]', '"istio.io/dry-run": "true"')],
+        expect: { 'app/alpha': true, 'plain/outsider': true },
+      },
+      {
+        name: 'ALLOW with L7 fields matches nothing (restrictive)',
+        docs: () => [
+          policy('l7-allow', `rules: [{ from: [{ source: { principals: ["${ALPHA}"] } }], to: [{ operation: { methods: ["GET"] } }] }]`),
+        ],
+        expect: { 'app/alpha': false, 'app/beta': false },
+      },
+      {
+        name: 'DENY with L7 fields is enforced on its L4 part (restrictive)',
+        docs: () => [policy('l7-deny', 'action: DENY\nrules: [{ to: [{ operation: { ports: ["7000"], paths: ["/admin"] } }] }]')],
+        expect: { 'app/alpha': false, 'plain/outsider': false },
+      },
     ];
     for (const c of cases) {
       test(c.name, async () => {
         const output = await usePolicies(c.docs());
-        if (c.name.includes('L7')) assert.match(output, /warning: .*app\/l7-(allow|deny)/, 'the restriction is announced, naming the policy');
+        if (c.name.includes('L7'))
+          assert.match(output, /warning: .*app\/l7-(allow|deny)/, 'the restriction is announced, naming the policy');
         await check(c.expect, c.port ?? 7000);
       });
     }
@@ -210,8 +286,12 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
       await usePolicies([policy('deny-all', 'action: DENY\nrules: [{}]', '"istio.io/dry-run": "true"')]);
       const before = sandbox.agentLog('node-b').length;
       assert.equal(await reaches('app/beta', 7000), true);
-      await eventually(() => /dry.run/i.test(sandbox.agentLog('node-b').slice(before)) && sandbox.agentLog('node-b').slice(before).includes('app/deny-all'),
-        5000, 'a dry-run log line naming app/deny-all');
+      await eventually(
+        () =>
+          /dry.run/i.test(sandbox.agentLog('node-b').slice(before)) && sandbox.agentLog('node-b').slice(before).includes('app/deny-all'),
+        5000,
+        'a dry-run log line naming app/deny-all',
+      );
     });
 
     test('a policy change closes open connections it now denies, within a second of the agent applying it', async () => {
@@ -219,16 +299,27 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
       const hold = sandbox.hold('app/alpha', ip.server, 7000);
       const keep = sandbox.hold('app/beta', ip.server, 7000);
       const lines: Record<string, string[]> = { alpha: [], beta: [] };
-      for (const [name, child] of [['alpha', hold], ['beta', keep]] as const) {
+      for (const [name, child] of [
+        ['alpha', hold],
+        ['beta', keep],
+      ] as const) {
         child.stdout.on('data', (c: Buffer) => lines[name].push(...c.toString().split('\n').filter(Boolean)));
       }
       try {
-        await eventually(() => lines.alpha.some((l) => l.includes('connected')) && lines.beta.some((l) => l.includes('connected')), 10_000, 'held connections');
+        await eventually(
+          () => lines.alpha.some((l) => l.includes('connected')) && lines.beta.some((l) => l.includes('connected')),
+          10_000,
+          'held connections',
+        );
         hold.stdin.write('ping\n');
         await eventually(() => lines.alpha.some((l) => l.includes('ping')), 5000, 'echo on the held connection');
         const appliedAt = Date.now();
         await usePolicies([policy('deny-alpha', `action: DENY\nrules: [{ from: [{ source: { principals: ["${ALPHA}"] } }] }]`)]);
-        await eventually(() => lines.alpha.some((l) => l.includes('"ended"') || l.includes('"error"')), 3000, 'the denied connection to close');
+        await eventually(
+          () => lines.alpha.some((l) => l.includes('"ended"') || l.includes('"error"')),
+          3000,
+          'the denied connection to close',
+        );
         process.stdout.write(`# denied connection closed ${Date.now() - appliedAt} ms after apply\n`);
         keep.stdin.write('still here\n');
         await eventually(() => lines.beta.some((l) => l.includes('still here')), 5000, 'the allowed connection to stay open');

@@ -72,14 +72,18 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
   withSandbox(sandbox);
 
   const fabricIps = (): Record<string, string> => {
-    const plan = JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8')) as { nodes: Array<{ name: string; fabricIp: string }> };
+    const plan = JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8')) as {
+      nodes: Array<{ name: string; fabricIp: string }>;
+    };
     return Object.fromEntries(plan.nodes.map((n) => [n.name, n.fabricIp]));
   };
 
   test('status shows it ready in its own namespace, reachable on the fabric only', async () => {
     const result = await ferry(['sandbox', 'status', '--prefix', PREFIX, '-o', 'json']);
     assert.equal(result.code, 0, result.stderr);
-    const { prometheus } = JSON.parse(result.stdout) as { prometheus?: { netns: string; address: string; pid?: number; running: boolean; ready: boolean } };
+    const { prometheus } = JSON.parse(result.stdout) as {
+      prometheus?: { netns: string; address: string; pid?: number; running: boolean; ready: boolean };
+    };
     assert.ok(prometheus, `no prometheus in status: ${result.stdout}`);
     assert.equal(prometheus.netns, PROM_NETNS);
     assert.equal(prometheus.address, '10.250.0.250:9090');
@@ -89,7 +93,10 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
     assert.match(fs.readFileSync(`/proc/${prometheus.pid}/cgroup`, 'utf8'), new RegExp(`^0::/${PREFIX}/prometheus$`, 'm'));
     // One on-link route, the fabric's; no default route; and nothing of it in the host's namespace.
     const routes = (await sh('ip', ['-n', PROM_NETNS, '-4', 'route', 'show'])).trim().split('\n');
-    assert.deepEqual(routes.map((r) => r.split(' ')[0]), ['10.250.0.0/24']);
+    assert.deepEqual(
+      routes.map((r) => r.split(' ')[0]),
+      ['10.250.0.0/24'],
+    );
     assert.doesNotMatch(await sh('ip', ['-4', 'route', 'show']), /10\.250\./);
     const table = await ferry(['sandbox', 'status', '--prefix', PREFIX]);
     assert.match(table.stdout, /PROMETHEUS\s+NETNS\s+PROCESS\s+READY\s+TARGETS/);
@@ -103,7 +110,12 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
     assert.deepEqual(Object.keys(byNode).sort(), ['node-a', 'node-b'], JSON.stringify(series));
     for (const node of ['node-a', 'node-b']) {
       assert.deepEqual(byNode[node]?.metric, {
-        __name__: 'up', job: JOB, instance: `${ips[node]}:15020`, namespace: 'ferry-system', pod: `ferry-agent-${node}`, node,
+        __name__: 'up',
+        job: JOB,
+        instance: `${ips[node]}:15020`,
+        namespace: 'ferry-system',
+        pod: `ferry-agent-${node}`,
+        node,
       });
       assert.equal(value(byNode[node]), 1, `agent on ${node} not scraped: ${JSON.stringify(byNode[node])}`);
     }
@@ -123,8 +135,10 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
     const result = await sandbox.client('app/client', ['sequential', 'echo.app', '80', String(CONNECTIONS)]);
     assert.deepEqual(result, { ok: CONNECTIONS, failed: 0, errors: [] });
 
-    const opened = await pollQuery(`istio_tcp_connections_opened_total{${edge}}`,
-      (s) => s.length === 2 && s.every((x) => value(x) === CONNECTIONS));
+    const opened = await pollQuery(
+      `istio_tcp_connections_opened_total{${edge}}`,
+      (s) => s.length === 2 && s.every((x) => value(x) === CONNECTIONS),
+    );
     const byReporter = Object.fromEntries(opened.map((s) => [s.metric.reporter, s]));
     assert.deepEqual(Object.keys(byReporter).sort(), ['destination', 'source'], JSON.stringify(opened));
     const common = {
@@ -167,17 +181,29 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
     ];
     for (const [metric, want] of checks) {
       const series = await pollQuery(`${metric}{${edge}}`, (s) => s.length === 2 && s.every((x) => value(x) === want));
-      assert.deepEqual(series.map((s) => [s.metric.reporter, value(s)]).sort(), [['destination', want], ['source', want]], metric);
+      assert.deepEqual(
+        series.map((s) => [s.metric.reporter, value(s)]).sort(),
+        [
+          ['destination', want],
+          ['source', want],
+        ],
+        metric,
+      );
     }
 
     // The README's dashboard queries: one edge per (source workload, destination service).
-    const edges = await query('sum by (source_workload, source_workload_namespace, destination_service) '
-      + '(istio_tcp_connections_opened_total{reporter="source"})');
-    assert.deepEqual(edges.map((s) => [s.metric, value(s)]), [[
-      { source_workload: 'client', source_workload_namespace: 'app', destination_service: 'echo.app.svc.cluster.local' }, CONNECTIONS,
-    ]]);
-    await query('sum by (source_workload, source_workload_namespace, destination_service) '
-      + '(rate(istio_tcp_connections_opened_total{reporter="source"}[1m]))');
+    const edges = await query(
+      'sum by (source_workload, source_workload_namespace, destination_service) ' +
+        '(istio_tcp_connections_opened_total{reporter="source"})',
+    );
+    assert.deepEqual(
+      edges.map((s) => [s.metric, value(s)]),
+      [[{ source_workload: 'client', source_workload_namespace: 'app', destination_service: 'echo.app.svc.cluster.local' }, CONNECTIONS]],
+    );
+    await query(
+      'sum by (source_workload, source_workload_namespace, destination_service) ' +
+        '(rate(istio_tcp_connections_opened_total{reporter="source"}[1m]))',
+    );
   });
 
   test('a query Prometheus refuses fails with its error', async () => {

@@ -68,7 +68,10 @@ describe('certificate renewal and root rotation under traffic', { timeout: 600_0
     const rotation = await ferry(['sandbox', 'ca', 'rotate', '--prefix', PREFIX], 120_000);
     assert.equal(rotation.code, 0, `rotation failed:\n${rotation.stdout}\n${rotation.stderr}`);
     const [crossResult, localResult] = await Promise.all([cross, local]);
-    for (const [name, result] of [['cross-node', crossResult], ['same-node', localResult]] as const) {
+    for (const [name, result] of [
+      ['cross-node', crossResult],
+      ['same-node', localResult],
+    ] as const) {
       assert.deepEqual({ failed: result.failed, errors: result.errors }, { failed: 0, errors: [] }, `${name}: ${JSON.stringify(result)}`);
       assert.ok((result.ok as number) >= TRAFFIC_SECONDS * RATE * 0.9, `${name}: only ${result.ok} requests made`);
     }
@@ -77,7 +80,10 @@ describe('certificate renewal and root rotation under traffic', { timeout: 600_0
     assert.notDeepEqual(rootsAfter, rootsBefore, 'the root was replaced');
     // Half-life renewal of 60 s certificates: several renewals per identity on each node in 3 minutes.
     for (const node of ['node-a', 'node-b']) {
-      const renewals = sandbox.agentLog(node).split('\n').filter((l) => l.includes('"certificate renewed"')).length;
+      const renewals = sandbox
+        .agentLog(node)
+        .split('\n')
+        .filter((l) => l.includes('"certificate renewed"')).length;
       assert.ok(renewals >= 4, `${node}: ${renewals} renewals`);
     }
   });

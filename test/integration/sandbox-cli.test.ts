@@ -15,15 +15,28 @@ test('bad manifests: each error names file, document and field; nothing is built
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-bad-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const cases: Array<{ name: string; text: string; expect: RegExp[] }> = [
-    { name: 'malformed.yaml', text: 'apiVersion: v1\nkind: Namespace\nmetadata: { name: [unclosed\n',
-      expect: [/malformed\.yaml/, /document 1/] },
-    { name: 'unknown-field.yaml', text: 'apiVersion: v1\nkind: Namespace\nmetadata: { name: ok }\n---\n'
-      + 'apiVersion: v1\nkind: Pod\nmetadata: { name: p, namespace: ok }\nspec:\n  containers: [{ name: c, command: [sleep, "1"], imagePullPolicy: Always }]\n',
-      expect: [/unknown-field\.yaml/, /document 2/, /Pod ok\/p/, /spec\.containers\[0\]/, /imagePullPolicy/] },
-    { name: 'impossible.yaml', text: 'apiVersion: v1\nkind: Service\nmetadata: { name: s }\nspec: { ports: [{ port: 70000 }] }\n',
-      expect: [/impossible\.yaml/, /document 1/, /spec\.ports\[0\]\.port/] },
-    { name: 'unknown-kind.yaml', text: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n',
-      expect: [/unknown-kind\.yaml/, /Deployment/] },
+    {
+      name: 'malformed.yaml',
+      text: 'apiVersion: v1\nkind: Namespace\nmetadata: { name: [unclosed\n',
+      expect: [/malformed\.yaml/, /document 1/],
+    },
+    {
+      name: 'unknown-field.yaml',
+      text:
+        'apiVersion: v1\nkind: Namespace\nmetadata: { name: ok }\n---\n' +
+        'apiVersion: v1\nkind: Pod\nmetadata: { name: p, namespace: ok }\nspec:\n  containers: [{ name: c, command: [sleep, "1"], imagePullPolicy: Always }]\n',
+      expect: [/unknown-field\.yaml/, /document 2/, /Pod ok\/p/, /spec\.containers\[0\]/, /imagePullPolicy/],
+    },
+    {
+      name: 'impossible.yaml',
+      text: 'apiVersion: v1\nkind: Service\nmetadata: { name: s }\nspec: { ports: [{ port: 70000 }] }\n',
+      expect: [/impossible\.yaml/, /document 1/, /spec\.ports\[0\]\.port/],
+    },
+    {
+      name: 'unknown-kind.yaml',
+      text: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: d }\n',
+      expect: [/unknown-kind\.yaml/, /Deployment/],
+    },
   ];
   for (const c of cases) {
     const file = path.join(dir, c.name);

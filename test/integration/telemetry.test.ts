@@ -83,8 +83,11 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-out-`));
   const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
   const nodeNetns = (node: string): string => `${PREFIX}-node-${node}`;
-  const plan = (): { nodes: Array<{ name: string; fabricIp: string }>; pods: Array<{ name: string; gateway: string }>; services: Array<{ name: string; vip: string }> } =>
-    JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8'));
+  const plan = (): {
+    nodes: Array<{ name: string; fabricIp: string }>;
+    pods: Array<{ name: string; gateway: string }>;
+    services: Array<{ name: string; vip: string }>;
+  } => JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8'));
   const vip = (service: string): string => {
     const found = plan().services.find((s) => s.name === service);
     assert.ok(found, `service ${service} in the plan`);
@@ -106,12 +109,20 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   }
 
   /** Exactly one series of each of the four counters matches, with these values. */
-  async function expectCounters(node: string, match: Record<string, string>, expected: { connections: number; request: number; response: number }): Promise<Sample[]> {
+  async function expectCounters(
+    node: string,
+    match: Record<string, string>,
+    expected: { connections: number; request: number; response: number },
+  ): Promise<Sample[]> {
     let samples: Sample[] = [];
-    await eventually(async () => {
-      samples = await metrics(node);
-      return istio(samples, 'istio_tcp_connections_closed_total', match).reduce((n, s) => n + s.value, 0) >= expected.connections;
-    }, 15_000, `${expected.connections} closed connections on ${node} matching ${JSON.stringify(match)}`);
+    await eventually(
+      async () => {
+        samples = await metrics(node);
+        return istio(samples, 'istio_tcp_connections_closed_total', match).reduce((n, s) => n + s.value, 0) >= expected.connections;
+      },
+      15_000,
+      `${expected.connections} closed connections on ${node} matching ${JSON.stringify(match)}`,
+    );
     const one = (metric: string): Sample => {
       const found = istio(samples, metric, match);
       assert.equal(found.length, 1, `${node} ${metric} ${JSON.stringify(match)}: ${JSON.stringify(found)}`);
@@ -134,10 +145,20 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   test('same node, through the short path: exact counters, reported once as source and once as destination', async () => {
     await sequential('app/client-a', vip('echo-a'), 80);
     const match = {
-      source_workload: 'client-a', source_workload_namespace: 'app', source_app: 'client', source_version: 'v1',
-      source_principal: SPIFFE_CLIENT, destination_service: 'echo-a.app.svc.cluster.local', destination_service_name: 'echo-a',
-      destination_service_namespace: 'app', destination_workload: 'server-a', destination_workload_namespace: 'app',
-      destination_app: 'echo-a', destination_principal: SPIFFE_SERVER, request_protocol: 'tcp', response_flags: '-',
+      source_workload: 'client-a',
+      source_workload_namespace: 'app',
+      source_app: 'client',
+      source_version: 'v1',
+      source_principal: SPIFFE_CLIENT,
+      destination_service: 'echo-a.app.svc.cluster.local',
+      destination_service_name: 'echo-a',
+      destination_service_namespace: 'app',
+      destination_workload: 'server-a',
+      destination_workload_namespace: 'app',
+      destination_app: 'echo-a',
+      destination_principal: SPIFFE_SERVER,
+      request_protocol: 'tcp',
+      response_flags: '-',
       connection_security_policy: 'mutual_tls',
     };
     await expectCounters('node-a', { ...match, reporter: 'source' }, traffic);
@@ -146,10 +167,38 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
     const records = sandbox.accessRecords('node-a').filter((r) => r.destinationService === 'echo-a.app');
     assert.equal(records.length, N, 'one access line per connection');
     for (const r of records) {
-      assert.deepEqual([r.direction, r.path, r.security, r.sourceWorkload, r.sourceNamespace, r.destinationWorkload, r.destinationNamespace,
-        r.sourcePrincipal, r.destinationPrincipal, r.bytesSent, r.bytesReceived, r.responseFlags, r.error],
-      ['outbound', 'short', 'mutual_tls', 'client-a', 'app', 'server-a', 'app', 'cluster.local/ns/app/sa/client',
-        'cluster.local/ns/app/sa/server', REQUEST_BYTES, RESPONSE_BYTES, '-', undefined]);
+      assert.deepEqual(
+        [
+          r.direction,
+          r.path,
+          r.security,
+          r.sourceWorkload,
+          r.sourceNamespace,
+          r.destinationWorkload,
+          r.destinationNamespace,
+          r.sourcePrincipal,
+          r.destinationPrincipal,
+          r.bytesSent,
+          r.bytesReceived,
+          r.responseFlags,
+          r.error,
+        ],
+        [
+          'outbound',
+          'short',
+          'mutual_tls',
+          'client-a',
+          'app',
+          'server-a',
+          'app',
+          'cluster.local/ns/app/sa/client',
+          'cluster.local/ns/app/sa/server',
+          REQUEST_BYTES,
+          RESPONSE_BYTES,
+          '-',
+          undefined,
+        ],
+      );
       assert.match(String(r.source), new RegExp(`^${ip['client-a'].replace(/\./g, '\\.')}:\\d+$`));
       assert.equal(r.destination, `${vip('echo-a')}:80`);
       assert.equal(typeof r.durationMs, 'number');
@@ -159,12 +208,20 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   test('across nodes, through HBONE: the source agent reports source, the destination agent destination', async () => {
     await sequential('app/client-a', vip('echo-b'), 80);
     const match = {
-      source_workload: 'client-a', source_principal: SPIFFE_CLIENT, destination_service: 'echo-b.app.svc.cluster.local',
-      destination_workload: 'server-b', destination_principal: SPIFFE_SERVER, connection_security_policy: 'mutual_tls', response_flags: '-',
+      source_workload: 'client-a',
+      source_principal: SPIFFE_CLIENT,
+      destination_service: 'echo-b.app.svc.cluster.local',
+      destination_workload: 'server-b',
+      destination_principal: SPIFFE_SERVER,
+      connection_security_policy: 'mutual_tls',
+      response_flags: '-',
     };
     await expectCounters('node-a', { ...match, reporter: 'source' }, traffic);
     await expectCounters('node-b', { ...match, reporter: 'destination' }, traffic);
-    assert.deepEqual(istio(await metrics('node-a'), 'istio_tcp_connections_opened_total', { destination_workload: 'server-b', reporter: 'destination' }), []);
+    assert.deepEqual(
+      istio(await metrics('node-a'), 'istio_tcp_connections_opened_total', { destination_workload: 'server-b', reporter: 'destination' }),
+      [],
+    );
 
     const outbound = sandbox.accessRecords('node-a').filter((r) => r.destinationService === 'echo-b.app');
     const inbound = sandbox.accessRecords('node-b').filter((r) => r.direction === 'inbound' && r.sourceWorkload === 'client-a');
@@ -183,36 +240,68 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
 
   test('to a pod outside the mesh: passthrough, reported by the source only, no principals', async () => {
     await sequential('app/client-a', vip('plain-echo'), 80);
-    await expectCounters('node-a', {
-      reporter: 'source', source_workload: 'client-a', source_principal: 'unknown', destination_service: 'plain-echo.plain.svc.cluster.local',
-      destination_workload: 'plain-b', destination_workload_namespace: 'plain', destination_principal: 'unknown',
-      connection_security_policy: 'unknown',
-    }, traffic);
-    assert.deepEqual(istio(await metrics('node-b'), 'istio_tcp_connections_opened_total', { destination_workload: 'plain-b' }), [],
-      'node-b does not enrol plain-b, so it reports nothing for it');
+    await expectCounters(
+      'node-a',
+      {
+        reporter: 'source',
+        source_workload: 'client-a',
+        source_principal: 'unknown',
+        destination_service: 'plain-echo.plain.svc.cluster.local',
+        destination_workload: 'plain-b',
+        destination_workload_namespace: 'plain',
+        destination_principal: 'unknown',
+        connection_security_policy: 'unknown',
+      },
+      traffic,
+    );
+    assert.deepEqual(
+      istio(await metrics('node-b'), 'istio_tcp_connections_opened_total', { destination_workload: 'plain-b' }),
+      [],
+      'node-b does not enrol plain-b, so it reports nothing for it',
+    );
     const records = sandbox.accessRecords('node-a').filter((r) => r.destinationService === 'plain-echo.plain');
-    assert.deepEqual(records.map((r) => [r.path, r.security, r.sourcePrincipal, r.destinationWorkload]),
-      Array(N).fill(['passthrough', 'none', undefined, 'plain-b']));
+    assert.deepEqual(
+      records.map((r) => [r.path, r.security, r.sourcePrincipal, r.destinationWorkload]),
+      Array(N).fill(['passthrough', 'none', undefined, 'plain-b']),
+    );
   });
 
   test('into the mesh from outside it: captured inbound plaintext, reported by the destination', async () => {
     await sequential('plain/outsider', vip('echo-b'), 80);
-    await expectCounters('node-b', {
-      reporter: 'destination', source_workload: 'outsider', source_workload_namespace: 'plain', source_principal: 'unknown',
-      destination_workload: 'server-b', destination_service: 'echo-b.app.svc.cluster.local', destination_principal: 'unknown',
-      connection_security_policy: 'unknown',
-    }, traffic);
+    await expectCounters(
+      'node-b',
+      {
+        reporter: 'destination',
+        source_workload: 'outsider',
+        source_workload_namespace: 'plain',
+        source_principal: 'unknown',
+        destination_workload: 'server-b',
+        destination_service: 'echo-b.app.svc.cluster.local',
+        destination_principal: 'unknown',
+        connection_security_policy: 'unknown',
+      },
+      traffic,
+    );
     const records = sandbox.accessRecords('node-b').filter((r) => r.sourceWorkload === 'outsider');
     assert.equal(records.length, N);
-    for (const r of records) assert.deepEqual([r.direction, r.path, r.bytesSent, r.bytesReceived], ['inbound', 'plaintext', REQUEST_BYTES, RESPONSE_BYTES]);
+    for (const r of records)
+      assert.deepEqual([r.direction, r.path, r.bytesSent, r.bytesReceived], ['inbound', 'plaintext', REQUEST_BYTES, RESPONSE_BYTES]);
   });
 
   test('ferry sandbox inspect graph: edges from workloads to services with the traffic sent, as a table, DOT and SVG', async () => {
     const out = path.join(work, 'graph.dot');
     const result = await ferry(['sandbox', 'inspect', '--prefix', PREFIX, 'graph', '--out', out, '-o', 'json']);
     assert.equal(result.code, 0, result.stderr);
-    const graph = JSON.parse(result.stdout) as { edges: Array<{ source: string; destination: string; connections: number;
-      requestBytes: number; responseBytes: number; failures: number }> };
+    const graph = JSON.parse(result.stdout) as {
+      edges: Array<{
+        source: string;
+        destination: string;
+        connections: number;
+        requestBytes: number;
+        responseBytes: number;
+        failures: number;
+      }>;
+    };
     // Each connection once: the four kinds of traffic sent so far, with their exact sizes.
     const each = [N, N * REQUEST_BYTES, N * RESPONSE_BYTES, 0];
     assert.deepEqual(graph.edges.map((e) => [e.source, e.destination, e.connections, e.requestBytes, e.responseBytes, e.failures]).sort(), [
@@ -246,25 +335,40 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
     assert.ok(expiry * 1000 > Date.now() && expiry * 1000 < Date.now() + 25 * 3600_000, `client certificate expiry ${expiry}`);
     assert.equal(value('ferry_hbone_connections', { direction: 'outbound' }), 1, 'the pooled tunnel to server-b');
     assert.equal(value('ferry_ready'), 1);
-    assert.ok((value('ferry_policy_decisions_total', { decision: 'allow', mode: 'enforced' }) ?? 0) >= N, 'short-path connections were authorized');
+    assert.ok(
+      (value('ferry_policy_decisions_total', { decision: 'allow', mode: 'enforced' }) ?? 0) >= N,
+      'short-path connections were authorized',
+    );
     assert.ok(value('process_cpu_seconds_total') !== undefined);
     assert.ok(value('ferry_event_loop_lag_seconds', { quantile: '0.99' }) !== undefined);
   });
 
-  test('the admin API answers on the node\'s loopback only: refused from pods and from the other node', async () => {
+  test("the admin API answers on the node's loopback only: refused from pods and from the other node", async () => {
     const dump = JSON.parse(await curlInNode('node-a', 'http://127.0.0.1:15000/config_dump')) as { node: string };
     assert.equal(dump.node, 'node-a');
     const listening = await sh('ip', ['netns', 'exec', nodeNetns('node-a'), 'ss', '-Hltn', 'sport = :15000']);
-    assert.deepEqual(listening.trim().split('\n').map((l) => l.trim().split(/\s+/)[3]), ['127.0.0.1:15000']);
+    assert.deepEqual(
+      listening
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/)[3]),
+      ['127.0.0.1:15000'],
+    );
 
     const nodeA = plan().nodes.find((n) => n.name === 'node-a');
     assert.ok(nodeA);
     // From the other node, at node-a's fabric address: curl's exit 7 is "connection refused".
-    const crossNode = await sh('sh', ['-c', `ip netns exec ${nodeNetns('node-b')} curl -sS --max-time 5 http://${nodeA.fabricIp}:15000/config_dump 2>&1; echo " exit=$?"`]);
+    const crossNode = await sh('sh', [
+      '-c',
+      `ip netns exec ${nodeNetns('node-b')} curl -sS --max-time 5 http://${nodeA.fabricIp}:15000/config_dump 2>&1; echo " exit=$?"`,
+    ]);
     assert.match(crossNode, /exit=7/, `node-b reached node-a's admin port: ${crossNode}`);
     // From pods, at their node's address (their gateway): a meshed pod's connection is captured and
     // the agent's dial from inside the pod is refused (the client sees a reset); an unmeshed pod's is refused outright.
-    for (const [pod, code] of [['app/client-a', 'ECONNRESET'], ['plain/outsider', 'ECONNREFUSED']]) {
+    for (const [pod, code] of [
+      ['app/client-a', 'ECONNRESET'],
+      ['plain/outsider', 'ECONNREFUSED'],
+    ]) {
       const gateway = plan().pods.find((p) => p.name === pod.split('/')[1])?.gateway;
       assert.ok(gateway);
       const result = await sandbox.client(pod, ['send', gateway, '15000', 'GET /config_dump HTTP/1.0\r\n\r\n']);
@@ -276,7 +380,9 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   test('readiness follows the kernel: a detached capture program makes the agent unready until it is re-attached', async () => {
     const ready = (): Promise<string> => curlInNode('node-a', 'http://127.0.0.1:15021/healthz/ready', ['-w', '%{http_code}']);
     assert.match(await ready(), /ready\n200$/);
-    const dump = JSON.parse(await curlInNode('node-a', 'http://127.0.0.1:15000/config_dump')) as { bpf: { links: Array<{ program: string; linkId: number; attached: boolean }> } };
+    const dump = JSON.parse(await curlInNode('node-a', 'http://127.0.0.1:15000/config_dump')) as {
+      bpf: { links: Array<{ program: string; linkId: number; attached: boolean }> };
+    };
     const connect4 = dump.bpf.links.find((l) => l.program === 'connect4');
     assert.ok(connect4?.attached, JSON.stringify(dump.bpf.links));
     await sh('bpftool', ['link', 'detach', 'id', String(connect4.linkId)]);
@@ -286,8 +392,11 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
       // And capture really is gone: client-a's connection to server-b's address is no longer seen by node-a.
       const before = sandbox.accessRecords('node-a').length;
       await sequential('app/client-a', ip['server-b'], 7000, 1);
-      await eventually(() => sandbox.accessRecords('node-b').some((r) => r.path === 'plaintext' && r.sourceWorkload === 'client-a'), 5000,
-        'node-b to see client-a arrive in plaintext');
+      await eventually(
+        () => sandbox.accessRecords('node-b').some((r) => r.path === 'plaintext' && r.sourceWorkload === 'client-a'),
+        5000,
+        'node-b to see client-a arrive in plaintext',
+      );
       assert.equal(sandbox.accessRecords('node-a').length, before, 'node-a proxied a connection with connect4 detached');
     } finally {
       // A restarted agent replaces the detached pinned link with a new one.
@@ -297,7 +406,10 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
     }
     assert.match(await ready(), /ready\n200$/);
     const links = (JSON.parse(await curlInNode('node-a', 'http://127.0.0.1:15000/config_dump')) as typeof dump).bpf.links;
-    assert.ok(links.every((l) => l.attached), JSON.stringify(links));
+    assert.ok(
+      links.every((l) => l.attached),
+      JSON.stringify(links),
+    );
   });
 
   test('log levels change at run time through the admin API', async () => {
@@ -314,43 +426,84 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
     assert.match(bad, /level "loud" is not one of .* 400$/s);
   });
 
-  test('ferry sandbox inspect: json matches the agent\'s state', async () => {
+  test("ferry sandbox inspect: json matches the agent's state", async () => {
     const inspect = async (args: string[]): Promise<unknown> => {
       const result = await ferry(['sandbox', 'inspect', '--prefix', PREFIX, ...args, '-o', 'json']);
       assert.equal(result.code, 0, result.stderr);
       return JSON.parse(result.stdout);
     };
-    const workloads = await inspect(['node-a', 'workloads']) as Array<{ name: string; enrolled: boolean; protocol: string; node: string; ips: string[]; identity: string }>;
-    assert.deepEqual(workloads.filter((w) => w.enrolled).map((w) => w.name).sort(), ['client-a', 'server-a']);
+    const workloads = (await inspect(['node-a', 'workloads'])) as Array<{
+      name: string;
+      enrolled: boolean;
+      protocol: string;
+      node: string;
+      ips: string[];
+      identity: string;
+    }>;
+    assert.deepEqual(
+      workloads
+        .filter((w) => w.enrolled)
+        .map((w) => w.name)
+        .sort(),
+      ['client-a', 'server-a'],
+    );
     const client = workloads.find((w) => w.name === 'client-a');
     assert.deepEqual([client?.node, client?.ips, client?.identity, client?.protocol], ['node-a', [ip['client-a']], SPIFFE_CLIENT, 'HBONE']);
     assert.equal(workloads.find((w) => w.name === 'plain-b')?.protocol, 'TCP');
 
-    const certs = await inspect(['node-a', 'certs']) as Array<{ identity: string; state: string; notAfter: string; chain: string[] }>;
+    const certs = (await inspect(['node-a', 'certs'])) as Array<{ identity: string; state: string; notAfter: string; chain: string[] }>;
     assert.deepEqual(certs.map((c) => c.identity).sort(), [SPIFFE_CLIENT, SPIFFE_SERVER]);
     // The same certificates the agent reports to the CA directory.
-    const status = JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/ca/status/node-a.json`, 'utf8')) as { certificates: Array<{ principal: string; notAfter: string }> };
+    const status = JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/ca/status/node-a.json`, 'utf8')) as {
+      certificates: Array<{ principal: string; notAfter: string }>;
+    };
     assert.deepEqual(certs.map((c) => c.notAfter).sort(), status.certificates.map((c) => c.notAfter).sort());
     for (const c of certs) {
       assert.equal(c.state, 'valid');
       assert.ok(c.chain.every((pem) => !pem.includes('PRIVATE KEY')));
     }
 
-    const services = await inspect(['node-a', 'services']) as Array<{ name: string; vips: string[] }>;
-    assert.deepEqual(services.map((s) => [s.name, s.vips]).sort(), [['echo-a', [vip('echo-a')]], ['echo-b', [vip('echo-b')]], ['plain-echo', [vip('plain-echo')]]]);
+    const services = (await inspect(['node-a', 'services'])) as Array<{ name: string; vips: string[] }>;
+    assert.deepEqual(services.map((s) => [s.name, s.vips]).sort(), [
+      ['echo-a', [vip('echo-a')]],
+      ['echo-b', [vip('echo-b')]],
+      ['plain-echo', [vip('plain-echo')]],
+    ]);
 
     // An open connection shows with its parties and live byte counts.
     const held = sandbox.hold('app/client-a', vip('echo-b'), 80);
     try {
       held.stdin.write('hello\n');
       await new Promise<void>((resolve) => held.stdout.once('data', () => resolve()));
-      let connections: Array<{ direction: string; path: string; sourceWorkload: string; destinationService: string; destinationWorkload: string; bytesSent: number; bytesReceived: number }> = [];
-      await eventually(async () => {
-        connections = await inspect(['node-a', 'connections']) as typeof connections;
-        return connections.length > 0;
-      }, 5000, 'the held connection in /connections');
-      assert.deepEqual(connections.map((c) => [c.direction, c.path, c.sourceWorkload, c.destinationService, c.destinationWorkload, c.bytesSent, c.bytesReceived]),
-        [['outbound', 'hbone', 'client-a', 'echo-b.app', 'server-b', 'hello\n'.length, 'hello\n'.length]]);
+      let connections: Array<{
+        direction: string;
+        path: string;
+        sourceWorkload: string;
+        destinationService: string;
+        destinationWorkload: string;
+        bytesSent: number;
+        bytesReceived: number;
+      }> = [];
+      await eventually(
+        async () => {
+          connections = (await inspect(['node-a', 'connections'])) as typeof connections;
+          return connections.length > 0;
+        },
+        5000,
+        'the held connection in /connections',
+      );
+      assert.deepEqual(
+        connections.map((c) => [
+          c.direction,
+          c.path,
+          c.sourceWorkload,
+          c.destinationService,
+          c.destinationWorkload,
+          c.bytesSent,
+          c.bytesReceived,
+        ]),
+        [['outbound', 'hbone', 'client-a', 'echo-b.app', 'server-b', 'hello\n'.length, 'hello\n'.length]],
+      );
     } finally {
       held.stdin.end();
       held.kill();

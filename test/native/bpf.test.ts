@@ -26,18 +26,7 @@ import {
   socketCookie,
 } from '../../src/native';
 import { loadBinding } from '../../src/native/binding';
-import {
-  assertRoot,
-  cgroup2Mount,
-  compileFixture,
-  createNetns,
-  ensureBpffs,
-  run,
-  type TestNetns,
-  u32,
-  u64,
-  uniqueName,
-} from './helpers';
+import { assertRoot, cgroup2Mount, compileFixture, createNetns, ensureBpffs, run, type TestNetns, u32, u64, uniqueName } from './helpers';
 
 // include/uapi/linux/bpf.h
 const BPF_MAP_TYPE_HASH = 1;
@@ -208,8 +197,7 @@ describe('loadObject', () => {
   test('map() of an unknown name is an argument error listing the maps', () => {
     assert.throws(
       () => loaded().map('nope'),
-      (error: unknown) =>
-        error instanceof NativeArgumentError && error.argument === 'name' && /fx_hash, fx_socks/.test(error.message),
+      (error: unknown) => error instanceof NativeArgumentError && error.argument === 'name' && /fx_hash, fx_socks/.test(error.message),
     );
   });
 });
@@ -235,7 +223,10 @@ describe('BpfMap', () => {
     map.update(u32(1), u64(111n), BPF_EXIST);
     assert.deepEqual(map.lookup(u32(1)), u64(111n));
     assert.deepEqual(
-      map.keys().map((key) => key.readUInt32LE()).sort(),
+      map
+        .keys()
+        .map((key) => key.readUInt32LE())
+        .sort(),
       [1, 2],
     );
     assert.equal(map.delete(u32(1)), true);
@@ -278,9 +269,12 @@ describe('BpfMap', () => {
         return true;
       },
     );
-    assert.throws(() => map.update(u32(1), Buffer.alloc(4)), (error: unknown) => {
-      return error instanceof NativeArgumentError && error.argument === 'value' && /exactly 8 bytes/.test(error.message);
-    });
+    assert.throws(
+      () => map.update(u32(1), Buffer.alloc(4)),
+      (error: unknown) => {
+        return error instanceof NativeArgumentError && error.argument === 'value' && /exactly 8 bytes/.test(error.message);
+      },
+    );
     assert.throws(() => map.delete('key' as unknown as Buffer), NativeArgumentError);
   });
 
@@ -347,7 +341,10 @@ describe('BpfMap', () => {
     } finally {
       map.close();
     }
-    assert.throws(() => other.map('fx_hash'), (error: unknown) => isNativeError(error) && error.code === 'EBADF');
+    assert.throws(
+      () => other.map('fx_hash'),
+      (error: unknown) => isNativeError(error) && error.code === 'EBADF',
+    );
   });
 });
 
@@ -523,7 +520,10 @@ describe('BpfLink on a network namespace', () => {
     assert.equal(listed.prog_id, info.progId);
     assert.equal(listed.netns_ino, fs.statSync(netns.path).ino);
     link.close();
-    assert.equal(kernelLinks().find((entry) => entry.id === info.id), undefined);
+    assert.equal(
+      kernelLinks().find((entry) => entry.id === info.id),
+      undefined,
+    );
   });
 
   test('a path that is not a network namespace is rejected by the kernel', async () => {

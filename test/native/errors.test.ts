@@ -61,10 +61,7 @@ describe('error registry', () => {
     assert.equal(syscall.cause, cause);
     assert.equal(load.cause, cause);
     // The registry covers exactly the classes: no documented code without a user.
-    assert.deepEqual(
-      new Set([argument.code, syscall.ferryCode, unsupported.code, load.code]),
-      new Set(registered),
-    );
+    assert.deepEqual(new Set([argument.code, syscall.ferryCode, unsupported.code, load.code]), new Set(registered));
   });
 
   test('argument errors are TypeErrors and not NativeErrors', () => {
@@ -152,10 +149,7 @@ describe('argument validation before C++', () => {
   });
 
   test('family must be 4 or 6 and match the host', async () => {
-    await assert.rejects(
-      listenInNetns('/run/netns/x', { host: '127.0.0.1', port: 1, family: 5 as 4 }),
-      rejects('options.family'),
-    );
+    await assert.rejects(listenInNetns('/run/netns/x', { host: '127.0.0.1', port: 1, family: 5 as 4 }), rejects('options.family'));
     await assert.rejects(
       connectInNetns('/run/netns/x', { host: '::1', port: 1, family: 4 }),
       (error: unknown) => rejects('options.host')(error) && /IPv4/.test((error as Error).message),
@@ -167,10 +161,7 @@ describe('argument validation before C++', () => {
   test('marks, backlogs and timeouts are range-checked', async () => {
     await assert.rejects(listenInNetns('/run/netns/x', { host: '::1', port: 1, mark: -1 }), rejects('options.mark'));
     await assert.rejects(listenInNetns('/run/netns/x', { host: '::1', port: 1, backlog: 1.5 }), rejects('options.backlog'));
-    await assert.rejects(
-      connectInNetns('/run/netns/x', { host: '::1', port: 1, timeoutMs: 0 }),
-      rejects('options.timeoutMs'),
-    );
+    await assert.rejects(connectInNetns('/run/netns/x', { host: '::1', port: 1, timeoutMs: 0 }), rejects('options.timeoutMs'));
   });
 
   test('fds must be non-negative integers', () => {
@@ -214,7 +205,7 @@ describe('argument validation before C++', () => {
     );
   });
 
-  test('tuneSocket ranges are the kernel\'s; socketOptions needs an fd', () => {
+  test("tuneSocket ranges are the kernel's; socketOptions needs an fd", () => {
     assert.throws(() => tuneSocket(-1, {}), rejects('fd'));
     assert.throws(() => tuneSocket(3, null as unknown as object), rejects('options'));
     assert.throws(() => tuneSocket(3, { keepAliveIdleSeconds: 0 }), rejects('options.keepAliveIdleSeconds'));
@@ -234,10 +225,7 @@ describe('argument validation before C++', () => {
       await assert.rejects(configurePodRouting(ns, { ...good, table }), rejects('options.table'));
     }
     for (const families of [[], [4, 4], [5], [4, 6, 4], 'both']) {
-      await assert.rejects(
-        configurePodRouting(ns, { ...good, families: families as Array<4 | 6> }),
-        rejects('options.families'),
-      );
+      await assert.rejects(configurePodRouting(ns, { ...good, families: families as Array<4 | 6> }), rejects('options.families'));
     }
     await assert.rejects(configurePodRouting(ns, { ...good, enable: undefined as unknown as boolean }), rejects('options.enable'));
   });

@@ -11,14 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 
-import {
-  connectInNetns,
-  connectSocketInNetns,
-  isNativeError,
-  listenInNetns,
-  socketInNetns,
-  socketMark,
-} from '../../src/native';
+import { connectInNetns, connectSocketInNetns, isNativeError, listenInNetns, socketInNetns, socketMark } from '../../src/native';
 import type { DialStormConfig, DialStormReport } from './fixtures/dial-storm';
 import { assertRoot, createNetns, createVeth, fixtureScript, ipIn, nsInode, run, type TestNetns } from './helpers';
 
@@ -134,23 +127,16 @@ describe('connectSocketInNetns', () => {
   });
 
   test('a destination that drops SYNs: ETIMEDOUT after timeoutMs, and the socket is closed', async () => {
-    const synSent = (): string =>
-      run('ip', ['netns', 'exec', pod.name, 'ss', '-Htn', 'state', 'syn-sent', 'dst', `${BLACKHOLE}.1`]).trim();
+    const synSent = (): string => run('ip', ['netns', 'exec', pod.name, 'ss', '-Htn', 'state', 'syn-sent', 'dst', `${BLACKHOLE}.1`]).trim();
     const started = performance.now();
-    await assert.rejects(
-      connectSocketInNetns(pod.path, { host: `${BLACKHOLE}.1`, port: 80, timeoutMs: 300 }),
-      (error: unknown) => {
-        assert.ok(isNativeError(error));
-        assert.equal(error.code, 'ETIMEDOUT');
-        assert.equal(error.errno, 110);
-        assert.equal(error.syscall, 'connect');
-        assert.equal(
-          error.message,
-          `connect: Connection timed out (${BLACKHOLE}.1:80 in ${pod.path}: no answer within 300 ms)`,
-        );
-        return true;
-      },
-    );
+    await assert.rejects(connectSocketInNetns(pod.path, { host: `${BLACKHOLE}.1`, port: 80, timeoutMs: 300 }), (error: unknown) => {
+      assert.ok(isNativeError(error));
+      assert.equal(error.code, 'ETIMEDOUT');
+      assert.equal(error.errno, 110);
+      assert.equal(error.syscall, 'connect');
+      assert.equal(error.message, `connect: Connection timed out (${BLACKHOLE}.1:80 in ${pod.path}: no answer within 300 ms)`);
+      return true;
+    });
     // libuv's timers run on its millisecond clock, so allow 1 ms of rounding.
     assert.ok(performance.now() - started >= 299, 'rejected before its timeout');
     // Destroyed, so closed: a leaked fd would keep its socket in SYN-SENT, retransmitting.

@@ -7,15 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import {
-  connectInNetns,
-  fdOf,
-  isNativeError,
-  listenInNetns,
-  netnsCookie,
-  socketCookie,
-  socketMark,
-} from '../../src/native';
+import { connectInNetns, fdOf, isNativeError, listenInNetns, netnsCookie, socketCookie, socketMark } from '../../src/native';
 import { assertRoot, createNetns, nsInode, type TestNetns } from './helpers';
 
 const MARK = 0xfe44; // FERRY_SOCKET_MARK in bpf/include/ferry-shared.h
@@ -188,9 +180,7 @@ describe('no thread is left in another namespace', () => {
     // fs calls run on the libuv pool; /proc/thread-self resolves to the thread doing the call, so
     // this reads the namespace of pool threads, more requests than threads to touch them all.
     const hostLink = fs.readlinkSync('/proc/self/ns/net');
-    const poolLinks = await Promise.all(
-      Array.from({ length: 64 }, () => fs.promises.readlink('/proc/thread-self/ns/net')),
-    );
+    const poolLinks = await Promise.all(Array.from({ length: 64 }, () => fs.promises.readlink('/proc/thread-self/ns/net')));
     assert.deepEqual(new Set(poolLinks), new Set([hostLink]));
 
     for (let i = 0; i < 10; i++) {

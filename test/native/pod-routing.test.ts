@@ -113,7 +113,10 @@ describe('configurePodRouting', () => {
     for (const family of [4, 6] as const) {
       assert.deepEqual(ourRules(family), []);
       assert.deepEqual(tableRoutes(family), []);
-      assert.ok(rules(family).some((rule) => rule.table === 'main'), 'the main rule went too');
+      assert.ok(
+        rules(family).some((rule) => rule.table === 'main'),
+        'the main rule went too',
+      );
     }
     assert.equal(fwmarkAccept(), '1');
   });
@@ -126,7 +129,7 @@ describe('configurePodRouting', () => {
     assert.deepEqual(tableRoutes(6), []);
   });
 
-  test('a refused netlink message is a NativeError naming the message, the route, the namespace and the kernel\'s reason', async (t) => {
+  test("a refused netlink message is a NativeError naming the message, the route, the namespace and the kernel's reason", async (t) => {
     // IPv6 switched off in a namespace: the kernel refuses a route through its lo.
     const off = createNetns(PREFIX);
     t.after(() => off.remove());
@@ -208,8 +211,10 @@ describe('transparent dials into the pod', () => {
 
       // A port the app does not listen on: the kernel's RST carries the mark (fwmark_reflect) and
       // reaches the dial, which fails at once with ECONNREFUSED instead of waiting for its timeout.
-      await assert.rejects(connectSocketInNetns(app.path, { ...dial, port: APP_PORT + 1, timeoutMs: 5000 }),
-        (error: unknown) => isNativeError(error) && error.code === 'ECONNREFUSED');
+      await assert.rejects(
+        connectSocketInNetns(app.path, { ...dial, port: APP_PORT + 1, timeoutMs: 5000 }),
+        (error: unknown) => isNativeError(error) && error.code === 'ECONNREFUSED',
+      );
 
       // And disabling takes the reply path away again.
       await configurePodRouting(app.path, { ...disable, families: [family] });

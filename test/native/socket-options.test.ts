@@ -9,15 +9,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import {
-  connectSocketInNetns,
-  fdOf,
-  isNativeError,
-  listenInNetns,
-  socketInNetns,
-  socketOptions,
-  tuneSocket,
-} from '../../src/native';
+import { connectSocketInNetns, fdOf, isNativeError, listenInNetns, socketInNetns, socketOptions, tuneSocket } from '../../src/native';
 import { assertRoot, createNetns, fixtureScript, nsInode, type TestNetns } from './helpers';
 
 const PREFIX = 'hn';
@@ -113,14 +105,20 @@ describe('tuneSocket and socketOptions', () => {
   test('a non-TCP fd is a NativeError from setsockopt naming the option', () => {
     const fd = fs.openSync('/dev/null', 'r');
     try {
-      assert.throws(() => tuneSocket(fd, { keepAliveCount: 3 }), (error: unknown) => {
-        assert.ok(isNativeError(error));
-        assert.equal(error.code, 'ENOTSOCK');
-        assert.equal(error.syscall, 'setsockopt');
-        assert.equal(error.message, `setsockopt: Socket operation on non-socket (SO_KEEPALIVE on fd ${fd})`);
-        return true;
-      });
-      assert.throws(() => socketOptions(fd), (error: unknown) => isNativeError(error) && error.code === 'ENOTSOCK');
+      assert.throws(
+        () => tuneSocket(fd, { keepAliveCount: 3 }),
+        (error: unknown) => {
+          assert.ok(isNativeError(error));
+          assert.equal(error.code, 'ENOTSOCK');
+          assert.equal(error.syscall, 'setsockopt');
+          assert.equal(error.message, `setsockopt: Socket operation on non-socket (SO_KEEPALIVE on fd ${fd})`);
+          return true;
+        },
+      );
+      assert.throws(
+        () => socketOptions(fd),
+        (error: unknown) => isNativeError(error) && error.code === 'ENOTSOCK',
+      );
     } finally {
       fs.closeSync(fd);
     }
@@ -150,8 +148,16 @@ describe('lingerZero: closing sends RST', () => {
       t.after(() => server.close());
       const child = spawn(
         'ip',
-        ['netns', 'exec', pod.name, process.execPath, fixtureScript('linger-child'), '127.0.0.1', String(port),
-          lingerZero ? 'linger-zero' : 'default'],
+        [
+          'netns',
+          'exec',
+          pod.name,
+          process.execPath,
+          fixtureScript('linger-child'),
+          '127.0.0.1',
+          String(port),
+          lingerZero ? 'linger-zero' : 'default',
+        ],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       );
       const exited = once(child, 'exit');

@@ -9,17 +9,40 @@ import { ClusterState, type ClusterSnapshot, type Workload } from '../../src/sta
 import { createRootLogger } from '../../src/telemetry';
 
 const CART: Workload = {
-  uid: 'shop/cart', namespace: 'shop', name: 'cart', node: 'node-a', serviceAccount: 'cart', ips: ['10.244.0.11'],
-  labels: { app: 'cart' }, meshEnabled: true, netnsPath: '/run/netns/x', excludeOutboundPorts: [], excludeOutboundCidrs: [],
+  uid: 'shop/cart',
+  namespace: 'shop',
+  name: 'cart',
+  node: 'node-a',
+  serviceAccount: 'cart',
+  ips: ['10.244.0.11'],
+  labels: { app: 'cart' },
+  meshEnabled: true,
+  netnsPath: '/run/netns/x',
+  excludeOutboundPorts: [],
+  excludeOutboundCidrs: [],
 };
 const POD: ProxyPod = {
-  uid: CART.uid, namespace: 'shop', name: 'cart', serviceAccount: 'cart', netnsPath: CART.netnsPath, netnsCookie: 1n, ips: CART.ips,
+  uid: CART.uid,
+  namespace: 'shop',
+  name: 'cart',
+  serviceAccount: 'cart',
+  netnsPath: CART.netnsPath,
+  netnsCookie: 1n,
+  ips: CART.ips,
 };
 /** Denies everything to pods labelled app=cart: a label-less pod would escape it. */
 const DENY_CART: AuthorizationPolicy = {
-  namespace: 'shop', name: 'deny-cart', action: 'DENY', dryRun: false, selector: { app: 'cart' }, rules: [{}],
+  namespace: 'shop',
+  name: 'deny-cart',
+  action: 'DENY',
+  dryRun: false,
+  selector: { app: 'cart' },
+  rules: [{}],
 };
-const SOURCE = { peer: { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'client', principal: 'cluster.local/ns/shop/sa/client' }, ip: '10.244.0.12' };
+const SOURCE = {
+  peer: { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'client', principal: 'cluster.local/ns/shop/sa/client' },
+  ip: '10.244.0.12',
+};
 const TARGET = { family: 4 as const, ip: '10.244.0.11', port: 8080 };
 
 function snapshot(revision: number, workloads: Workload[], authorizationPolicies: AuthorizationPolicy[] = [DENY_CART]): ClusterSnapshot {
@@ -30,7 +53,9 @@ function setup(): { state: ClusterState; authorizer: PolicyAuthorizer; changes: 
   const state = new ClusterState();
   const authorizer = new PolicyAuthorizer(state, createRootLogger('silent'));
   let changes = 0;
-  authorizer.onChange(() => { changes += 1; });
+  authorizer.onChange(() => {
+    changes += 1;
+  });
   return { state, authorizer, changes: () => changes };
 }
 

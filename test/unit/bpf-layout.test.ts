@@ -5,9 +5,23 @@ import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as os from 'node:os';
 import {
-  AF_INET, AF_INET6, BPF_CONSTANTS, LAYOUT,
-  VERDICTS, addressBytes, addressText, decodeConfig, decodeOrigin, decodeSockaddr, encodeConfig, encodeConnKey,
-  encodeDeliveryKey, encodeIpKey, encodePod, encodeSockaddr, type SocketAddress,
+  AF_INET,
+  AF_INET6,
+  BPF_CONSTANTS,
+  LAYOUT,
+  VERDICTS,
+  addressBytes,
+  addressText,
+  decodeConfig,
+  decodeOrigin,
+  decodeSockaddr,
+  encodeConfig,
+  encodeConnKey,
+  encodeDeliveryKey,
+  encodeIpKey,
+  encodePod,
+  encodeSockaddr,
+  type SocketAddress,
 } from '../../src/capture/bpf-layout';
 
 // Map keys and values are in host byte order (the programs run on this machine); ports in
@@ -64,11 +78,14 @@ describe('addressBytes and addressText', () => {
 
   test('an invalid address is a TypeError naming it', () => {
     for (const bad of ['', 'not-an-ip', '10.0.0.256', '10.0.0.1/24', '1.2.3', 'fd00:::1', 'gggg::1']) {
-      assert.throws(() => addressBytes(bad), (err: unknown) => {
-        assert.ok(err instanceof TypeError, `${bad}: ${String(err)}`);
-        assert.ok(err.message.includes(`"${bad}"`), err.message);
-        return true;
-      });
+      assert.throws(
+        () => addressBytes(bad),
+        (err: unknown) => {
+          assert.ok(err instanceof TypeError, `${bad}: ${String(err)}`);
+          assert.ok(err.message.includes(`"${bad}"`), err.message);
+          return true;
+        },
+      );
     }
     assert.throws(() => encodeIpKey('example.com'), TypeError);
     assert.throws(() => encodeSockaddr({ family: 4, ip: '999.1.1.1', port: 80 }), TypeError);
@@ -140,7 +157,12 @@ describe('encodePod', () => {
   const cidr = LAYOUT.ferry_cidr;
 
   test('flags, pod id, excluded ports and CIDRs at the LAYOUT offsets', () => {
-    const buf = encodePod({ state: 'enrolled', podId: 0x01020304, excludedPorts: [22, 15021, 65535], excludedCidrs: ['169.254.0.0/16', 'fd00:1::/64'] });
+    const buf = encodePod({
+      state: 'enrolled',
+      podId: 0x01020304,
+      excludedPorts: [22, 15021, 65535],
+      excludedCidrs: ['169.254.0.0/16', 'fd00:1::/64'],
+    });
     assert.equal(buf.length, LAYOUT.ferry_pod.size);
     assert.equal(u32(buf, f.flags), BPF_CONSTANTS.FERRY_POD_ENROLLED);
     assert.equal(u32(buf, f.pod_id), 0x01020304);
@@ -189,7 +211,13 @@ describe('encodePod', () => {
 
   test('more excluded CIDRs than the table holds is a RangeError', () => {
     assert.throws(
-      () => encodePod({ state: 'enrolled', podId: 1, excludedPorts: [], excludedCidrs: ['1.0.0.0/8', '2.0.0.0/8', '3.0.0.0/8', '4.0.0.0/8', '5.0.0.0/8'] }),
+      () =>
+        encodePod({
+          state: 'enrolled',
+          podId: 1,
+          excludedPorts: [],
+          excludedCidrs: ['1.0.0.0/8', '2.0.0.0/8', '3.0.0.0/8', '4.0.0.0/8', '5.0.0.0/8'],
+        }),
       (err: unknown) => err instanceof RangeError && /at most 4 excluded CIDRs, got 5/.test(err.message),
     );
   });
@@ -274,7 +302,10 @@ describe('encodeConfig and encodeDeliveryKey', () => {
 
   test('every verdict index below FERRY_VERDICT_COUNT is named exactly once', () => {
     const indexes = VERDICTS.map((v) => v.index).sort((a, b) => a - b);
-    assert.deepEqual(indexes, Array.from({ length: BPF_CONSTANTS.FERRY_VERDICT_COUNT }, (_, i) => i));
+    assert.deepEqual(
+      indexes,
+      Array.from({ length: BPF_CONSTANTS.FERRY_VERDICT_COUNT }, (_, i) => i),
+    );
     assert.equal(new Set(VERDICTS.map((v) => `${v.program}/${v.verdict}`)).size, VERDICTS.length);
   });
 });

@@ -26,31 +26,77 @@ const CONFIG: ConfigDump = {
   ready: { ready: true },
   workloads: [
     {
-      uid: 'shop/web-1', namespace: 'shop', name: 'web-1', node: 'node-b', ips: ['10.244.1.10'], serviceAccount: 'web',
-      identity: 'spiffe://cluster.local/ns/shop/sa/web', workloadName: 'web', app: 'web', version: 'v1', protocol: 'HBONE', enrolled: false,
+      uid: 'shop/web-1',
+      namespace: 'shop',
+      name: 'web-1',
+      node: 'node-b',
+      ips: ['10.244.1.10'],
+      serviceAccount: 'web',
+      identity: 'spiffe://cluster.local/ns/shop/sa/web',
+      workloadName: 'web',
+      app: 'web',
+      version: 'v1',
+      protocol: 'HBONE',
+      enrolled: false,
     },
     {
-      uid: 'shop/client', namespace: 'shop', name: 'client', node: 'node-a', ips: ['10.244.0.10'], serviceAccount: 'default',
-      identity: 'spiffe://cluster.local/ns/shop/sa/default', workloadName: 'client', app: 'client', version: 'latest', protocol: 'HBONE', enrolled: true,
+      uid: 'shop/client',
+      namespace: 'shop',
+      name: 'client',
+      node: 'node-a',
+      ips: ['10.244.0.10'],
+      serviceAccount: 'default',
+      identity: 'spiffe://cluster.local/ns/shop/sa/default',
+      workloadName: 'client',
+      app: 'client',
+      version: 'latest',
+      protocol: 'HBONE',
+      enrolled: true,
     },
     {
-      uid: 'legacy/db', namespace: 'legacy', name: 'db', node: 'node-a', ips: [], serviceAccount: 'default',
-      identity: 'spiffe://cluster.local/ns/legacy/sa/default', workloadName: 'db', app: 'db', version: 'latest', protocol: 'TCP', enrolled: false,
+      uid: 'legacy/db',
+      namespace: 'legacy',
+      name: 'db',
+      node: 'node-a',
+      ips: [],
+      serviceAccount: 'default',
+      identity: 'spiffe://cluster.local/ns/legacy/sa/default',
+      workloadName: 'db',
+      app: 'db',
+      version: 'latest',
+      protocol: 'TCP',
+      enrolled: false,
     },
   ],
   services: [
     {
-      namespace: 'shop', name: 'web', hostname: 'web.shop.svc.cluster.local', vips: ['10.96.0.10'],
+      namespace: 'shop',
+      name: 'web',
+      hostname: 'web.shop.svc.cluster.local',
+      vips: ['10.96.0.10'],
       ports: [
         { name: 'http', port: 80, endpoints: [{ ip: '10.244.1.10', port: 8080, workloadUid: 'shop/web-1' }] },
         { port: 9090, endpoints: [{ ip: '10.244.1.10', port: 9090 }] },
       ],
     },
-    { namespace: 'legacy', name: 'db', hostname: 'db.legacy.svc.cluster.local', vips: ['10.96.0.11'], ports: [{ port: 5432, endpoints: [] }] },
+    {
+      namespace: 'legacy',
+      name: 'db',
+      hostname: 'db.legacy.svc.cluster.local',
+      vips: ['10.96.0.11'],
+      ports: [{ port: 5432, endpoints: [] }],
+    },
   ],
   policies: {
     authorizationPolicies: [
-      { namespace: 'shop', name: 'web-allow', action: 'ALLOW', dryRun: false, selector: { app: 'web' }, rules: [{ from: [{ namespaces: ['shop'] }] }, {}] },
+      {
+        namespace: 'shop',
+        name: 'web-allow',
+        action: 'ALLOW',
+        dryRun: false,
+        selector: { app: 'web' },
+        rules: [{ from: [{ namespaces: ['shop'] }] }, {}],
+      },
       { namespace: 'ferry-system', name: 'deny-legacy', action: 'DENY', dryRun: true, rules: [{}] },
     ],
     peerAuthentications: [
@@ -61,9 +107,15 @@ const CONFIG: ConfigDump = {
   },
   certificates: [
     {
-      identity: 'spiffe://cluster.local/ns/shop/sa/default', principal: 'cluster.local/ns/shop/sa/default', serial: '0a1b',
-      issuer: 'CN=Ferry Intermediate', notBefore: '2030-01-01T00:00:00.000Z', notAfter: '2030-01-02T00:00:00.000Z',
-      state: 'valid', expiresInSeconds: 86_000, chain: ['-----BEGIN CERTIFICATE-----\n…'],
+      identity: 'spiffe://cluster.local/ns/shop/sa/default',
+      principal: 'cluster.local/ns/shop/sa/default',
+      serial: '0a1b',
+      issuer: 'CN=Ferry Intermediate',
+      notBefore: '2030-01-01T00:00:00.000Z',
+      notAfter: '2030-01-02T00:00:00.000Z',
+      state: 'valid',
+      expiresInSeconds: 86_000,
+      chain: ['-----BEGIN CERTIFICATE-----\n…'],
     },
   ],
   trustBundle: [{ subject: 'CN=Ferry Root', notAfter: '2040-01-01T00:00:00.000Z', fingerprint256: 'AB:CD' }],
@@ -74,13 +126,33 @@ const CONFIG: ConfigDump = {
 const CONNECTIONS: ConnectionsDump = {
   connections: [
     {
-      id: 'c1', direction: 'outbound', path: 'hbone', source: '10.244.0.10:40000', destination: '10.244.1.10:8080',
-      sourceWorkload: 'client', sourceNamespace: 'shop', destinationService: 'web.shop.svc.cluster.local',
-      destinationWorkload: 'web', destinationNamespace: 'shop', bytesSent: 100, bytesReceived: 4096, startedAt: '2030-01-01T00:00:00.000Z', ageMs: 5000,
+      id: 'c1',
+      direction: 'outbound',
+      path: 'hbone',
+      source: '10.244.0.10:40000',
+      destination: '10.244.1.10:8080',
+      sourceWorkload: 'client',
+      sourceNamespace: 'shop',
+      destinationService: 'web.shop.svc.cluster.local',
+      destinationWorkload: 'web',
+      destinationNamespace: 'shop',
+      bytesSent: 100,
+      bytesReceived: 4096,
+      startedAt: '2030-01-01T00:00:00.000Z',
+      ageMs: 5000,
     },
     {
-      id: 'c2', direction: 'inbound', path: 'plaintext', source: '10.250.0.1:50000', destination: '10.244.0.10:8080',
-      destinationWorkload: 'client', destinationNamespace: 'shop', bytesSent: 5, bytesReceived: 0, startedAt: '2030-01-01T00:01:00.000Z', ageMs: 125_000,
+      id: 'c2',
+      direction: 'inbound',
+      path: 'plaintext',
+      source: '10.250.0.1:50000',
+      destination: '10.244.0.10:8080',
+      destinationWorkload: 'client',
+      destinationNamespace: 'shop',
+      bytesSent: 5,
+      bytesReceived: 0,
+      startedAt: '2030-01-01T00:01:00.000Z',
+      ageMs: 125_000,
     },
   ],
 };
@@ -90,10 +162,15 @@ const LOGGING: LoggingDump = { level: 'info', components: { access: 'debug' } };
 function istio(reporter: 'source' | 'destination', srcWorkload: string, dstService: string, flag = '-'): string {
   const labels = Object.fromEntries(ISTIO_TCP_LABELS.map((l) => [l, 'unknown'])) as IstioTcpLabels;
   Object.assign(labels, {
-    reporter, source_workload: srcWorkload, source_workload_namespace: 'shop', destination_service: `${dstService}.shop.svc.cluster.local`,
+    reporter,
+    source_workload: srcWorkload,
+    source_workload_namespace: 'shop',
+    destination_service: `${dstService}.shop.svc.cluster.local`,
     response_flags: flag,
   });
-  return `{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
+  return `{${Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .join(',')}}`;
 }
 
 /** node-a: client (enrolled) → web, 3 connections, 1 denied. node-b: web's side of the same, and an outsider's 2. */
@@ -178,7 +255,8 @@ async function ferry(args: string[], sandbox?: SandboxAccess): Promise<Output> {
   const program = new Command('ferry').exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
   const sandboxCommand = program.command('sandbox');
   registerInspect(program, sandboxCommand, {
-    io: { print: (line) => output.out.push(line), warn: (line) => output.err.push(line) }, sandbox,
+    io: { print: (line) => output.out.push(line), warn: (line) => output.err.push(line) },
+    sandbox,
   });
   await program.parseAsync(args, { from: 'user' });
   return output;
@@ -245,7 +323,14 @@ describe('ferry inspect against an admin API', () => {
     const { out } = await ferry(['inspect', 'certs', '--admin', url]);
     assert.deepEqual(cells(out), [
       ['IDENTITY', 'SERIAL', 'STATE', 'NOT-BEFORE', 'NOT-AFTER', 'ISSUER'],
-      ['spiffe://cluster.local/ns/shop/sa/default', '0a1b', 'valid', '2030-01-01T00:00:00.000Z', '2030-01-02T00:00:00.000Z', 'CN=Ferry Intermediate'],
+      [
+        'spiffe://cluster.local/ns/shop/sa/default',
+        '0a1b',
+        'valid',
+        '2030-01-01T00:00:00.000Z',
+        '2030-01-02T00:00:00.000Z',
+        'CN=Ferry Intermediate',
+      ],
       [''],
       ['TRUST ANCHOR', 'NOT-AFTER', 'SHA-256 FINGERPRINT'],
       ['CN=Ferry Root', '2040-01-01T00:00:00.000Z', 'AB:CD'],
@@ -270,40 +355,77 @@ describe('ferry inspect against an admin API', () => {
   test('logging: shows levels; --level (and --component) POSTs the change first', async (t) => {
     const { url, requests } = await startServer(t);
     const { out } = await ferry(['inspect', 'logging', '--admin', url]);
-    assert.deepEqual(cells(out), [['COMPONENT', 'LEVEL'], ['(root)', 'info'], ['access', 'debug']]);
+    assert.deepEqual(cells(out), [
+      ['COMPONENT', 'LEVEL'],
+      ['(root)', 'info'],
+      ['access', 'debug'],
+    ]);
     await ferry(['inspect', 'logging', '--admin', url, '--level', 'debug', '--component', 'access']);
     assert.deepEqual(requests.slice(1), ['POST /logging?level=debug&component=access', 'GET /logging']);
-    await rejectsWith(ferry(['inspect', 'logging', '--admin', url, '--component', 'access']), 'FERRY_ERR_CLI_ARGUMENT', /--component needs --level/);
+    await rejectsWith(
+      ferry(['inspect', 'logging', '--admin', url, '--component', 'access']),
+      'FERRY_ERR_CLI_ARGUMENT',
+      /--component needs --level/,
+    );
     assert.equal(requests.length, 3, 'a rejected option sends nothing');
     // The agent checks levels (it knows `reset` too); its refusal is shown as it gave it.
-    await rejectsWith(ferry(['inspect', 'logging', '--admin', url, '--level', 'loud']), 'FERRY_ERR_CLI_ANSWER',
-      /^POST http:\/\/127\.0\.0\.1:\d+\/logging\?level=loud answered HTTP 400: level "loud" is not one of fatal/);
+    await rejectsWith(
+      ferry(['inspect', 'logging', '--admin', url, '--level', 'loud']),
+      'FERRY_ERR_CLI_ANSWER',
+      /^POST http:\/\/127\.0\.0\.1:\d+\/logging\?level=loud answered HTTP 400: level "loud" is not one of fatal/,
+    );
   });
 
   test('errors name the cause: bad URL, nothing listening, HTTP error, not JSON, another shape', async (t) => {
     const { url } = await startServer(t);
-    await rejectsWith(ferry(['inspect', 'workloads', '--admin', 'localhost:15000']), 'FERRY_ERR_CLI_ARGUMENT',
-      /--admin: "localhost:15000" is not an http:\/\/ or https:\/\/ URL/);
+    await rejectsWith(
+      ferry(['inspect', 'workloads', '--admin', 'localhost:15000']),
+      'FERRY_ERR_CLI_ARGUMENT',
+      /--admin: "localhost:15000" is not an http:\/\/ or https:\/\/ URL/,
+    );
     await rejectsWith(ferry(['inspect', 'workloads', '--admin', 'nonsense']), 'FERRY_ERR_CLI_ARGUMENT', /--admin: "nonsense" is not a URL/);
     const port = await closedPort();
-    await rejectsWith(ferry(['inspect', 'workloads', '--admin', `http://127.0.0.1:${port}`]), 'FERRY_ERR_CLI_UNREACHABLE',
-      new RegExp(`nothing answers GET http://127\\.0\\.0\\.1:${port}/config_dump: connect ECONNREFUSED .*is the agent running, and is this its admin API\\?`));
-    await rejectsWith(ferry(['inspect', 'workloads', '--admin', `${url}/broken/`]), 'FERRY_ERR_CLI_ANSWER',
-      /GET http:\/\/127\.0\.0\.1:\d+\/broken\/config_dump answered HTTP 500: state not synced yet$/);
-    await rejectsWith(ferry(['inspect', 'certs', '--admin', `${url}/notjson`]), 'FERRY_ERR_CLI_ANSWER',
-      /^GET http:\/\/127\.0\.0\.1:\d+\/notjson\/config_dump did not answer JSON: /);
-    await rejectsWith(ferry(['inspect', 'certs', '--admin', `${url}/other/`]), 'FERRY_ERR_CLI_ANSWER',
-      /^GET http:\/\/127\.0\.0\.1:\d+\/other\/config_dump answered JSON without a certificates array/);
+    await rejectsWith(
+      ferry(['inspect', 'workloads', '--admin', `http://127.0.0.1:${port}`]),
+      'FERRY_ERR_CLI_UNREACHABLE',
+      new RegExp(
+        `nothing answers GET http://127\\.0\\.0\\.1:${port}/config_dump: connect ECONNREFUSED .*is the agent running, and is this its admin API\\?`,
+      ),
+    );
+    await rejectsWith(
+      ferry(['inspect', 'workloads', '--admin', `${url}/broken/`]),
+      'FERRY_ERR_CLI_ANSWER',
+      /GET http:\/\/127\.0\.0\.1:\d+\/broken\/config_dump answered HTTP 500: state not synced yet$/,
+    );
+    await rejectsWith(
+      ferry(['inspect', 'certs', '--admin', `${url}/notjson`]),
+      'FERRY_ERR_CLI_ANSWER',
+      /^GET http:\/\/127\.0\.0\.1:\d+\/notjson\/config_dump did not answer JSON: /,
+    );
+    await rejectsWith(
+      ferry(['inspect', 'certs', '--admin', `${url}/other/`]),
+      'FERRY_ERR_CLI_ANSWER',
+      /^GET http:\/\/127\.0\.0\.1:\d+\/other\/config_dump answered JSON without a certificates array/,
+    );
   });
 });
 
 describe('ferry inspect graph', () => {
-  test('merges agents\' metrics into an edge table, a DOT file and (with Graphviz) an SVG', async (t) => {
+  test("merges agents' metrics into an edge table, a DOT file and (with Graphviz) an SVG", async (t) => {
     const { url } = await startServer(t);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-graph-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const dotFile = path.join(dir, 'mesh.dot');
-    const { out, err } = await ferry(['inspect', 'graph', '--metrics', `${url}/metrics/node-a`, '--metrics', `${url}/metrics/node-b`, '--out', dotFile]);
+    const { out, err } = await ferry([
+      'inspect',
+      'graph',
+      '--metrics',
+      `${url}/metrics/node-a`,
+      '--metrics',
+      `${url}/metrics/node-b`,
+      '--out',
+      dotFile,
+    ]);
     const table = cells(out.slice(0, 3));
     assert.deepEqual(table, [
       ['SOURCE', 'DESTINATION', 'CONNECTIONS', 'BYTES', 'REQUEST', 'RESPONSE', 'FAILURES'],
@@ -326,16 +448,23 @@ describe('ferry inspect graph', () => {
     const { out, err } = await ferry(['inspect', 'graph', '--metrics', `${url}/metrics/node-a`, `${url}/metrics/node-b`, '-o', 'json']);
     const graph = JSON.parse(out.join('\n'));
     assert.deepEqual(graph.enrolledWorkloads, ['client.shop', 'web.shop']);
-    assert.deepEqual(graph.edges.map((e: { source: string; connections: number }) => [e.source, e.connections]), [
-      ['workload:client.shop', 3], ['workload:outsider.shop', 2],
-    ]);
+    assert.deepEqual(
+      graph.edges.map((e: { source: string; connections: number }) => [e.source, e.connections]),
+      [
+        ['workload:client.shop', 3],
+        ['workload:outsider.shop', 2],
+      ],
+    );
     assert.deepEqual(err, []);
   });
 
   test('malformed metrics fail with the URL and line', async (t) => {
     const { url } = await startServer(t);
-    await rejectsWith(ferry(['inspect', 'graph', '--metrics', `${url}/bad-metrics`, '-o', 'json']), 'FERRY_ERR_METRICS_PARSE',
-      new RegExp(`^${url.replace(/\./g, '\\.')}/bad-metrics: line 2, column \\d+: expected "," or "}"`));
+    await rejectsWith(
+      ferry(['inspect', 'graph', '--metrics', `${url}/bad-metrics`, '-o', 'json']),
+      'FERRY_ERR_METRICS_PARSE',
+      new RegExp(`^${url.replace(/\./g, '\\.')}/bad-metrics: line 2, column \\d+: expected "," or "}"`),
+    );
   });
 });
 
@@ -364,25 +493,38 @@ function fakeSandbox(serverUrl: string, downPort: number, calls: string[]): Sand
       calls.push(`${netnsPath} ${host}:${port}${requestPath}`);
       const node = PLAN.nodes.find((n) => netnsPath === `/run/netns/${n.netns}`);
       assert.ok(node, `no node has namespace ${netnsPath}`);
-      const target = node.name === 'node-c' ? `http://127.0.0.1:${downPort}${requestPath}`
-        : port === 15020 ? `${serverUrl}/metrics/${node.name}` : `${serverUrl}${requestPath}`;
+      const target =
+        node.name === 'node-c'
+          ? `http://127.0.0.1:${downPort}${requestPath}`
+          : port === 15020
+            ? `${serverUrl}/metrics/${node.name}`
+            : `${serverUrl}${requestPath}`;
       return new Promise((resolve, reject) => {
-        http.get(target, (res) => {
-          let body = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => { body += chunk; });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        }).on('error', (err) => reject(new Error(`GET http://${host}:${port}${requestPath} in ${netnsPath}: ${err.message}`, { cause: err })));
+        http
+          .get(target, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              body += chunk;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          })
+          .on('error', (err) =>
+            reject(new Error(`GET http://${host}:${port}${requestPath} in ${netnsPath}: ${err.message}`, { cause: err })),
+          );
       });
     },
   };
 }
 
 describe('ferry sandbox inspect', () => {
-  test('NODE KIND asks that node\'s agent, inside its namespace', async (t) => {
+  test("NODE KIND asks that node's agent, inside its namespace", async (t) => {
     const { url } = await startServer(t);
     const calls: string[] = [];
-    const { out } = await ferry(['sandbox', 'inspect', 'node-a', 'workloads', '--prefix', 'unit'], fakeSandbox(url, await closedPort(), calls));
+    const { out } = await ferry(
+      ['sandbox', 'inspect', 'node-a', 'workloads', '--prefix', 'unit'],
+      fakeSandbox(url, await closedPort(), calls),
+    );
     assert.deepEqual(calls, ['/run/netns/unit-node-a 127.0.0.1:15000/config_dump']);
     assert.equal(out[0].split(/ {2,}/)[0], 'NAMESPACE');
     assert.equal(out.length, 1 + CONFIG.workloads.length);
@@ -393,26 +535,48 @@ describe('ferry sandbox inspect', () => {
   test('unknown node, missing or unknown kind, and a stopped agent are clear errors', async (t) => {
     const { url } = await startServer(t);
     const sandbox = fakeSandbox(url, await closedPort(), []);
-    await rejectsWith(ferry(['sandbox', 'inspect', 'node-x', 'workloads', '--prefix', 'unit'], sandbox), 'FERRY_ERR_CLI_ARGUMENT',
-      /sandbox "unit" has no node "node-x"; its nodes: node-a, node-b, node-c \(or graph\)/);
-    await rejectsWith(ferry(['sandbox', 'inspect', 'node-a', '--prefix', 'unit'], sandbox), 'FERRY_ERR_CLI_ARGUMENT',
-      /say what to inspect on node node-a: workloads\|services\|policies\|certs\|connections/);
-    await rejectsWith(ferry(['sandbox', 'inspect', 'node-a', 'pods', '--prefix', 'unit'], sandbox), 'FERRY_ERR_CLI_ARGUMENT',
-      /cannot inspect "pods": choose one of workloads, services, policies, certs, connections/);
-    await rejectsWith(ferry(['sandbox', 'inspect', 'node-c', 'certs', '--prefix', 'unit'], sandbox), 'FERRY_ERR_CLI_UNREACHABLE',
-      /the agent on node node-c is not running: nothing listens on 127\.0\.0\.1:15000 in its namespace unit-node-c .*ferry sandbox agent start node-c/);
+    await rejectsWith(
+      ferry(['sandbox', 'inspect', 'node-x', 'workloads', '--prefix', 'unit'], sandbox),
+      'FERRY_ERR_CLI_ARGUMENT',
+      /sandbox "unit" has no node "node-x"; its nodes: node-a, node-b, node-c \(or graph\)/,
+    );
+    await rejectsWith(
+      ferry(['sandbox', 'inspect', 'node-a', '--prefix', 'unit'], sandbox),
+      'FERRY_ERR_CLI_ARGUMENT',
+      /say what to inspect on node node-a: workloads\|services\|policies\|certs\|connections/,
+    );
+    await rejectsWith(
+      ferry(['sandbox', 'inspect', 'node-a', 'pods', '--prefix', 'unit'], sandbox),
+      'FERRY_ERR_CLI_ARGUMENT',
+      /cannot inspect "pods": choose one of workloads, services, policies, certs, connections/,
+    );
+    await rejectsWith(
+      ferry(['sandbox', 'inspect', 'node-c', 'certs', '--prefix', 'unit'], sandbox),
+      'FERRY_ERR_CLI_UNREACHABLE',
+      /the agent on node node-c is not running: nothing listens on 127\.0\.0\.1:15000 in its namespace unit-node-c .*ferry sandbox agent start node-c/,
+    );
   });
 
-  test('graph merges every answering node\'s metrics and warns about the others', async (t) => {
+  test("graph merges every answering node's metrics and warns about the others", async (t) => {
     const { url } = await startServer(t);
     const calls: string[] = [];
-    const { out, err } = await ferry(['sandbox', 'inspect', 'graph', '--prefix', 'unit', '-o', 'json'], fakeSandbox(url, await closedPort(), calls));
-    assert.deepEqual(calls.sort(), ['a', 'b', 'c'].map((n) => `/run/netns/unit-node-${n} 127.0.0.1:15020/metrics`));
+    const { out, err } = await ferry(
+      ['sandbox', 'inspect', 'graph', '--prefix', 'unit', '-o', 'json'],
+      fakeSandbox(url, await closedPort(), calls),
+    );
+    assert.deepEqual(
+      calls.sort(),
+      ['a', 'b', 'c'].map((n) => `/run/netns/unit-node-${n} 127.0.0.1:15020/metrics`),
+    );
     const graph = JSON.parse(out.join('\n'));
     assert.deepEqual(graph.sources, ['node node-a (127.0.0.1:15020/metrics)', 'node node-b (127.0.0.1:15020/metrics)']);
-    assert.deepEqual(graph.edges.map((e: { source: string; connections: number }) => [e.source, e.connections]), [
-      ['workload:client.shop', 3], ['workload:outsider.shop', 2],
-    ]);
+    assert.deepEqual(
+      graph.edges.map((e: { source: string; connections: number }) => [e.source, e.connections]),
+      [
+        ['workload:client.shop', 3],
+        ['workload:outsider.shop', 2],
+      ],
+    );
     assert.equal(err.length, 1);
     assert.match(err[0], /^warning: the agent on node node-c is not running: .*; the graph lacks what it reports$/);
   });

@@ -49,11 +49,15 @@ function registries(): Registry[] {
   return found;
 }
 
-test('the scan finds every module\'s registry', () => {
+test("the scan finds every module's registry", () => {
   const names = registries().map((r) => r.where.split(' ')[1]);
   for (const expected of [
-    'CAPTURE_ERROR_CODES', 'CONFIG_ERROR_CODES', 'NATIVE_ERROR_CODES', 'SANDBOX_ERROR_CODES',
-    'SANDBOX_RUNTIME_ERROR_CODES', 'STATE_ERROR_CODES',
+    'CAPTURE_ERROR_CODES',
+    'CONFIG_ERROR_CODES',
+    'NATIVE_ERROR_CODES',
+    'SANDBOX_ERROR_CODES',
+    'SANDBOX_RUNTIME_ERROR_CODES',
+    'STATE_ERROR_CODES',
   ]) {
     assert.ok(names.includes(expected), `no ${expected} found in src/ (found ${names.join(', ')})`);
   }

@@ -64,7 +64,9 @@ describe('explainAjvError', () => {
   });
 
   test('values the caller plans to support are "not supported yet"', () => {
-    assert.deepEqual(explain({ name: 'ab', protocol: 'UDP' }, { notSupportedYet: ['UDP'] }), ['protocol: UDP is not supported yet; expected TCP']);
+    assert.deepEqual(explain({ name: 'ab', protocol: 'UDP' }, { notSupportedYet: ['UDP'] }), [
+      'protocol: UDP is not supported yet; expected TCP',
+    ]);
     assert.deepEqual(explain({ name: 'ab', protocol: 'UDP' }), ['protocol: "UDP" is not supported; expected TCP']);
   });
 

@@ -25,7 +25,7 @@ async function twoPods(t: After, admission: HboneAdmission): Promise<[Server, Se
 async function connectOn(session: http2.ClientHttp2Session, s: Server, text: string): Promise<{ status: number; echo: string }> {
   const stream = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${s.appPort}` }, { endStream: false });
   stream.on('error', () => undefined);
-  const [headers] = await within(once(stream, 'response'), 3000, 'the CONNECT answer') as [http2.IncomingHttpHeaders];
+  const [headers] = (await within(once(stream, 'response'), 3000, 'the CONNECT answer')) as [http2.IncomingHttpHeaders];
   const status = Number(headers[':status']);
   if (status !== 200) return { status, echo: '' };
   return { status, echo: await exchange(stream, text) };
@@ -36,7 +36,9 @@ test('sessions per peer identity are capped agent-wide: the one over it gets GOA
   const [a, b] = await twoPods(t, admission);
   // Three sessions as frontend, over both pods.
   const held = [
-    await clientSession(t, a.port, a.provider), await clientSession(t, a.port, a.provider), await clientSession(t, b.port, a.provider),
+    await clientSession(t, a.port, a.provider),
+    await clientSession(t, a.port, a.provider),
+    await clientSession(t, b.port, a.provider),
   ];
   assert.equal(admission.sessionsOf(FRONTEND_PRINCIPAL), 3);
 
@@ -70,10 +72,17 @@ async function stall(t: After, s: Server, admission: HboneAdmission, localAddres
   const socket = net.connect({ host: '127.0.0.1', port: s.port, localAddress });
   let closed = false;
   socket.on('error', () => undefined);
-  socket.on('close', () => { closed = true; });
-  t.after(() => { socket.destroy(); });
+  socket.on('close', () => {
+    closed = true;
+  });
+  t.after(() => {
+    socket.destroy();
+  });
   // Wait for the listener to take it (pending, or already counted as evicted), so acceptance order is ours.
-  await waitFor(() => admission.stats().pendingHandshakes + admission.stats().handshakesEvicted > before, `a stalled connection from ${localAddress}`);
+  await waitFor(
+    () => admission.stats().pendingHandshakes + admission.stats().handshakesEvicted > before,
+    `a stalled connection from ${localAddress}`,
+  );
   return { closed: () => closed };
 }
 
@@ -87,13 +96,28 @@ test('pending handshakes per source address are capped agent-wide: the oldest fr
   for (let i = 0; i < 6; i++) flood.push(await stall(t, i < 3 ? a : b, admission, '127.0.0.2'));
   await waitFor(() => flood[0].closed() && flood[1].closed(), 'the two oldest from 127.0.0.2 to be closed');
   await sleep(100);
-  assert.deepEqual(flood.map((f) => f.closed()), [true, true, false, false, false, false]);
-  assert.deepEqual(bystanders.map((f) => f.closed()), [false, false, false, false], 'another address lost a handshake');
+  assert.deepEqual(
+    flood.map((f) => f.closed()),
+    [true, true, false, false, false, false],
+  );
+  assert.deepEqual(
+    bystanders.map((f) => f.closed()),
+    [false, false, false, false],
+    'another address lost a handshake',
+  );
   assert.equal(a.listener.stats().handshakesEvictedPerSource, 2);
   assert.equal(b.listener.stats().handshakesEvictedPerSource, 0);
-  assert.deepEqual({ ...admission.stats(), peers: undefined, sessions: undefined }, {
-    peers: undefined, sessions: undefined, sources: 2, pendingHandshakes: 8, sessionsRefused: 0, handshakesEvicted: 2,
-  });
+  assert.deepEqual(
+    { ...admission.stats(), peers: undefined, sessions: undefined },
+    {
+      peers: undefined,
+      sessions: undefined,
+      sources: 2,
+      pendingHandshakes: 8,
+      sessionsRefused: 0,
+      handshakesEvicted: 2,
+    },
+  );
   assert.equal(a.listener.stats().pendingHandshakes, 5);
   assert.equal(b.listener.stats().pendingHandshakes, 3);
 
@@ -105,7 +129,11 @@ test('pending handshakes per source address are capped agent-wide: the oldest fr
 });
 
 test('HboneAdmission checks its limits', () => {
-  assert.throws(() => new HboneAdmission({ maxSessionsPerPeer: 0 }), (err: unknown) =>
-    err instanceof ProxyOptionsError && /hbone\.admission\.maxSessionsPerPeer: expected an integer in \[1, 1000000\], got 0/.test(err.message));
+  assert.throws(
+    () => new HboneAdmission({ maxSessionsPerPeer: 0 }),
+    (err: unknown) =>
+      err instanceof ProxyOptionsError &&
+      /hbone\.admission\.maxSessionsPerPeer: expected an integer in \[1, 1000000\], got 0/.test(err.message),
+  );
   assert.deepEqual(new HboneAdmission().limits, { maxSessionsPerPeer: 128, maxPendingHandshakesPerSource: 32 });
 });

@@ -14,7 +14,10 @@ import type { After } from './helpers';
 // dist/test/unit → <repo>/test/fixtures/tools
 const TOOL = path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'tools', 'hbone-client.js');
 
-interface Run { code: number | null; json: Record<string, unknown> }
+interface Run {
+  code: number | null;
+  json: Record<string, unknown>;
+}
 
 function runTool(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
@@ -45,7 +48,15 @@ test('hbone-client --mode connect: a round trip, and a wrong expected principal 
   const s = await hboneServer(t);
   const creds = await credentials(t, s);
   const base = ['--target', `127.0.0.1:${s.port}`, '--authority', `127.0.0.1:${s.appPort}`, ...creds];
-  const ok = await runTool([...base, '--mode', 'connect', '--send', 'hello tool', '--expect-principal', 'spiffe://cluster.local/ns/shop/sa/backend']);
+  const ok = await runTool([
+    ...base,
+    '--mode',
+    'connect',
+    '--send',
+    'hello tool',
+    '--expect-principal',
+    'spiffe://cluster.local/ns/shop/sa/backend',
+  ]);
   assert.equal(ok.code, 0);
   assert.deepEqual(ok.json, { ok: true, status: 200, tls: 'ok', reply: 'hello tool' });
 
@@ -62,7 +73,17 @@ test('hbone-client --mode connect: a round trip, and a wrong expected principal 
 test('hbone-client: a client of another trust domain is refused by the server', async (t) => {
   const s = await hboneServer(t);
   const creds = await credentials(t, s, 'evil.example');
-  const run = await runTool(['--target', `127.0.0.1:${s.port}`, '--authority', `127.0.0.1:${s.appPort}`, ...creds, '--mode', 'connect', '--send', 'x']);
+  const run = await runTool([
+    '--target',
+    `127.0.0.1:${s.port}`,
+    '--authority',
+    `127.0.0.1:${s.appPort}`,
+    ...creds,
+    '--mode',
+    'connect',
+    '--send',
+    'x',
+  ]);
   assert.equal(run.code, 0);
   assert.equal(run.json.ok, false);
   assert.equal(s.requests.length, 0);
@@ -88,6 +109,9 @@ test('hbone-client abuse modes: rapid-reset, big-header, many-headers, garbage, 
   assert.equal(garbage.json.closed, true);
 
   const stall = await runTool(['--target', `127.0.0.1:${s.port}`, '--mode', 'stall', '--count', '40', '--hold-ms', '1500']);
-  assert.deepEqual({ opened: stall.json.opened, closedByServer: stall.json.closedByServer, failed: stall.json.failed }, { opened: 40, closedByServer: 40, failed: 0 });
+  assert.deepEqual(
+    { opened: stall.json.opened, closedByServer: stall.json.closedByServer, failed: stall.json.failed },
+    { opened: 40, closedByServer: 40, failed: 0 },
+  );
   assert.equal(s.requests.length, 0);
 });

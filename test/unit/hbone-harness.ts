@@ -10,8 +10,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import {
-  HboneListener, HbonePool, hboneServerLimits, newTraceparent, relay,
-  type Dialer, type HboneAdmission, type HboneInboundStream, type HboneOpenRequest, type HbonePoolOptions, type HboneServerLimits,
+  HboneListener,
+  HbonePool,
+  hboneServerLimits,
+  newTraceparent,
+  relay,
+  type Dialer,
+  type HboneAdmission,
+  type HboneInboundStream,
+  type HboneOpenRequest,
+  type HbonePoolOptions,
+  type HboneServerLimits,
   type ProxyPod,
 } from '../../src/proxy';
 import { createRootLogger } from '../../src/telemetry';
@@ -19,15 +28,30 @@ import { createCa, FakeTlsProvider, spiffe, type TestCa } from './hbone-pki';
 import { type After, sleep, within } from './helpers';
 
 export const BACKEND: ProxyPod = {
-  uid: 'shop/backend', namespace: 'shop', name: 'backend', serviceAccount: 'backend',
-  netnsPath: '/run/netns/ftest-backend', netnsCookie: 1n, ips: ['127.0.0.1'],
+  uid: 'shop/backend',
+  namespace: 'shop',
+  name: 'backend',
+  serviceAccount: 'backend',
+  netnsPath: '/run/netns/ftest-backend',
+  netnsCookie: 1n,
+  ips: ['127.0.0.1'],
 };
 export const FRONTEND: ProxyPod = {
-  uid: 'shop/frontend', namespace: 'shop', name: 'frontend', serviceAccount: 'frontend',
-  netnsPath: '/run/netns/ftest-frontend', netnsCookie: 2n, ips: ['127.0.0.1'],
+  uid: 'shop/frontend',
+  namespace: 'shop',
+  name: 'frontend',
+  serviceAccount: 'frontend',
+  netnsPath: '/run/netns/ftest-frontend',
+  netnsCookie: 2n,
+  ips: ['127.0.0.1'],
 };
 
-export interface LogLine { level: number; component?: string; msg?: string; [key: string]: unknown }
+export interface LogLine {
+  level: number;
+  component?: string;
+  msg?: string;
+  [key: string]: unknown;
+}
 
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -75,7 +99,11 @@ export async function hboneServer(t: After, limits: Partial<HboneServerLimits> =
     await provider.add('shop', 'frontend');
   }
   const lines: LogLine[] = [];
-  const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
+  const log = createRootLogger('debug', {
+    write: (line: string) => {
+      lines.push(JSON.parse(line) as LogLine);
+    },
+  });
 
   const appSockets = new Set<net.Socket>();
   const app = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -90,7 +118,10 @@ export async function hboneServer(t: After, limits: Partial<HboneServerLimits> =
 
   const requests: HboneInboundStream[] = [];
   const listener = new HboneListener(options.pod ?? BACKEND, {
-    tls: provider, log, limits: hboneServerLimits(limits), admission: options.admission,
+    tls: provider,
+    log,
+    limits: hboneServerLimits(limits),
+    admission: options.admission,
     onStream: (request) => {
       requests.push(request);
       if (options.onStream) {
@@ -120,7 +151,14 @@ export async function hboneServer(t: After, limits: Partial<HboneServerLimits> =
     for (const s of [...raws, ...appSockets]) s.destroy();
   });
   return {
-    provider, ca, other, listener, port: (server.address() as net.AddressInfo).port, appPort, lines, requests,
+    provider,
+    ca,
+    other,
+    listener,
+    port: (server.address() as net.AddressInfo).port,
+    appPort,
+    lines,
+    requests,
     accepted: () => lines.filter((l) => l.msg === 'hbone connection accepted').length,
   };
 }
@@ -131,13 +169,20 @@ export const loopbackDialer: Dialer = {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host: '127.0.0.1', port: to.port, allowHalfOpen: true });
       socket.once('error', reject);
-      socket.once('connect', () => { socket.off('error', reject); resolve(socket); });
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
     });
   },
 };
 
 export function pool(t: After, s: Server, options: Partial<HbonePoolOptions> = {}): HbonePool {
-  const log = createRootLogger('debug', { write: (line: string) => { s.lines.push({ ...JSON.parse(line) as LogLine, client: true }); } });
+  const log = createRootLogger('debug', {
+    write: (line: string) => {
+      s.lines.push({ ...(JSON.parse(line) as LogLine), client: true });
+    },
+  });
   const p = new HbonePool({ tls: s.provider, dialer: loopbackDialer, log }, { port: s.port, ...options });
   t.after(() => p.close());
   return p;
@@ -145,7 +190,8 @@ export function pool(t: After, s: Server, options: Partial<HbonePoolOptions> = {
 
 export function request(s: Server, overrides: Partial<HboneOpenRequest> = {}): HboneOpenRequest {
   return {
-    sourcePod: FRONTEND, sourcePrincipal: s.provider.principalFor('shop', 'frontend'),
+    sourcePod: FRONTEND,
+    sourcePrincipal: s.provider.principalFor('shop', 'frontend'),
     target: { family: 4, ip: '127.0.0.1', port: s.appPort },
     expectedPrincipal: s.provider.principalFor('shop', 'backend'),
     headers: { forwarded: 'for=127.0.0.1', traceparent: newTraceparent(), baggage: 'k8s.namespace.name=shop,k8s.pod.name=frontend' },
@@ -168,7 +214,6 @@ export function closeOf(emitter: NodeJS.EventEmitter): Promise<void> {
   return new Promise((resolve) => emitter.once('close', () => resolve()));
 }
 
-
 /** A dialer that sends tunnels for some target IPs to other loopback ports (a second, maybe hostile, peer). */
 export function routedDialer(ports: Record<string, number>, dials: string[] = []): Dialer {
   return {
@@ -180,7 +225,11 @@ export function routedDialer(ports: Record<string, number>, dials: string[] = []
 }
 
 export function poolWith(t: After, s: Server, dialer: Dialer, options: Partial<HbonePoolOptions> = {}): HbonePool {
-  const log = createRootLogger('debug', { write: (line: string) => { s.lines.push({ ...JSON.parse(line) as LogLine, client: true }); } });
+  const log = createRootLogger('debug', {
+    write: (line: string) => {
+      s.lines.push({ ...(JSON.parse(line) as LogLine), client: true });
+    },
+  });
   const p = new HbonePool({ tls: s.provider, dialer, log }, { port: s.port, ...options });
   t.after(() => p.close());
   return p;
@@ -237,22 +286,33 @@ export async function tcpRelay(t: After, targetPort: number): Promise<TcpRelay> 
 
 /** An authenticated raw HTTP/2 client session as `shop/<serviceAccount>` (for sessions HbonePool would not make). */
 export async function clientSession(
-  t: After, port: number, provider: FakeTlsProvider, serviceAccount = 'frontend',
+  t: After,
+  port: number,
+  provider: FakeTlsProvider,
+  serviceAccount = 'frontend',
 ): Promise<{ session: http2.ClientHttp2Session; goaway: () => number | undefined; closed: Promise<void> }> {
   const principal = provider.principalFor('shop', serviceAccount);
   if (!provider.contexts(principal)) await provider.add('shop', serviceAccount);
   const contexts = provider.contexts(principal);
   if (!contexts) throw new Error(`no certificate for ${principal}`);
   const socket = tls.connect({
-    host: '127.0.0.1', port, secureContext: contexts.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined,
+    host: '127.0.0.1',
+    port,
+    secureContext: contexts.client,
+    ALPNProtocols: ['h2'],
+    checkServerIdentity: () => undefined,
   });
   const session = http2.connect(`https://127.0.0.1:${port}`, { createConnection: () => socket });
   let code: number | undefined;
   session.on('error', () => undefined);
-  session.on('goaway', (c: number) => { code ??= c; });
+  session.on('goaway', (c: number) => {
+    code ??= c;
+  });
   const closed = closeOf(session);
-  t.after(() => { session.destroy(); });
-  await within(once(session, 'remoteSettings'), 3000, 'the server\'s SETTINGS');
+  t.after(() => {
+    session.destroy();
+  });
+  await within(once(session, 'remoteSettings'), 3000, "the server's SETTINGS");
   return { session, goaway: () => code, closed };
 }
 
@@ -297,7 +357,9 @@ export function runFlood(args: string[]): Promise<{ code: number | null; result:
 }
 
 /** A loopback TCP pair standing in for the source app: `near` is relayed into the tunnel, `far` is what the app sees. */
-export async function appPair(t: After): Promise<{ near: net.Socket; far: net.Socket; farError: () => string | undefined; farClosed: Promise<void> }> {
+export async function appPair(
+  t: After,
+): Promise<{ near: net.Socket; far: net.Socket; farError: () => string | undefined; farClosed: Promise<void> }> {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -306,9 +368,14 @@ export async function appPair(t: After): Promise<{ near: net.Socket; far: net.So
   const [near] = await accepted;
   server.close();
   let error: string | undefined;
-  far.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code; });
+  far.on('error', (err: NodeJS.ErrnoException) => {
+    error ??= err.code;
+  });
   near.on('error', () => undefined);
   const farClosed = new Promise<void>((resolve) => far.once('close', () => resolve()));
-  t.after(() => { near.destroy(); far.destroy(); });
+  t.after(() => {
+    near.destroy();
+    far.destroy();
+  });
   return { near, far, farError: () => error, farClosed };
 }

@@ -29,11 +29,15 @@ async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
 }
 
 export async function createCa(name = 'ferry test ca'): Promise<TestCa> {
-  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: (serial++).toString(16).padStart(2, '0'), name: `CN=${name}`,
-    notBefore: new Date(now - 60_000), notAfter: new Date(now + 24 * 3600_000), keys, signingAlgorithm: ALG,
+    serialNumber: (serial++).toString(16).padStart(2, '0'),
+    name: `CN=${name}`,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 24 * 3600_000),
+    keys,
+    signingAlgorithm: ALG,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -42,14 +46,22 @@ export async function createCa(name = 'ferry test ca'): Promise<TestCa> {
   return {
     pem: ca.toString('pem'),
     async issue(uris, options = {}) {
-      const leafKeys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
+      const leafKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
       const notAfter = options.notAfter ?? new Date(Date.now() + 3600_000);
       const leaf = await x509.X509CertificateGenerator.create({
-        serialNumber: (serial++).toString(16).padStart(2, '0'), subject: '', issuer: ca.subject,
-        notBefore: options.notBefore ?? new Date(Date.now() - 60_000), notAfter,
-        signingKey: keys.privateKey, publicKey: leafKeys.publicKey, signingAlgorithm: ALG,
+        serialNumber: (serial++).toString(16).padStart(2, '0'),
+        subject: '',
+        issuer: ca.subject,
+        notBefore: options.notBefore ?? new Date(Date.now() - 60_000),
+        notAfter,
+        signingKey: keys.privateKey,
+        publicKey: leafKeys.publicKey,
+        signingAlgorithm: ALG,
         extensions: [
-          new x509.SubjectAlternativeNameExtension(uris.map((value) => ({ type: 'url' as const, value })), true),
+          new x509.SubjectAlternativeNameExtension(
+            uris.map((value) => ({ type: 'url' as const, value })),
+            true,
+          ),
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
           new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
@@ -73,7 +85,10 @@ export function contextsOf(issued: Issued, bundlePem: string): IdentityContexts 
 export class FakeTlsProvider implements TlsProvider {
   private readonly byPrincipal = new Map<string, IdentityContexts>();
 
-  constructor(readonly ca: TestCa, readonly trustDomain = 'cluster.local') {}
+  constructor(
+    readonly ca: TestCa,
+    readonly trustDomain = 'cluster.local',
+  ) {}
 
   principalFor(namespace: string, serviceAccount: string): string {
     return `${this.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;

@@ -32,11 +32,17 @@ test('concurrent opens share one dial, and the stream cap opens a second connect
   // Five at once: one dial, all five on it.
   const first = await within(Promise.all(Array.from({ length: 5 }, () => p.open(request(s)))), 5000, 'five CONNECTs');
   assert.equal(s.accepted(), 1, 'concurrent opens dialled separately');
-  assert.deepEqual(p.stats()[0].connections.map((c) => c.streams), [5]);
+  assert.deepEqual(
+    p.stats()[0].connections.map((c) => c.streams),
+    [5],
+  );
   // The sixth does not fit: a second connection.
   const sixth = await within(p.open(request(s)), 5000, 'the sixth CONNECT');
   assert.equal(s.accepted(), 2);
-  assert.deepEqual(p.stats()[0].connections.map((c) => c.streams), [5, 1]);
+  assert.deepEqual(
+    p.stats()[0].connections.map((c) => c.streams),
+    [5, 1],
+  );
   for (const [i, stream] of [...first, sixth].entries()) assert.equal(await exchange(stream, `s${i}`), `s${i}`);
   await waitFor(() => p.stats()[0].connections.every((c) => c.streams === 0), 'streams to be released');
   // Freed slots are reused before anything new is dialled.
@@ -78,7 +84,7 @@ test('a GOAWAY from the server drops the connection from the pool; open streams 
   assert.equal(await exchange(open, 'after goaway'), 'after goaway');
 });
 
-test('no new stream goes on a connection past our certificate\'s notAfter', async (t) => {
+test("no new stream goes on a connection past our certificate's notAfter", async (t) => {
   const s = await hboneServer(t);
   // X.509 times have one-second resolution: expire in about two seconds.
   await s.provider.add('shop', 'frontend', { notAfter: new Date(Math.ceil(Date.now() / 1000) * 1000 + 2000) });
@@ -99,7 +105,10 @@ test('no certificate for the source identity, or a server that is not HBONE, fai
   await assert.rejects(p.open(request(s, { sourcePrincipal: 'cluster.local/ns/shop/sa/nobody' })), HboneNoIdentityError);
 
   const plain = pool(t, s, { port: s.appPort, handshakeTimeoutMs: 500 });
-  const err = await plain.open(request(s)).then(() => undefined, (e: unknown) => e);
+  const err = await plain.open(request(s)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof HboneTlsError, `expected HboneTlsError, got ${String(err)}`);
   assert.equal(err.code, 'FERRY_ERR_HBONE_TLS');
 });
@@ -120,7 +129,11 @@ test('a peer whose dial fails is failed fast for 1×, 2×, 4× the initial backo
   const dials: string[] = [];
   const routes: Record<string, number> = { '127.0.0.9': dead };
   const p = poolWith(t, s, routedDialer(routes, dials), { backoffInitialMs: 150, backoffMaxMs: 500 });
-  const toDead = (): Promise<unknown> => p.open(request(s, { target: { family: 4, ip: '127.0.0.9', port: s.appPort } })).then(() => undefined, (e: unknown) => e);
+  const toDead = (): Promise<unknown> =>
+    p.open(request(s, { target: { family: 4, ip: '127.0.0.9', port: s.appPort } })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
 
   const first = await toDead();
   assert.ok(first instanceof HboneDialError, `expected HboneDialError, got ${String(first)}`);
@@ -170,16 +183,29 @@ test('a peer whose dial fails is failed fast for 1×, 2×, 4× the initial backo
 test('a TLS handshake that times out puts the peer in backoff: the next open fails at once naming the timeout', async (t) => {
   const s = await hboneServer(t);
   // Accepts and never speaks.
-  const silent = net.createServer((socket) => { socket.on('error', () => undefined); t.after(() => { socket.destroy(); }); });
+  const silent = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    t.after(() => {
+      socket.destroy();
+    });
+  });
   silent.listen(0, '127.0.0.1');
   await once(silent, 'listening');
-  t.after(() => { silent.close(); });
+  t.after(() => {
+    silent.close();
+  });
   const dials: string[] = [];
   const p = poolWith(t, s, routedDialer({ '127.0.0.1': (silent.address() as net.AddressInfo).port }, dials), { handshakeTimeoutMs: 200 });
-  const first = await p.open(request(s)).then(() => undefined, (e: unknown) => e);
+  const first = await p.open(request(s)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(first instanceof HboneTlsError && first.reason === 'TIMEOUT', `expected a TLS timeout, got ${String(first)}`);
   const started = Date.now();
-  const fast = await p.open(request(s)).then(() => undefined, (e: unknown) => e);
+  const fast = await p.open(request(s)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(fast instanceof HboneDialError, `expected HboneDialError, got ${String(fast)}`);
   assert.match(fast.message, /backing off .*TLS handshake with 127\.0\.0\.1:\d+ timed out after 200 ms/);
   assert.equal(dials.length, 1, 'the second open dialled');
@@ -189,18 +215,31 @@ test('a TLS handshake that times out puts the peer in backoff: the next open fai
 
 test('a CONNECT without a response within responseTimeoutMs fails and retires its tunnel; the next open dials a new one', async (t) => {
   let calls = 0;
-  const s = await hboneServer(t, {}, {
-    // The first CONNECT is never answered (a wedged peer); later ones are refused with 503.
-    onStream: (r) => { calls += 1; if (calls > 1) r.reject(503); },
-  });
+  const s = await hboneServer(
+    t,
+    {},
+    {
+      // The first CONNECT is never answered (a wedged peer); later ones are refused with 503.
+      onStream: (r) => {
+        calls += 1;
+        if (calls > 1) r.reject(503);
+      },
+    },
+  );
   const p = pool(t, s, { responseTimeoutMs: 200 });
-  const err = await within(p.open(request(s)), 3000, 'the open to time out').then(() => undefined, (e: unknown) => e);
+  const err = await within(p.open(request(s)), 3000, 'the open to time out').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof HboneStreamError, `expected HboneStreamError, got ${String(err)}`);
   assert.match(err.message, /no response within 200 ms/);
   assert.equal(p.peerStats().counters.responseTimeouts, 1);
   assert.deepEqual(p.stats(), [], 'the tunnel still takes streams');
   await waitFor(() => s.listener.stats().sessions === 0, 'the retired tunnel to close');
-  const next = await within(p.open(request(s)), 3000, 'a second CONNECT').then(() => undefined, (e: unknown) => e);
+  const next = await within(p.open(request(s)), 3000, 'a second CONNECT').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(next instanceof HboneStatusError && next.status === 503, `expected 503 on a new tunnel, got ${String(next)}`);
   assert.equal(s.accepted(), 2);
   assert.deepEqual(p.peerStats().backoff, [], 'a slow answer is not a dead peer');

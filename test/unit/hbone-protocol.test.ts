@@ -3,7 +3,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
-  forwardedFor, hasIp, newTraceparent, numericOptions, parseAuthority, sourceBaggage, validTraceparent,
+  forwardedFor,
+  hasIp,
+  newTraceparent,
+  numericOptions,
+  parseAuthority,
+  sourceBaggage,
+  validTraceparent,
 } from '../../src/proxy/hbone-protocol';
 import { ProxyOptionsError } from '../../src/proxy';
 
@@ -11,7 +17,17 @@ test('parseAuthority takes ip:port and [v6]:port only', () => {
   assert.deepEqual(parseAuthority('10.0.0.1:8080'), { family: 4, ip: '10.0.0.1', port: 8080 });
   assert.deepEqual(parseAuthority('[2001:db8::1]:443'), { family: 6, ip: '2001:db8::1', port: 443 });
   assert.deepEqual(parseAuthority('[::ffff:10.1.2.3]:8'), { family: 4, ip: '10.1.2.3', port: 8 });
-  for (const bad of [undefined, '', 'backend:80', '10.0.0.1', '10.0.0.1:0', '10.0.0.1:65536', '999.1.1.1:80', '2001:db8::1:80', '[nope]:80']) {
+  for (const bad of [
+    undefined,
+    '',
+    'backend:80',
+    '10.0.0.1',
+    '10.0.0.1:0',
+    '10.0.0.1:65536',
+    '999.1.1.1:80',
+    '2001:db8::1:80',
+    '[nope]:80',
+  ]) {
     assert.equal(parseAuthority(bad), undefined, `accepted ${String(bad)}`);
   }
 });
@@ -40,8 +56,12 @@ test('numericOptions names the field and the range it expected', () => {
   const defaults = { a: 1, b: 2 };
   const ranges = { a: [1, 10] as [number, number], b: [0, 5] as [number, number] };
   assert.deepEqual(numericOptions('x', defaults, { b: 5 }, ranges), { a: 1, b: 5 });
-  assert.throws(() => numericOptions('hbone.pool', defaults, { a: 0 }, ranges),
-    (err: unknown) => err instanceof ProxyOptionsError && err.code === 'FERRY_ERR_PROXY_OPTIONS'
-      && err.message === 'hbone.pool.a: expected an integer in [1, 10], got 0');
+  assert.throws(
+    () => numericOptions('hbone.pool', defaults, { a: 0 }, ranges),
+    (err: unknown) =>
+      err instanceof ProxyOptionsError &&
+      err.code === 'FERRY_ERR_PROXY_OPTIONS' &&
+      err.message === 'hbone.pool.a: expected an integer in [1, 10], got 0',
+  );
   assert.throws(() => numericOptions('x', defaults, { b: 1.5 }, ranges), ProxyOptionsError);
 });

@@ -16,15 +16,27 @@ import { type After, sleep, within } from './helpers';
 /** A raw TLS client with the given key/cert (or none); resolves with how the connection ended. */
 async function rawTls(t: After, port: number, options: tls.ConnectionOptions): Promise<{ closedWithin: boolean; error?: string }> {
   const socket = tls.connect({
-    host: '127.0.0.1', port, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined, ...options,
+    host: '127.0.0.1',
+    port,
+    ALPNProtocols: ['h2'],
+    minVersion: 'TLSv1.3',
+    checkServerIdentity: () => undefined,
+    ...options,
   });
-  t.after(() => { socket.destroy(); });
+  t.after(() => {
+    socket.destroy();
+  });
   let error: string | undefined;
-  socket.on('error', (err) => { error ??= err.message; });
+  socket.on('error', (err) => {
+    error ??= err.message;
+  });
   // After TLS 1.3's client Finished the client thinks it is connected; send an HTTP/2 preface so
   // a server that wrongly kept the connection would have something to answer.
   socket.on('secureConnect', () => socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'));
-  const closed = await within(closeOf(socket), 3000, 'the server to close the connection').then(() => true, () => false);
+  const closed = await within(closeOf(socket), 3000, 'the server to close the connection').then(
+    () => true,
+    () => false,
+  );
   return { closedWithin: closed, error };
 }
 
@@ -52,8 +64,10 @@ test('CONNECT round trip: payload both ways, peer identity and headers reach the
 test('a server certificate with another identity is refused by the client before anything is sent', async (t) => {
   const s = await hboneServer(t);
   const p = pool(t, s);
-  const err = await within(p.open(request(s, { expectedPrincipal: 'cluster.local/ns/shop/sa/someone-else' })), 5000, 'open to fail')
-    .then(() => undefined, (e: unknown) => e);
+  const err = await within(p.open(request(s, { expectedPrincipal: 'cluster.local/ns/shop/sa/someone-else' })), 5000, 'open to fail').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof HboneIdentityError, `expected HboneIdentityError, got ${String(err)}`);
   assert.equal(err.code, 'FERRY_ERR_HBONE_IDENTITY');
   assert.match(err.message, /presented cluster\.local\/ns\/shop\/sa\/backend, expected cluster\.local\/ns\/shop\/sa\/someone-else/);
@@ -99,7 +113,7 @@ test('a client certificate with two URI SANs is closed', async (t) => {
 
 // ---- CONNECT validation --------------------------------------------------------------------
 
-test('CONNECT to an address that is not the pod\'s, or to a Ferry port, is answered 400', async (t) => {
+test("CONNECT to an address that is not the pod's, or to a Ferry port, is answered 400", async (t) => {
   const s = await hboneServer(t);
   const p = pool(t, s);
   for (const target of [
@@ -107,7 +121,10 @@ test('CONNECT to an address that is not the pod\'s, or to a Ferry port, is answe
     { family: 4 as const, ip: '127.0.0.1', port: 15008 },
     { family: 4 as const, ip: '127.0.0.1', port: 15001 },
   ]) {
-    const err = await within(p.open(request(s, { target })), 5000, 'the CONNECT to be answered').then(() => undefined, (e: unknown) => e);
+    const err = await within(p.open(request(s, { target })), 5000, 'the CONNECT to be answered').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof HboneStatusError, `expected a status error for ${target.ip}:${target.port}, got ${String(err)}`);
     assert.equal(err.status, 400);
   }
@@ -123,12 +140,18 @@ async function rawSession(t: After, s: Server): Promise<http2.ClientHttp2Session
   const contexts = s.provider.contexts(s.provider.principalFor('shop', 'frontend'));
   assert.ok(contexts);
   const socket = tls.connect({
-    host: '127.0.0.1', port: s.port, secureContext: contexts.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined,
+    host: '127.0.0.1',
+    port: s.port,
+    secureContext: contexts.client,
+    ALPNProtocols: ['h2'],
+    checkServerIdentity: () => undefined,
   });
   const session = http2.connect(`https://127.0.0.1:${s.port}`, { createConnection: () => socket });
   session.on('error', () => undefined);
-  t.after(() => { session.destroy(); });
-  await within(once(session, 'remoteSettings'), 3000, 'the server\'s SETTINGS');
+  t.after(() => {
+    session.destroy();
+  });
+  await within(once(session, 'remoteSettings'), 3000, "the server's SETTINGS");
   return session;
 }
 
@@ -137,7 +160,7 @@ test('a method other than CONNECT is answered 405', async (t) => {
   const session = await rawSession(t, s);
   const req = session.request({ ':method': 'GET', ':path': '/', ':authority': `127.0.0.1:${s.appPort}` });
   req.on('error', () => undefined);
-  const [headers] = await within(once(req, 'response'), 3000, 'the answer') as [http2.IncomingHttpHeaders];
+  const [headers] = (await within(once(req, 'response'), 3000, 'the answer')) as [http2.IncomingHttpHeaders];
   assert.equal(headers[':status'], 405);
   assert.equal(s.requests.length, 0);
 });
@@ -149,23 +172,31 @@ test('a HEADERS + RST_STREAM flood gets its session destroyed while another sess
   const session = await rawSession(t, s);
   const limited = (): boolean => s.lines.some((l) => l.msg === 'hbone session exceeded the stream reset limit; closing it');
   let sent = 0;
-  await within((async () => {
-    while (!limited() && !session.closed && !session.destroyed && sent < 2000) {
-      for (let i = 0; i < 25 && !session.closed && !session.destroyed; i++) {
-        const req = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${s.appPort}` });
-        req.on('error', () => undefined);
-        req.close(http2.constants.NGHTTP2_CANCEL);
-        sent += 1;
+  await within(
+    (async () => {
+      while (!limited() && !session.closed && !session.destroyed && sent < 2000) {
+        for (let i = 0; i < 25 && !session.closed && !session.destroyed; i++) {
+          const req = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${s.appPort}` });
+          req.on('error', () => undefined);
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          sent += 1;
+        }
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  })(), 5000, 'the flood to stop');
+    })(),
+    5000,
+    'the flood to stop',
+  );
   assert.ok(limited(), `the server took all ${sent} reset streams`);
   // Observed on the server: under a flood Node's own client may stop reading and miss the GOAWAY.
   await waitFor(() => s.listener.stats().sessions === 0, 'the flooding session to be destroyed');
   // Counted once, although the rest of the read that tripped the limit held more resets.
   assert.equal(s.listener.stats().sessionsClosedResetFlood, 1);
-  assert.ok(s.lines.some((l) => l.msg === 'hbone connection closed' && l.tunnel === s.lines.find((x) => x.msg === 'hbone connection accepted')?.tunnel));
+  assert.ok(
+    s.lines.some(
+      (l) => l.msg === 'hbone connection closed' && l.tunnel === s.lines.find((x) => x.msg === 'hbone connection accepted')?.tunnel,
+    ),
+  );
   // Streams reset before the handler's turn never cost a dial.
   assert.ok(s.requests.length < sent, `${s.requests.length} of ${sent} reset streams reached the handler`);
 
@@ -180,7 +211,9 @@ test('an oversized header closes the offending stream or session and never reach
   const req = session.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${s.appPort}`, 'x-big': 'a'.repeat(100 * 1024) });
   req.on('error', () => undefined);
   let status: unknown;
-  req.on('response', (h: http2.IncomingHttpHeaders) => { status = h[':status']; });
+  req.on('response', (h: http2.IncomingHttpHeaders) => {
+    status = h[':status'];
+  });
   await within(closeOf(req), 3000, 'the stream to be closed');
   assert.equal(status, undefined, 'the server answered an oversized request');
   assert.notEqual(req.rstCode, http2.constants.NGHTTP2_NO_ERROR);
@@ -203,7 +236,9 @@ test('garbage instead of a ClientHello is dropped', async (t) => {
   const s = await hboneServer(t);
   const socket = net.connect({ host: '127.0.0.1', port: s.port });
   socket.on('error', () => undefined);
-  t.after(() => { socket.destroy(); });
+  t.after(() => {
+    socket.destroy();
+  });
   await within(once(socket, 'connect'), 2000, 'connect');
   socket.write(randomBytes(4096));
   await within(once(socket, 'close'), 2000, 'the server to drop the connection');
@@ -217,15 +252,29 @@ test('2000 stalled connections neither block a real handshake nor stay open', as
   const s = await hboneServer(t, { maxPendingHandshakes: 64, maxPendingHandshakesPerSource: 100_000, handshakeTimeoutMs: 1500 });
   const stalled: net.Socket[] = [];
   let closedByServer = 0;
-  t.after(() => { for (const socket of stalled) socket.destroy(); });
-  await within(Promise.all(Array.from({ length: HOLD }, () => new Promise<void>((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port: s.port });
-    stalled.push(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => { closedByServer += 1; });
-    socket.once('connect', () => resolve());
-    socket.once('error', () => resolve());
-  }))), 10_000, `${HOLD} connections to be accepted by the kernel`);
+  t.after(() => {
+    for (const socket of stalled) socket.destroy();
+  });
+  await within(
+    Promise.all(
+      Array.from(
+        { length: HOLD },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = net.connect({ host: '127.0.0.1', port: s.port });
+            stalled.push(socket);
+            socket.on('error', () => undefined);
+            socket.on('close', () => {
+              closedByServer += 1;
+            });
+            socket.once('connect', () => resolve());
+            socket.once('error', () => resolve());
+          }),
+      ),
+    ),
+    10_000,
+    `${HOLD} connections to be accepted by the kernel`,
+  );
 
   // Accepted beyond the cap evicts the oldest: at most 64 are pending at any time.
   await waitFor(() => closedByServer >= HOLD - 64, `${HOLD - 64} stalled connections to be closed by the cap`, 5000);

@@ -13,7 +13,13 @@ import { HboneStreamError, relay } from '../../src/proxy';
 import { appPair, exchange, hboneServer, poolWith, request, routedDialer, type Server } from './hbone-harness';
 import { type After, sleep, within } from './helpers';
 
-interface Frame { type: number; flags: number; streamId: number; length: number; payload: Buffer }
+interface Frame {
+  type: number;
+  flags: number;
+  streamId: number;
+  length: number;
+  payload: Buffer;
+}
 const h2 = require('../../../test/fixtures/tools/h2-flood.js') as {
   TYPE: Record<string, number>;
   FLAG: Record<string, number>;
@@ -55,12 +61,16 @@ async function hostilePeer(t: After, s: Server, attack: string): Promise<Hostile
     raw.on('error', () => undefined);
     const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: contexts.server, ALPNProtocols: ['h2'] });
     socket.on('error', () => undefined);
-    socket.once('close', () => { state.closedAt ??= Date.now(); });
+    socket.once('close', () => {
+      state.closedAt ??= Date.now();
+    });
     let preface = Buffer.alloc(0);
     const parser = new h2.FrameParser();
     let timer: NodeJS.Timeout | undefined;
     socket.once('close', () => clearInterval(timer));
-    const write = (buffer: Buffer): void => { if (!socket.destroyed) socket.write(buffer); };
+    const write = (buffer: Buffer): void => {
+      if (!socket.destroyed) socket.write(buffer);
+    };
     const flood = (make: (i: number) => Buffer, perTick: number, tickMs: number, max: number): void => {
       const deadline = Date.now() + 3000;
       timer = setInterval(() => {
@@ -89,7 +99,16 @@ async function hostilePeer(t: After, s: Server, attack: string): Promise<Hostile
           return;
         case 'ping':
           write(h2.headersFrame(streamId, status));
-          flood((i) => { const d = Buffer.alloc(8); d.writeUInt32BE(i, 4); return h2.pingFrame(d); }, 5, 5, 3000);
+          flood(
+            (i) => {
+              const d = Buffer.alloc(8);
+              d.writeUInt32BE(i, 4);
+              return h2.pingFrame(d);
+            },
+            5,
+            5,
+            3000,
+          );
           return;
         case 'window-update-zero-conn':
           write(Buffer.concat([h2.headersFrame(streamId, status), h2.windowUpdateFrame(0, 0)]));
@@ -156,22 +175,35 @@ for (const c of CASES) {
     const toHostile = p.open(request(s, { target: { family: 4, ip: HOSTILE_IP, port: 7000 } }));
     if (!c.answered) {
       // The response never completes: the open fails when nghttp2 ends the session.
-      const err = await within(toHostile, 3000, 'the open to fail').then(() => undefined, (e: unknown) => e);
+      const err = await within(toHostile, 3000, 'the open to fail').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       assert.ok(err instanceof HboneStreamError, `expected HboneStreamError, got ${String(err)}`);
     } else {
       const stream = await within(toHostile, 3000, 'the hostile peer to answer');
       void relay(app.near, stream);
-      await within(app.farClosed, 3000, 'the app\'s connection to be closed');
+      await within(app.farClosed, 3000, "the app's connection to be closed");
       assert.equal(app.farError(), 'ECONNRESET', 'the app saw a clean close instead of a reset');
     }
     assert.ok(hostile.attackStartedAt !== undefined, 'the attack never started');
-    await within((async () => { while (hostile.closedAt === undefined) await sleep(5); })(), 3000, 'the pool to close the hostile tunnel');
+    await within(
+      (async () => {
+        while (hostile.closedAt === undefined) await sleep(5);
+      })(),
+      3000,
+      'the pool to close the hostile tunnel',
+    );
     const tookMs = (hostile.closedAt ?? 0) - hostile.attackStartedAt;
     assert.ok(tookMs <= 1000, `the pool closed the tunnel after ${tookMs} ms (${hostile.framesSent} frames)`);
     if (c.goaway !== undefined) assert.equal(hostile.goaway, c.goaway);
     if (c.attack === 'continuation') assert.ok(hostile.framesSent < 100_000);
     assert.equal(p.peerStats().counters[c.counter], 1, JSON.stringify(p.peerStats().counters));
-    assert.deepEqual(p.stats().map((e) => e.targetIp), ['127.0.0.1'], 'the hostile tunnel is still pooled');
+    assert.deepEqual(
+      p.stats().map((e) => e.targetIp),
+      ['127.0.0.1'],
+      'the hostile tunnel is still pooled',
+    );
 
     assert.equal(await exchange(held, 'held across'), 'held across');
     const after = await within(p.open(request(s)), 3000, 'a CONNECT to the good peer after the attack');

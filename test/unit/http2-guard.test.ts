@@ -34,15 +34,42 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { attack: 'continuation', args: [], what: 'HEADERS without END_HEADERS and up to 100000 CONTINUATION frames: nghttp2 1.61 allows 8', counter: 'sessionsClosedProtocolError' },
+  {
+    attack: 'continuation',
+    args: [],
+    what: 'HEADERS without END_HEADERS and up to 100000 CONTINUATION frames: nghttp2 1.61 allows 8',
+    counter: 'sessionsClosedProtocolError',
+  },
   // In a burst the guard trips at the 11th frame of the first read; nghttp2's own check (more than
   // 1000 ACKs queued within one read) would come later in that read.
   { attack: 'settings', args: [], what: 'a SETTINGS burst, never ACKing ours', counter: 'sessionsClosedSettingsFlood' },
-  { attack: 'settings', args: ['--batch', '5', '--interval-ms', '5'], what: 'a paced SETTINGS flood: the guard\'s maxSettingsPerWindow', goaway: NGHTTP2_ENHANCE_YOUR_CALM, counter: 'sessionsClosedSettingsFlood' },
+  {
+    attack: 'settings',
+    args: ['--batch', '5', '--interval-ms', '5'],
+    what: "a paced SETTINGS flood: the guard's maxSettingsPerWindow",
+    goaway: NGHTTP2_ENHANCE_YOUR_CALM,
+    counter: 'sessionsClosedSettingsFlood',
+  },
   { attack: 'ping', args: [], what: 'a PING burst', counter: 'sessionsClosedPingFlood' },
-  { attack: 'ping', args: ['--batch', '5', '--interval-ms', '5'], what: 'a paced PING flood: the guard\'s maxPingsPerWindow', goaway: NGHTTP2_ENHANCE_YOUR_CALM, counter: 'sessionsClosedPingFlood' },
-  { attack: 'window-update-zero-conn', args: [], what: 'WINDOW_UPDATE 0 on stream 0: a connection error (RFC 9113 §6.9)', counter: 'sessionsClosedProtocolError' },
-  { attack: 'window-update-zero-stream', args: [], what: 'WINDOW_UPDATE 0 on an open stream: nghttp2 makes it a connection error too', counter: 'sessionsClosedProtocolError' },
+  {
+    attack: 'ping',
+    args: ['--batch', '5', '--interval-ms', '5'],
+    what: "a paced PING flood: the guard's maxPingsPerWindow",
+    goaway: NGHTTP2_ENHANCE_YOUR_CALM,
+    counter: 'sessionsClosedPingFlood',
+  },
+  {
+    attack: 'window-update-zero-conn',
+    args: [],
+    what: 'WINDOW_UPDATE 0 on stream 0: a connection error (RFC 9113 §6.9)',
+    counter: 'sessionsClosedProtocolError',
+  },
+  {
+    attack: 'window-update-zero-stream',
+    args: [],
+    what: 'WINDOW_UPDATE 0 on an open stream: nghttp2 makes it a connection error too',
+    counter: 'sessionsClosedProtocolError',
+  },
 ];
 
 /** A well-behaved tunnel (the pool's) relays before; the attacker runs; the same tunnel relays after, and the attacker's session is gone. */
@@ -53,17 +80,31 @@ async function underAttack(t: After, s: Server, args: string[]): Promise<FloodRe
   const held = await within(p.open(request(s)), 3000, 'a CONNECT held across the attack');
   const tunnel = p.stats()[0].connections[0].id;
 
-  const { code, result } = await runFlood([...args, ...(await pemFiles(t, s.ca)), '--authority', `127.0.0.1:${s.appPort}`, `127.0.0.1:${s.port}`]);
+  const { code, result } = await runFlood([
+    ...args,
+    ...(await pemFiles(t, s.ca)),
+    '--authority',
+    `127.0.0.1:${s.appPort}`,
+    `127.0.0.1:${s.port}`,
+  ]);
   assert.equal(code, 0, JSON.stringify(result));
-  assert.equal(result.error === undefined || !/SETTINGS within|TLS/.test(result.error), true, `the attack never started: ${JSON.stringify(result)}`);
+  assert.equal(
+    result.error === undefined || !/SETTINGS within|TLS/.test(result.error),
+    true,
+    `the attack never started: ${JSON.stringify(result)}`,
+  );
   assert.ok(result.closedAfterMs !== null, `the attacker's connection stayed open: ${JSON.stringify(result)}`);
   assert.ok(result.closedAfterMs <= 1000, `closed after ${result.closedAfterMs} ms: ${JSON.stringify(result)}`);
-  await waitFor(() => s.listener.stats().sessions === 1, 'the attacker\'s session to be forgotten', 1000);
+  await waitFor(() => s.listener.stats().sessions === 1, "the attacker's session to be forgotten", 1000);
 
   assert.equal(await exchange(held, 'held across'), 'held across');
   const after = await within(p.open(request(s)), 3000, 'a CONNECT after the attack');
   assert.equal(await exchange(after, 'after'), 'after');
-  assert.deepEqual(p.stats()[0].connections.map((c) => c.id), [tunnel], 'the well-behaved tunnel was replaced');
+  assert.deepEqual(
+    p.stats()[0].connections.map((c) => c.id),
+    [tunnel],
+    'the well-behaved tunnel was replaced',
+  );
   assert.equal(s.accepted(), 2);
   return result;
 }
@@ -93,11 +134,21 @@ test('a peer that never ACKs our SETTINGS is closed with SETTINGS_TIMEOUT after 
 async function rawFrames(t: After, s: Server): Promise<{ send(buffer: Buffer): void; closed(): boolean }> {
   const contexts = s.provider.contexts(s.provider.principalFor('shop', 'frontend'));
   assert.ok(contexts);
-  const socket = tls.connect({ host: '127.0.0.1', port: s.port, secureContext: contexts.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
-  t.after(() => { socket.destroy(); });
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: s.port,
+    secureContext: contexts.client,
+    ALPNProtocols: ['h2'],
+    checkServerIdentity: () => undefined,
+  });
+  t.after(() => {
+    socket.destroy();
+  });
   let closed = false;
   socket.on('error', () => undefined);
-  socket.on('close', () => { closed = true; });
+  socket.on('close', () => {
+    closed = true;
+  });
   socket.on('data', () => undefined);
   await within(new Promise((resolve) => socket.once('secureConnect', resolve)), 3000, 'TLS');
   socket.write(Buffer.concat([frames.PREFACE, frames.settingsFrame(), frames.settingsFrame([], true)]));
@@ -108,9 +159,8 @@ async function rawFrames(t: After, s: Server): Promise<{ send(buffer: Buffer): v
 test('malformed CONNECTs (RFC 9113 §8.5: no :path) end the session at the second, with maxSessionInvalidFrames 0', async (t) => {
   const s = await hboneServer(t);
   const raw = await rawFrames(t, s);
-  const malformed = (id: number): Buffer => frames.headersFrame(id, Buffer.concat([
-    frames.connectHeaderBlock(`127.0.0.1:${s.appPort}`), frames.hpackLiteral(':path', '/'),
-  ]));
+  const malformed = (id: number): Buffer =>
+    frames.headersFrame(id, Buffer.concat([frames.connectHeaderBlock(`127.0.0.1:${s.appPort}`), frames.hpackLiteral(':path', '/')]));
   raw.send(Buffer.concat([malformed(1), malformed(3)]));
   await waitFor(() => raw.closed(), 'the session to be closed', 1000);
   assert.equal(s.listener.stats().sessionsClosedProtocolError, 1);
@@ -123,10 +173,12 @@ test('DATA after END_STREAM: nghttp2 sends GOAWAY without telling Node, and the 
   // relayed app connection forever, even after the peer disconnects. Our PINGs go unanswered.
   const s = await hboneServer(t, { keepaliveIntervalMs: 200, keepaliveTimeoutMs: 300 });
   const raw = await rawFrames(t, s);
-  raw.send(Buffer.concat([
-    frames.headersFrame(1, frames.connectHeaderBlock(`127.0.0.1:${s.appPort}`), { endStream: true }),
-    frames.frame(0, 0, 1, Buffer.from('x')),
-  ]));
+  raw.send(
+    Buffer.concat([
+      frames.headersFrame(1, frames.connectHeaderBlock(`127.0.0.1:${s.appPort}`), { endStream: true }),
+      frames.frame(0, 0, 1, Buffer.from('x')),
+    ]),
+  );
   const started = Date.now();
   await waitFor(() => s.listener.stats().sessions === 0, 'the stuck session to be closed', 2000);
   // Bound: keepalive interval + timeout (500 ms), plus up to 250 ms of timer and scheduling slack.

@@ -19,7 +19,9 @@ const DEAD_WITHIN_MS = INTERVAL_MS + TIMEOUT_MS + 250;
 /** Echo through `app.far` → tunnel → echo server → back. */
 async function echoThrough(far: net.Socket, text: string): Promise<string> {
   const chunks: Buffer[] = [];
-  const onData = (c: Buffer): void => { chunks.push(c); };
+  const onData = (c: Buffer): void => {
+    chunks.push(c);
+  };
   far.on('data', onData);
   far.write(text);
   await waitFor(() => Buffer.concat(chunks).length >= text.length, 'the echo', 3000);
@@ -32,7 +34,9 @@ test('pool keepalive: a peer that stops answering is dropped within interval + t
   const path = await tcpRelay(t, s.port);
   const dials: string[] = [];
   const p = poolWith(t, s, routedDialer({ '127.0.0.1': path.port }, dials), {
-    keepaliveIntervalMs: INTERVAL_MS, keepaliveTimeoutMs: TIMEOUT_MS, backoffInitialMs: 400,
+    keepaliveIntervalMs: INTERVAL_MS,
+    keepaliveTimeoutMs: TIMEOUT_MS,
+    backoffInitialMs: 400,
   });
   const app = await appPair(t);
   const stream = await within(p.open(request(s)), 3000, 'a CONNECT');
@@ -53,15 +57,20 @@ test('pool keepalive: a peer that stops answering is dropped within interval + t
   const { counters, backoff } = p.peerStats();
   assert.equal(counters.keepaliveTimeouts, 1);
   assert.deepEqual(p.stats(), [], 'the dead tunnel is still pooled');
-  await waitFor(() => s.lines.some((l) => l.client === true && l.msg === 'hbone connection closed' && /keepalive-timeout/.test(String(l.reason))),
-    'the pool to log why it closed the tunnel');
+  await waitFor(
+    () => s.lines.some((l) => l.client === true && l.msg === 'hbone connection closed' && /keepalive-timeout/.test(String(l.reason))),
+    'the pool to log why it closed the tunnel',
+  );
   assert.equal(backoff.length, 1);
   assert.equal(backoff[0].backingOff, true);
   assert.equal(backoff[0].failures, 1);
   assert.equal(backoff[0].backoffMs, 400);
 
   // Within the backoff: at once, without a dial, naming the peer and what killed the last tunnel.
-  const err = await p.open(request(s)).then(() => undefined, (e: unknown) => e);
+  const err = await p.open(request(s)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(err instanceof HboneDialError, `expected HboneDialError, got ${String(err)}`);
   assert.equal(err.code, 'FERRY_ERR_HBONE_DIAL');
   assert.equal(err.peer, `127.0.0.1:${s.port} (cluster.local/ns/shop/sa/backend)`);

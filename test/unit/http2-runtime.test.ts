@@ -9,7 +9,14 @@ function versions(node: string, nghttp2: string | undefined): NodeJS.ProcessVers
 }
 
 test('releases with both fixes pass, the running Node included', () => {
-  for (const [node, nghttp2] of [['18.20.1', '1.61.0'], ['20.12.1', '1.61.0'], ['20.20.2', '1.61.0'], ['21.7.2', '1.61.0'], ['22.0.0', '1.61.0'], ['24.1.0', '1.64.0']]) {
+  for (const [node, nghttp2] of [
+    ['18.20.1', '1.61.0'],
+    ['20.12.1', '1.61.0'],
+    ['20.20.2', '1.61.0'],
+    ['21.7.2', '1.61.0'],
+    ['22.0.0', '1.61.0'],
+    ['24.1.0', '1.64.0'],
+  ]) {
     assert.equal(http2RuntimeProblem(versions(node, nghttp2)), undefined, `${node} / nghttp2 ${nghttp2}`);
   }
   assert.equal(http2RuntimeProblem(process.versions), undefined);
@@ -38,7 +45,10 @@ test('an nghttp2 without the CONTINUATION limit, or without the rapid-reset fix,
 });
 
 test('versions it cannot read are a problem, not a pass', () => {
-  assert.match(String(http2RuntimeProblem(versions('20.12.1', undefined))), /cannot read the nghttp2 version \(undefined\); need nghttp2 1\.61\.0 or later/);
+  assert.match(
+    String(http2RuntimeProblem(versions('20.12.1', undefined))),
+    /cannot read the nghttp2 version \(undefined\); need nghttp2 1\.61\.0 or later/,
+  );
   assert.match(String(http2RuntimeProblem(versions('banana', '1.61.0'))), /cannot read the Node\.js version \("banana"\)/);
   assert.equal(http2RuntimeProblem(versions('v20.12.1', '1.61.0-DEV')), undefined);
 });

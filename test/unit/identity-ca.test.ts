@@ -8,8 +8,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import {
-  CaDirectory, CertificateAuthority, IdentityError, LocalCaClient, readCaMetadata, spiffeUri, watchTrustBundle,
-  type CaChange, type SpiffeId,
+  CaDirectory,
+  CertificateAuthority,
+  IdentityError,
+  LocalCaClient,
+  readCaMetadata,
+  spiffeUri,
+  watchTrustBundle,
+  type CaChange,
+  type SpiffeId,
 } from '../../src/identity';
 import { forgeCsr } from '../fixtures/certs';
 import { within } from './helpers';
@@ -44,11 +51,16 @@ describe('CertificateAuthority.sign', () => {
       const ku = leaf.getExtension(x509.KeyUsagesExtension)!;
       assert.equal(ku.critical, true);
       assert.equal(ku.usages, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
-      assert.deepEqual([...leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages],
-        [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
+      assert.deepEqual(
+        [...leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages],
+        [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
+      );
       const issuerCert = new x509.X509Certificate(intermediate ? chainPem[1] : rootPem);
-      assert.equal(leaf.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId,
-        issuerCert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId, 'AKI = issuer SKI');
+      assert.equal(
+        leaf.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId,
+        issuerCert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId,
+        'AKI = issuer SKI',
+      );
       assert.ok(leaf.getExtension(x509.SubjectKeyIdentifierExtension));
       assert.ok(leaf.serialNumber.replace(/^00/, '').length >= 30, `serial ${leaf.serialNumber} is ~128 bits`);
       // Lifetime: now - 60 s (but not before the issuer) to now + ttl.
@@ -66,7 +78,7 @@ describe('CertificateAuthority.sign', () => {
     });
   }
 
-  test('never issues past the issuer\'s notAfter, and backdates no earlier than its notBefore', async () => {
+  test("never issues past the issuer's notAfter, and backdates no earlier than its notBefore", async () => {
     const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', rootLifetimeSeconds: 120 });
     const root = new crypto.X509Certificate((await ca.trustBundle())[0]);
     const { chainPem } = await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 86_400 });
@@ -75,10 +87,14 @@ describe('CertificateAuthority.sign', () => {
     assert.equal(leaf.validFrom, root.validFrom);
   });
 
-  test('refuses CSRs that do not request exactly the identity\'s URI SAN, naming what they found', async () => {
+  test("refuses CSRs that do not request exactly the identity's URI SAN, naming what they found", async () => {
     const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local' });
     const cases: Array<[string, Promise<string>, RegExp]> = [
-      ['wrong URI', forgeCsr({ uris: ['spiffe://cluster.local/ns/shop/sa/admin'] }), /found URI:spiffe:\/\/cluster.local\/ns\/shop\/sa\/admin/],
+      [
+        'wrong URI',
+        forgeCsr({ uris: ['spiffe://cluster.local/ns/shop/sa/admin'] }),
+        /found URI:spiffe:\/\/cluster.local\/ns\/shop\/sa\/admin/,
+      ],
       ['two URIs', forgeCsr({ uris: [URI, 'spiffe://cluster.local/ns/x/sa/y'] }), /found URI:spiffe.*, URI:spiffe/],
       ['URI and DNS', forgeCsr({ uris: [URI], dns: ['cart.shop'] }), /found URI:.*, DNS:cart.shop/],
       ['no SAN', forgeCsr({ uris: [] }), /expected one subjectAltName extension, found 0/],
@@ -95,9 +111,18 @@ describe('CertificateAuthority.sign', () => {
       });
     }
     await assert.rejects(ca.sign({ csrPem: 'not a csr', identity: id, ttlSeconds: 60 }), /not a PEM PKCS#10 request/);
-    await assert.rejects(ca.sign({ csrPem: await forgeCsr({ uris: ['spiffe://other.td/ns/shop/sa/cart'] }),
-      identity: { ...id, trustDomain: 'other.td' }, ttlSeconds: 60 }), /trust domain "other.td" is not this CA's "cluster.local"/);
-    await assert.rejects(ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 0 }), /ttlSeconds must be a positive/);
+    await assert.rejects(
+      ca.sign({
+        csrPem: await forgeCsr({ uris: ['spiffe://other.td/ns/shop/sa/cart'] }),
+        identity: { ...id, trustDomain: 'other.td' },
+        ttlSeconds: 60,
+      }),
+      /trust domain "other.td" is not this CA's "cluster.local"/,
+    );
+    await assert.rejects(
+      ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 0 }),
+      /ttlSeconds must be a positive/,
+    );
   });
 });
 
@@ -106,23 +131,38 @@ describe('CaDirectory', () => {
     const dir = path.join(tempDir(t), 'ca');
     await CaDirectory.create(dir, { trustDomain: 'cluster.local', intermediate: true });
     const m = readCaMetadata(dir);
-    assert.deepEqual(m, { version: 1, trustDomain: 'cluster.local', generation: 1, issuer: 'intermediate-1', roots: ['root-1'], phase: 'steady', intermediate: true });
+    assert.deepEqual(m, {
+      version: 1,
+      trustDomain: 'cluster.local',
+      generation: 1,
+      issuer: 'intermediate-1',
+      roots: ['root-1'],
+      phase: 'steady',
+      intermediate: true,
+    });
     assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
     for (const key of ['root-1.key.pem', 'intermediate-1.key.pem']) assert.equal(fs.statSync(path.join(dir, key)).mode & 0o777, 0o600, key);
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['ca.json', 'intermediate-1.cert.pem', 'intermediate-1.chain.pem',
-      'intermediate-1.key.pem', 'root-1.cert.pem', 'root-1.key.pem']);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      'ca.json',
+      'intermediate-1.cert.pem',
+      'intermediate-1.chain.pem',
+      'intermediate-1.key.pem',
+      'root-1.cert.pem',
+      'root-1.key.pem',
+    ]);
     await assert.rejects(CaDirectory.create(dir, { trustDomain: 'cluster.local' }), /already holds a CA/);
   });
 
   test('rotation runs begin → switch → finish, refusing any other order', async (t) => {
     const dir = tempDir(t);
     const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
-    const outOfOrder = (p: Promise<unknown>, message: RegExp) => assert.rejects(p, (err: unknown) => {
-      assert.ok(err instanceof IdentityError);
-      assert.equal(err.code, 'FERRY_ERR_IDENTITY_ROTATION');
-      assert.match(err.message, message);
-      return true;
-    });
+    const outOfOrder = (p: Promise<unknown>, message: RegExp) =>
+      assert.rejects(p, (err: unknown) => {
+        assert.ok(err instanceof IdentityError);
+        assert.equal(err.code, 'FERRY_ERR_IDENTITY_ROTATION');
+        assert.match(err.message, message);
+        return true;
+      });
     await outOfOrder(ca.switchIssuer(), /switchIssuer needs phase "rotating" but the CA is "steady" \(next step: beginRotation\)/);
     await outOfOrder(ca.finishRotation(), /finishRotation needs phase "switched"/);
 
@@ -163,7 +203,18 @@ describe('CaDirectory', () => {
 
   test('readCaMetadata names the bad field', async (t) => {
     const dir = tempDir(t);
-    fs.writeFileSync(path.join(dir, 'ca.json'), JSON.stringify({ version: 1, trustDomain: 'td', generation: 1, issuer: '../etc', roots: ['root-1'], phase: 'steady', intermediate: false }));
+    fs.writeFileSync(
+      path.join(dir, 'ca.json'),
+      JSON.stringify({
+        version: 1,
+        trustDomain: 'td',
+        generation: 1,
+        issuer: '../etc',
+        roots: ['root-1'],
+        phase: 'steady',
+        intermediate: false,
+      }),
+    );
     assert.throws(() => readCaMetadata(dir), /ca.json field "issuer" must be an authority id/);
     fs.writeFileSync(path.join(dir, 'ca.json'), '{');
     assert.throws(() => readCaMetadata(dir), /ca.json is not valid JSON/);
@@ -175,16 +226,37 @@ describe('CaDirectory', () => {
     const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
     const changes: CaChange[] = [];
     let wake: () => void = () => {};
-    const stop = watchTrustBundle(dir, 20, (c) => { changes.push(c); wake(); }, (err) => assert.fail(err));
+    const stop = watchTrustBundle(
+      dir,
+      20,
+      (c) => {
+        changes.push(c);
+        wake();
+      },
+      (err) => assert.fail(err),
+    );
     t.after(stop);
-    const next = (): Promise<void> => within(new Promise<void>((resolve) => { wake = resolve; }), 2000, 'a CA change');
+    const next = (): Promise<void> =>
+      within(
+        new Promise<void>((resolve) => {
+          wake = resolve;
+        }),
+        2000,
+        'a CA change',
+      );
     assert.equal(changes.length, 1, 'the current state is reported at once');
     assert.deepEqual([changes[0].first, changes[0].generation, changes[0].roots.length], [true, 1, 1]);
-    let seen = next(); await ca.beginRotation(); await seen;
+    let seen = next();
+    await ca.beginRotation();
+    await seen;
     assert.deepEqual(pick(changes.at(-1)!), { generation: 2, phase: 'rotating', issuerChanged: false, rootsChanged: true, roots: 2 });
-    seen = next(); await ca.switchIssuer(); await seen;
+    seen = next();
+    await ca.switchIssuer();
+    await seen;
     assert.deepEqual(pick(changes.at(-1)!), { generation: 3, phase: 'switched', issuerChanged: true, rootsChanged: false, roots: 2 });
-    seen = next(); await ca.finishRotation(); await seen;
+    seen = next();
+    await ca.finishRotation();
+    await seen;
     assert.deepEqual(pick(changes.at(-1)!), { generation: 4, phase: 'steady', issuerChanged: false, rootsChanged: true, roots: 1 });
   });
 });

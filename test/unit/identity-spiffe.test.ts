@@ -2,7 +2,13 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
-  DEFAULT_TRUST_DOMAIN, IdentityError, parsePrincipal, parseSpiffeUri, principalOf, spiffeUri, type SpiffeId,
+  DEFAULT_TRUST_DOMAIN,
+  IdentityError,
+  parsePrincipal,
+  parseSpiffeUri,
+  principalOf,
+  spiffeUri,
+  type SpiffeId,
 } from '../../src/identity';
 
 const id: SpiffeId = { trustDomain: DEFAULT_TRUST_DOMAIN, namespace: 'shop', serviceAccount: 'cart-v2' };
@@ -17,7 +23,10 @@ test('spiffeUri and principalOf format the Kubernetes workload forms', () => {
 test('parseSpiffeUri accepts the SPIFFE character sets', () => {
   for (const [uri, expected] of [
     ['spiffe://td/ns/a/sa/b', { trustDomain: 'td', namespace: 'a', serviceAccount: 'b' }],
-    ['spiffe://my_td-1.example.org/ns/Kube.NS_1/sa/svc-Acc.2', { trustDomain: 'my_td-1.example.org', namespace: 'Kube.NS_1', serviceAccount: 'svc-Acc.2' }],
+    [
+      'spiffe://my_td-1.example.org/ns/Kube.NS_1/sa/svc-Acc.2',
+      { trustDomain: 'my_td-1.example.org', namespace: 'Kube.NS_1', serviceAccount: 'svc-Acc.2' },
+    ],
   ] as const) {
     assert.deepEqual(parseSpiffeUri(uri), expected, uri);
   }
@@ -50,12 +59,15 @@ test('parseSpiffeUri refuses malformed IDs with a message naming the problem', (
     [`spiffe://td/ns/a/sa/${'b'.repeat(2100)}`, /longer than 2048/],
   ];
   for (const [uri, message] of table) {
-    assert.throws(() => parseSpiffeUri(uri), (err: unknown) => {
-      assert.ok(err instanceof IdentityError, `${uri}: ${String(err)}`);
-      assert.equal(err.code, 'FERRY_ERR_IDENTITY_SPIFFE_ID');
-      assert.match(err.message, message, uri);
-      return true;
-    });
+    assert.throws(
+      () => parseSpiffeUri(uri),
+      (err: unknown) => {
+        assert.ok(err instanceof IdentityError, `${uri}: ${String(err)}`);
+        assert.equal(err.code, 'FERRY_ERR_IDENTITY_SPIFFE_ID');
+        assert.match(err.message, message, uri);
+        return true;
+      },
+    );
   }
 });
 

@@ -6,8 +6,17 @@ import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as util from 'node:util';
 import {
-  BACKOFF_CAP_MS, CertificateAuthority, IdentityError, WorkloadCertificate, WorkloadCertificates,
-  type CertificateAuthorityClient, type CertificateEvent, type SignRequest, type SignResponse, type SpiffeId, type Timers,
+  BACKOFF_CAP_MS,
+  CertificateAuthority,
+  IdentityError,
+  WorkloadCertificate,
+  WorkloadCertificates,
+  type CertificateAuthorityClient,
+  type CertificateEvent,
+  type SignRequest,
+  type SignResponse,
+  type SpiffeId,
+  type Timers,
 } from '../../src/identity';
 import { createRootLogger, type Logger } from '../../src/telemetry';
 import { forgeCertificate } from '../fixtures/certs';
@@ -31,7 +40,9 @@ class FakeTimers implements Timers {
     this.#waiters.shift()?.(ms);
     return this.#id;
   };
-  clearTimeout = (handle: unknown): void => { this.pending.delete(handle as number); };
+  clearTimeout = (handle: unknown): void => {
+    this.pending.delete(handle as number);
+  };
   /** Resolves with the delay of the next setTimeout call. */
   nextSchedule(): Promise<number> {
     return within(new Promise<number>((resolve) => this.#waiters.push(resolve)), 5000, 'a timer to be scheduled');
@@ -66,15 +77,29 @@ class SwitchableCa implements CertificateAuthorityClient {
 
 function captureLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
-  return { log: createRootLogger('debug', { write: (line: string) => { lines.push(line); } }), lines };
+  return {
+    log: createRootLogger('debug', {
+      write: (line: string) => {
+        lines.push(line);
+      },
+    }),
+    lines,
+  };
 }
 
 async function setup(options: { ttlSeconds: number; random?: number; intermediate?: boolean }) {
   const timers = new FakeTimers();
-  const ca = new SwitchableCa(await CertificateAuthority.generate({ trustDomain: TD, intermediate: options.intermediate, now: timers.now }));
+  const ca = new SwitchableCa(
+    await CertificateAuthority.generate({ trustDomain: TD, intermediate: options.intermediate, now: timers.now }),
+  );
   const { log, lines } = captureLogger();
   const certs = new WorkloadCertificates({
-    ca, trustDomain: TD, ttlSeconds: options.ttlSeconds, log, timers, random: () => options.random ?? 0.5,
+    ca,
+    trustDomain: TD,
+    ttlSeconds: options.ttlSeconds,
+    log,
+    timers,
+    random: () => options.random ?? 0.5,
   });
   const events: CertificateEvent[] = [];
   const waiters: Array<[string, (e: CertificateEvent) => void]> = [];
@@ -100,7 +125,10 @@ describe('WorkloadCertificates', () => {
     assert.equal(a.notAfter.getTime() - a.notBefore.getTime(), 3600_000 + 60_000, 'ttl plus the 60 s backdating');
     assert.match(a.fingerprint, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
     assert.equal(certs.trustBundle().length, 1, 'the bundle was loaded before the first issue');
-    assert.deepEqual(events.map((e) => e.type), ['bundle', 'issued']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['bundle', 'issued'],
+    );
     certs.forget(cart);
     assert.equal(certs.get(cart), undefined);
     assert.equal(events.at(-1)!.type, 'forgotten');
@@ -123,11 +151,18 @@ describe('WorkloadCertificates', () => {
       },
     };
     const certs = new WorkloadCertificates({ ca: wrong, trustDomain: TD, log, timers });
-    await assert.rejects(certs.fetch(cart), /CA answer for spiffe:\/\/cluster.local\/ns\/shop\/sa\/cart: the leaf certifies a different public key/);
+    await assert.rejects(
+      certs.fetch(cart),
+      /CA answer for spiffe:\/\/cluster.local\/ns\/shop\/sa\/cart: the leaf certifies a different public key/,
+    );
     certs.close();
   });
 
-  for (const [random, fraction] of [[0, 0.45], [0.5, 0.5], [0.99999, 0.55]] as const) {
+  for (const [random, fraction] of [
+    [0, 0.45],
+    [0.5, 0.5],
+    [0.99999, 0.55],
+  ] as const) {
     test(`renews at half-life with jitter (random ${random} → ${fraction} of the lifetime)`, async () => {
       const { certs, timers, next } = await setup({ ttlSeconds: 3600, random });
       const first = await certs.fetch(cart);
@@ -185,7 +220,9 @@ describe('WorkloadCertificates', () => {
     const first = await certs.fetch(cart);
     ca.failing = true;
     let expired = false;
-    certs.onChange((e) => { if (e.type === 'expired') expired = true; });
+    certs.onChange((e) => {
+      if (e.type === 'expired') expired = true;
+    });
     let retries = 0;
     while (!expired) {
       const scheduled = timers.nextSchedule();
@@ -226,7 +263,7 @@ describe('WorkloadCertificates', () => {
     await certs.refreshTrustBundle();
     assert.equal(events.filter((e) => e.type === 'bundle').length, 1);
     const other = await CertificateAuthority.generate({ trustDomain: TD });
-    certs.setTrustBundle([...await ca.trustBundle(), ...await other.trustBundle()]);
+    certs.setTrustBundle([...(await ca.trustBundle()), ...(await other.trustBundle())]);
     assert.equal(events.filter((e) => e.type === 'bundle').length, 2);
     assert.equal(certs.trustBundle().length, 2);
     assert.throws(() => certs.setTrustBundle(['junk']), /trust bundle root 0: not a PEM certificate/);
@@ -235,8 +272,17 @@ describe('WorkloadCertificates', () => {
 
   test('renews on real timers at about half of a 3 s lifetime', async () => {
     const { log } = captureLogger();
-    const certs = new WorkloadCertificates({ ca: await CertificateAuthority.generate({ trustDomain: TD }), trustDomain: TD, ttlSeconds: 3, log });
-    const renewed = new Promise<number>((resolve) => certs.onChange((e) => { if (e.type === 'renewed') resolve(Date.now()); }));
+    const certs = new WorkloadCertificates({
+      ca: await CertificateAuthority.generate({ trustDomain: TD }),
+      trustDomain: TD,
+      ttlSeconds: 3,
+      log,
+    });
+    const renewed = new Promise<number>((resolve) =>
+      certs.onChange((e) => {
+        if (e.type === 'renewed') resolve(Date.now());
+      }),
+    );
     const first = await certs.fetch(cart);
     const received = Date.now();
     // X.509 times have second precision, so the lifetime left is between 2 and 3 s.
@@ -252,9 +298,12 @@ describe('WorkloadCertificate never reveals its private key', () => {
   test('JSON, util.inspect, structuredClone, property lists and pino logs leave the key out', async () => {
     const forged = await forgeCertificate(undefined, { uris: ['spiffe://cluster.local/ns/shop/sa/cart'] });
     const cert = new WorkloadCertificate(cart, forged.chainPem, forged.keyPem);
-    const keyBody = forged.keyPem.split('\n').filter((l) => l && !l.startsWith('-----')).join('');
-    const leaks = (text: string): boolean => text.includes('PRIVATE KEY') || text.includes(keyBody.slice(0, 32))
-      || text.includes(keyBody.slice(-32));
+    const keyBody = forged.keyPem
+      .split('\n')
+      .filter((l) => l && !l.startsWith('-----'))
+      .join('');
+    const leaks = (text: string): boolean =>
+      text.includes('PRIVATE KEY') || text.includes(keyBody.slice(0, 32)) || text.includes(keyBody.slice(-32));
     const { log, lines } = captureLogger();
     log.info({ cert }, 'as a field');
     log.info(cert as unknown as object, 'as the object');

@@ -9,28 +9,50 @@ import { ManifestError } from '../../src/sandbox/errors';
 import { PolicySet, validateAuthorizationPolicy } from '../../src/policy';
 import { AF_INET, LAYOUT, addressBytes, encodePod } from '../../src/capture/bpf-layout';
 
-type Row =
-  | { text: string; network: string; warning?: string; inside: string[]; outside: string[] }
-  | { text: string; problem: string };
+type Row = { text: string; network: string; warning?: string; inside: string[]; outside: string[] } | { text: string; problem: string };
 
 // Bare addresses are left out on purpose: policies take them (as Istio does), the annotation wants a CIDR.
 const ROWS: Row[] = [
   { text: '10.0.0.0/8', network: '10.0.0.0/8', inside: ['10.255.255.255', '::ffff:10.1.2.3'], outside: ['11.0.0.0', 'fd00::a00:1'] },
-  { text: '10.0.0.1/8', network: '10.0.0.0/8', warning: 'has host bits set; using 10.0.0.0/8', inside: ['10.0.0.0', '10.200.0.1'], outside: ['9.255.255.255'] },
-  { text: 'fd00::1/8', network: 'fd00::/8', warning: 'has host bits set; using fd00::/8', inside: ['fd00::', 'fdff::1'], outside: ['fe00::1'] },
+  {
+    text: '10.0.0.1/8',
+    network: '10.0.0.0/8',
+    warning: 'has host bits set; using 10.0.0.0/8',
+    inside: ['10.0.0.0', '10.200.0.1'],
+    outside: ['9.255.255.255'],
+  },
+  {
+    text: 'fd00::1/8',
+    network: 'fd00::/8',
+    warning: 'has host bits set; using fd00::/8',
+    inside: ['fd00::', 'fdff::1'],
+    outside: ['fe00::1'],
+  },
   { text: '2001:DB8:0::/32', network: '2001:db8::/32', inside: ['2001:db8:ffff::1'], outside: ['2001:db9::'] },
   { text: '0.0.0.0/0', network: '0.0.0.0/0', inside: ['203.0.113.9', '::ffff:192.0.2.1'], outside: ['fd00::1'] },
   // IPv6 /0 holds no IPv4-mapped address: those are IPv4, as connect6 hands them to the exclusion check.
   { text: '::/0', network: '::/0', inside: ['2001:db8::1', '::1'], outside: ['10.0.0.1', '::ffff:10.0.0.1'] },
   {
-    text: '::ffff:10.9.0.0/112', network: '10.9.0.0/16', warning: 'is IPv4-mapped IPv6, matched as IPv4; using 10.9.0.0/16',
-    inside: ['10.9.1.2', '::ffff:10.9.255.255'], outside: ['10.10.0.0', '::a09:102'],
+    text: '::ffff:10.9.0.0/112',
+    network: '10.9.0.0/16',
+    warning: 'is IPv4-mapped IPv6, matched as IPv4; using 10.9.0.0/16',
+    inside: ['10.9.1.2', '::ffff:10.9.255.255'],
+    outside: ['10.10.0.0', '::a09:102'],
   },
   {
-    text: '::ffff:10.9.1.2/120', network: '10.9.1.0/24', warning: 'has host bits set and is IPv4-mapped IPv6, matched as IPv4; using 10.9.1.0/24',
-    inside: ['10.9.1.255'], outside: ['10.9.2.0'],
+    text: '::ffff:10.9.1.2/120',
+    network: '10.9.1.0/24',
+    warning: 'has host bits set and is IPv4-mapped IPv6, matched as IPv4; using 10.9.1.0/24',
+    inside: ['10.9.1.255'],
+    outside: ['10.9.2.0'],
   },
-  { text: '::ffff:0:0/96', network: '0.0.0.0/0', warning: 'is IPv4-mapped IPv6, matched as IPv4; using 0.0.0.0/0', inside: ['1.2.3.4'], outside: ['fd00::1'] },
+  {
+    text: '::ffff:0:0/96',
+    network: '0.0.0.0/0',
+    warning: 'is IPv4-mapped IPv6, matched as IPv4; using 0.0.0.0/0',
+    inside: ['1.2.3.4'],
+    outside: ['fd00::1'],
+  },
   { text: 'fe80::1%eth0/64', problem: 'has an IPv6 zone index (%eth0); zone indexes are not allowed' },
   { text: '10.0.0.0/33', problem: 'has a prefix length outside 0..32' },
   { text: 'fd00::/129', problem: 'has a prefix length outside 0..128' },
@@ -118,7 +140,11 @@ function throughBpfEncoder(text: string): { family: number; prefixLength: number
   const f = LAYOUT.ferry_cidr.fields;
   // Kernel structs are in host byte order.
   const u32 = (offset: number): number => (os.endianness() === 'LE' ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset));
-  return { family: u32(at + f.family), prefixLength: u32(at + f.prefix_len), addr: buf.subarray(at + f.addr, at + f.addr + 16).toString('hex') };
+  return {
+    family: u32(at + f.family),
+    prefixLength: u32(at + f.prefix_len),
+    addr: buf.subarray(at + f.addr, at + f.addr + 16).toString('hex'),
+  };
 }
 
 describe('one network parser: the same text means the same thing to every caller', () => {
@@ -134,7 +160,11 @@ describe('one network parser: the same text means the same thing to every caller
         return;
       }
       // The same warning (or none) from both validators.
-      assert.deepEqual(manifest, row.warning === undefined ? { network: row.network } : { network: row.network, warning: row.warning }, 'manifest');
+      assert.deepEqual(
+        manifest,
+        row.warning === undefined ? { network: row.network } : { network: row.network, warning: row.warning },
+        'manifest',
+      );
       assert.ok(!('problem' in policy), 'policy');
       assert.equal(policy.warning, row.warning, 'policy warning');
       // The policy matches exactly that network.

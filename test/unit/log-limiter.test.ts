@@ -11,7 +11,13 @@ test('a burst writes the first record at once and the latest, with the count, wh
   for (let i = 1; i <= 1000; i++) limiter.record('pod-a', i);
   assert.deepEqual(lines, [{ key: 'pod-a', line: { record: 1, suppressed: 0 } }]);
   await sleep(80);
-  assert.deepEqual(lines.map((l) => l.line), [{ record: 1, suppressed: 0 }, { record: 1000, suppressed: 998 }]);
+  assert.deepEqual(
+    lines.map((l) => l.line),
+    [
+      { record: 1, suppressed: 0 },
+      { record: 1000, suppressed: 998 },
+    ],
+  );
   assert.equal(limiter.suppressed, 998);
   // The flushed line opened a new window; it closes empty, after which a record is written at once again.
   await sleep(80);

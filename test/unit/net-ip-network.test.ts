@@ -3,8 +3,16 @@
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
-  formatIpNetwork, formatIpv6, ipNetworkContains, ipNetworkWarning, ipv4Mask, ipv6Mask, ipv6ToBigInt, parseIp,
-  parseIpNetwork, type IpNetwork,
+  formatIpNetwork,
+  formatIpv6,
+  ipNetworkContains,
+  ipNetworkWarning,
+  ipv4Mask,
+  ipv6Mask,
+  ipv6ToBigInt,
+  parseIp,
+  parseIpNetwork,
+  type IpNetwork,
 } from '../../src/net';
 
 function network(text: string): IpNetwork {
@@ -21,8 +29,22 @@ function problem(text: string): string {
 
 describe('parseIpNetwork', () => {
   test('IPv4 and IPv6 CIDRs: family, base, prefix length, nothing to warn about', () => {
-    assert.deepEqual(network('10.0.0.0/8'), { family: 4, base: 0x0a000000, prefixLength: 8, hostBits: false, mapped: false, prefixWritten: true });
-    assert.deepEqual(network('fd00::/8'), { family: 6, base: 0xfdn << 120n, prefixLength: 8, hostBits: false, mapped: false, prefixWritten: true });
+    assert.deepEqual(network('10.0.0.0/8'), {
+      family: 4,
+      base: 0x0a000000,
+      prefixLength: 8,
+      hostBits: false,
+      mapped: false,
+      prefixWritten: true,
+    });
+    assert.deepEqual(network('fd00::/8'), {
+      family: 6,
+      base: 0xfdn << 120n,
+      prefixLength: 8,
+      hostBits: false,
+      mapped: false,
+      prefixWritten: true,
+    });
     assert.equal(ipNetworkWarning(network('10.0.0.0/8')), undefined);
     assert.equal(ipNetworkWarning(network('fd00::/8')), undefined);
   });
@@ -53,8 +75,22 @@ describe('parseIpNetwork', () => {
   });
 
   test('a bare address is a network of one address, and says the prefix was not written', () => {
-    assert.deepEqual(network('10.1.2.3'), { family: 4, base: 0x0a010203, prefixLength: 32, hostBits: false, mapped: false, prefixWritten: false });
-    assert.deepEqual(network('fd00::5'), { family: 6, base: ipv6ToBigInt('fd00::5'), prefixLength: 128, hostBits: false, mapped: false, prefixWritten: false });
+    assert.deepEqual(network('10.1.2.3'), {
+      family: 4,
+      base: 0x0a010203,
+      prefixLength: 32,
+      hostBits: false,
+      mapped: false,
+      prefixWritten: false,
+    });
+    assert.deepEqual(network('fd00::5'), {
+      family: 6,
+      base: ipv6ToBigInt('fd00::5'),
+      prefixLength: 128,
+      hostBits: false,
+      mapped: false,
+      prefixWritten: false,
+    });
   });
 
   test('IPv4-mapped IPv6 is IPv4: its prefix length counts IPv6 bits, 96..128, and becomes the IPv4 one', () => {
@@ -72,11 +108,23 @@ describe('parseIpNetwork', () => {
       assert.equal(parsed.mapped, true, text);
       assert.equal(parsed.hostBits, hostBits, text);
       assert.equal(formatIpNetwork(parsed), cidr, text);
-      assert.equal(ipNetworkWarning(parsed), `${hostBits ? 'has host bits set and ' : ''}is IPv4-mapped IPv6, matched as IPv4; using ${cidr}`);
+      assert.equal(
+        ipNetworkWarning(parsed),
+        `${hostBits ? 'has host bits set and ' : ''}is IPv4-mapped IPv6, matched as IPv4; using ${cidr}`,
+      );
     }
-    assert.equal(problem('::ffff:10.0.0.0/95'), 'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)');
-    assert.equal(problem('::ffff:10.0.0.0/8'), 'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)');
-    assert.equal(problem('::ffff:10.0.0.0/129'), 'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)');
+    assert.equal(
+      problem('::ffff:10.0.0.0/95'),
+      'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
+    );
+    assert.equal(
+      problem('::ffff:10.0.0.0/8'),
+      'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
+    );
+    assert.equal(
+      problem('::ffff:10.0.0.0/129'),
+      'has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
+    );
     // Neighbours of ::ffff:0:0/96 are plain IPv6.
     assert.equal(network('::fffe:a00:0/104').family, 6);
     assert.equal(network('::1:ffff:a00:0/104').family, 6);
@@ -88,7 +136,7 @@ describe('parseIpNetwork', () => {
     assert.equal(problem('10.0.0.1%eth0/8'), 'is not an IPv4 or IPv6 address or CIDR');
   });
 
-  test('prefix lengths outside the family\'s range, or not plain decimal, are refused', () => {
+  test("prefix lengths outside the family's range, or not plain decimal, are refused", () => {
     assert.equal(problem('10.0.0.0/33'), 'has a prefix length outside 0..32');
     assert.equal(problem('10.0.0.0/999'), 'has a prefix length outside 0..32');
     assert.equal(problem('fd00::/129'), 'has a prefix length outside 0..128');

@@ -33,7 +33,10 @@ test('formatIpv6 writes RFC 5952 canonical text', () => {
 test('formatIpv6 agrees with the WHATWG URL serialiser, which also compresses canonically', () => {
   // A fixed linear congruential sequence: the same 2000 addresses every run, most of them rich in zero groups.
   let seed = 12345;
-  const next = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed; };
+  const next = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed;
+  };
   for (let n = 0; n < 2000; n++) {
     const groups = Array.from({ length: 8 }, () => (next() % 3 === 0 ? next() % 0x10000 : 0));
     const value = bits(groups);

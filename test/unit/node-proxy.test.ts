@@ -8,8 +8,18 @@ import * as net from 'node:net';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
-  NodeProxy, type AccessRecord, type AuthorizationVerdict, type Dialer, type HboneOptions, type InboundAuthorizer,
-  type InboundSource, type OriginalDestinationSource, type ProxyLimits, type ProxyPod, type SocketAddress, type SocketOptions,
+  NodeProxy,
+  type AccessRecord,
+  type AuthorizationVerdict,
+  type Dialer,
+  type HboneOptions,
+  type InboundAuthorizer,
+  type InboundSource,
+  type OriginalDestinationSource,
+  type ProxyLimits,
+  type ProxyPod,
+  type SocketAddress,
+  type SocketOptions,
 } from '../../src/proxy';
 import { ClusterState, type ClusterSnapshot, type Workload } from '../../src/state';
 import { Registry } from 'prom-client';
@@ -49,9 +59,11 @@ interface RawHandle {
 
 async function listeningFd(t: After, host = '127.0.0.1'): Promise<{ fd: number; port: number; adopted: () => void }> {
   const child = spawn(process.execPath, ['-e', LISTENER_CHILD, host], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  t.after(() => { if (child.exitCode === null) child.kill(); });
+  t.after(() => {
+    if (child.exitCode === null) child.kill();
+  });
   const exited = once(child, 'exit');
-  const [message, handle] = await within(once(child, 'message'), 10_000, 'the child to send a listening socket') as [unknown, unknown];
+  const [message, handle] = (await within(once(child, 'message'), 10_000, 'the child to send a listening socket')) as [unknown, unknown];
   // Until the child has closed its copy the socket keeps listening there after NodeProxy closes ours.
   await within(exited, 10_000, 'the child to exit');
   const port = (message as { port?: unknown }).port;
@@ -60,8 +72,16 @@ async function listeningFd(t: After, host = '127.0.0.1'): Promise<{ fd: number; 
   assert.ok(raw && typeof raw.fd === 'number' && raw.fd >= 0, 'no fd in the handle the child sent');
   let owned = true;
   // Closed here only when no NodeProxy took it (a failure before addPod).
-  t.after(() => { if (owned) raw.close?.(); });
-  return { fd: raw.fd, port: port as number, adopted: () => { owned = false; } };
+  t.after(() => {
+    if (owned) raw.close?.();
+  });
+  return {
+    fd: raw.fd,
+    port: port as number,
+    adopted: () => {
+      owned = false;
+    },
+  };
 }
 
 // ---- servers, clients, logs -----------------------------------------------------------------
@@ -93,7 +113,9 @@ function echoServer(t: After, host = '127.0.0.1'): Promise<number> {
 function countingServer(t: After): Promise<number> {
   return serve(t, (s) => {
     let bytes = 0;
-    s.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+    s.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
     s.on('end', () => s.end(`got ${bytes} bytes`));
   });
 }
@@ -111,7 +133,9 @@ async function closedPort(): Promise<number> {
 async function connect(t: After, port: number, host = '127.0.0.1'): Promise<net.Socket> {
   const socket = net.connect({ host, port, allowHalfOpen: true });
   socket.on('error', () => undefined);
-  t.after(() => { socket.destroy(); });
+  t.after(() => {
+    socket.destroy();
+  });
   await within(once(socket, 'connect'), 2000, `a connection to 127.0.0.1:${port}`);
   return socket;
 }
@@ -122,10 +146,14 @@ async function connect(t: After, port: number, host = '127.0.0.1'): Promise<net.
  */
 async function resetError(t: After, port: number, host = '127.0.0.1'): Promise<NodeJS.ErrnoException> {
   const socket = net.connect({ host, port, allowHalfOpen: true });
-  t.after(() => { socket.destroy(); });
+  t.after(() => {
+    socket.destroy();
+  });
   let ended = false;
-  socket.on('end', () => { ended = true; });
-  const [err] = await within(once(socket, 'error'), 2000, 'the client to be reset') as [NodeJS.ErrnoException];
+  socket.on('end', () => {
+    ended = true;
+  });
+  const [err] = (await within(once(socket, 'error'), 2000, 'the client to be reset')) as [NodeJS.ErrnoException];
   assert.equal(ended, false, 'the client saw a clean FIN before the error');
   return err;
 }
@@ -134,7 +162,7 @@ async function resetError(t: After, port: number, host = '127.0.0.1'): Promise<N
 async function connectError(port: number): Promise<NodeJS.ErrnoException> {
   const socket = net.connect({ host: '127.0.0.1', port });
   try {
-    const [err] = await within(once(socket, 'error'), 2000, `a connect to ${port} to fail`) as [NodeJS.ErrnoException];
+    const [err] = (await within(once(socket, 'error'), 2000, `a connect to ${port} to fail`)) as [NodeJS.ErrnoException];
     return err;
   } finally {
     socket.destroy();
@@ -144,7 +172,9 @@ async function connectError(port: number): Promise<NodeJS.ErrnoException> {
 /** Sends `text`, reads the echo back (the connection stays open). */
 async function roundTrip(socket: net.Socket, text: string): Promise<string> {
   let got = '';
-  const onData = (chunk: Buffer): void => { got += chunk.toString(); };
+  const onData = (chunk: Buffer): void => {
+    got += chunk.toString();
+  };
   socket.on('data', onData);
   socket.write(text);
   try {
@@ -163,27 +193,56 @@ interface LogLine {
 }
 
 const POD: ProxyPod = {
-  uid: 'shop/frontend', namespace: 'shop', name: 'frontend', serviceAccount: 'frontend',
-  netnsPath: '/run/netns/ftest-frontend', netnsCookie: 4242n, ips: ['10.244.0.5'],
+  uid: 'shop/frontend',
+  namespace: 'shop',
+  name: 'frontend',
+  serviceAccount: 'frontend',
+  netnsPath: '/run/netns/ftest-frontend',
+  netnsCookie: 4242n,
+  ips: ['10.244.0.5'],
 };
 const OTHER_POD: ProxyPod = {
-  uid: 'shop/worker', namespace: 'shop', name: 'worker', serviceAccount: 'worker',
-  netnsPath: '/run/netns/ftest-worker', netnsCookie: 4343n, ips: ['10.244.0.6'],
+  uid: 'shop/worker',
+  namespace: 'shop',
+  name: 'worker',
+  serviceAccount: 'worker',
+  netnsPath: '/run/netns/ftest-worker',
+  netnsCookie: 4343n,
+  ips: ['10.244.0.6'],
 };
 /** Pods of the mesh tests: their own loopback addresses, so each can be told apart by IP. */
 const FRONTEND: ProxyPod = {
-  uid: 'shop/frontend', namespace: 'shop', name: 'frontend', serviceAccount: 'frontend',
-  netnsPath: '/run/netns/ftest-frontend', netnsCookie: 4242n, ips: ['127.0.0.2'],
+  uid: 'shop/frontend',
+  namespace: 'shop',
+  name: 'frontend',
+  serviceAccount: 'frontend',
+  netnsPath: '/run/netns/ftest-frontend',
+  netnsCookie: 4242n,
+  ips: ['127.0.0.2'],
 };
 const BACKEND: ProxyPod = {
-  uid: 'shop/backend', namespace: 'shop', name: 'backend', serviceAccount: 'backend',
-  netnsPath: '/run/netns/ftest-backend', netnsCookie: 4444n, ips: ['127.0.0.3'],
+  uid: 'shop/backend',
+  namespace: 'shop',
+  name: 'backend',
+  serviceAccount: 'backend',
+  netnsPath: '/run/netns/ftest-backend',
+  netnsCookie: 4444n,
+  ips: ['127.0.0.3'],
 };
 
 function workload(pod: ProxyPod, node: string, meshEnabled = true): Workload {
   return {
-    uid: pod.uid, namespace: pod.namespace, name: pod.name, node, serviceAccount: pod.serviceAccount, ips: pod.ips,
-    labels: { app: pod.name }, meshEnabled, netnsPath: pod.netnsPath, excludeOutboundPorts: [], excludeOutboundCidrs: [],
+    uid: pod.uid,
+    namespace: pod.namespace,
+    name: pod.name,
+    node,
+    serviceAccount: pod.serviceAccount,
+    ips: pod.ips,
+    labels: { app: pod.name },
+    meshEnabled,
+    netnsPath: pod.netnsPath,
+    excludeOutboundPorts: [],
+    excludeOutboundCidrs: [],
   };
 }
 
@@ -198,8 +257,10 @@ const POD_WORKLOADS = (): Workload[] => [workload(POD, 'node-a'), workload(OTHER
 
 /** Policy engine stand-in: a rule function, STRICT per pod, and the change announcement. */
 class FakeAuthorizer implements InboundAuthorizer {
-  rule: (pod: ProxyPod, source: InboundSource, destination: SocketAddress) => AuthorizationVerdict =
-    () => ({ allow: true, reason: 'no policy' });
+  rule: (pod: ProxyPod, source: InboundSource, destination: SocketAddress) => AuthorizationVerdict = () => ({
+    allow: true,
+    reason: 'no policy',
+  });
   readonly strict = new Set<string>();
   readonly calls: Array<{ pod: string; source: InboundSource; destination: SocketAddress }> = [];
   private readonly listeners = new Set<() => void>();
@@ -241,7 +302,10 @@ async function meshTls(): Promise<FakeTlsProvider> {
  * listener is on an ephemeral port) and inbound targets (what sk_lookup would have steered).
  */
 function fakeDialer(
-  t: After, dials: Array<{ netnsPath: string; to: SocketAddress }>, routes: Map<string, number>, pods: ProxyPod[],
+  t: After,
+  dials: Array<{ netnsPath: string; to: SocketAddress }>,
+  routes: Map<string, number>,
+  pods: ProxyPod[],
   deliveries: Array<{ to: SocketAddress; sourceIp?: string }>,
 ): Dialer {
   return {
@@ -258,7 +322,9 @@ function fakeDialer(
           socket.off('error', reject);
           resolve(socket);
         });
-        t.after(() => { socket.destroy(); });
+        t.after(() => {
+          socket.destroy();
+        });
       });
     },
   };
@@ -296,9 +362,13 @@ interface SetupOptions {
 
 async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
   const lines: LogLine[] = [];
-  const log = createRootLogger('debug', { write: (line: string) => { lines.push(JSON.parse(line) as LogLine); } });
+  const log = createRootLogger('debug', {
+    write: (line: string) => {
+      lines.push(JSON.parse(line) as LogLine);
+    },
+  });
   const state = options.state ?? podsState();
-  const tls = options.tls ?? await meshTls();
+  const tls = options.tls ?? (await meshTls());
   const authorizer = options.authorizer ?? new FakeAuthorizer();
   const routes = options.routes ?? new Map<string, number>();
   const dials: Setup['dials'] = [];
@@ -315,13 +385,28 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
   const registry = new Registry();
   const tuned = { relayed: 0, finished: 0, tunnel: 0 };
   const sockets: SocketOptions = {
-    relayed: () => { tuned.relayed += 1; },
-    finished: () => { tuned.finished += 1; },
-    tunnel: () => { tuned.tunnel += 1; },
+    relayed: () => {
+      tuned.relayed += 1;
+    },
+    finished: () => {
+      tuned.finished += 1;
+    },
+    tunnel: () => {
+      tuned.tunnel += 1;
+    },
   };
   const proxy = new NodeProxy({
-    resolver: state, origins, dialer, tls, authorizer, log, hbone: options.hbone, localShortcut: options.localShortcut,
-    metrics: new TrafficMetrics(registry), sockets, limits: options.limits,
+    resolver: state,
+    origins,
+    dialer,
+    tls,
+    authorizer,
+    log,
+    hbone: options.hbone,
+    localShortcut: options.localShortcut,
+    metrics: new TrafficMetrics(registry),
+    sockets,
+    limits: options.limits,
   });
   const series: Setup['series'] = async (metric) => {
     const found = (await registry.getMetricsAsJSON()).find((m) => m.name === metric);
@@ -332,30 +417,36 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
     proxy.tracker.destroyWhere(() => true);
     await within(proxy.drain(0), 2000, 'the final drain').catch(() => undefined);
   });
-  const access = (): AccessRecord[] =>
-    lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
+  const access = (): AccessRecord[] => lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
   return { proxy, state, tls, authorizer, lines, access, dials, deliveries, tuned, asked, origin, routes, series };
 }
 
 /** A pod served by the proxy on fresh listeners (outbound; inbound and HBONE when asked); returns their ports. */
-async function addPod(
-  t: After, s: Setup, pod: ProxyPod = POD, which: { inbound?: boolean; hbone?: boolean } = {},
-): Promise<number> {
+async function addPod(t: After, s: Setup, pod: ProxyPod = POD, which: { inbound?: boolean; hbone?: boolean } = {}): Promise<number> {
   const ports = await addPodListeners(t, s, pod, which);
   return ports.outbound;
 }
 
 async function addPodListeners(
-  t: After, s: Setup, pod: ProxyPod, which: { inbound?: boolean; hbone?: boolean } = {},
+  t: After,
+  s: Setup,
+  pod: ProxyPod,
+  which: { inbound?: boolean; hbone?: boolean } = {},
 ): Promise<{ outbound: number; inbound?: number; hbone?: number }> {
   // Mesh-test pods have loopback addresses of their own; the others listen on 127.0.0.1.
   const host = pod.ips[0]?.startsWith('127.') ? pod.ips[0] : '127.0.0.1';
   const outbound = await listeningFd(t, host);
   const inbound = which.inbound ? await listeningFd(t, host) : undefined;
   const hbone = which.hbone ? await listeningFd(t, host) : undefined;
-  await within(s.proxy.addPod(pod, {
-    outbound: [outbound.fd], inbound: inbound ? [inbound.fd] : [], hbone: hbone ? [hbone.fd] : [],
-  }), 2000, 'addPod');
+  await within(
+    s.proxy.addPod(pod, {
+      outbound: [outbound.fd],
+      inbound: inbound ? [inbound.fd] : [],
+      hbone: hbone ? [hbone.fd] : [],
+    }),
+    2000,
+    'addPod',
+  );
   for (const l of [outbound, inbound, hbone]) l?.adopted();
   // The peer agents dial <pod ip>:15008.
   if (hbone) s.routes.set(`${host}:15008`, hbone.port);
@@ -406,11 +497,18 @@ test('a Service VIP is dialled at the endpoint the state picks, and the record n
   const s = await setup(t);
   const echoPort = await echoServer(t);
   const snapshot: ClusterSnapshot = {
-    version: 1, revision: 1, workloads: POD_WORKLOADS(),
-    services: [{
-      namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'],
-      ports: [{ port: 80, endpoints: [{ ip: '127.0.0.1', port: echoPort }] }],
-    }],
+    version: 1,
+    revision: 1,
+    workloads: POD_WORKLOADS(),
+    services: [
+      {
+        namespace: 'shop',
+        name: 'cart',
+        hostname: 'cart.shop.svc.cluster.local',
+        vips: ['10.96.0.10'],
+        ports: [{ port: 80, endpoints: [{ ip: '127.0.0.1', port: echoPort }] }],
+      },
+    ],
   };
   s.state.replace(snapshot);
   s.origin.next = { family: 4, ip: '10.96.0.10', port: 80 };
@@ -438,7 +536,7 @@ test('a connection without an original destination (straight to 127.0.0.1:15001)
   assert.equal(err.code, 'ECONNRESET');
   assert.equal(s.asked.length, 1);
   assert.deepEqual(s.dials, []);
-  await waitFor(() => s.access().length === 1, 'the refusal\'s access record');
+  await waitFor(() => s.access().length === 1, "the refusal's access record");
   const [record] = s.access();
   assert.equal(record.reason, 'self_call');
   assert.equal(record.responseFlags, 'DENY');
@@ -450,8 +548,18 @@ test('a connection without an original destination (straight to 127.0.0.1:15001)
 test('a Service port without endpoints resets the client and logs the reason', async (t) => {
   const s = await setup(t);
   s.state.replace({
-    version: 1, revision: 1, workloads: POD_WORKLOADS(),
-    services: [{ namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'], ports: [{ port: 80, endpoints: [] }] }],
+    version: 1,
+    revision: 1,
+    workloads: POD_WORKLOADS(),
+    services: [
+      {
+        namespace: 'shop',
+        name: 'cart',
+        hostname: 'cart.shop.svc.cluster.local',
+        vips: ['10.96.0.10'],
+        ports: [{ port: 80, endpoints: [] }],
+      },
+    ],
   });
   s.origin.next = { family: 4, ip: '10.96.0.10', port: 80 };
   const port = await addPod(t, s);
@@ -490,7 +598,10 @@ test('drain closes the listeners at once and waits for an open connection to fin
   assert.equal(await roundTrip(client, 'before drain'), 'before drain');
 
   let drained: { finished: boolean; closed: number } | undefined;
-  const draining = s.proxy.drain(5000).then((r) => { drained = r; return r; });
+  const draining = s.proxy.drain(5000).then((r) => {
+    drained = r;
+    return r;
+  });
 
   // New connections are refused (fail closed) while the old one is still served.
   assert.equal((await connectError(port)).code, 'ECONNREFUSED');
@@ -530,12 +641,12 @@ test('drain closes a connection still open at the deadline', async (t) => {
   const [resetErr] = (await within(clientReset, 2000, 'the proxy to reset the client connection')) as [NodeJS.ErrnoException];
   assert.equal(resetErr.code, 'ECONNRESET');
   await waitFor(() => s.proxy.tracker.size === 0, 'the closed connection to leave the tracker');
-  await waitFor(() => s.access().length === 1, 'the closed connection\'s access record');
+  await waitFor(() => s.access().length === 1, "the closed connection's access record");
   assert.equal(s.access()[0].bytesSent, 'stay'.length);
   assert.equal((await connectError(port)).code, 'ECONNREFUSED');
 });
 
-test('removePod closes that pod\'s listener and connections, and leaves other pods alone', async (t) => {
+test("removePod closes that pod's listener and connections, and leaves other pods alone", async (t) => {
   const s = await setup(t);
   const echoPort = await echoServer(t);
   s.origin.next = { family: 4, ip: '127.0.0.1', port: echoPort };
@@ -551,14 +662,20 @@ test('removePod closes that pod\'s listener and connections, and leaves other po
   s.proxy.removePod(POD.uid);
   assert.equal(s.proxy.hasPod(POD.uid), false);
   assert.equal(s.proxy.hasPod(OTHER_POD.uid), true);
-  const [errA] = (await within(resetA, 2000, 'the removed pod\'s connection to be reset')) as [NodeJS.ErrnoException];
+  const [errA] = (await within(resetA, 2000, "the removed pod's connection to be reset")) as [NodeJS.ErrnoException];
   assert.equal(errA.code, 'ECONNRESET');
   assert.equal((await connectError(portA)).code, 'ECONNREFUSED');
 
   assert.equal(await roundTrip(clientB, 'still here'), 'still here');
   const clientB2 = await connect(t, portB);
   assert.equal(await roundTrip(clientB2, 'new'), 'new');
-  assert.deepEqual(s.proxy.tracker.list().map((c) => c.podUid).sort(), [OTHER_POD.uid, OTHER_POD.uid]);
+  assert.deepEqual(
+    s.proxy.tracker
+      .list()
+      .map((c) => c.podUid)
+      .sort(),
+    [OTHER_POD.uid, OTHER_POD.uid],
+  );
 });
 
 test('removePod of a pod with no connections closes its listener', async (t) => {
@@ -662,16 +779,31 @@ test('a meshed pod on another node is reached through HBONE: mutual TLS, authori
 
   // Istio's metrics: one series per reporter, exactly three connections and their bytes.
   const expected = {
-    request_protocol: 'tcp', response_flags: '-', connection_security_policy: 'mutual_tls',
-    source_workload: 'frontend', source_workload_namespace: 'shop', source_app: 'frontend', source_version: 'latest',
+    request_protocol: 'tcp',
+    response_flags: '-',
+    connection_security_policy: 'mutual_tls',
+    source_workload: 'frontend',
+    source_workload_namespace: 'shop',
+    source_app: 'frontend',
+    source_version: 'latest',
     source_principal: 'spiffe://cluster.local/ns/shop/sa/frontend',
-    destination_workload: 'backend', destination_workload_namespace: 'shop', destination_app: 'backend',
-    destination_principal: 'spiffe://cluster.local/ns/shop/sa/backend', destination_service: 'unknown',
+    destination_workload: 'backend',
+    destination_workload_namespace: 'shop',
+    destination_app: 'backend',
+    destination_principal: 'spiffe://cluster.local/ns/shop/sa/backend',
+    destination_service: 'unknown',
   };
   const bytes = ['ping 0', 'ping 1', 'ping 2'].join('').length;
-  for (const [side, reporter] of [[m.a, 'source'], [m.b, 'destination']] as const) {
-    for (const [metric, value] of [[ISTIO_TCP_METRICS.opened, 3], [ISTIO_TCP_METRICS.closed, 3],
-      [ISTIO_TCP_METRICS.received, bytes], [ISTIO_TCP_METRICS.sent, bytes]] as const) {
+  for (const [side, reporter] of [
+    [m.a, 'source'],
+    [m.b, 'destination'],
+  ] as const) {
+    for (const [metric, value] of [
+      [ISTIO_TCP_METRICS.opened, 3],
+      [ISTIO_TCP_METRICS.closed, 3],
+      [ISTIO_TCP_METRICS.received, bytes],
+      [ISTIO_TCP_METRICS.sent, bytes],
+    ] as const) {
       const all = await side.series(metric);
       assert.equal(all.length, 1, `${reporter} ${metric}: ${JSON.stringify(all)}`);
       assert.equal(all[0].value, value, `${reporter} ${metric}`);
@@ -679,7 +811,10 @@ test('a meshed pod on another node is reached through HBONE: mutual TLS, authori
       assert.equal(all[0].labels.reporter, reporter);
     }
   }
-  assert.deepEqual(m.a.proxy.hboneStats().pool.map((p) => [p.sourcePod, p.targetIp, p.connections.length]), [[FRONTEND.uid, '127.0.0.3', 1]]);
+  assert.deepEqual(
+    m.a.proxy.hboneStats().pool.map((p) => [p.sourcePod, p.targetIp, p.connections.length]),
+    [[FRONTEND.uid, '127.0.0.3', 1]],
+  );
 });
 
 test('denied over HBONE: 403 on the tunnel, the client is reset, the app is never dialled', async (t) => {
@@ -701,8 +836,14 @@ test('denied over HBONE: 403 on the tunnel, the client is reset, the app is neve
   assert.equal(inb.responseFlags, 'DENY');
   // Opened as `-` (the flag is known only at the end), closed as DENY; no bytes.
   for (const side of [m.a, m.b]) {
-    assert.deepEqual((await side.series(ISTIO_TCP_METRICS.opened)).map((v) => [v.labels.response_flags, v.value]), [['-', 1]]);
-    assert.deepEqual((await side.series(ISTIO_TCP_METRICS.closed)).map((v) => [v.labels.response_flags, v.value]), [['DENY', 1]]);
+    assert.deepEqual(
+      (await side.series(ISTIO_TCP_METRICS.opened)).map((v) => [v.labels.response_flags, v.value]),
+      [['-', 1]],
+    );
+    assert.deepEqual(
+      (await side.series(ISTIO_TCP_METRICS.closed)).map((v) => [v.labels.response_flags, v.value]),
+      [['DENY', 1]],
+    );
     assert.deepEqual(await side.series(ISTIO_TCP_METRICS.received), []);
   }
 });
@@ -711,7 +852,7 @@ test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizi
   const m = await mesh(t);
   m.authorizer.strict.add(BACKEND.uid);
   assert.equal((await resetError(t, m.backendIn, '127.0.0.3')).code, 'ECONNRESET');
-  await waitFor(() => m.b.access().length === 1, 'the rejection\'s access record');
+  await waitFor(() => m.b.access().length === 1, "the rejection's access record");
   assert.equal(m.b.access()[0].error, 'plaintext rejected by PeerAuthentication STRICT');
   assert.equal(m.b.access()[0].path, 'plaintext');
   assert.equal(m.authorizer.calls.length, 0);
@@ -721,7 +862,7 @@ test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizi
   const client = await connect(t, m.backendIn, '127.0.0.3');
   assert.equal(await roundTrip(client, 'plain'), 'plain');
   client.end();
-  await waitFor(() => m.b.access().length === 2, 'the admitted connection\'s record');
+  await waitFor(() => m.b.access().length === 2, "the admitted connection's record");
   const record = m.b.access()[1];
   assert.equal(record.path, 'plaintext');
   assert.equal(record.security, 'none');
@@ -734,11 +875,11 @@ test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizi
   // Denied by policy: reset too.
   m.authorizer.rule = () => DENY_BY_POLICY;
   assert.equal((await resetError(t, m.backendIn, '127.0.0.3')).code, 'ECONNRESET');
-  await waitFor(() => m.b.access().length === 3, 'the denial\'s record');
+  await waitFor(() => m.b.access().length === 3, "the denial's record");
   assert.equal(m.b.access()[2].policy, 'shop/deny-frontend');
 });
 
-test('same node: the short path authorizes with the source identity and delivers from the destination\'s namespace', async (t) => {
+test("same node: the short path authorizes with the source identity and delivers from the destination's namespace", async (t) => {
   const state = new ClusterState();
   state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
   const s = await setup(t, { state });
@@ -759,19 +900,24 @@ test('same node: the short path authorizes with the source identity and delivers
   assert.equal(record.security, 'mutual_tls');
   // This agent is both ends: it reports the connection once as source and once as destination.
   const opened = await s.series(ISTIO_TCP_METRICS.opened);
-  assert.deepEqual(opened.map((v) => [v.labels.reporter, v.labels.connection_security_policy, v.value]).sort(),
-    [['destination', 'mutual_tls', 1], ['source', 'mutual_tls', 1]]);
+  assert.deepEqual(opened.map((v) => [v.labels.reporter, v.labels.connection_security_policy, v.value]).sort(), [
+    ['destination', 'mutual_tls', 1],
+    ['source', 'mutual_tls', 1],
+  ]);
   const [call] = s.authorizer.calls;
   assert.equal(call.pod, BACKEND.uid);
   assert.deepEqual(call.source.peer, {
-    trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'frontend', principal: 'cluster.local/ns/shop/sa/frontend',
+    trustDomain: 'cluster.local',
+    namespace: 'shop',
+    serviceAccount: 'frontend',
+    principal: 'cluster.local/ns/shop/sa/frontend',
   });
   assert.equal(call.source.ip, '127.0.0.2');
   assert.deepEqual(s.dials, [{ netnsPath: BACKEND.netnsPath, to: { family: 4, ip: '127.0.0.3', port: appPort } }]);
 
   s.authorizer.rule = () => DENY_BY_POLICY;
   assert.equal((await resetError(t, front.outbound, '127.0.0.2')).code, 'ECONNRESET');
-  await waitFor(() => s.access().length === 2, 'the denial\'s record');
+  await waitFor(() => s.access().length === 2, "the denial's record");
   assert.equal(s.access()[1].error, 'denied by policy shop/deny-frontend');
   assert.equal(s.dials.length, 1);
 });
@@ -788,7 +934,16 @@ test('same node with localShortcut off: HBONE to itself', async (t) => {
   assert.equal(await roundTrip(client, 'loop'), 'loop');
   client.end();
   await waitFor(() => s.access().length === 2, 'both records');
-  assert.deepEqual(s.access().map((r) => [r.direction, r.path]).sort(), [['inbound', 'hbone'], ['outbound', 'hbone']]);
+  assert.deepEqual(
+    s
+      .access()
+      .map((r) => [r.direction, r.path])
+      .sort(),
+    [
+      ['inbound', 'hbone'],
+      ['outbound', 'hbone'],
+    ],
+  );
 });
 
 test('a destination that is not meshed is passed through from the source pod', async (t) => {
@@ -808,8 +963,16 @@ test('a destination that is not meshed is passed through from the source pod', a
   assert.deepEqual(s.authorizer.calls, []);
   // Reported by the source only, with no principal claimed: nothing was verified.
   const [sent] = await s.series(ISTIO_TCP_METRICS.received);
-  assert.deepEqual(pick(sent.labels, ['reporter', 'connection_security_policy', 'source_principal', 'destination_principal', 'destination_workload']),
-    { reporter: 'source', connection_security_policy: 'unknown', source_principal: 'unknown', destination_principal: 'unknown', destination_workload: 'backend' });
+  assert.deepEqual(
+    pick(sent.labels, ['reporter', 'connection_security_policy', 'source_principal', 'destination_principal', 'destination_workload']),
+    {
+      reporter: 'source',
+      connection_security_policy: 'unknown',
+      source_principal: 'unknown',
+      destination_principal: 'unknown',
+      destination_workload: 'backend',
+    },
+  );
   assert.equal(sent.value, 'plain'.length);
 });
 
@@ -843,7 +1006,7 @@ test('a policy change closes the open connections it now denies, within 1 s, and
   const [err] = await reset;
   assert.equal(err.code, 'ECONNRESET');
   assert.ok(Date.now() - started < 1000);
-  await waitFor(() => m.b.access().length === 1 && m.a.access().length === 1, 'the closed connection\'s records');
+  await waitFor(() => m.b.access().length === 1 && m.a.access().length === 1, "the closed connection's records");
   const closed = m.b.access()[0];
   assert.equal(closed.error, 'closed: denied by policy shop/deny-frontend after policy change');
   assert.equal(closed.policy, 'shop/deny-frontend');
@@ -858,13 +1021,15 @@ test('a policy change closes the open connections it now denies, within 1 s, and
   assert.equal(m.b.access()[1].error, 'closed: plaintext rejected by PeerAuthentication STRICT after policy change');
 });
 
-test('removePod closes the pod\'s HBONE listener and its tunnels', async (t) => {
+test("removePod closes the pod's HBONE listener and its tunnels", async (t) => {
   const m = await mesh(t);
   const client = await connect(t, m.frontendOut, '127.0.0.2');
   assert.equal(await roundTrip(client, 'x'), 'x');
   const reset = within(once(client, 'error'), 2000, 'the tunnelled connection to be reset') as Promise<[NodeJS.ErrnoException]>;
   let ended = false;
-  client.on('end', () => { ended = true; });
+  client.on('end', () => {
+    ended = true;
+  });
   m.b.proxy.removePod(BACKEND.uid);
   assert.equal((await reset)[0].code, 'ECONNRESET');
   assert.equal(ended, false, 'the client saw a clean FIN before the reset');
@@ -874,14 +1039,21 @@ test('removePod closes the pod\'s HBONE listener and its tunnels', async (t) => 
 
 // ---- hardening: what a hostile pod would try -------------------------------------------------
 
-test('self calls: a captured connect to the pod\'s own address, loopback or a Service endpoint on Ferry\'s ports is refused, never dialled', async (t) => {
+test("self calls: a captured connect to the pod's own address, loopback or a Service endpoint on Ferry's ports is refused, never dialled", async (t) => {
   const s = await setup(t);
   s.state.replace({
-    version: 1, revision: 2, workloads: POD_WORKLOADS(),
-    services: [{
-      namespace: 'shop', name: 'trap', hostname: 'trap.shop.svc.cluster.local', vips: ['10.96.0.66'],
-      ports: [{ port: 80, endpoints: [{ ip: OTHER_POD.ips[0], port: 15006, workloadUid: OTHER_POD.uid }] }],
-    }],
+    version: 1,
+    revision: 2,
+    workloads: POD_WORKLOADS(),
+    services: [
+      {
+        namespace: 'shop',
+        name: 'trap',
+        hostname: 'trap.shop.svc.cluster.local',
+        vips: ['10.96.0.66'],
+        ports: [{ port: 80, endpoints: [{ ip: OTHER_POD.ips[0], port: 15006, workloadUid: OTHER_POD.uid }] }],
+      },
+    ],
   });
   const port = await addPod(t, s);
   const targets: SocketAddress[] = [
@@ -965,7 +1137,9 @@ test('with an idle timeout a relayed connection without traffic is reset, and on
   const busy = await connect(t, port);
   const reset = within(once(idle, 'error'), 3000, 'the idle connection to be reset') as Promise<[NodeJS.ErrnoException]>;
   let busyErrors = 0;
-  busy.on('error', () => { busyErrors += 1; });
+  busy.on('error', () => {
+    busyErrors += 1;
+  });
   // Bounded: 20 round trips 100 ms apart keep the busy one alive through several sweeps.
   for (let i = 0; i < 20 && idle.readyState !== 'closed'; i++) {
     assert.equal(await roundTrip(busy, `tick ${i}`), `tick ${i}`);
@@ -988,15 +1162,21 @@ test('relayed sockets get a zero linger until their FIN is out; HBONE sockets ke
   assert.deepEqual(m.b.tuned, { relayed: 1, finished: 1, tunnel: 1 });
 });
 
-test('deliveries carry the real source: the tunnel\'s peer over HBONE, the source pod on the short path, the client for plaintext', async (t) => {
+test("deliveries carry the real source: the tunnel's peer over HBONE, the source pod on the short path, the client for plaintext", async (t) => {
   const m = await mesh(t);
   const viaHbone = await connect(t, m.frontendOut, '127.0.0.2');
   assert.equal(await roundTrip(viaHbone, 'a'), 'a');
   const plain = await connect(t, m.backendIn, '127.0.0.3');
   assert.equal(await roundTrip(plain, 'b'), 'b');
   // A's dial is the tunnel (from its own address); B's are deliveries from the real sources.
-  assert.deepEqual(m.a.deliveries.map((d) => d.sourceIp), [undefined]);
-  assert.deepEqual(m.b.deliveries.map((d) => d.sourceIp), ['127.0.0.2', '127.0.0.1']);
+  assert.deepEqual(
+    m.a.deliveries.map((d) => d.sourceIp),
+    [undefined],
+  );
+  assert.deepEqual(
+    m.b.deliveries.map((d) => d.sourceIp),
+    ['127.0.0.2', '127.0.0.1'],
+  );
 
   const state = new ClusterState();
   state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });

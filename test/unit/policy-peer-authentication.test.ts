@@ -3,12 +3,20 @@
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
-  DEFAULT_ROOT_NAMESPACE, PolicySet, validatePeerAuthentication, type MtlsDecision, type PeerAuthentication, type PolicyWorkload,
+  DEFAULT_ROOT_NAMESPACE,
+  PolicySet,
+  validatePeerAuthentication,
+  type MtlsDecision,
+  type PeerAuthentication,
+  type PolicyWorkload,
 } from '../../src/policy';
 
 function pa(namespace: string, name: string, spec: Record<string, unknown>): PeerAuthentication {
   const result = validatePeerAuthentication({
-    apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name, namespace }, spec,
+    apiVersion: 'security.istio.io/v1',
+    kind: 'PeerAuthentication',
+    metadata: { name, namespace },
+    spec,
   });
   assert.deepEqual(result.problems, []);
   assert.ok(result.value !== undefined);
@@ -34,11 +42,21 @@ interface Case {
 
 const cases: Case[] = [
   { name: 'no policy: PERMISSIVE by default', policies: [], want: { mode: 'PERMISSIVE', configured: 'PERMISSIVE', level: 'default' } },
-  { name: 'mesh-wide STRICT', policies: [mesh('STRICT')], want: { mode: 'STRICT', configured: 'STRICT', level: 'mesh', policy: 'ferry-system/default' } },
-  { name: 'mesh-wide applies in every namespace', policies: [mesh('STRICT')], workload: ELSEWHERE, want: { mode: 'STRICT', configured: 'STRICT', level: 'mesh', policy: 'ferry-system/default' } },
+  {
+    name: 'mesh-wide STRICT',
+    policies: [mesh('STRICT')],
+    want: { mode: 'STRICT', configured: 'STRICT', level: 'mesh', policy: 'ferry-system/default' },
+  },
+  {
+    name: 'mesh-wide applies in every namespace',
+    policies: [mesh('STRICT')],
+    workload: ELSEWHERE,
+    want: { mode: 'STRICT', configured: 'STRICT', level: 'mesh', policy: 'ferry-system/default' },
+  },
   {
     name: 'mesh-wide applies to the root namespace itself',
-    policies: [mesh('STRICT')], workload: { namespace: DEFAULT_ROOT_NAMESPACE, labels: {} },
+    policies: [mesh('STRICT')],
+    workload: { namespace: DEFAULT_ROOT_NAMESPACE, labels: {} },
     want: { mode: 'STRICT', configured: 'STRICT', level: 'mesh', policy: 'ferry-system/default' },
   },
   {
@@ -58,7 +76,8 @@ const cases: Case[] = [
   },
   {
     name: 'a namespace policy does not reach another namespace',
-    policies: [namespaceWide('STRICT')], workload: ELSEWHERE,
+    policies: [namespaceWide('STRICT')],
+    workload: ELSEWHERE,
     want: { mode: 'PERMISSIVE', configured: 'PERMISSIVE', level: 'default' },
   },
   {
@@ -68,7 +87,8 @@ const cases: Case[] = [
   },
   {
     name: 'a selector that does not match leaves the namespace-wide mode',
-    policies: [namespaceWide('STRICT'), forWeb({ mtls: { mode: 'PERMISSIVE' } })], workload: DB,
+    policies: [namespaceWide('STRICT'), forWeb({ mtls: { mode: 'PERMISSIVE' } })],
+    workload: DB,
     want: { mode: 'STRICT', configured: 'STRICT', level: 'namespace', policy: 'shop/default' },
   },
   {
@@ -78,22 +98,26 @@ const cases: Case[] = [
   },
   {
     name: 'port-level overrides the workload mode on that port',
-    policies: [forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' } } })], port: 8080,
+    policies: [forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' } } })],
+    port: 8080,
     want: { mode: 'PERMISSIVE', configured: 'PERMISSIVE', level: 'port', policy: 'shop/web' },
   },
   {
     name: 'port-level leaves other ports alone',
-    policies: [forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' } } })], port: 9090,
+    policies: [forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'PERMISSIVE' } } })],
+    port: 9090,
     want: { mode: 'STRICT', configured: 'STRICT', level: 'workload', policy: 'shop/web' },
   },
   {
     name: 'port-level UNSET inherits the workload level',
-    policies: [namespaceWide('PERMISSIVE'), forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'UNSET' } } })], port: 8080,
+    policies: [namespaceWide('PERMISSIVE'), forWeb({ mtls: { mode: 'STRICT' }, portLevelMtls: { 8080: { mode: 'UNSET' } } })],
+    port: 8080,
     want: { mode: 'STRICT', configured: 'STRICT', level: 'workload', policy: 'shop/web' },
   },
   {
     name: 'port-level STRICT under an UNSET workload and a PERMISSIVE mesh',
-    policies: [mesh('PERMISSIVE'), forWeb({ portLevelMtls: { '5432': { mode: 'STRICT' } } })], port: 5432,
+    policies: [mesh('PERMISSIVE'), forWeb({ portLevelMtls: { '5432': { mode: 'STRICT' } } })],
+    port: 5432,
     want: { mode: 'STRICT', configured: 'STRICT', level: 'port', policy: 'shop/web' },
   },
   {
@@ -113,7 +137,10 @@ const cases: Case[] = [
   },
   {
     name: 'two matching workload policies: the first by name wins',
-    policies: [forWeb({ mtls: { mode: 'PERMISSIVE' } }, 'z'), pa('shop', 'front', { selector: { matchLabels: { tier: 'front' } }, mtls: { mode: 'STRICT' } })],
+    policies: [
+      forWeb({ mtls: { mode: 'PERMISSIVE' } }, 'z'),
+      pa('shop', 'front', { selector: { matchLabels: { tier: 'front' } }, mtls: { mode: 'STRICT' } }),
+    ],
     want: { mode: 'STRICT', configured: 'STRICT', level: 'workload', policy: 'shop/front' },
   },
 ];
@@ -130,14 +157,19 @@ describe('PolicySet.peerAuthentication', () => {
 
 describe('PeerAuthentication warnings', () => {
   test('same-level conflicts are warned about, naming both policies', () => {
-    const set = new PolicySet([], [
-      mesh('STRICT'), pa(DEFAULT_ROOT_NAMESPACE, 'other', { mtls: { mode: 'PERMISSIVE' } }),
-      namespaceWide('STRICT', 'b'), namespaceWide('STRICT', 'a'),
-      forWeb({ mtls: { mode: 'STRICT' } }, 'web'),
-      pa('shop', 'front', { selector: { matchLabels: { tier: 'front' } }, mtls: { mode: 'STRICT' } }),
-      // Disjoint from both: app differs from web's, tier from front's.
-      pa('shop', 'db', { selector: { matchLabels: { app: 'db', tier: 'back' } }, mtls: { mode: 'STRICT' } }),
-    ]);
+    const set = new PolicySet(
+      [],
+      [
+        mesh('STRICT'),
+        pa(DEFAULT_ROOT_NAMESPACE, 'other', { mtls: { mode: 'PERMISSIVE' } }),
+        namespaceWide('STRICT', 'b'),
+        namespaceWide('STRICT', 'a'),
+        forWeb({ mtls: { mode: 'STRICT' } }, 'web'),
+        pa('shop', 'front', { selector: { matchLabels: { tier: 'front' } }, mtls: { mode: 'STRICT' } }),
+        // Disjoint from both: app differs from web's, tier from front's.
+        pa('shop', 'db', { selector: { matchLabels: { app: 'db', tier: 'back' } }, mtls: { mode: 'STRICT' } }),
+      ],
+    );
     assert.deepEqual(set.conflicts, [
       'PeerAuthentication ferry-system/other: another mesh-wide PeerAuthentication, ferry-system/default, is in force (the first by name; Istio would use the oldest); delete one of them',
       'PeerAuthentication shop/b: another namespace-wide PeerAuthentication, shop/a, is in force in namespace shop (the first by name; Istio would use the oldest); delete one of them',
@@ -148,11 +180,13 @@ describe('PeerAuthentication warnings', () => {
 
   test('a selector in the root namespace is warned about at validation and at load', () => {
     const result = validatePeerAuthentication({
-      apiVersion: 'security.istio.io/v1beta1', kind: 'PeerAuthentication',
+      apiVersion: 'security.istio.io/v1beta1',
+      kind: 'PeerAuthentication',
       metadata: { name: 'web', namespace: DEFAULT_ROOT_NAMESPACE },
       spec: { selector: { matchLabels: { app: 'web' } }, mtls: { mode: 'STRICT' } },
     });
-    const expected = 'PeerAuthentication ferry-system/web: spec.selector: has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ferry-system is ignored';
+    const expected =
+      'PeerAuthentication ferry-system/web: spec.selector: has no effect: as in Istio, a PeerAuthentication with a selector in the root namespace ferry-system is ignored';
     assert.deepEqual(result.warnings, [expected]);
     assert.ok(result.value !== undefined);
     assert.deepEqual(new PolicySet([], [result.value]).warnings, [expected]);

@@ -3,13 +3,25 @@
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import {
-  POLICY_ERROR_CODES, formatPolicyPath, validateAuthorizationPolicy, validatePeerAuthentication, type PolicyProblem,
+  POLICY_ERROR_CODES,
+  formatPolicyPath,
+  validateAuthorizationPolicy,
+  validatePeerAuthentication,
+  type PolicyProblem,
 } from '../../src/policy';
 
-const ap = (spec: unknown, metadata: Record<string, unknown> = { name: 'p', namespace: 'shop' }): Record<string, unknown> =>
-  ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata, spec });
-const peer = (spec: unknown, metadata: Record<string, unknown> = { name: 'p', namespace: 'shop' }): Record<string, unknown> =>
-  ({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata, spec });
+const ap = (spec: unknown, metadata: Record<string, unknown> = { name: 'p', namespace: 'shop' }): Record<string, unknown> => ({
+  apiVersion: 'security.istio.io/v1',
+  kind: 'AuthorizationPolicy',
+  metadata,
+  spec,
+});
+const peer = (spec: unknown, metadata: Record<string, unknown> = { name: 'p', namespace: 'shop' }): Record<string, unknown> => ({
+  apiVersion: 'security.istio.io/v1',
+  kind: 'PeerAuthentication',
+  metadata,
+  spec,
+});
 
 /** Problems as `path: message` lines, easy to compare and to read in a failure. */
 const lines = (problems: PolicyProblem[]): string[] => problems.map((p) => `${formatPolicyPath(p.path)}: ${p.message}`);
@@ -22,11 +34,13 @@ describe('AuthorizationPolicy: normalised form', () => {
       metadata: { name: 'web.allow', annotations: { 'istio.io/dry-run': 'true', team: 'a' } },
       spec: {
         selector: { matchLabels: { app: 'web' } },
-        rules: [{
-          from: [{ source: { serviceAccounts: ['client', 'legacy/job'], ipBlocks: ['10.0.0.0/8'] } }],
-          to: [{ operation: { ports: ['8080', 9090] } }],
-          when: [{ key: 'destination.port', notValues: ['22'] }],
-        }],
+        rules: [
+          {
+            from: [{ source: { serviceAccounts: ['client', 'legacy/job'], ipBlocks: ['10.0.0.0/8'] } }],
+            to: [{ operation: { ports: ['8080', 9090] } }],
+            when: [{ key: 'destination.port', notValues: ['22'] }],
+          },
+        ],
       },
     });
     assert.deepEqual(result.problems, []);
@@ -37,11 +51,13 @@ describe('AuthorizationPolicy: normalised form', () => {
       action: 'ALLOW',
       dryRun: true,
       selector: { app: 'web' },
-      rules: [{
-        from: [{ serviceAccounts: ['default/client', 'legacy/job'], ipBlocks: ['10.0.0.0/8'] }],
-        to: [{ ports: [8080, 9090] }],
-        when: [{ key: 'destination.port', notValues: ['22'] }],
-      }],
+      rules: [
+        {
+          from: [{ serviceAccounts: ['default/client', 'legacy/job'], ipBlocks: ['10.0.0.0/8'] }],
+          to: [{ ports: [8080, 9090] }],
+          when: [{ key: 'destination.port', notValues: ['22'] }],
+        },
+      ],
     });
     assert.deepEqual(JSON.parse(JSON.stringify(result.value)), result.value);
   });
@@ -73,12 +89,16 @@ describe('AuthorizationPolicy: normalised form', () => {
   });
 
   test('IPv4-mapped addresses and networks are IPv4, with a warning; in conditions too', () => {
-    const result = validateAuthorizationPolicy(ap({
-      rules: [{
-        from: [{ source: { notIpBlocks: ['::ffff:10.0.0.1', '::ffff:10.0.0.0/104'], ipBlocks: ['::ffff:10.9.9.9/120'] } }],
-        when: [{ key: 'source.ip', values: ['::ffff:0:0/96'] }],
-      }],
-    }));
+    const result = validateAuthorizationPolicy(
+      ap({
+        rules: [
+          {
+            from: [{ source: { notIpBlocks: ['::ffff:10.0.0.1', '::ffff:10.0.0.0/104'], ipBlocks: ['::ffff:10.9.9.9/120'] } }],
+            when: [{ key: 'source.ip', values: ['::ffff:0:0/96'] }],
+          },
+        ],
+      }),
+    );
     assert.deepEqual(result.problems, []);
     const at = 'AuthorizationPolicy shop/p: spec.rules[0]';
     assert.deepEqual(result.warnings, [
@@ -103,14 +123,18 @@ describe('AuthorizationPolicy: problems', () => {
     {
       name: 'bad CIDRs and addresses',
       doc: ap({
-        rules: [{
-          from: [{
-            source: {
-              ipBlocks: ['10.0.0.0/8', '10.0.0.0/33', 'not-an-ip', 'fe80::1%eth0', 'fd00::/129', '10.0.0.0/08'],
-              notIpBlocks: ['::ffff:10.0.0.0/95', '10.0.0.0/'],
-            },
-          }],
-        }],
+        rules: [
+          {
+            from: [
+              {
+                source: {
+                  ipBlocks: ['10.0.0.0/8', '10.0.0.0/33', 'not-an-ip', 'fe80::1%eth0', 'fd00::/129', '10.0.0.0/08'],
+                  notIpBlocks: ['::ffff:10.0.0.0/95', '10.0.0.0/'],
+                },
+              },
+            ],
+          },
+        ],
       }),
       problems: [
         'spec.rules[0].from[0].source.ipBlocks[1]: "10.0.0.0/33" has a prefix length outside 0..32; expected an IP address or CIDR, e.g. 10.0.0.0/8 or fd00::/8',
@@ -183,14 +207,20 @@ describe('AuthorizationPolicy: problems', () => {
     },
     {
       name: 'when: unknown, rejected and malformed keys, values',
-      doc: ap({ rules: [{ when: [
-        { key: 'source.pod', values: ['x'] },
-        { key: 'destination.labels[app]', values: ['x'] },
-        { key: 'request.headers', values: ['x'] },
-        { key: 'source.ip', values: ['1.2.3.4/40'] },
-        { key: 'destination.port', notValues: ['eighty'] },
-        { key: 'source.namespace' },
-      ] }] }),
+      doc: ap({
+        rules: [
+          {
+            when: [
+              { key: 'source.pod', values: ['x'] },
+              { key: 'destination.labels[app]', values: ['x'] },
+              { key: 'request.headers', values: ['x'] },
+              { key: 'source.ip', values: ['1.2.3.4/40'] },
+              { key: 'destination.port', notValues: ['eighty'] },
+              { key: 'source.namespace' },
+            ],
+          },
+        ],
+      }),
       problems: [
         'spec.rules[0].when[0].key: "source.pod" is not a known attribute; expected one of: source.ip, source.namespace, source.principal, destination.ip, destination.port, remote.ip, request.auth.principal, request.auth.audiences, request.auth.presenter, connection.sni, request.headers[NAME], request.auth.claims[NAME]',
         'spec.rules[0].when[1].key: "destination.labels[app]" is replaced by spec.selector in Istio security.istio.io/v1',
@@ -203,14 +233,15 @@ describe('AuthorizationPolicy: problems', () => {
     {
       name: 'metadata, apiVersion and kind',
       doc: {
-        apiVersion: 'security.istio.io/v1alpha1', kind: 'AuthorizationPolicy',
+        apiVersion: 'security.istio.io/v1alpha1',
+        kind: 'AuthorizationPolicy',
         metadata: { name: 'Bad_Name', namespace: 'shop', uid: 'x', annotations: { 'istio.io/dry-run': 'yes', 'ferry.dev/dryrun': 'true' } },
         spec: {},
       },
       problems: [
         'apiVersion: "security.istio.io/v1alpha1" is not supported; expected security.istio.io/v1 (or security.istio.io/v1beta1)',
         'metadata.uid: unknown field (Ferry does not support it); expected one of: name, namespace, labels, annotations',
-        'metadata.name: "Bad_Name" is not valid; expected a policy name: a DNS-1123 subdomain (lowercase letters, digits, \'-\' and \'.\', at most 253 characters)',
+        "metadata.name: \"Bad_Name\" is not valid; expected a policy name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
         'metadata.annotations["ferry.dev/dryrun"]: unknown Ferry annotation; expected one of: ferry.dev/dry-run',
         'metadata.annotations["istio.io/dry-run"]: "yes" is not valid; expected "true" or "false"',
       ],
@@ -224,7 +255,7 @@ describe('AuthorizationPolicy: problems', () => {
       name: 'wrong types',
       doc: ap({ rules: { from: [] }, selector: { matchLabels: { app: 1 } } }),
       problems: [
-        'spec.selector.matchLabels.app: is an integer (1); expected a label value: at most 63 letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit',
+        "spec.selector.matchLabels.app: is an integer (1); expected a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
         'spec.rules: is a mapping; expected a list of rules {from, to, when}',
       ],
     },
@@ -233,28 +264,43 @@ describe('AuthorizationPolicy: problems', () => {
   for (const c of cases) {
     test(c.name, () => {
       const result = validateAuthorizationPolicy(c.doc);
-      assert.deepEqual(lines(result.problems).map((l) => (l.startsWith(':') ? `(root)${l}` : l)), c.problems);
+      assert.deepEqual(
+        lines(result.problems).map((l) => (l.startsWith(':') ? `(root)${l}` : l)),
+        c.problems,
+      );
       assert.equal(result.value, undefined);
     });
   }
 
   test('paths are segment lists from the document root, list positions as numbers', () => {
     const result = validateAuthorizationPolicy(ap({ rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8', 'x'] } }] }] }));
-    assert.deepEqual(result.problems.map((p) => p.path), [['spec', 'rules', 0, 'from', 0, 'source', 'ipBlocks', 1]]);
+    assert.deepEqual(
+      result.problems.map((p) => p.path),
+      [['spec', 'rules', 0, 'from', 0, 'source', 'ipBlocks', 1]],
+    );
   });
 });
 
 describe('PeerAuthentication', () => {
   test('normalised form: mode, port-level settings sorted by port, selector', () => {
-    const result = validatePeerAuthentication(peer({
-      selector: { matchLabels: { app: 'db' } },
-      mtls: { mode: 'STRICT' },
-      portLevelMtls: { 9090: { mode: 'DISABLE' }, 5432: { mode: 'PERMISSIVE' }, 8080: {} },
-    }));
+    const result = validatePeerAuthentication(
+      peer({
+        selector: { matchLabels: { app: 'db' } },
+        mtls: { mode: 'STRICT' },
+        portLevelMtls: { 9090: { mode: 'DISABLE' }, 5432: { mode: 'PERMISSIVE' }, 8080: {} },
+      }),
+    );
     assert.deepEqual(result.problems, []);
     assert.deepEqual(result.value, {
-      namespace: 'shop', name: 'p', selector: { app: 'db' }, mode: 'STRICT',
-      portLevelMtls: [{ port: 5432, mode: 'PERMISSIVE' }, { port: 8080, mode: 'UNSET' }, { port: 9090, mode: 'DISABLE' }],
+      namespace: 'shop',
+      name: 'p',
+      selector: { app: 'db' },
+      mode: 'STRICT',
+      portLevelMtls: [
+        { port: 5432, mode: 'PERMISSIVE' },
+        { port: 8080, mode: 'UNSET' },
+        { port: 9090, mode: 'DISABLE' },
+      ],
     });
   });
 
@@ -272,7 +318,11 @@ describe('PeerAuthentication', () => {
     },
     {
       name: 'bad modes and ports',
-      doc: peer({ selector: { matchLabels: { app: 'db' } }, mtls: { mode: 'strict' }, portLevelMtls: { 0: { mode: 'STRICT' }, http: { mode: 'STRICT' }, 80: { mode: 'X', port: 1 } } }),
+      doc: peer({
+        selector: { matchLabels: { app: 'db' } },
+        mtls: { mode: 'strict' },
+        portLevelMtls: { 0: { mode: 'STRICT' }, http: { mode: 'STRICT' }, 80: { mode: 'X', port: 1 } },
+      }),
       problems: [
         'spec.mtls.mode: "strict" is not supported; expected STRICT, PERMISSIVE, DISABLE or UNSET',
         'spec.portLevelMtls.http: is not a valid key; expected a port number from 1 to 65535',
@@ -283,7 +333,10 @@ describe('PeerAuthentication', () => {
     },
     {
       name: 'empty portLevelMtls, dry-run annotation',
-      doc: peer({ selector: { matchLabels: { app: 'db' } }, portLevelMtls: {} }, { name: 'p', annotations: { 'istio.io/dry-run': 'true' } }),
+      doc: peer(
+        { selector: { matchLabels: { app: 'db' } }, portLevelMtls: {} },
+        { name: 'p', annotations: { 'istio.io/dry-run': 'true' } },
+      ),
       problems: [
         'metadata.annotations["istio.io/dry-run"]: dry-run applies to AuthorizationPolicy only (as in Istio); expected no dry-run annotation on a PeerAuthentication',
         'spec.portLevelMtls: is empty; expected at least one PORT: {mode: …} entry',

@@ -14,13 +14,19 @@ async function listen(t: After, server: net.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   // Not awaiting close(): its callback waits for every accepted socket, which later hooks destroy.
-  t.after(() => { server.close(); });
+  t.after(() => {
+    server.close();
+  });
   return (server.address() as net.AddressInfo).port;
 }
 
 function track(t: After, socket: net.Socket): net.Socket {
-  socket.on('error', () => { /* each test asserts the errors it expects */ });
-  t.after(() => { socket.destroy(); });
+  socket.on('error', () => {
+    /* each test asserts the errors it expects */
+  });
+  t.after(() => {
+    socket.destroy();
+  });
   return socket;
 }
 
@@ -59,7 +65,13 @@ async function harness(t: After, farServerOptions: net.ServerOpts = {}): Promise
   await within(once(client, 'connect'), 2000, 'the client to connect');
   const { downstream, upstream, result } = await within(proxied, 2000, 'the proxy to accept');
   await within(once(upstream, 'connect'), 2000, 'the upstream to connect');
-  await within((async () => { while (farSockets.length === 0) await sleep(5); })(), 2000, 'the far server to accept');
+  await within(
+    (async () => {
+      while (farSockets.length === 0) await sleep(5);
+    })(),
+    2000,
+    'the far server to accept',
+  );
   return { client, far: farSockets[0], downstream, upstream, result };
 }
 
@@ -89,15 +101,17 @@ test('counts the bytes relayed in each direction exactly', async (t) => {
   assert.ok(atClient.data().equals(response), 'response bytes changed on the way');
 });
 
-test('half-close: the client\'s FIN reaches the far server, which can still answer', async (t) => {
+test("half-close: the client's FIN reaches the far server, which can still answer", async (t) => {
   const h = await harness(t);
   const atFar = collect(h.far);
   const atClient = collect(h.client);
   let clientClosed = false;
-  h.client.on('close', () => { clientClosed = true; });
+  h.client.on('close', () => {
+    clientClosed = true;
+  });
 
   h.client.end('question');
-  await within(atFar.ended, 2000, 'the far server to see the client\'s FIN');
+  await within(atFar.ended, 2000, "the far server to see the client's FIN");
   assert.equal(atFar.data().toString(), 'question');
 
   // The other direction is still open: nothing has closed yet.
@@ -109,7 +123,7 @@ test('half-close: the client\'s FIN reaches the far server, which can still answ
   h.far.write('answer, part one; ');
   await sleep(20);
   h.far.end('part two');
-  await within(atClient.ended, 2000, 'the far server\'s FIN to reach the client');
+  await within(atClient.ended, 2000, "the far server's FIN to reach the client");
   assert.equal(atClient.data().toString(), 'answer, part one; part two');
 
   const result = await within(h.result, 2000, 'relay to resolve after both FINs');
@@ -124,10 +138,10 @@ test('half-close the other way: the far server finishes first, the client still 
   const atClient = collect(h.client);
 
   h.far.end('banner');
-  await within(atClient.ended, 2000, 'the far server\'s FIN to reach the client');
+  await within(atClient.ended, 2000, "the far server's FIN to reach the client");
   h.client.write('late ');
   h.client.end('request');
-  await within(atFar.ended, 2000, 'the client\'s FIN to reach the far server');
+  await within(atFar.ended, 2000, "the client's FIN to reach the far server");
   assert.equal(atFar.data().toString(), 'late request');
   assert.equal(atClient.data().toString(), 'banner');
   const result = await within(h.result, 2000, 'relay to resolve');
@@ -146,14 +160,16 @@ test('a reset from the far side resets the client and relay reports the error', 
   const h = await harness(t);
   const clientError = within(once(h.client, 'error'), 2000, 'the client to see an error');
   let clientEnded = false;
-  h.client.on('end', () => { clientEnded = true; });
+  h.client.on('end', () => {
+    clientEnded = true;
+  });
 
   h.client.write('hello');
-  const [first] = await within(once(h.far, 'data'), 2000, 'the far server to get data') as [Buffer];
+  const [first] = (await within(once(h.far, 'data'), 2000, 'the far server to get data')) as [Buffer];
   assert.equal(first.toString(), 'hello');
   h.far.resetAndDestroy();
 
-  const [err] = await clientError as [NodeJS.ErrnoException];
+  const [err] = (await clientError) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
   assert.equal(clientEnded, false, 'the client saw a clean FIN instead of a reset');
 
@@ -172,7 +188,7 @@ test('a reset from the client resets the far side and relay reports the error', 
   await within(once(h.client, 'data'), 2000, 'the client to get data');
   h.client.resetAndDestroy();
 
-  const [err] = await farError as [NodeJS.ErrnoException];
+  const [err] = (await farError) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
   const result = await within(h.result, 2000, 'relay to resolve after the reset');
   assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET');
@@ -215,7 +231,9 @@ async function h2Harness(t: After, windows = 65_535): Promise<H2Harness> {
   });
   const session = http2.connect(`http://127.0.0.1:${(farServer.address() as net.AddressInfo).port}`);
   session.on('error', () => undefined);
-  t.after(() => { session.destroy(); });
+  t.after(() => {
+    session.destroy();
+  });
 
   let resolveProxied!: (v: { downstream: net.Socket; upstream: http2.ClientHttp2Stream; result: Promise<RelayResult> }) => void;
   const proxied = new Promise<{ downstream: net.Socket; upstream: http2.ClientHttp2Stream; result: Promise<RelayResult> }>((resolve) => {
@@ -231,7 +249,13 @@ async function h2Harness(t: After, windows = 65_535): Promise<H2Harness> {
   const client = track(t, net.connect({ host: '127.0.0.1', port: proxyPort, allowHalfOpen: true }));
   await within(once(client, 'connect'), 2000, 'the client to connect');
   const { downstream, upstream, result } = await within(proxied, 2000, 'the CONNECT to be answered');
-  await within((async () => { while (farStreams.length === 0) await sleep(5); })(), 2000, 'the far stream');
+  await within(
+    (async () => {
+      while (farStreams.length === 0) await sleep(5);
+    })(),
+    2000,
+    'the far stream',
+  );
   return { client, far: farStreams[0], downstream, upstream, result };
 }
 
@@ -261,12 +285,14 @@ test('http2: a stream reset by the far side resets the client (no FIN first)', a
   const h = await h2Harness(t);
   const clientError = within(once(h.client, 'error'), 2000, 'the client to be reset');
   let clientEnded = false;
-  h.client.on('end', () => { clientEnded = true; });
+  h.client.on('end', () => {
+    clientEnded = true;
+  });
   h.client.write('hello');
   await within(once(h.far, 'data'), 2000, 'the far stream to get data');
   // RST_STREAM alone, as a peer agent sends it (resetEnd), not Node's END_STREAM-then-RST close().
   resetEnd(h.far);
-  const [err] = await clientError as [NodeJS.ErrnoException];
+  const [err] = (await clientError) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNRESET');
   assert.equal(clientEnded, false, 'the client saw a clean FIN before the reset');
   const result = await within(h.result, 2000, 'relay to resolve');
@@ -279,7 +305,10 @@ test('http2: a client reset becomes RST_STREAM(CANCEL) on the tunnel, without EN
   const h = await h2Harness(t);
   let aborted = false;
   let farEnded = false;
-  h.far.on('aborted', () => { aborted = true; farEnded = h.far.readableEnded; });
+  h.far.on('aborted', () => {
+    aborted = true;
+    farEnded = h.far.readableEnded;
+  });
   h.far.write('welcome');
   await within(once(h.client, 'data'), 2000, 'the client to get data');
   h.client.resetAndDestroy();
@@ -343,7 +372,10 @@ async function assertBoundedUnderPausedReader(t: After, h: Flooded, far: string)
   assert.ok(maxBuffered < BOUND, `relay buffered ${maxBuffered} bytes in user space (bound ${BOUND})`);
 
   let receivedAtFar = 0;
-  h.far.on('data', (c: Buffer) => { receivedAtFar += c.length; sample(); });
+  h.far.on('data', (c: Buffer) => {
+    receivedAtFar += c.length;
+    sample();
+  });
   h.far.resume();
   await within(once(h.far as unknown as EventEmitter, 'end'), 20_000, `all 32 MiB to reach ${far}`);
   await writer;

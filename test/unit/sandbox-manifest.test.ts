@@ -62,7 +62,10 @@ describe('the demo', () => {
     assert.deepEqual(manifest.nodes, [{ name: 'node-a' }, { name: 'node-b' }]);
     assert.deepEqual(
       manifest.namespaces.map((n) => [n.name, n.meshEnabled]),
-      [['shop', true], ['legacy', false]],
+      [
+        ['shop', true],
+        ['legacy', false],
+      ],
     );
     assert.deepEqual(
       manifest.pods.map((p) => [`${p.namespace}/${p.name}`, p.nodeName, p.meshEnabled]),
@@ -146,7 +149,10 @@ spec:
 `);
     assert.deepEqual(manifest.services[0]?.ports, [{ port: 8080, targetPort: 8080 }]);
     assert.deepEqual(manifest.services[0]?.selector, {});
-    assert.deepEqual(manifest.namespaces.map((n) => n.name), ['a']);
+    assert.deepEqual(
+      manifest.namespaces.map((n) => n.name),
+      ['a'],
+    );
   });
 
   test('an explicitly declared default namespace can be enrolled', () => {
@@ -157,7 +163,10 @@ metadata:
   annotations: {ferry.dev/mesh: enabled}
 ---
 ${POD('p')}`);
-    assert.deepEqual(manifest.namespaces.map((n) => [n.name, n.meshEnabled]), [['default', true]]);
+    assert.deepEqual(
+      manifest.namespaces.map((n) => [n.name, n.meshEnabled]),
+      [['default', true]],
+    );
     assert.equal(manifest.pods[0]?.meshEnabled, true);
   });
 
@@ -177,7 +186,13 @@ spec:
     - <<: *base
       name: b
 `);
-    assert.deepEqual(manifest.pods[0]?.containers.map((c) => [c.name, c.command]), [['a', ['sleep', 'infinity']], ['b', ['sleep', 'infinity']]]);
+    assert.deepEqual(
+      manifest.pods[0]?.containers.map((c) => [c.name, c.command]),
+      [
+        ['a', ['sleep', 'infinity']],
+        ['b', ['sleep', 'infinity']],
+      ],
+    );
     assert.deepEqual(manifest.pods[0]?.labels, { app: 'x' });
   });
 
@@ -186,7 +201,10 @@ spec:
       { file: 'one.yaml', text: POD('b') },
       { file: 'two.yaml', text: POD('a') },
     ]);
-    assert.deepEqual(manifest.pods.map((p) => p.name), ['b', 'a']);
+    assert.deepEqual(
+      manifest.pods.map((p) => p.name),
+      ['b', 'a'],
+    );
   });
 });
 
@@ -244,16 +262,19 @@ ${annotations}spec:
   });
 
   test('excluded networks: zone indexes, bare addresses, bad lengths and the same network twice are problems', () => {
-    const error = problemsOf(namespaced(
-      '    ferry.dev/exclude-outbound-cidrs: "fe80::1%eth0/64,10.0.0.0,::ffff:10.0.0.0/8,10.0.0.0/8,10.0.0.1/8"\n',
-    ));
-    assert.deepEqual(error.problems.map((p) => p.message.split('; expected')[0]), [
-      '"fe80::1%eth0/64" has an IPv6 zone index (%eth0); zone indexes are not allowed',
-      '"10.0.0.0" has no prefix length',
-      '"::ffff:10.0.0.0/8" has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
-      '"10.0.0.1/8" is 10.0.0.0/8, which is already listed',
-      'lists 5 networks',
-    ]);
+    const error = problemsOf(
+      namespaced('    ferry.dev/exclude-outbound-cidrs: "fe80::1%eth0/64,10.0.0.0,::ffff:10.0.0.0/8,10.0.0.0/8,10.0.0.1/8"\n'),
+    );
+    assert.deepEqual(
+      error.problems.map((p) => p.message.split('; expected')[0]),
+      [
+        '"fe80::1%eth0/64" has an IPv6 zone index (%eth0); zone indexes are not allowed',
+        '"10.0.0.0" has no prefix length',
+        '"::ffff:10.0.0.0/8" has a prefix length outside 96..128 (an IPv4-mapped address counts IPv6 bits: /96 is IPv4 /0)',
+        '"10.0.0.1/8" is 10.0.0.0/8, which is already listed',
+        'lists 5 networks',
+      ],
+    );
   });
 
   test('bad Ferry annotations are errors that name the annotation', () => {
@@ -278,7 +299,10 @@ ${annotations}spec:
       `${at}["ferry.dev/exclude-outbound-cidrs"]: lists 5 networks; ${cidrs}`,
       `${at}["ferry.dev/frobnicate"]: unknown Ferry annotation; expected one of: ferry.dev/mesh, ferry.dev/exclude-outbound-ports, ferry.dev/exclude-outbound-cidrs`,
     ]);
-    assert.deepEqual(error.problems.map((p) => p.line), [13, 14, 14, 15, 15, 16]);
+    assert.deepEqual(
+      error.problems.map((p) => p.line),
+      [13, 14, 14, 15, 15, 16],
+    );
   });
 
   test('a Namespace accepts only ferry.dev/mesh, and a Service no Ferry annotation', () => {
@@ -382,7 +406,10 @@ describe('the bad examples', () => {
       assert.equal(error.code, 'FERRY_ERR_SANDBOX_MANIFEST');
       assert.equal(error.name, 'ManifestError');
       assert.equal(error.message.split('\n')[0], 'invalid sandbox manifests (3 problems):');
-      assert.deepEqual(error.problems.map((p) => p.file), files);
+      assert.deepEqual(
+        error.problems.map((p) => p.file),
+        files,
+      );
       return true;
     });
   });
@@ -465,20 +492,36 @@ spec:
 `);
     assert.deepEqual(manifest.peerAuthentications, [
       { namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] },
-      { namespace: 'shop', name: 'web-metrics', selector: { app: 'web' }, mode: 'UNSET', portLevelMtls: [{ port: 9090, mode: 'PERMISSIVE' }] },
+      {
+        namespace: 'shop',
+        name: 'web-metrics',
+        selector: { app: 'web' },
+        mode: 'UNSET',
+        portLevelMtls: [{ port: 9090, mode: 'PERMISSIVE' }],
+      },
     ]);
     assert.deepEqual(manifest.authorizationPolicies, [
       {
-        namespace: 'ferry-system', name: 'deny-outsiders', action: 'DENY', dryRun: false,
+        namespace: 'ferry-system',
+        name: 'deny-outsiders',
+        action: 'DENY',
+        dryRun: false,
         rules: [{ from: [{ notNamespaces: ['shop', 'ferry-system'] }] }],
       },
       {
-        namespace: 'shop', name: 'web', action: 'ALLOW', dryRun: true, selector: { app: 'web' },
+        namespace: 'shop',
+        name: 'web',
+        action: 'ALLOW',
+        dryRun: true,
+        selector: { app: 'web' },
         rules: [{ from: [{ principals: ['cluster.local/ns/shop/sa/client'] }], to: [{ ports: [8080], methods: ['GET'] }] }],
       },
     ]);
     // The root namespace is not added to the sandbox's namespaces: nothing runs there.
-    assert.deepEqual(manifest.namespaces.map((n) => n.name), ['shop']);
+    assert.deepEqual(
+      manifest.namespaces.map((n) => n.name),
+      ['shop'],
+    );
     assert.deepEqual(manifest.warnings, [
       'input.yaml: document 6 (AuthorizationPolicy shop/web): spec.rules[0].to[0].operation.methods: HTTP attributes are not enforced yet ' +
         '(Ferry authorizes TCP connections); this ALLOW rule matches nothing (more restrictive than written)',
@@ -591,7 +634,10 @@ spec: {mtls: {mode: PERMISSIVE}}
         `${file}: document 3 (AuthorizationPolicy shop/ext-authz): spec.action: CUSTOM is not supported (Ferry has no external authorization providers); expected ALLOW, DENY or AUDIT`,
         `${file}: document 4 (PeerAuthentication shop/default): spec.portLevelMtls: is only allowed together with spec.selector.matchLabels (as in Istio, a namespace-wide or mesh-wide PeerAuthentication cannot set port-level mTLS); expected a selector, or no portLevelMtls`,
       ]);
-      assert.deepEqual(error.problems.map((p) => p.line), [20, 28, 40]);
+      assert.deepEqual(
+        error.problems.map((p) => p.line),
+        [20, 28, 40],
+      );
       return true;
     });
   });
@@ -647,12 +693,15 @@ spec:
         - containerPort: "80"
 `);
     assertLines(error, [
-      'input.yaml: document 1 (Pod default/web): metadata.labels.app: is an integer (1); expected a label value: at most 63 letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit',
+      "input.yaml: document 1 (Pod default/web): metadata.labels.app: is an integer (1); expected a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
       'input.yaml: document 1 (Pod default/web): spec.containers[0].command: is a string ("node server.js"); expected the program and its leading arguments, a non-empty list of strings, e.g. ["node", "server.js"]',
       'input.yaml: document 1 (Pod default/web): spec.containers[0].env[0].value: is an integer (8080); expected a string (quote numbers and booleans)',
       'input.yaml: document 1 (Pod default/web): spec.containers[0].ports[0].containerPort: is a string ("80"); expected a port number: an integer from 1 to 65535',
     ]);
-    assert.deepEqual(error.problems.map((p) => p.line), [5, 10, 11, 13]);
+    assert.deepEqual(
+      error.problems.map((p) => p.line),
+      [5, 10, 11, 13],
+    );
   });
 
   test('missing required fields and empty lists', () => {
@@ -772,7 +821,7 @@ spec:
   test('bad label keys are reported by key', () => {
     const error = problemsOf(POD('p', '  labels: {"bad key": x}\n'));
     assertLines(error, [
-      'input.yaml: document 1 (Pod default/p): metadata.labels["bad key"]: is not a valid key; expected a key like app or example.com/tier (optional DNS prefix and \'/\', then at most 63 letters, digits, \'-\', \'_\' or \'.\')',
+      "input.yaml: document 1 (Pod default/p): metadata.labels[\"bad key\"]: is not a valid key; expected a key like app or example.com/tier (optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.')",
     ]);
   });
 });
@@ -820,7 +869,10 @@ kind: Service
 metadata: {name: web}
 spec: {ports: [{port: 80}]}
 `);
-    assert.deepEqual(manifest.pods.map((p) => `${p.namespace}/${p.name}`), ['default/web', 'shop/web']);
+    assert.deepEqual(
+      manifest.pods.map((p) => `${p.namespace}/${p.name}`),
+      ['default/web', 'shop/web'],
+    );
     assert.equal(manifest.services.length, 1);
   });
 
@@ -851,7 +903,10 @@ kind: Namespace
 metadata: {name: shop, labels: {tier: [x]}}
 ---
 ${POD('p', '  namespace: shop\n')}`);
-    assert.deepEqual(error.problems.map((p) => `${p.document} ${p.path}`), ['1 metadata.labels.tier']);
+    assert.deepEqual(
+      error.problems.map((p) => `${p.document} ${p.path}`),
+      ['1 metadata.labels.tier'],
+    );
   });
 
   test('a containerPort, port name or container name used twice in one pod', () => {
@@ -903,7 +958,16 @@ spec:
   ports: [{port: 80}]
 `;
     const expected = 'expected an IPv4 address inside 10.96.0.0/16 other than its first and last, or no clusterIP to have one allocated';
-    const error = problemsOf([svc('a', '10.96.0.20'), svc('b', '10.96.0.20'), svc('c', '10.97.0.1'), svc('d', 'None'), svc('e', '10.96.255.255'), svc('f', 'fd00::1')].join('---\n'));
+    const error = problemsOf(
+      [
+        svc('a', '10.96.0.20'),
+        svc('b', '10.96.0.20'),
+        svc('c', '10.97.0.1'),
+        svc('d', 'None'),
+        svc('e', '10.96.255.255'),
+        svc('f', 'fd00::1'),
+      ].join('---\n'),
+    );
     assertLines(error, [
       'input.yaml: document 2 (Service default/b): spec.clusterIP: 10.96.0.20 is already taken by Service default/a; expected a free address inside 10.96.0.0/16',
       `input.yaml: document 3 (Service default/c): spec.clusterIP: 10.97.0.1 is outside the service range; ${expected}`,
@@ -1009,7 +1073,10 @@ describe('error registry', () => {
   test('every class uses a documented code in the module namespace', () => {
     const errors = [new ManifestError([]), new PlanError('x'), new SandboxArgumentError('x')];
     assert.deepEqual(errors.map((e) => e.code).sort(), Object.keys(SANDBOX_ERROR_CODES).sort());
-    assert.deepEqual(errors.map((e) => e.name), ['ManifestError', 'PlanError', 'SandboxArgumentError']);
+    assert.deepEqual(
+      errors.map((e) => e.name),
+      ['ManifestError', 'PlanError', 'SandboxArgumentError'],
+    );
     for (const [code, description] of Object.entries(SANDBOX_ERROR_CODES)) {
       assert.match(code, /^FERRY_ERR_SANDBOX_[A-Z_]+$/);
       assert.ok(description.length > 20 && !description.includes('\n'), `${code} needs a one-line description`);

@@ -8,8 +8,17 @@ import * as path from 'node:path';
 import { formatIpv6, ipv6ToBigInt } from '../../src/net';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
 import {
-  planPrometheus, planSandbox, podHostVethName, podIps, FABRIC_SUBNET6, INTERFACE_NAME_MAX, MAX_PODS_PER_NODE, MAX_NODES, POD_CIDR6_PREFIX,
-  PROMETHEUS_FABRIC_HOST, type SandboxPlan,
+  planPrometheus,
+  planSandbox,
+  podHostVethName,
+  podIps,
+  FABRIC_SUBNET6,
+  INTERFACE_NAME_MAX,
+  MAX_PODS_PER_NODE,
+  MAX_NODES,
+  POD_CIDR6_PREFIX,
+  PROMETHEUS_FABRIC_HOST,
+  type SandboxPlan,
 } from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
 import { snapshotFromPlan } from '../../src/sandbox/snapshot';
@@ -46,8 +55,14 @@ function pod(plan: SandboxPlan, id: string) {
 /** A manifest built by hand, for inputs parseManifests would refuse or that are tedious in YAML. */
 function manifestOf(parts: Partial<SandboxManifest>): SandboxManifest {
   return {
-    nodes: [{ name: 'node-a' }, { name: 'node-b' }], namespaces: [], pods: [], services: [],
-    authorizationPolicies: [], peerAuthentications: [], warnings: [], ...parts,
+    nodes: [{ name: 'node-a' }, { name: 'node-b' }],
+    namespaces: [],
+    pods: [],
+    services: [],
+    authorizationPolicies: [],
+    peerAuthentications: [],
+    warnings: [],
+    ...parts,
   };
 }
 
@@ -176,7 +191,9 @@ describe('pods', () => {
   });
 
   test('exclusions are carried over', () => {
-    const manifest = manifestOf({ pods: [podOf('default', 'db-client', 'node-a', { excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8'] })] });
+    const manifest = manifestOf({
+      pods: [podOf('default', 'db-client', 'node-a', { excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8'] })],
+    });
     const planned = planSandbox(manifest, { prefix: PREFIX }).pods[0];
     assert.deepEqual(planned?.excludeOutboundPorts, [5432]);
     assert.deepEqual(planned?.excludeOutboundCidrs, ['10.0.0.0/8']);
@@ -213,7 +230,10 @@ describe('DNS files', () => {
   test('resolv.conf: the Kubernetes search path and ndots, and no nameserver', () => {
     const plan = demoPlan();
     assert.equal(pod(plan, 'shop/web').dns.resolvConf, 'search shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
-    assert.equal(pod(plan, 'legacy/client').dns.resolvConf, 'search legacy.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+    assert.equal(
+      pod(plan, 'legacy/client').dns.resolvConf,
+      'search legacy.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n',
+    );
     assert.doesNotMatch(pod(plan, 'shop/web').dns.resolvConf, /nameserver/);
   });
 });
@@ -261,16 +281,22 @@ describe('services', () => {
       {
         file: 'svc.yaml',
         text: ['a', 'b', 'c']
-          .map((name) => `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n${name === 'c' ? '  clusterIP: 10.96.0.10\n' : ''}  ports: [{port: 80}]\n`)
+          .map(
+            (name) =>
+              `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n${name === 'c' ? '  clusterIP: 10.96.0.10\n' : ''}  ports: [{port: 80}]\n`,
+          )
           .join('---\n'),
       },
     ]);
     const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(plan.services.map((s) => [s.name, s.vip]), [
-      ['a', '10.96.0.11'],
-      ['b', '10.96.0.12'],
-      ['c', '10.96.0.10'],
-    ]);
+    assert.deepEqual(
+      plan.services.map((s) => [s.name, s.vip]),
+      [
+        ['a', '10.96.0.11'],
+        ['b', '10.96.0.12'],
+        ['c', '10.96.0.10'],
+      ],
+    );
   });
 
   test('selection: same namespace only, every selector pair must match', () => {
@@ -285,20 +311,28 @@ describe('services', () => {
     });
     const plan = planSandbox(manifest, { prefix: PREFIX });
     // A numeric targetPort is used as given, declared by the pod or not (as in Kubernetes).
-    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints, [{ namespace: 'default', pod: 'both', nodeName: 'node-a', ip: '10.244.0.10', port: 9000 }]);
+    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints, [
+      { namespace: 'default', pod: 'both', nodeName: 'node-a', ip: '10.244.0.10', port: 9000 },
+    ]);
   });
 
   test('a selected pod without the named target port is left out, with a warning', () => {
     const manifest = manifestOf({
       pods: [
-        podOf('default', 'named', 'node-a', { labels: { app: 'x' }, containers: [{ name: 'c', command: ['x'], args: [], env: {}, ports: [{ name: 'web', containerPort: 8081 }] }] }),
+        podOf('default', 'named', 'node-a', {
+          labels: { app: 'x' },
+          containers: [{ name: 'c', command: ['x'], args: [], env: {}, ports: [{ name: 'web', containerPort: 8081 }] }],
+        }),
         podOf('default', 'unnamed', 'node-b', { labels: { app: 'x' } }),
       ],
       services: [{ namespace: 'default', name: 's', selector: { app: 'x' }, ports: [{ name: 'http', port: 80, targetPort: 'web' }] }],
       warnings: ['from the manifest'],
     });
     const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints.map((e) => [e.pod, e.port]), [['named', 8081]]);
+    assert.deepEqual(
+      plan.services[0]?.ports[0]?.endpoints.map((e) => [e.pod, e.port]),
+      [['named', 8081]],
+    );
     assert.deepEqual(plan.warnings, [
       'from the manifest',
       'Service default/s port http: pod default/unnamed has no container port named "web", so it is not an endpoint of this port',
@@ -313,7 +347,10 @@ describe('services', () => {
       ],
     });
     const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(plan.services.map((s) => s.ports[0]?.endpoints.length), [0, 0]);
+    assert.deepEqual(
+      plan.services.map((s) => s.ports[0]?.endpoints.length),
+      [0, 0],
+    );
     assert.deepEqual(plan.warnings, [
       'Service default/lonely: selector app=nobody matches no pod in namespace default, so it has no endpoints',
       'Service default/external has no selector, so it has no endpoints',
@@ -334,8 +371,14 @@ describe('determinism and serialisation', () => {
   test('the prefix changes names but no address', () => {
     const a = planSandbox(demoManifest(), { prefix: 'fa' });
     const b = planSandbox(demoManifest(), { prefix: 'fb' });
-    assert.deepEqual(a.pods.map((p) => p.ip), b.pods.map((p) => p.ip));
-    assert.deepEqual(a.services.map((s) => s.vip), b.services.map((s) => s.vip));
+    assert.deepEqual(
+      a.pods.map((p) => p.ip),
+      b.pods.map((p) => p.ip),
+    );
+    assert.deepEqual(
+      a.services.map((s) => s.vip),
+      b.services.map((s) => s.vip),
+    );
     assert.equal(a.pods[0]?.netns, 'fa-pod-shop-web');
     assert.equal(b.pods[0]?.netns, 'fb-pod-shop-web');
   });
@@ -353,11 +396,14 @@ describe('determinism and serialisation', () => {
 describe('impossible plans', () => {
   test('an invalid prefix is an argument error', () => {
     for (const prefix of ['', 'Ferry', 'ferry/x', '-x', 'x-', 'a'.repeat(17)]) {
-      assert.throws(() => planSandbox(demoManifest(), { prefix }), (error: unknown) => {
-        assert.ok(error instanceof SandboxArgumentError, `prefix ${JSON.stringify(prefix)}`);
-        assert.equal(error.code, 'FERRY_ERR_SANDBOX_ARGUMENT');
-        return true;
-      });
+      assert.throws(
+        () => planSandbox(demoManifest(), { prefix }),
+        (error: unknown) => {
+          assert.ok(error instanceof SandboxArgumentError, `prefix ${JSON.stringify(prefix)}`);
+          assert.equal(error.code, 'FERRY_ERR_SANDBOX_ARGUMENT');
+          return true;
+        },
+      );
     }
     assert.equal(planSandbox(demoManifest(), { prefix: 'a'.repeat(16) }).prefix, 'a'.repeat(16));
   });
@@ -402,7 +448,7 @@ describe('impossible plans', () => {
     pods.push(podOf('default', 'one-more', 'node-a'));
     assertPlanError(
       () => planSandbox(manifestOf({ pods }), { prefix: PREFIX }),
-      'pod default/one-more: node node-a already has 240 pods, the most one node\'s /24 pod range holds here',
+      "pod default/one-more: node node-a already has 240 pods, the most one node's /24 pod range holds here",
     );
     // The same pod on the other node is fine.
     pods[pods.length - 1] = podOf('default', 'one-more', 'node-b');
@@ -411,7 +457,10 @@ describe('impossible plans', () => {
 
   test('more nodes than fabric addresses', () => {
     const nodes = Array.from({ length: MAX_NODES + 1 }, (_, i) => ({ name: `n${i}` }));
-    assertPlanError(() => planSandbox(manifestOf({ nodes }), { prefix: PREFIX }), `${MAX_NODES + 1} nodes do not fit the fabric subnet 10.250.0.0/24; at most ${MAX_NODES} are supported`);
+    assertPlanError(
+      () => planSandbox(manifestOf({ nodes }), { prefix: PREFIX }),
+      `${MAX_NODES + 1} nodes do not fit the fabric subnet 10.250.0.0/24; at most ${MAX_NODES} are supported`,
+    );
     const plan = planSandbox(manifestOf({ nodes: nodes.slice(0, MAX_NODES) }), { prefix: PREFIX });
     // The last node stops just below the address kept for the sandbox's Prometheus.
     assert.equal(plan.nodes.at(-1)?.fabricIp, '10.250.0.249');
@@ -443,7 +492,13 @@ describe('impossible plans', () => {
   });
 
   test('explicit clusterIP conflicts and out-of-range addresses', () => {
-    const service = (name: string, clusterIP: string) => ({ namespace: 'default', name, clusterIP, selector: {}, ports: [{ port: 80, targetPort: 80 }] });
+    const service = (name: string, clusterIP: string) => ({
+      namespace: 'default',
+      name,
+      clusterIP,
+      selector: {},
+      ports: [{ port: 80, targetPort: 80 }],
+    });
     assertPlanError(
       () => planSandbox(manifestOf({ services: [service('a', '10.96.1.1'), service('b', '10.96.1.1')] }), { prefix: PREFIX }),
       'Service default/b: clusterIP 10.96.1.1 is already taken by Service default/a',
@@ -456,7 +511,12 @@ describe('impossible plans', () => {
 
   test('the service range runs out', () => {
     // 10.96.0.10 … 10.96.255.254 is 65525 automatic addresses.
-    const services = Array.from({ length: 65526 }, (_, n) => ({ namespace: 'default', name: `s${n}`, selector: {}, ports: [{ port: 80, targetPort: 80 }] }));
+    const services = Array.from({ length: 65526 }, (_, n) => ({
+      namespace: 'default',
+      name: `s${n}`,
+      selector: {},
+      ports: [{ port: 80, targetPort: 80 }],
+    }));
     assertPlanError(
       () => planSandbox(manifestOf({ services }), { prefix: PREFIX }),
       'Service default/s65525: no free VIP left in 10.96.0.0/16 (65526 Services; automatic addresses run from 10.96.0.10 to 10.96.255.254)',
@@ -491,10 +551,15 @@ spec:
     assert.deepEqual(snapshot.peerAuthentications, [{ namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] }]);
     // The demo brings its own policy (cart-from-shop-client); this test's is the last one.
     assert.equal(snapshot.authorizationPolicies?.length, 2);
-    assert.deepEqual(snapshot.authorizationPolicies?.slice(-1), [{
-      namespace: 'shop', name: 'shop-only', action: 'ALLOW', dryRun: false,
-      rules: [{ from: [{ namespaces: ['shop'] }], to: [{ ports: [8080] }] }],
-    }]);
+    assert.deepEqual(snapshot.authorizationPolicies?.slice(-1), [
+      {
+        namespace: 'shop',
+        name: 'shop-only',
+        action: 'ALLOW',
+        dryRun: false,
+        rules: [{ from: [{ namespaces: ['shop'] }], to: [{ ports: [8080] }] }],
+      },
+    ]);
     assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
   });
 
@@ -514,11 +579,19 @@ describe('dual-stack', () => {
     delete copy.dualStack;
     delete copy.fabric.subnet6;
     for (const node of copy.nodes) {
-      delete node.fabricIp6; delete node.fabricAddress6; delete node.podCidr6; delete node.podGateway6; delete node.routes6;
+      delete node.fabricIp6;
+      delete node.fabricAddress6;
+      delete node.podCidr6;
+      delete node.podGateway6;
+      delete node.routes6;
     }
     for (const p of copy.pods) {
-      delete p.ip6; delete p.gateway6;
-      p.dns.hosts = p.dns.hosts.split('\n').filter((line) => !line.startsWith('fd10:')).join('\n');
+      delete p.ip6;
+      delete p.gateway6;
+      p.dns.hosts = p.dns.hosts
+        .split('\n')
+        .filter((line) => !line.startsWith('fd10:'))
+        .join('\n');
     }
     return copy;
   }
@@ -536,10 +609,21 @@ describe('dual-stack', () => {
     assert.equal(JSON.stringify(planSandbox(demoManifest(), { prefix: PREFIX, dualStack: false }), null, 2), text);
     assert.doesNotMatch(text, /fd10:|"dualStack"|"subnet6"|"ip6"|"gateway6"|"routes6"|"podCidr6"|"fabricIp6"/);
     assert.deepEqual(Object.keys(plan), [
-      'prefix', 'fabric', 'nodes', 'pods', 'services', 'namespaces', 'authorizationPolicies', 'peerAuthentications', 'warnings',
+      'prefix',
+      'fabric',
+      'nodes',
+      'pods',
+      'services',
+      'namespaces',
+      'authorizationPolicies',
+      'peerAuthentications',
+      'warnings',
     ]);
     assert.equal(planPrometheus(plan).fabricIp6, undefined);
-    assert.deepEqual(snapshotFromPlan(plan, 1).workloads.map((w) => w.ips), plan.pods.map((p) => [p.ip]));
+    assert.deepEqual(
+      snapshotFromPlan(plan, 1).workloads.map((w) => w.ips),
+      plan.pods.map((p) => [p.ip]),
+    );
   });
 
   test('on, it only adds IPv6: every IPv4 address, name, VIP and endpoint stays as it was', () => {
@@ -555,40 +639,81 @@ describe('dual-stack', () => {
     assert.equal(plan.fabric.subnet6, FABRIC_SUBNET6);
     assert.equal(FABRIC_SUBNET6, 'fd10:250::/64');
     assert.equal(POD_CIDR6_PREFIX, 'fd10:244::/32');
-    assert.deepEqual(plan.nodes.map((n) => [n.name, n.fabricIp6, n.fabricAddress6, n.podCidr6, n.podGateway6, n.routes6]), [
-      ['node-a', 'fd10:250::10', 'fd10:250::10/64', 'fd10:244::/64', 'fd10:244::1', [{ destination: 'fd10:244:1::/64', via: 'fd10:250::11' }]],
-      ['node-b', 'fd10:250::11', 'fd10:250::11/64', 'fd10:244:1::/64', 'fd10:244:1::1', [{ destination: 'fd10:244::/64', via: 'fd10:250::10' }]],
-    ]);
+    assert.deepEqual(
+      plan.nodes.map((n) => [n.name, n.fabricIp6, n.fabricAddress6, n.podCidr6, n.podGateway6, n.routes6]),
+      [
+        [
+          'node-a',
+          'fd10:250::10',
+          'fd10:250::10/64',
+          'fd10:244::/64',
+          'fd10:244::1',
+          [{ destination: 'fd10:244:1::/64', via: 'fd10:250::11' }],
+        ],
+        [
+          'node-b',
+          'fd10:250::11',
+          'fd10:250::11/64',
+          'fd10:244:1::/64',
+          'fd10:244:1::1',
+          [{ destination: 'fd10:244::/64', via: 'fd10:250::10' }],
+        ],
+      ],
+    );
     // The IPv6 fields sit next to their IPv4 twins in the saved JSON.
     assert.deepEqual(Object.keys(plan.nodes[0] ?? {}), [
-      'name', 'index', 'netns', 'fabricVeth', 'fabricPeer', 'fabricIp', 'fabricAddress', 'podCidr', 'podGateway',
-      'fabricIp6', 'fabricAddress6', 'podCidr6', 'podGateway6', 'cgroup', 'agentCgroup', 'bpfPinDir', 'routes', 'routes6',
+      'name',
+      'index',
+      'netns',
+      'fabricVeth',
+      'fabricPeer',
+      'fabricIp',
+      'fabricAddress',
+      'podCidr',
+      'podGateway',
+      'fabricIp6',
+      'fabricAddress6',
+      'podCidr6',
+      'podGateway6',
+      'cgroup',
+      'agentCgroup',
+      'bpfPinDir',
+      'routes',
+      'routes6',
     ]);
   });
 
-  test('the IPv6 groups repeat the IPv4 octets\' decimal digits, also past node 9', () => {
+  test("the IPv6 groups repeat the IPv4 octets' decimal digits, also past node 9", () => {
     const nodes = Array.from({ length: 13 }, (_, i) => ({ name: `n${i}` }));
     const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', 'n12')] }), { prefix: PREFIX, dualStack: true });
     const last = plan.nodes[12];
-    assert.deepEqual([last?.podCidr, last?.podCidr6, last?.fabricIp, last?.fabricIp6], ['10.244.12.0/24', 'fd10:244:12::/64', '10.250.0.22', 'fd10:250::22']);
+    assert.deepEqual(
+      [last?.podCidr, last?.podCidr6, last?.fabricIp, last?.fabricIp6],
+      ['10.244.12.0/24', 'fd10:244:12::/64', '10.250.0.22', 'fd10:250::22'],
+    );
     assert.deepEqual([plan.pods[0]?.ip, plan.pods[0]?.ip6, plan.pods[0]?.gateway6], ['10.244.12.10', 'fd10:244:12::10', 'fd10:244:12::1']);
     // Three or more nodes: a route to every other node's IPv6 pod CIDR, in node order, as for IPv4.
     assert.deepEqual(plan.nodes[1]?.routes6?.map((r) => `${r.destination} via ${r.via}`).slice(0, 3), [
-      'fd10:244::/64 via fd10:250::10', 'fd10:244:2::/64 via fd10:250::12', 'fd10:244:3::/64 via fd10:250::13',
+      'fd10:244::/64 via fd10:250::10',
+      'fd10:244:2::/64 via fd10:250::12',
+      'fd10:244:3::/64 via fd10:250::13',
     ]);
     assert.equal(plan.nodes[1]?.routes6?.length, 12);
     assert.ok(plan.nodes.every((n) => n.routes6?.every((r) => r.destination !== n.podCidr6)));
   });
 
-  test('pods: fd10:244:i::(10+k) with gateway ::1, in the node\'s CIDR', () => {
+  test("pods: fd10:244:i::(10+k) with gateway ::1, in the node's CIDR", () => {
     const plan = dualStackDemoPlan();
-    assert.deepEqual(plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.ip6, p.gateway6]), [
-      ['shop/web', '10.244.0.10', 'fd10:244::10', 'fd10:244::1'],
-      ['shop/cart', '10.244.1.10', 'fd10:244:1::10', 'fd10:244:1::1'],
-      ['shop/cart-2', '10.244.0.11', 'fd10:244::11', 'fd10:244::1'],
-      ['shop/client', '10.244.0.12', 'fd10:244::12', 'fd10:244::1'],
-      ['legacy/client', '10.244.1.11', 'fd10:244:1::11', 'fd10:244:1::1'],
-    ]);
+    assert.deepEqual(
+      plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.ip6, p.gateway6]),
+      [
+        ['shop/web', '10.244.0.10', 'fd10:244::10', 'fd10:244::1'],
+        ['shop/cart', '10.244.1.10', 'fd10:244:1::10', 'fd10:244:1::1'],
+        ['shop/cart-2', '10.244.0.11', 'fd10:244::11', 'fd10:244::1'],
+        ['shop/client', '10.244.0.12', 'fd10:244::12', 'fd10:244::1'],
+        ['legacy/client', '10.244.1.11', 'fd10:244:1::11', 'fd10:244:1::1'],
+      ],
+    );
     for (const p of plan.pods) {
       const node = plan.nodes[p.nodeIndex];
       assert.ok(node?.podCidr6 !== undefined && inside(p.ip6 ?? '', node.podCidr6), `${p.name} ${p.ip6} outside ${node?.podCidr6}`);
@@ -601,12 +726,19 @@ describe('dual-stack', () => {
     const pods = Array.from({ length: MAX_PODS_PER_NODE }, (_, k) => podOf('default', `p${k}`, 'node-a'));
     assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX, dualStack: true }).pods.at(-1)?.ip6, 'fd10:244::249');
     const nodes = Array.from({ length: MAX_NODES }, (_, i) => ({ name: `n${i}` }));
-    const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', `n${MAX_NODES - 1}`)] }), { prefix: PREFIX, dualStack: true });
+    const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', `n${MAX_NODES - 1}`)] }), {
+      prefix: PREFIX,
+      dualStack: true,
+    });
     assert.equal(plan.nodes.at(-1)?.fabricIp6, 'fd10:250::249');
     assert.equal(plan.nodes.at(-1)?.podCidr6, 'fd10:244:239::/64');
     assert.equal(plan.pods[0]?.ip6, 'fd10:244:239::10');
     assert.equal(planPrometheus(plan).fabricIp6, 'fd10:250::250');
-    const all = [...plan.nodes.flatMap((n) => [n.fabricIp6, n.podGateway6]), ...plan.pods.map((p) => p.ip6), planPrometheus(plan).fabricIp6];
+    const all = [
+      ...plan.nodes.flatMap((n) => [n.fabricIp6, n.podGateway6]),
+      ...plan.pods.map((p) => p.ip6),
+      planPrometheus(plan).fabricIp6,
+    ];
     assert.equal(new Set(all).size, all.length, 'every IPv6 address is unique');
     for (const address of all) {
       assert.ok(address !== undefined && net.isIPv6(address), String(address));
@@ -616,7 +748,7 @@ describe('dual-stack', () => {
     assert.ok(plan.nodes.every((n) => inside(n.fabricIp6 ?? '', FABRIC_SUBNET6)));
   });
 
-  test('hosts: the pod\'s name resolves to both of its addresses; Services to their IPv4 VIP only', () => {
+  test("hosts: the pod's name resolves to both of its addresses; Services to their IPv4 VIP only", () => {
     assert.equal(
       pod(dualStackDemoPlan(), 'shop/client').dns.hosts,
       [
@@ -649,15 +781,24 @@ describe('dual-stack', () => {
   test('the snapshot enrols both addresses, IPv4 first, and keeps Service endpoints IPv4', () => {
     const plan = dualStackDemoPlan();
     const snapshot = snapshotFromPlan(plan, 1);
-    assert.deepEqual(snapshot.workloads.map((w) => [w.uid, w.ips]), [
-      ['shop/web', ['10.244.0.10', 'fd10:244::10']],
-      ['shop/cart', ['10.244.1.10', 'fd10:244:1::10']],
-      ['shop/cart-2', ['10.244.0.11', 'fd10:244::11']],
-      ['shop/client', ['10.244.0.12', 'fd10:244::12']],
-      ['legacy/client', ['10.244.1.11', 'fd10:244:1::11']],
-    ]);
-    assert.deepEqual(plan.pods.map(podIps), snapshot.workloads.map((w) => w.ips));
-    assert.deepEqual(snapshot.services.map((s) => s.vips), [['10.96.0.10'], ['10.96.0.11']]);
+    assert.deepEqual(
+      snapshot.workloads.map((w) => [w.uid, w.ips]),
+      [
+        ['shop/web', ['10.244.0.10', 'fd10:244::10']],
+        ['shop/cart', ['10.244.1.10', 'fd10:244:1::10']],
+        ['shop/cart-2', ['10.244.0.11', 'fd10:244::11']],
+        ['shop/client', ['10.244.0.12', 'fd10:244::12']],
+        ['legacy/client', ['10.244.1.11', 'fd10:244:1::11']],
+      ],
+    );
+    assert.deepEqual(
+      plan.pods.map(podIps),
+      snapshot.workloads.map((w) => w.ips),
+    );
+    assert.deepEqual(
+      snapshot.services.map((s) => s.vips),
+      [['10.96.0.10'], ['10.96.0.11']],
+    );
     assert.ok(snapshot.services.every((s) => s.ports.every((p) => p.endpoints.every((e) => net.isIPv4(e.ip)))));
     assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
   });

@@ -13,9 +13,20 @@ import { PORTS } from '../../src/config';
 import { parseManifests } from '../../src/sandbox/manifest';
 import { planSandbox, type SandboxPlan } from '../../src/sandbox/plan';
 import {
-  AGENT_NAMESPACE, KUBERNETES_SCRAPE_CONFIG_FILE, PROMETHEUS_JOB, agentPods, fileSdTargets, kubernetesScrapeConfig,
-  podAnnotationRelabelConfigs, podMetaLabel, renderFileSdTargets, renderKubernetesScrapeConfig, renderSandboxPrometheusConfig,
-  sandboxPrometheusConfig, type AgentPod, type RelabelConfig,
+  AGENT_NAMESPACE,
+  KUBERNETES_SCRAPE_CONFIG_FILE,
+  PROMETHEUS_JOB,
+  agentPods,
+  fileSdTargets,
+  kubernetesScrapeConfig,
+  podAnnotationRelabelConfigs,
+  podMetaLabel,
+  renderFileSdTargets,
+  renderKubernetesScrapeConfig,
+  renderSandboxPrometheusConfig,
+  sandboxPrometheusConfig,
+  type AgentPod,
+  type RelabelConfig,
 } from '../../src/sandbox/prometheus-config';
 
 function repoRoot(): string {
@@ -44,12 +55,17 @@ function relabel(labels: Record<string, string>, configs: readonly RelabelConfig
     const regex = new RegExp(`^(?:${c.regex ?? '(.*)'})$`);
     const match = regex.exec(value);
     switch (c.action) {
-      case 'keep': if (!match) return undefined; break;
-      case 'drop': if (match) return undefined; break;
+      case 'keep':
+        if (!match) return undefined;
+        break;
+      case 'drop':
+        if (match) return undefined;
+        break;
       case 'replace': {
         if (!match || c.target_label === undefined) break;
         const result = (c.replacement ?? '$1').replace(/\$\{?(\d+)\}?/g, (_, n: string) => match[Number(n)] ?? '');
-        if (result === '') delete out[c.target_label]; else out[c.target_label] = result;
+        if (result === '') delete out[c.target_label];
+        else out[c.target_label] = result;
         break;
       }
       case 'labelmap':
@@ -65,23 +81,32 @@ function relabel(labels: Record<string, string>, configs: readonly RelabelConfig
 
 /** What Prometheus does with each file_sd target: __address__ from the target, then the job's relabelling. */
 function scrapeTargets(pods: readonly AgentPod[]): Array<Record<string, string>> {
-  return fileSdTargets(pods).flatMap((group) => group.targets.map((target) => relabel(
-    { __address__: target, __metrics_path__: '/metrics', __scheme__: 'http', job: PROMETHEUS_JOB, ...group.labels },
-    podAnnotationRelabelConfigs(),
-  ))).filter((t): t is Record<string, string> => t !== undefined);
+  return fileSdTargets(pods)
+    .flatMap((group) =>
+      group.targets.map((target) =>
+        relabel(
+          { __address__: target, __metrics_path__: '/metrics', __scheme__: 'http', job: PROMETHEUS_JOB, ...group.labels },
+          podAnnotationRelabelConfigs(),
+        ),
+      ),
+    )
+    .filter((t): t is Record<string, string> => t !== undefined);
 }
 
 describe('agent pods', () => {
-  test('one per node, named and annotated like the DaemonSet pod it stands for, at the node\'s fabric address', () => {
+  test("one per node, named and annotated like the DaemonSet pod it stands for, at the node's fabric address", () => {
     const plan = demoPlan();
-    assert.deepEqual(agentPods(plan), plan.nodes.map((node) => ({
-      namespace: 'ferry-system',
-      name: `ferry-agent-${node.name}`,
-      nodeName: node.name,
-      ip: node.fabricIp,
-      labels: { app: 'ferry-agent' },
-      annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.metrics), 'prometheus.io/path': '/metrics' },
-    })));
+    assert.deepEqual(
+      agentPods(plan),
+      plan.nodes.map((node) => ({
+        namespace: 'ferry-system',
+        name: `ferry-agent-${node.name}`,
+        nodeName: node.name,
+        ip: node.fabricIp,
+        labels: { app: 'ferry-agent' },
+        annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(PORTS.metrics), 'prometheus.io/path': '/metrics' },
+      })),
+    );
     assert.equal(PORTS.metrics, 15020);
   });
 
@@ -93,7 +118,7 @@ describe('agent pods', () => {
 });
 
 describe('file_sd targets', () => {
-  test('carry the pod address without a port and kubernetes_sd_configs\' pod meta labels', () => {
+  test("carry the pod address without a port and kubernetes_sd_configs' pod meta labels", () => {
     const groups = fileSdTargets(agentPods(demoPlan()));
     assert.deepEqual(groups[0], {
       targets: ['10.250.0.10'],
@@ -132,11 +157,24 @@ describe('relabelling', () => {
   test('is the standard prometheus.io/* list: keep, scheme, path, port, then namespace/pod/node', () => {
     assert.deepEqual(podAnnotationRelabelConfigs(), [
       { source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_scrape'], regex: 'true', action: 'keep' },
-      { source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_scheme'], regex: '(https?)', target_label: '__scheme__', action: 'replace' },
-      { source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_path'], regex: '(.+)', target_label: '__metrics_path__', action: 'replace' },
+      {
+        source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_scheme'],
+        regex: '(https?)',
+        target_label: '__scheme__',
+        action: 'replace',
+      },
+      {
+        source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_path'],
+        regex: '(.+)',
+        target_label: '__metrics_path__',
+        action: 'replace',
+      },
       {
         source_labels: ['__address__', '__meta_kubernetes_pod_annotation_prometheus_io_port'],
-        regex: '([^:]+)(?::\\d+)?;(\\d+)', replacement: '$1:$2', target_label: '__address__', action: 'replace',
+        regex: '([^:]+)(?::\\d+)?;(\\d+)',
+        replacement: '$1:$2',
+        target_label: '__address__',
+        action: 'replace',
       },
       { source_labels: ['__meta_kubernetes_namespace'], target_label: 'namespace', action: 'replace' },
       { source_labels: ['__meta_kubernetes_pod_name'], target_label: 'pod', action: 'replace' },
@@ -147,12 +185,34 @@ describe('relabelling', () => {
   test('turns each agent pod into a scrape of NODE_FABRIC_IP:15020/metrics labelled with namespace, pod and node', () => {
     const targets = scrapeTargets(agentPods(demoPlan()));
     assert.equal(targets.length, 2);
-    assert.deepEqual(targets.map((t) => ({
-      address: t.__address__, path: t.__metrics_path__, scheme: t.__scheme__, namespace: t.namespace, pod: t.pod, node: t.node,
-    })), [
-      { address: '10.250.0.10:15020', path: '/metrics', scheme: 'http', namespace: AGENT_NAMESPACE, pod: 'ferry-agent-node-a', node: 'node-a' },
-      { address: '10.250.0.11:15020', path: '/metrics', scheme: 'http', namespace: AGENT_NAMESPACE, pod: 'ferry-agent-node-b', node: 'node-b' },
-    ]);
+    assert.deepEqual(
+      targets.map((t) => ({
+        address: t.__address__,
+        path: t.__metrics_path__,
+        scheme: t.__scheme__,
+        namespace: t.namespace,
+        pod: t.pod,
+        node: t.node,
+      })),
+      [
+        {
+          address: '10.250.0.10:15020',
+          path: '/metrics',
+          scheme: 'http',
+          namespace: AGENT_NAMESPACE,
+          pod: 'ferry-agent-node-a',
+          node: 'node-a',
+        },
+        {
+          address: '10.250.0.11:15020',
+          path: '/metrics',
+          scheme: 'http',
+          namespace: AGENT_NAMESPACE,
+          pod: 'ferry-agent-node-b',
+          node: 'node-b',
+        },
+      ],
+    );
   });
 
   test('follows the annotations: a pod without scrape "true" is dropped; port, path and scheme are taken from them', () => {
@@ -161,15 +221,25 @@ describe('relabelling', () => {
     const withAnnotations = (annotations: Record<string, string>): AgentPod => ({ ...base, annotations });
     assert.deepEqual(scrapeTargets([withAnnotations({ 'prometheus.io/port': '15020' })]), []);
     assert.deepEqual(scrapeTargets([withAnnotations({ 'prometheus.io/scrape': 'false', 'prometheus.io/port': '15020' })]), []);
-    const [custom] = scrapeTargets([withAnnotations({
-      'prometheus.io/scrape': 'true', 'prometheus.io/port': '9102', 'prometheus.io/path': '/stats/prometheus', 'prometheus.io/scheme': 'https',
-    })]);
+    const [custom] = scrapeTargets([
+      withAnnotations({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': '9102',
+        'prometheus.io/path': '/stats/prometheus',
+        'prometheus.io/scheme': 'https',
+      }),
+    ]);
     assert.equal(custom?.__address__, '10.250.0.10:9102');
     assert.equal(custom?.__metrics_path__, '/stats/prometheus');
     assert.equal(custom?.__scheme__, 'https');
     // An address that already has a port (a declared container port) gets the annotation's port instead.
-    assert.equal(relabel({ __address__: '10.244.0.10:8080', __meta_kubernetes_pod_annotation_prometheus_io_port: '15020' },
-      podAnnotationRelabelConfigs().slice(3, 4))?.__address__, '10.244.0.10:15020');
+    assert.equal(
+      relabel(
+        { __address__: '10.244.0.10:8080', __meta_kubernetes_pod_annotation_prometheus_io_port: '15020' },
+        podAnnotationRelabelConfigs().slice(3, 4),
+      )?.__address__,
+      '10.244.0.10:15020',
+    );
   });
 });
 
@@ -178,32 +248,41 @@ describe('Prometheus configuration', () => {
     const config = parse(renderSandboxPrometheusConfig(TARGETS_FILE)) as Record<string, unknown>;
     assert.deepEqual(config, sandboxPrometheusConfig(TARGETS_FILE));
     assert.deepEqual(config.global, { scrape_interval: '2s', scrape_timeout: '2s', evaluation_interval: '2s' });
-    assert.deepEqual(config.scrape_configs, [{
-      job_name: PROMETHEUS_JOB, file_sd_configs: [{ files: [TARGETS_FILE] }], relabel_configs: podAnnotationRelabelConfigs(),
-    }]);
+    assert.deepEqual(config.scrape_configs, [
+      {
+        job_name: PROMETHEUS_JOB,
+        file_sd_configs: [{ files: [TARGETS_FILE] }],
+        relabel_configs: podAnnotationRelabelConfigs(),
+      },
+    ]);
   });
 
   test('the cluster job is pod discovery in ferry-system with the same relabel list', () => {
     const config = parse(renderKubernetesScrapeConfig()) as Record<string, unknown>;
     assert.deepEqual(config, kubernetesScrapeConfig());
-    assert.deepEqual(config.scrape_configs, [{
-      job_name: PROMETHEUS_JOB,
-      kubernetes_sd_configs: [{ role: 'pod', namespaces: { names: [AGENT_NAMESPACE] } }],
-      relabel_configs: podAnnotationRelabelConfigs(),
-    }]);
+    assert.deepEqual(config.scrape_configs, [
+      {
+        job_name: PROMETHEUS_JOB,
+        kubernetes_sd_configs: [{ role: 'pod', namespaces: { names: [AGENT_NAMESPACE] } }],
+        relabel_configs: podAnnotationRelabelConfigs(),
+      },
+    ]);
   });
 
   test(`${KUBERNETES_SCRAPE_CONFIG_FILE} is what the generator writes`, () => {
     const file = path.join(REPO, KUBERNETES_SCRAPE_CONFIG_FILE);
     assert.ok(fs.existsSync(file), `${file} is missing: run npm run build:ts && node scripts/generate-prometheus-config.js`);
-    assert.equal(fs.readFileSync(file, 'utf8'), renderKubernetesScrapeConfig(),
-      `${KUBERNETES_SCRAPE_CONFIG_FILE} differs from src/sandbox/prometheus-config.ts: run npm run build:ts && node scripts/generate-prometheus-config.js`);
+    assert.equal(
+      fs.readFileSync(file, 'utf8'),
+      renderKubernetesScrapeConfig(),
+      `${KUBERNETES_SCRAPE_CONFIG_FILE} differs from src/sandbox/prometheus-config.ts: run npm run build:ts && node scripts/generate-prometheus-config.js`,
+    );
   });
 
   test('promtool accepts the sandbox configuration and its targets file', (t) => {
     // Debian's promtool comes with the prometheus package; it is built without kubernetes_sd_configs, so the
     // cluster file is checked above by structure only.
-    assert.ok(fs.existsSync('/usr/bin/promtool'), 'promtool is missing: scripts/setup.sh installs it with Debian\'s prometheus package');
+    assert.ok(fs.existsSync('/usr/bin/promtool'), "promtool is missing: scripts/setup.sh installs it with Debian's prometheus package");
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-prom-config-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const targetsFile = path.join(dir, 'agents.json');

@@ -5,8 +5,16 @@ import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Registry, Counter, Gauge } from 'prom-client';
 import {
-  ISTIO_TCP_LABELS, MetricsContentError, MetricsParseError, buildServiceGraph, humanBytes, parsePrometheusText,
-  serviceGraphDot, serviceGraphRows, type Exposition, type IstioTcpLabels,
+  ISTIO_TCP_LABELS,
+  MetricsContentError,
+  MetricsParseError,
+  buildServiceGraph,
+  humanBytes,
+  parsePrometheusText,
+  serviceGraphDot,
+  serviceGraphRows,
+  type Exposition,
+  type IstioTcpLabels,
 } from '../../src/telemetry';
 
 function parseError(text: string): MetricsParseError {
@@ -39,24 +47,32 @@ describe('parsePrometheusText', () => {
     const exposition = parsePrometheusText(text, 'agent-a');
     assert.equal(exposition.source, 'agent-a');
     assert.deepEqual(exposition.families.get('requests_total'), {
-      name: 'requests_total', type: 'counter', help: 'Requests\nserved, with a \\ backslash',
+      name: 'requests_total',
+      type: 'counter',
+      help: 'Requests\nserved, with a \\ backslash',
     });
     assert.equal(exposition.families.get('latency')?.type, 'histogram');
-    assert.deepEqual(exposition.samples.map((s) => [s.name, s.labels, s.value, s.timestampMs, s.line]), [
-      ['requests_total', { method: 'get', code: '200' }, 1027, 1395066363000, 5],
-      ['requests_total', { method: 'post', code: '400' }, 3, undefined, 6],
-      ['up', {}, 1, undefined, 7],
-      ['latency_bucket', { le: '0.5' }, 2, undefined, 9],
-      ['latency_bucket', { le: '+Inf' }, 3, undefined, 10],
-      ['latency_sum', {}, 0.15, undefined, 11],
-      ['latency_count', {}, 3, undefined, 12],
-    ]);
+    assert.deepEqual(
+      exposition.samples.map((s) => [s.name, s.labels, s.value, s.timestampMs, s.line]),
+      [
+        ['requests_total', { method: 'get', code: '200' }, 1027, 1395066363000, 5],
+        ['requests_total', { method: 'post', code: '400' }, 3, undefined, 6],
+        ['up', {}, 1, undefined, 7],
+        ['latency_bucket', { le: '0.5' }, 2, undefined, 9],
+        ['latency_bucket', { le: '+Inf' }, 3, undefined, 10],
+        ['latency_sum', {}, 0.15, undefined, 11],
+        ['latency_count', {}, 3, undefined, 12],
+      ],
+    );
   });
 
   test('unescapes \\\\, \\" and \\n in label values, and keeps other characters as they are', () => {
     const text = 'm{path="C:\\\\dir\\\\",quote="say \\"hi\\"",lines="a\\nb",odd="{},= #ünï"} 1\n';
     assert.deepEqual(parsePrometheusText(text, 'x').samples[0].labels, {
-      path: 'C:\\dir\\', quote: 'say "hi"', lines: 'a\nb', odd: '{},= #ünï',
+      path: 'C:\\dir\\',
+      quote: 'say "hi"',
+      lines: 'a\nb',
+      odd: '{},= #ünï',
     });
   });
 
@@ -76,10 +92,13 @@ describe('parsePrometheusText', () => {
     gauge.set(-0.25);
     const exposition = parsePrometheusText(await registry.metrics(), 'prom-client');
     assert.equal(exposition.families.get('c_total')?.help, 'a "counter"\nwith \\ in help');
-    assert.deepEqual(exposition.samples.map((s) => [s.name, s.labels, s.value]), [
-      ['c_total', { v: awkward }, 2],
-      ['g', {}, -0.25],
-    ]);
+    assert.deepEqual(
+      exposition.samples.map((s) => [s.name, s.labels, s.value]),
+      [
+        ['c_total', { v: awkward }, 2],
+        ['g', {}, -0.25],
+      ],
+    );
   });
 
   test('malformed lines fail with the source, line and column and what was expected', () => {
@@ -152,7 +171,9 @@ function labels(reporter: 'source' | 'destination', src: Party, dst: Party & { s
 
 function series(name: string, l: Record<string, string>, value: number): string {
   const quote = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-  return `${name}{${Object.entries(l).map(([k, v]) => `${k}="${quote(v)}"`).join(',')}} ${value}`;
+  return `${name}{${Object.entries(l)
+    .map(([k, v]) => `${k}="${quote(v)}"`)
+    .join(',')}} ${value}`;
 }
 
 /** One connection's four counters as one reporter saw it. */
@@ -183,7 +204,7 @@ const db: Party = { workload: 'db', namespace: 'data' };
 const outsider: Party = { workload: 'batch', namespace: 'jobs' };
 
 describe('buildServiceGraph', () => {
-  test('counts each connection once: the source\'s report for enrolled sources, the destination\'s otherwise', () => {
+  test("counts each connection once: the source's report for enrolled sources, the destination's otherwise", () => {
     // client (enrolled on node-a) → web Service (pod on node-b); both agents report the same 3 connections.
     // batch (not enrolled) → web: only node-b sees it, as destination.
     // web (enrolled) → db (not enrolled, no Service): only node-b sees it, as source.
@@ -221,14 +242,18 @@ describe('buildServiceGraph', () => {
 
   test('the same agent reporting both sides (same-node path) is counted once too', () => {
     const l = (reporter: 'source' | 'destination'): IstioTcpLabels => labels(reporter, client, { ...web, service: 'web.shop' });
-    const graph = buildServiceGraph([agent('node-a', [
-      enrolled('client', 'shop'), enrolled('web', 'shop'),
-      ...connection(l('source'), { opened: 4, request: 1, response: 2 }),
-      ...connection(l('destination'), { opened: 4, request: 1, response: 2 }),
-    ])]);
-    assert.deepEqual(graph.edges.map((e) => [e.source, e.destination, e.connections, e.bytes]), [
-      ['workload:client.shop', 'service:web.shop', 4, 3],
+    const graph = buildServiceGraph([
+      agent('node-a', [
+        enrolled('client', 'shop'),
+        enrolled('web', 'shop'),
+        ...connection(l('source'), { opened: 4, request: 1, response: 2 }),
+        ...connection(l('destination'), { opened: 4, request: 1, response: 2 }),
+      ]),
     ]);
+    assert.deepEqual(
+      graph.edges.map((e) => [e.source, e.destination, e.connections, e.bytes]),
+      [['workload:client.shop', 'service:web.shop', 4, 3]],
+    );
   });
 
   test('a workload whose gauge is 0 counts as not enrolled; series from several agents add up', () => {
@@ -239,82 +264,108 @@ describe('buildServiceGraph', () => {
       agent('node-c', [...connection(l, { opened: 5 })]),
     ]);
     assert.deepEqual(graph.enrolledWorkloads, []);
-    assert.deepEqual(graph.edges.map((e) => e.connections), [7]);
+    assert.deepEqual(
+      graph.edges.map((e) => e.connections),
+      [7],
+    );
   });
 
   test('failures are closed connections with a response flag other than -, by flag', () => {
     const ok = labels('source', client, { ...web, service: 'web.shop' });
     const deny = labels('source', client, { ...web, service: 'web.shop' }, 'DENY');
     const connect = labels('source', client, { ...web, service: 'web.shop' }, 'CONNECT');
-    const graph = buildServiceGraph([agent('node-a', [
-      enrolled('client', 'shop'),
-      ...connection(ok, { opened: 10 }),
-      closed(ok, 6), closed(deny, 3), closed(connect, 1),
-    ])]);
+    const graph = buildServiceGraph([
+      agent('node-a', [enrolled('client', 'shop'), ...connection(ok, { opened: 10 }), closed(ok, 6), closed(deny, 3), closed(connect, 1)]),
+    ]);
     const [edge] = graph.edges;
     assert.equal(edge.failures, 4);
     assert.deepEqual(edge.failuresByFlag, { CONNECT: 1, DENY: 3 });
   });
 
   test('destinations: a Service host shortened to name.namespace, other hosts kept, else the workload, else unknown', () => {
-    const graph = buildServiceGraph([agent('node-a', [
-      ...connection({ ...labels('source', client, {}), destination_service: 'cart.shop.svc.example.org' }),
-      ...connection({ ...labels('source', client, {}), destination_service: 'api.example.com' }),
-      ...connection(labels('source', client, db)),
-      ...connection(labels('source', client, {})),
-      // Empty label values mean absent, which is Istio's unknown.
-      ...connection({ ...labels('source', client, {}), destination_workload: '' }),
-    ])]);
-    assert.deepEqual(graph.edges.map((e) => [e.destination, e.connections]), [
-      ['service:api.example.com', 1],
-      ['service:cart.shop', 1],
-      ['unknown', 2],
-      ['workload:db.data', 1],
+    const graph = buildServiceGraph([
+      agent('node-a', [
+        ...connection({ ...labels('source', client, {}), destination_service: 'cart.shop.svc.example.org' }),
+        ...connection({ ...labels('source', client, {}), destination_service: 'api.example.com' }),
+        ...connection(labels('source', client, db)),
+        ...connection(labels('source', client, {})),
+        // Empty label values mean absent, which is Istio's unknown.
+        ...connection({ ...labels('source', client, {}), destination_workload: '' }),
+      ]),
     ]);
+    assert.deepEqual(
+      graph.edges.map((e) => [e.destination, e.connections]),
+      [
+        ['service:api.example.com', 1],
+        ['service:cart.shop', 1],
+        ['unknown', 2],
+        ['workload:db.data', 1],
+      ],
+    );
   });
 
   test('a workload and a Service of the same name are different nodes', () => {
-    const graph = buildServiceGraph([agent('node-a', [
-      ...connection(labels('source', client, { ...web, service: 'web.shop' })),
-      ...connection(labels('source', web, db)),
-    ])]);
-    assert.deepEqual(graph.nodes.map((n) => n.id).filter((id) => id.endsWith('web.shop')), ['service:web.shop', 'workload:web.shop']);
+    const graph = buildServiceGraph([
+      agent('node-a', [...connection(labels('source', client, { ...web, service: 'web.shop' })), ...connection(labels('source', web, db))]),
+    ]);
+    assert.deepEqual(
+      graph.nodes.map((n) => n.id).filter((id) => id.endsWith('web.shop')),
+      ['service:web.shop', 'workload:web.shop'],
+    );
   });
 
   test('other metrics are ignored; broken Istio series are errors naming the source and line', () => {
     const empty = buildServiceGraph([agent('node-a', ['process_cpu_seconds_total 3', 'up 1'])]);
     assert.deepEqual([empty.nodes, empty.edges], [[], []]);
     const bad: Array<[string[], RegExp]> = [
-      [['istio_tcp_connections_opened_total{source_workload="x"} 1'], /^node-a: line 1: istio_tcp_connections_opened_total reporter must be "source" or "destination", got "\(none\)"/],
-      [['up 1', series('istio_tcp_connections_opened_total', { ...labels('source', client, {}), reporter: 'proxy' }, 1)], /line 2: .*got "proxy"/],
+      [
+        ['istio_tcp_connections_opened_total{source_workload="x"} 1'],
+        /^node-a: line 1: istio_tcp_connections_opened_total reporter must be "source" or "destination", got "\(none\)"/,
+      ],
+      [
+        ['up 1', series('istio_tcp_connections_opened_total', { ...labels('source', client, {}), reporter: 'proxy' }, 1)],
+        /line 2: .*got "proxy"/,
+      ],
       [[series('istio_tcp_connections_closed_total', { reporter: 'source' }, 1)], /closed_total has no response_flags label/],
       [[series('istio_tcp_sent_bytes_total', labels('source', client, {}), -1)], /sent_bytes_total is a counter and cannot be -1/],
       [['istio_tcp_sent_bytes_total{reporter="source"} NaN'], /cannot be NaN/],
       [['ferry_workload_enrolled{namespace="shop"} 1'], /ferry_workload_enrolled needs both a workload and a namespace label/],
     ];
     for (const [lines, message] of bad) {
-      assert.throws(() => buildServiceGraph([agent('node-a', lines)]), (err: unknown) => {
-        assert.ok(err instanceof MetricsContentError, String(err));
-        assert.equal(err.code, 'FERRY_ERR_METRICS_CONTENT');
-        assert.match(err.message, message);
-        return true;
-      });
+      assert.throws(
+        () => buildServiceGraph([agent('node-a', lines)]),
+        (err: unknown) => {
+          assert.ok(err instanceof MetricsContentError, String(err));
+          assert.equal(err.code, 'FERRY_ERR_METRICS_CONTENT');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     }
   });
 });
 
 describe('rendering', () => {
-  const graph = buildServiceGraph([agent('node-a', [
-    enrolled('client', 'shop'),
-    ...connection(labels('source', client, { ...web, service: 'web.shop' }), { opened: 12, request: 1024, response: 2560 }),
-    closed(labels('source', client, { ...web, service: 'web.shop' }, 'DENY'), 2),
-    ...connection(labels('source', client, { workload: 'we"ird\\name', namespace: 'shop' }), { opened: 1, request: 5 }),
-    ...connection(labels('destination', {}, db), { opened: 1 }),
-  ])]);
+  const graph = buildServiceGraph([
+    agent('node-a', [
+      enrolled('client', 'shop'),
+      ...connection(labels('source', client, { ...web, service: 'web.shop' }), { opened: 12, request: 1024, response: 2560 }),
+      closed(labels('source', client, { ...web, service: 'web.shop' }, 'DENY'), 2),
+      ...connection(labels('source', client, { workload: 'we"ird\\name', namespace: 'shop' }), { opened: 1, request: 5 }),
+      ...connection(labels('destination', {}, db), { opened: 1 }),
+    ]),
+  ]);
 
   test('humanBytes uses binary units with one decimal', () => {
-    assert.deepEqual([0, 512, 1023, 1024, 3482, 1048576, 5 * 1024 ** 4].map(humanBytes),
-      ['0 B', '512 B', '1023 B', '1.0 KiB', '3.4 KiB', '1.0 MiB', '5.0 TiB']);
+    assert.deepEqual([0, 512, 1023, 1024, 3482, 1048576, 5 * 1024 ** 4].map(humanBytes), [
+      '0 B',
+      '512 B',
+      '1023 B',
+      '1.0 KiB',
+      '3.4 KiB',
+      '1.0 MiB',
+      '5.0 TiB',
+    ]);
   });
 
   test('rows: one per edge, bytes humanised, failures by flag, workload destinations marked', () => {
@@ -333,9 +384,12 @@ describe('rendering', () => {
     assert.ok(dot.includes('"workload:client.shop" [label="client.shop", shape=box];'), dot);
     assert.ok(dot.includes('"unknown" [label="unknown", shape=box, style=dashed];'), dot);
     assert.ok(dot.includes('"workload:we\\"ird\\\\name.shop" [label="we\\"ird\\\\name.shop", shape=box];'), dot);
-    assert.ok(dot.includes(
-      '"workload:client.shop" -> "service:web.shop" [label="12 connections\\n3.5 KiB (1.0 KiB out, 2.5 KiB back)\\n2 failed: DENY 2", color="red", fontcolor="red"];',
-    ), dot);
+    assert.ok(
+      dot.includes(
+        '"workload:client.shop" -> "service:web.shop" [label="12 connections\\n3.5 KiB (1.0 KiB out, 2.5 KiB back)\\n2 failed: DENY 2", color="red", fontcolor="red"];',
+      ),
+      dot,
+    );
     assert.ok(dot.includes('"unknown" -> "workload:db.data" [label="1 connection\\n0 B (0 B out, 0 B back)"];'), dot);
     assert.equal(dot.split('\n').filter((l) => l.includes(' -> ')).length, graph.edges.length);
   });

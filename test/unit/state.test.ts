@@ -7,8 +7,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  ClusterState, SnapshotError, parseSnapshot, readSnapshot, watchSnapshot, writeSnapshot,
-  type ClusterSnapshot, type Destination, type Service, type Workload,
+  ClusterState,
+  SnapshotError,
+  parseSnapshot,
+  readSnapshot,
+  watchSnapshot,
+  writeSnapshot,
+  type ClusterSnapshot,
+  type Destination,
+  type Service,
+  type Workload,
 } from '../../src/state';
 import type { AuthorizationPolicy, PeerAuthentication } from '../../src/policy';
 
@@ -108,8 +116,12 @@ describe('ClusterState.resolve', () => {
     const state = stateOf(snapshot(1));
     const picked = Array.from({ length: 7 }, () => endpointOf(state.resolve(VIP, 80)));
     assert.deepEqual(picked, [
-      '10.244.0.11:8080', '10.244.0.12:8080', '10.244.1.13:8080',
-      '10.244.0.11:8080', '10.244.0.12:8080', '10.244.1.13:8080',
+      '10.244.0.11:8080',
+      '10.244.0.12:8080',
+      '10.244.1.13:8080',
+      '10.244.0.11:8080',
+      '10.244.0.12:8080',
+      '10.244.1.13:8080',
       '10.244.0.11:8080',
     ]);
   });
@@ -216,8 +228,14 @@ describe('ClusterState.resolve', () => {
 describe('ClusterState lookups', () => {
   test('meshedWorkloadsOn filters by node and meshEnabled', () => {
     const state = stateOf(snapshot(1));
-    assert.deepEqual(state.meshedWorkloadsOn('node-a').map((w) => w.uid), ['shop/cart-1', 'shop/cart-2']);
-    assert.deepEqual(state.meshedWorkloadsOn('node-b').map((w) => w.uid), ['shop/cart-3']);
+    assert.deepEqual(
+      state.meshedWorkloadsOn('node-a').map((w) => w.uid),
+      ['shop/cart-1', 'shop/cart-2'],
+    );
+    assert.deepEqual(
+      state.meshedWorkloadsOn('node-b').map((w) => w.uid),
+      ['shop/cart-3'],
+    );
     assert.deepEqual(state.meshedWorkloadsOn('node-c'), []);
   });
 
@@ -232,14 +250,23 @@ describe('ClusterState lookups', () => {
 
 describe('policies in the snapshot', () => {
   const denyLegacy: AuthorizationPolicy = {
-    namespace: 'shop', name: 'deny-legacy', action: 'DENY', dryRun: false,
+    namespace: 'shop',
+    name: 'deny-legacy',
+    action: 'DENY',
+    dryRun: false,
     rules: [{ from: [{ namespaces: ['legacy'] }] }],
   };
   const strict: PeerAuthentication = { namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] };
-  const withPolicies = (revision: number, authorizationPolicies: AuthorizationPolicy[], peerAuthentications: PeerAuthentication[] = []): ClusterSnapshot =>
-    snapshot(revision, { authorizationPolicies, peerAuthentications });
+  const withPolicies = (
+    revision: number,
+    authorizationPolicies: AuthorizationPolicy[],
+    peerAuthentications: PeerAuthentication[] = [],
+  ): ClusterSnapshot => snapshot(revision, { authorizationPolicies, peerAuthentications });
   const CART = workload('cart-1', '10.244.0.11');
-  const FROM_LEGACY = { source: { principal: 'spiffe://cluster.local/ns/legacy/sa/default', ip: '10.244.1.5' }, destination: { ip: '10.244.0.11', port: 8080 } };
+  const FROM_LEGACY = {
+    source: { principal: 'spiffe://cluster.local/ns/legacy/sa/default', ip: '10.244.1.5' },
+    destination: { ip: '10.244.0.11', port: 8080 },
+  };
 
   test('ClusterState compiles them on replace', () => {
     const state = stateOf(withPolicies(1, [denyLegacy], [strict]));
@@ -279,26 +306,37 @@ describe('policies in the snapshot', () => {
   });
 
   test('the snapshot file carries them: parseSnapshot accepts and returns them', () => {
-    const snap = withPolicies(3, [{ ...denyLegacy, selector: { app: 'cart' }, dryRun: true }], [
-      strict, { namespace: 'shop', name: 'db', selector: { app: 'db' }, mode: 'UNSET', portLevelMtls: [{ port: 5432, mode: 'DISABLE' }] },
-    ]);
+    const snap = withPolicies(
+      3,
+      [{ ...denyLegacy, selector: { app: 'cart' }, dryRun: true }],
+      [strict, { namespace: 'shop', name: 'db', selector: { app: 'db' }, mode: 'UNSET', portLevelMtls: [{ port: 5432, mode: 'DISABLE' }] }],
+    );
     assert.deepEqual(parseSnapshot(JSON.stringify(snap), 'snapshot.json'), snap);
   });
 
   test('parseSnapshot refuses malformed policies with their path, or values that cannot be compiled', () => {
     const shape = withPolicies(1, [{ ...denyLegacy, action: 'CUSTOM' as 'DENY', rules: [{ from: [{ principal: ['x'] } as never] }] }]);
-    assert.throws(() => parseSnapshot(JSON.stringify(shape), 'snapshot.json'), (err: unknown) => {
-      assert.ok(err instanceof SnapshotError);
-      assert.match(err.message, /\/authorizationPolicies\/0\/action must be equal to one of the allowed values/);
-      assert.match(err.message, /\/authorizationPolicies\/0\/rules\/0\/from\/0 must NOT have additional properties: "principal"/);
-      return true;
-    });
+    assert.throws(
+      () => parseSnapshot(JSON.stringify(shape), 'snapshot.json'),
+      (err: unknown) => {
+        assert.ok(err instanceof SnapshotError);
+        assert.match(err.message, /\/authorizationPolicies\/0\/action must be equal to one of the allowed values/);
+        assert.match(err.message, /\/authorizationPolicies\/0\/rules\/0\/from\/0 must NOT have additional properties: "principal"/);
+        return true;
+      },
+    );
     const value = withPolicies(1, [{ ...denyLegacy, rules: [{ when: [{ key: 'source.ip', values: ['nope'] }] }] }]);
-    assert.throws(() => parseSnapshot(JSON.stringify(value), 'snapshot.json'), (err: unknown) => {
-      assert.ok(err instanceof SnapshotError);
-      assert.match(err.message, /^snapshot\.json: invalid snapshot: cannot compile authorization policies:\n {2}AuthorizationPolicy shop\/deny-legacy: spec\.rules\[0\]: "nope" is not an IPv4 or IPv6 address/);
-      return true;
-    });
+    assert.throws(
+      () => parseSnapshot(JSON.stringify(value), 'snapshot.json'),
+      (err: unknown) => {
+        assert.ok(err instanceof SnapshotError);
+        assert.match(
+          err.message,
+          /^snapshot\.json: invalid snapshot: cannot compile authorization policies:\n {2}AuthorizationPolicy shop\/deny-legacy: spec\.rules\[0\]: "nope" is not an IPv4 or IPv6 address/,
+        );
+        return true;
+      },
+    );
   });
 });
 
@@ -308,10 +346,13 @@ describe('parseSnapshot', () => {
   function problemsOf(value: unknown): string {
     const text = JSON.stringify(value);
     let caught: unknown;
-    assert.throws(() => parseSnapshot(text, SOURCE), (err: unknown) => {
-      caught = err;
-      return true;
-    });
+    assert.throws(
+      () => parseSnapshot(text, SOURCE),
+      (err: unknown) => {
+        caught = err;
+        return true;
+      },
+    );
     assert.ok(caught instanceof SnapshotError, `expected SnapshotError, got ${String(caught)}`);
     assert.equal(caught.code, 'FERRY_ERR_STATE_SNAPSHOT');
     assert.equal(caught.name, 'SnapshotError');
@@ -435,23 +476,29 @@ describe('snapshot file', () => {
 
   test('readSnapshot of a missing file is a SnapshotError naming the file, with the cause', (t) => {
     const file = path.join(tempDir(t), 'absent.json');
-    assert.throws(() => readSnapshot(file), (err: unknown) => {
-      assert.ok(err instanceof SnapshotError);
-      assert.ok(err.message.startsWith(`${file}: cannot read snapshot`), err.message);
-      assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOENT');
-      return true;
-    });
+    assert.throws(
+      () => readSnapshot(file),
+      (err: unknown) => {
+        assert.ok(err instanceof SnapshotError);
+        assert.ok(err.message.startsWith(`${file}: cannot read snapshot`), err.message);
+        assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOENT');
+        return true;
+      },
+    );
   });
 
   test('readSnapshot of a bad document names the file', (t) => {
     const file = path.join(tempDir(t), 'bad.json');
     fs.writeFileSync(file, JSON.stringify({ ...snapshot(1), revision: 'x' }));
-    assert.throws(() => readSnapshot(file), (err: unknown) => {
-      assert.ok(err instanceof SnapshotError);
-      assert.ok(err.message.startsWith(`${file}: invalid snapshot`), err.message);
-      assert.match(err.message, /\/revision must be integer/);
-      return true;
-    });
+    assert.throws(
+      () => readSnapshot(file),
+      (err: unknown) => {
+        assert.ok(err instanceof SnapshotError);
+        assert.ok(err.message.startsWith(`${file}: invalid snapshot`), err.message);
+        assert.match(err.message, /\/revision must be integer/);
+        return true;
+      },
+    );
   });
 });
 
@@ -466,8 +513,9 @@ describe('watchSnapshot', () => {
    */
   function occupyThreadpool(): Promise<unknown> {
     const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    return Promise.all(Array.from({ length: 2 * threads }, () =>
-      new Promise((resolve) => crypto.pbkdf2('ferry', 'salt', 200_000, 32, 'sha256', resolve))));
+    return Promise.all(
+      Array.from({ length: 2 * threads }, () => new Promise((resolve) => crypto.pbkdf2('ferry', 'salt', 200_000, 32, 'sha256', resolve))),
+    );
   }
 
   for (const existing of [true, false]) {
@@ -481,7 +529,12 @@ describe('watchSnapshot', () => {
       const busy = occupyThreadpool();
       const seen: number[] = [];
       const errors: Error[] = [];
-      const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
+      const stop = watchSnapshot(
+        file,
+        (snap) => seen.push(snap.revision),
+        (err) => errors.push(err),
+        20,
+      );
       t.after(stop);
       writeSnapshot(file, snapshot(2));
       await within(busy, 10_000, 'the threadpool work');
@@ -550,7 +603,12 @@ describe('watchSnapshot', () => {
     writeSnapshot(file, snapshot(5));
     const seen: number[] = [];
     const errors: Error[] = [];
-    const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
+    const stop = watchSnapshot(
+      file,
+      (snap) => seen.push(snap.revision),
+      (err) => errors.push(err),
+      20,
+    );
     t.after(stop);
     await settle();
     writeSnapshot(file, snapshot(5, { services: [] }));
@@ -565,7 +623,12 @@ describe('watchSnapshot', () => {
     const file = path.join(dir, 'later.json');
     const seen: number[] = [];
     const errors: Error[] = [];
-    const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), (err) => errors.push(err), 20);
+    const stop = watchSnapshot(
+      file,
+      (snap) => seen.push(snap.revision),
+      (err) => errors.push(err),
+      20,
+    );
     t.after(stop);
     assert.deepEqual(seen, []);
     await settle();
@@ -580,7 +643,12 @@ describe('watchSnapshot', () => {
     const file = path.join(dir, 'snapshot.json');
     writeSnapshot(file, snapshot(1));
     const seen: number[] = [];
-    const stop = watchSnapshot(file, (snap) => seen.push(snap.revision), () => undefined, 20);
+    const stop = watchSnapshot(
+      file,
+      (snap) => seen.push(snap.revision),
+      () => undefined,
+      20,
+    );
     stop();
     t.after(stop);
     writeSnapshot(file, snapshot(2));

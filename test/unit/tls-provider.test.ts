@@ -10,11 +10,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import {
-  CaDirectory, CertificateAuthority, LocalCaClient, WorkloadCertificates, type CertificateAuthorityClient, type SpiffeId,
+  CaDirectory,
+  CertificateAuthority,
+  LocalCaClient,
+  WorkloadCertificates,
+  type CertificateAuthorityClient,
+  type SpiffeId,
 } from '../../src/identity';
 import { createRootLogger } from '../../src/telemetry';
 import {
-  HBONE_ALPN_PROTOCOLS, HBONE_SECURE_CONTEXT_OPTIONS, IdentityTlsProvider, PeerIdentityError, verifyPeerIdentity,
+  HBONE_ALPN_PROTOCOLS,
+  HBONE_SECURE_CONTEXT_OPTIONS,
+  IdentityTlsProvider,
+  PeerIdentityError,
+  verifyPeerIdentity,
   type PeerRejection,
 } from '../../src/tls';
 import type { TlsProvider as ProxyTlsProvider } from '../../src/proxy/types';
@@ -30,7 +39,10 @@ const log = createRootLogger('silent');
 function agent(ca: CertificateAuthorityClient, t: After): { certs: WorkloadCertificates; tlsProvider: IdentityTlsProvider } {
   const certs = new WorkloadCertificates({ ca, trustDomain: TD, ttlSeconds: 600, log });
   const tlsProvider = new IdentityTlsProvider(certs, log);
-  t.after(() => { tlsProvider.close(); certs.close(); });
+  t.after(() => {
+    tlsProvider.close();
+    certs.close();
+  });
   return { certs, tlsProvider };
 }
 
@@ -51,13 +63,18 @@ async function handshake(
 ): Promise<Outcome> {
   const outcome: Outcome = {};
   let serverDone!: () => void;
-  const serverSettled = new Promise<void>((resolve) => { serverDone = resolve; });
+  const serverSettled = new Promise<void>((resolve) => {
+    serverDone = resolve;
+  });
   // As the HBONE server does it: tls.createServer ignores a `secureContext` option, so each accepted
   // socket is wrapped in a server TLSSocket with the identity's current context. Node checks the client
   // chain only for sockets a tls.Server made (onServerSocketSecure), so verifyError is read here too.
   const srv = net.createServer((raw) => {
     const socket = new tls.TLSSocket(raw, {
-      isServer: true, secureContext: serverSide.context, requestCert: true, rejectUnauthorized: true,
+      isServer: true,
+      secureContext: serverSide.context,
+      requestCert: true,
+      rejectUnauthorized: true,
       ALPNProtocols: [...HBONE_ALPN_PROTOCOLS],
     });
     let settled = false;
@@ -67,30 +84,54 @@ async function handshake(
       update();
       serverDone();
     };
-    socket.once('secure', () => settle(() => {
-      const handle = (socket as unknown as { ssl?: { verifyError(): (Error & { code?: string }) | null } }).ssl;
-      const chain = handle?.verifyError();
-      try {
-        if (chain) throw new Error(`client chain not trusted: ${chain.code ?? ''} ${chain.message}`);
-        outcome.serverPeer = serverSide.provider.peerIdentity(socket.getPeerX509Certificate()!).principal;
-      } catch (err) {
-        outcome.serverError = (err as Error).message;
-      }
-      socket.end();
-    }));
-    socket.once('error', (err) => settle(() => { outcome.serverError = err.message; }));
-    socket.once('close', () => settle(() => { outcome.serverError = 'closed before the handshake completed'; }));
+    socket.once('secure', () =>
+      settle(() => {
+        const handle = (socket as unknown as { ssl?: { verifyError(): (Error & { code?: string }) | null } }).ssl;
+        const chain = handle?.verifyError();
+        try {
+          if (chain) throw new Error(`client chain not trusted: ${chain.code ?? ''} ${chain.message}`);
+          outcome.serverPeer = serverSide.provider.peerIdentity(socket.getPeerX509Certificate()!).principal;
+        } catch (err) {
+          outcome.serverError = (err as Error).message;
+        }
+        socket.end();
+      }),
+    );
+    socket.once('error', (err) =>
+      settle(() => {
+        outcome.serverError = err.message;
+      }),
+    );
+    socket.once('close', () =>
+      settle(() => {
+        outcome.serverError = 'closed before the handshake completed';
+      }),
+    );
   });
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise<void>((resolve) => srv.close(() => resolve())));
   const socket = tls.connect({
-    host: '127.0.0.1', port: (srv.address() as AddressInfo).port, secureContext: clientSide.context,
-    ALPNProtocols: [...HBONE_ALPN_PROTOCOLS], checkServerIdentity: clientSide.check ?? (() => undefined),
+    host: '127.0.0.1',
+    port: (srv.address() as AddressInfo).port,
+    secureContext: clientSide.context,
+    ALPNProtocols: [...HBONE_ALPN_PROTOCOLS],
+    checkServerIdentity: clientSide.check ?? (() => undefined),
   });
-  await within(new Promise<void>((resolve) => {
-    socket.once('secureConnect', () => { outcome.protocol = socket.getProtocol(); outcome.alpn = socket.alpnProtocol; resolve(); });
-    socket.once('error', (err) => { outcome.clientError = err.message; resolve(); });
-  }), 5000, 'the client side of the handshake');
+  await within(
+    new Promise<void>((resolve) => {
+      socket.once('secureConnect', () => {
+        outcome.protocol = socket.getProtocol();
+        outcome.alpn = socket.alpnProtocol;
+        resolve();
+      });
+      socket.once('error', (err) => {
+        outcome.clientError = err.message;
+        resolve();
+      });
+    }),
+    5000,
+    'the client side of the handshake',
+  );
   socket.on('error', () => {}); // a TLS 1.3 client learns of its rejection after secureConnect
   await within(serverSettled, 5000, 'the server side of the handshake');
   socket.destroy();
@@ -107,13 +148,19 @@ describe('IdentityTlsProvider', () => {
       const serverContexts = tlsProvider.contexts(tlsProvider.principalFor('shop', 'cart'))!;
       const clientContexts = tlsProvider.contexts('cluster.local/ns/shop/sa/web')!;
       assert.equal(serverContexts.notAfter.getTime(), certs.get(server)!.notAfter.getTime());
-      const outcome = await handshake(t, { context: serverContexts.server, provider: tlsProvider },
-        { context: clientContexts.client, check: tlsProvider.serverIdentityCheck(SERVER_PRINCIPAL) });
+      const outcome = await handshake(
+        t,
+        { context: serverContexts.server, provider: tlsProvider },
+        { context: clientContexts.client, check: tlsProvider.serverIdentityCheck(SERVER_PRINCIPAL) },
+      );
       assert.deepEqual(outcome, { serverPeer: 'cluster.local/ns/shop/sa/web', protocol: 'TLSv1.3', alpn: 'h2' });
 
       // The client checks the server's exact identity.
-      const wrong = await handshake(t, { context: serverContexts.server, provider: tlsProvider },
-        { context: clientContexts.client, check: tlsProvider.serverIdentityCheck('cluster.local/ns/shop/sa/other') });
+      const wrong = await handshake(
+        t,
+        { context: serverContexts.server, provider: tlsProvider },
+        { context: clientContexts.client, check: tlsProvider.serverIdentityCheck('cluster.local/ns/shop/sa/other') },
+      );
       assert.match(wrong.clientError ?? '', /server is cluster.local\/ns\/shop\/sa\/cart, expected cluster.local\/ns\/shop\/sa\/other/);
     });
   }
@@ -128,7 +175,10 @@ describe('IdentityTlsProvider', () => {
     await certs.renewAll('test');
     const renewed = tlsProvider.contexts(SERVER_PRINCIPAL)!;
     assert.notEqual(renewed, first);
-    certs.setTrustBundle([...await ca.trustBundle(), ...await (await CertificateAuthority.generate({ trustDomain: TD })).trustBundle()]);
+    certs.setTrustBundle([
+      ...(await ca.trustBundle()),
+      ...(await (await CertificateAuthority.generate({ trustDomain: TD })).trustBundle()),
+    ]);
     assert.notEqual(tlsProvider.contexts(SERVER_PRINCIPAL), renewed);
     certs.forget(server);
     assert.equal(tlsProvider.contexts(SERVER_PRINCIPAL), undefined);
@@ -143,17 +193,29 @@ describe('IdentityTlsProvider', () => {
 describe('peerIdentity', () => {
   test('accepts exactly one spiffe URI SAN of our trust domain (DNS SANs may accompany it)', async () => {
     const forged = await forgeCertificate(undefined, { uris: ['spiffe://cluster.local/ns/a/sa/b'], dns: ['b.a.svc'] });
-    assert.deepEqual(verifyPeerIdentity(new crypto.X509Certificate(forged.certPem), TD),
-      { trustDomain: TD, namespace: 'a', serviceAccount: 'b', principal: 'cluster.local/ns/a/sa/b' });
+    assert.deepEqual(verifyPeerIdentity(new crypto.X509Certificate(forged.certPem), TD), {
+      trustDomain: TD,
+      namespace: 'a',
+      serviceAccount: 'b',
+      principal: 'cluster.local/ns/a/sa/b',
+    });
   });
 
   const refused: Array<[string, ForgeOptions, PeerRejection, RegExp]> = [
     ['no SAN', { uris: [] }, 'no-uri-san', /has no URI SAN/],
     ['only a DNS SAN', { uris: [], dns: ['cart.shop'] }, 'no-uri-san', /has no URI SAN/],
-    ['two URI SANs', { uris: ['spiffe://cluster.local/ns/a/sa/b', 'spiffe://cluster.local/ns/a/sa/c'] }, 'multiple-uri-sans',
-      /has 2 URI SANs \(spiffe:\/\/cluster.local\/ns\/a\/sa\/b, spiffe:\/\/cluster.local\/ns\/a\/sa\/c\)/],
-    ['wrong trust domain', { uris: ['spiffe://evil.example/ns/a/sa/b'] }, 'trust-domain',
-      /trust domain "evil.example" is not ours \("cluster.local"\)/],
+    [
+      'two URI SANs',
+      { uris: ['spiffe://cluster.local/ns/a/sa/b', 'spiffe://cluster.local/ns/a/sa/c'] },
+      'multiple-uri-sans',
+      /has 2 URI SANs \(spiffe:\/\/cluster.local\/ns\/a\/sa\/b, spiffe:\/\/cluster.local\/ns\/a\/sa\/c\)/,
+    ],
+    [
+      'wrong trust domain',
+      { uris: ['spiffe://evil.example/ns/a/sa/b'] },
+      'trust-domain',
+      /trust domain "evil.example" is not ours \("cluster.local"\)/,
+    ],
     ['non-spiffe URI', { uris: ['https://cluster.local/ns/a/sa/b'] }, 'not-spiffe', /scheme is not "spiffe:\/\/"/],
     ['spiffe ID that is not a workload', { uris: ['spiffe://cluster.local/node/x'] }, 'not-spiffe', /is not \/ns\/<namespace>\/sa/],
     ['CA certificate', { uris: ['spiffe://cluster.local/ns/a/sa/b'], ca: true }, 'ca-certificate', /is a CA certificate/],
@@ -161,14 +223,17 @@ describe('peerIdentity', () => {
   for (const [name, options, reason, message] of refused) {
     test(`refuses ${name}`, async () => {
       const forged = await forgeCertificate(undefined, options);
-      assert.throws(() => verifyPeerIdentity(new crypto.X509Certificate(forged.certPem), TD), (err: unknown) => {
-        assert.ok(err instanceof PeerIdentityError);
-        assert.equal(err.code, 'FERRY_ERR_TLS_PEER_IDENTITY');
-        assert.equal(err.reason, reason);
-        assert.match(err.message, message);
-        assert.match(err.message, /^peer certificate serial [0-9A-F]+: /);
-        return true;
-      });
+      assert.throws(
+        () => verifyPeerIdentity(new crypto.X509Certificate(forged.certPem), TD),
+        (err: unknown) => {
+          assert.ok(err instanceof PeerIdentityError);
+          assert.equal(err.code, 'FERRY_ERR_TLS_PEER_IDENTITY');
+          assert.equal(err.reason, reason);
+          assert.match(err.message, message);
+          assert.match(err.message, /^peer certificate serial [0-9A-F]+: /);
+          return true;
+        },
+      );
     });
   }
 });
@@ -183,16 +248,34 @@ describe('forged client certificates against a CA directory', () => {
     const serverSide = { context: tlsProvider.contexts(SERVER_PRINCIPAL)!.server, provider: tlsProvider };
     const uri = 'spiffe://cluster.local/ns/shop/sa/web';
     const hour = 3600_000;
-    const attempt = async (forged: { chainPem: string[]; keyPem: string }): Promise<Outcome> => handshake(t, serverSide, {
-      context: tls.createSecureContext({ ...HBONE_SECURE_CONTEXT_OPTIONS, cert: forged.chainPem.join(''), key: forged.keyPem, ca: certs.trustBundle().slice() }),
-    });
+    const attempt = async (forged: { chainPem: string[]; keyPem: string }): Promise<Outcome> =>
+      handshake(t, serverSide, {
+        context: tls.createSecureContext({
+          ...HBONE_SECURE_CONTEXT_OPTIONS,
+          cert: forged.chainPem.join(''),
+          key: forged.keyPem,
+          ca: certs.trustBundle().slice(),
+        }),
+      });
     // The control case: a forged leaf that is in fact valid is accepted.
     assert.deepEqual((await attempt(await forgeLeaf(dir, { uris: [uri] }))).serverPeer, 'cluster.local/ns/shop/sa/web');
     const cases: Array<[string, Promise<{ chainPem: string[]; keyPem: string }>, RegExp]> = [
-      ['expired', forgeLeaf(dir, { uris: [uri], notBefore: new Date(Date.now() - 2 * hour), notAfter: new Date(Date.now() - hour) }), /certificate has expired|CERTIFICATE_EXPIRED/i],
-      ['not yet valid', forgeLeaf(dir, { uris: [uri], notBefore: new Date(Date.now() + hour), notAfter: new Date(Date.now() + 2 * hour) }), /not yet valid|CERTIFICATE_NOT_YET_VALID/i],
+      [
+        'expired',
+        forgeLeaf(dir, { uris: [uri], notBefore: new Date(Date.now() - 2 * hour), notAfter: new Date(Date.now() - hour) }),
+        /certificate has expired|CERTIFICATE_EXPIRED/i,
+      ],
+      [
+        'not yet valid',
+        forgeLeaf(dir, { uris: [uri], notBefore: new Date(Date.now() + hour), notAfter: new Date(Date.now() + 2 * hour) }),
+        /not yet valid|CERTIFICATE_NOT_YET_VALID/i,
+      ],
       ['self-signed', forgeLeaf(dir, { uris: [uri], selfSigned: true }), /self[- ]signed|unable to get local issuer|unknown ca/i],
-      ['foreign CA', foreignRootSigner().then((s) => forgeCertificate(s, { uris: [uri] })), /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to get local issuer/i],
+      [
+        'foreign CA',
+        foreignRootSigner().then((s) => forgeCertificate(s, { uris: [uri] })),
+        /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to get local issuer/i,
+      ],
       ['wrong trust domain', forgeLeaf(dir, { uris: ['spiffe://evil.example/ns/shop/sa/web'] }), /trust domain "evil.example" is not ours/],
       ['no URI SAN', forgeLeaf(dir, { uris: [] }), /has no URI SAN/],
       ['two URI SANs', forgeLeaf(dir, { uris: [uri, 'spiffe://cluster.local/ns/shop/sa/cart'] }), /has 2 URI SANs/],
@@ -214,7 +297,9 @@ describe('root rotation', () => {
     // Two agents: A dials as `web`, B serves as `cart`.
     const a = agent(new LocalCaClient(dir), t);
     const b = agent(new LocalCaClient(dir), t);
-    const refresh = async (): Promise<void> => { await Promise.all([a.certs.refreshTrustBundle(), b.certs.refreshTrustBundle()]); };
+    const refresh = async (): Promise<void> => {
+      await Promise.all([a.certs.refreshTrustBundle(), b.certs.refreshTrustBundle()]);
+    };
     await a.certs.fetch(client); // issued under root-1
     await ca.beginRotation();
     await refresh();
@@ -222,9 +307,15 @@ describe('root rotation', () => {
     await b.certs.fetch(server); // issued under root-2
     assert.match(a.certs.get(client)!.issuer, /intermediate-1/);
     assert.match(b.certs.get(server)!.issuer, /intermediate-2/);
-    const connect = (): Promise<Outcome> => handshake(t,
-      { context: b.tlsProvider.contexts(SERVER_PRINCIPAL)!.server, provider: b.tlsProvider },
-      { context: a.tlsProvider.contexts('cluster.local/ns/shop/sa/web')!.client, check: a.tlsProvider.serverIdentityCheck(SERVER_PRINCIPAL) });
+    const connect = (): Promise<Outcome> =>
+      handshake(
+        t,
+        { context: b.tlsProvider.contexts(SERVER_PRINCIPAL)!.server, provider: b.tlsProvider },
+        {
+          context: a.tlsProvider.contexts('cluster.local/ns/shop/sa/web')!.client,
+          check: a.tlsProvider.serverIdentityCheck(SERVER_PRINCIPAL),
+        },
+      );
     assert.equal((await connect()).serverPeer, 'cluster.local/ns/shop/sa/web', 'both roots trusted: old meets new');
 
     await ca.finishRotation();

@@ -246,6 +246,18 @@ function workload(pod: ProxyPod, node: string, meshEnabled = true): Workload {
   };
 }
 
+/** The model with POD and OTHER_POD and a Service `shop/cart` on 10.96.0.10:80 with these endpoints. */
+function cartSnapshot(endpoints: Array<{ ip: string; port: number }>): ClusterSnapshot {
+  return {
+    version: 1,
+    revision: 1,
+    workloads: POD_WORKLOADS(),
+    services: [
+      { namespace: 'shop', name: 'cart', hostname: 'cart.shop.svc.cluster.local', vips: ['10.96.0.10'], ports: [{ port: 80, endpoints }] },
+    ],
+  };
+}
+
 /** A model with POD and OTHER_POD in it: a pod the model does not know is refused. */
 function podsState(): ClusterState {
   const state = new ClusterState();
@@ -496,21 +508,7 @@ test('relays a captured connection to its original destination and logs one acce
 test('a Service VIP is dialled at the endpoint the state picks, and the record names the Service', async (t) => {
   const s = await setup(t);
   const echoPort = await echoServer(t);
-  const snapshot: ClusterSnapshot = {
-    version: 1,
-    revision: 1,
-    workloads: POD_WORKLOADS(),
-    services: [
-      {
-        namespace: 'shop',
-        name: 'cart',
-        hostname: 'cart.shop.svc.cluster.local',
-        vips: ['10.96.0.10'],
-        ports: [{ port: 80, endpoints: [{ ip: '127.0.0.1', port: echoPort }] }],
-      },
-    ],
-  };
-  s.state.replace(snapshot);
+  s.state.replace(cartSnapshot([{ ip: '127.0.0.1', port: echoPort }]));
   s.origin.next = { family: 4, ip: '10.96.0.10', port: 80 };
   const port = await addPod(t, s);
 
@@ -547,20 +545,7 @@ test('a connection without an original destination (straight to 127.0.0.1:15001)
 
 test('a Service port without endpoints resets the client and logs the reason', async (t) => {
   const s = await setup(t);
-  s.state.replace({
-    version: 1,
-    revision: 1,
-    workloads: POD_WORKLOADS(),
-    services: [
-      {
-        namespace: 'shop',
-        name: 'cart',
-        hostname: 'cart.shop.svc.cluster.local',
-        vips: ['10.96.0.10'],
-        ports: [{ port: 80, endpoints: [] }],
-      },
-    ],
-  });
+  s.state.replace(cartSnapshot([]));
   s.origin.next = { family: 4, ip: '10.96.0.10', port: 80 };
   const port = await addPod(t, s);
 

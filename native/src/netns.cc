@@ -236,6 +236,7 @@ struct SocketSpec {
   bool transparent = false;
   bool bind = false;
   std::string bind_host;
+  uint16_t bind_port = 0;  // 0: the kernel picks one at connect (IP_BIND_ADDRESS_NO_PORT)
   SocketAddress bind_address;
 };
 
@@ -253,7 +254,7 @@ class SocketWorker : public PromiseWorker {
  protected:
   void Run() override {
     std::string where = "IPv" + std::to_string(spec_.family) + " socket in " + netns_path_;
-    if (spec_.bind) where += " bound to " + Endpoint(spec_.family, spec_.bind_host, 0);
+    if (spec_.bind) where += " bound to " + Endpoint(spec_.family, spec_.bind_host, spec_.bind_port);
     // O_NONBLOCK from birth: libuv's connect expects it and completes the connect on the event
     // loop (EINPROGRESS, then writable; connect(2)).
     UniqueFd fd(SocketInNetns(netns_path_, spec_.family == 6 ? AF_INET6 : AF_INET,
@@ -279,7 +280,11 @@ class SocketWorker : public PromiseWorker {
       // only has to be unique for the 4-tuple, so one source address is not limited to one
       // ephemeral range across all destinations. An IPv6 socket takes this SOL_IP option too
       // (ipv6_setsockopt hands SOL_IP to ip_setsockopt).
-      if (!SetIntOption(fd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, "IP_BIND_ADDRESS_NO_PORT", where, failure_)) {
+      // An explicit port is the caller's choice of 4-tuple; SO_REUSEADDR lets it take a port that
+      // only TIME_WAIT sockets still hold (socket(7)), the connect then fails if the tuple is in use.
+      if (spec_.bind_port == 0
+              ? !SetIntOption(fd.get(), SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1, "IP_BIND_ADDRESS_NO_PORT", where, failure_)
+              : !SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", where, failure_)) {
         return;
       }
       const SocketAddress& address = spec_.bind_address;
@@ -347,7 +352,8 @@ Napi::Value SocketInNetnsBinding(const Napi::CallbackInfo& info) {
   spec.mark = static_cast<uint32_t>(IntegerField(options, call, "mark", 0, 4294967295.0));
   spec.transparent = BoolField(options, call, "transparent");
   spec.bind = OptionalStringField(options, call, "bindHost", spec.bind_host);
-  if (spec.bind && !ParseAddress(spec.family, spec.bind_host, 0, spec.bind_address)) {
+  spec.bind_port = static_cast<uint16_t>(IntegerField(options, call, "bindPort", 0, 65535));
+  if (spec.bind && !ParseAddress(spec.family, spec.bind_host, spec.bind_port, spec.bind_address)) {
     ThrowArgument(options.Env(), call,
                   "options.bindHost '" + spec.bind_host + "' is not an IPv" + std::to_string(spec.family) + " address");
   }

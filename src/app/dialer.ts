@@ -34,7 +34,7 @@ export function netnsDialer(timeoutMs: number, keepalive: KeepaliveSettings, log
         port: to.port,
         timeoutMs,
         ...(options?.sourceIp !== undefined
-          ? { mark: DELIVERY.mark, transparent: true, sourceHost: options.sourceIp }
+          ? { mark: DELIVERY.mark, transparent: true, sourceHost: options.sourceIp, sourcePort: options.sourcePort ?? 0 }
           : { mark: SOCKET_MARK }),
       });
       tune(socket, { keepalive: true });

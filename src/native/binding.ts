@@ -100,6 +100,8 @@ export interface SocketSpec {
   transparent: boolean;
   /** bind(bindHost, 0) with IP_BIND_ADDRESS_NO_PORT; absent: not bound (connect picks the source). */
   bindHost?: string;
+  /** With bindHost: bind to this port (with SO_REUSEADDR) instead; 0: the kernel picks at connect. */
+  bindPort: number;
 }
 
 /** tuneSocket: each field given is set, each absent one left alone. */

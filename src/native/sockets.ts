@@ -76,6 +76,8 @@ export interface SocketInNetnsOptions {
   transparent?: boolean;
   /** Source address: bind(bindHost, 0) with IP_BIND_ADDRESS_NO_PORT. Omitted: not bound. */
   bindHost?: string;
+  /** With bindHost: this source port instead of the kernel's choice (SO_REUSEADDR, not IP_BIND_ADDRESS_NO_PORT). */
+  bindPort?: number;
 }
 
 /** connectSocketInNetns / connectInNetns options; family is inferred from host when omitted. */
@@ -91,6 +93,8 @@ export interface ConnectSocketInNetnsOptions {
   transparent?: boolean;
   /** Source address to bind (port 0); required when transparent. */
   sourceHost?: string;
+  /** With sourceHost: the source port (the caller's choice of 4-tuple); default: the kernel's. */
+  sourcePort?: number;
 }
 
 /** The former name of connectSocketInNetns's options, for connectInNetns callers. */
@@ -116,9 +120,14 @@ function sourceSpec(
   given: Record<string, unknown>,
   family: 4 | 6,
   hostField: 'bindHost' | 'sourceHost',
-): Pick<SocketSpec, 'transparent' | 'bindHost'> {
+): Pick<SocketSpec, 'transparent' | 'bindHost' | 'bindPort'> {
   const transparent = requireBoolean(call, 'options.transparent', given.transparent ?? false);
   const host = given[hostField];
+  const portField = hostField === 'bindHost' ? 'bindPort' : 'sourcePort';
+  const bindPort = requireInteger(call, `options.${portField}`, given[portField] ?? 0, 0, 65535);
+  if (bindPort !== 0 && host === undefined) {
+    throw new NativeArgumentError(call, `options.${hostField}`, `an IPv${family} address (options.${portField} needs one)`, host);
+  }
   if (host === undefined) {
     if (transparent) {
       throw new NativeArgumentError(
@@ -128,9 +137,9 @@ function sourceSpec(
         host,
       );
     }
-    return { transparent };
+    return { transparent, bindPort };
   }
-  return { transparent, bindHost: requireAddressOf(call, `options.${hostField}`, host, family) };
+  return { transparent, bindHost: requireAddressOf(call, `options.${hostField}`, host, family), bindPort };
 }
 
 /**

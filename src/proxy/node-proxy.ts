@@ -27,6 +27,7 @@ import { HboneAdmission, type HboneAdmissionStats } from './hbone-admission';
 import { HbonePool, type HbonePoolCounters, type HbonePoolOptions, type HbonePoolStats } from './hbone-pool';
 import { forwardedFor, hasIp, hostPort, newTraceparent, numericOptions, sourceBaggage, stripMapped } from './hbone-protocol';
 import { HboneListener, hboneServerLimits, type HboneInboundStream, type HboneListenerStats, type HboneServerLimits } from './hbone-server';
+import { pickDeliveryPort } from './delivery-port';
 import { relay, resetEnd, type RelayResult } from './relay';
 import type {
   AuthorizationVerdict,
@@ -198,6 +199,8 @@ interface Flow {
   counts: ByteCounts;
   /** One per reporter (two on the same-node short path: this agent is both source and destination). */
   meters: TrafficMeter[];
+  /** Plaintext inbound: its 4-tuple in the proxy's set of steered connections, while it is open. */
+  steered?: string;
 }
 
 /** Who is talking to whom, as far as the agent knows; the metrics' labels and the access record's names. */
@@ -232,10 +235,18 @@ function podIp(pod: ProxyPod, fam: 4 | 6): string | undefined {
   return pod.ips.find((ip) => family(ip) === fam) ?? pod.ips[0];
 }
 
-/** Delivery options for an app connection from `sourceIp`, when it is of the target's family. */
+/** Delivery with the client's address for an app connection from `sourceIp`, when it is of the target's family. */
 function deliverFrom(sourceIp: string, target: SocketAddress): { sourceIp: string } | undefined {
   return sourceIp !== '' && family(sourceIp) === target.family ? { sourceIp } : undefined;
 }
+
+/** A connection as it arrives at a pod, source to target; see delivery-port.ts. */
+function tupleKey(podUid: string, sourceIp: string, sourcePort: number, target: SocketAddress): string {
+  return `${podUid}|${sourceIp}|${sourcePort}|${target.ip}|${target.port}`;
+}
+
+/** The kernel's answers when the chosen source port or 4-tuple is taken: pick another. */
+const PORT_TAKEN = new Set(['EADDRINUSE', 'EADDRNOTAVAIL']);
 
 function denial(verdict: AuthorizationVerdict): string {
   return verdict.policy ? `denied by policy ${verdict.policy}` : `denied: ${verdict.reason}`;
@@ -290,6 +301,8 @@ export class NodeProxy {
   private readonly refusals = new Map<string, { direction: Flow['direction']; reason: RefusalReason; count: number }>();
   private connectionLimitHits = 0;
   private readonly idleSweep?: NodeJS.Timeout;
+  /** Plaintext connections open through 15006, by 4-tuple: delivery source ports avoid them. */
+  private readonly steered = new Set<string>();
   private readonly retiredListenerCounts = Object.fromEntries(LISTENER_COUNTERS.map((k) => [k, 0])) as Record<ListenerCounter, number>;
 
   constructor(private readonly deps: NodeProxyDeps) {
@@ -638,6 +651,8 @@ export class NodeProxy {
       return;
     }
     if (this.overLimit(flow, client)) return;
+    flow.steered = tupleKey(pod.uid, sourceIp, client.remotePort ?? 0, target);
+    this.steered.add(flow.steered);
     // No identity: the source workload is only what its address says, and no principal is claimed.
     this.open(
       flow,
@@ -746,7 +761,7 @@ export class NodeProxy {
     }
     const auth: AuthorizationContext = { pod, source, destination: target, plaintext: false, verdict };
     const { tracked, ends } = this.track(flow, [stream], auth);
-    this.deps.dialer.dial(pod.netnsPath, target, deliverFrom(request.source.ip, target)).then(
+    this.dial(pod, target, deliverFrom(request.source.ip, target)).then(
       async (upstream) => {
         if (stream.destroyed || stream.closed || tracked.closeReason !== undefined) {
           upstream.destroy();
@@ -799,7 +814,7 @@ export class NodeProxy {
       },
       'accepted',
     );
-    this.deps.dialer.dial(from.netnsPath, target, delivery).then(
+    this.dial(from, target, delivery).then(
       async (upstream) => {
         if (client.destroyed || tracked.closeReason !== undefined) {
           upstream.destroy();
@@ -816,6 +831,23 @@ export class NodeProxy {
         this.finish(flow, NOTHING, tracked, { responseFlags: 'CONNECT', error: `connect ${upstreamText}: ${err.message}` });
       },
     );
+  }
+
+  /**
+   * Dial `target` from inside `from`'s namespace; a delivery with the client's address takes a
+   * source port that no plaintext connection from that client to the target holds (see
+   * delivery-port.ts), and another when the kernel says it is taken.
+   */
+  private async dial(from: ProxyPod, target: SocketAddress, delivery?: { sourceIp: string }): Promise<net.Socket> {
+    if (!delivery) return this.deps.dialer.dial(from.netnsPath, target);
+    for (let attempt = 1; ; attempt++) {
+      const sourcePort = pickDeliveryPort((port) => this.steered.has(tupleKey(from.uid, delivery.sourceIp, port, target)));
+      try {
+        return await this.deps.dialer.dial(from.netnsPath, target, { ...delivery, sourcePort });
+      } catch (err) {
+        if (attempt >= 3 || sourcePort === 0 || !PORT_TAKEN.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      }
+    }
   }
 
   /** Zero linger until our FIN is out (a dying agent resets, never ends cleanly with bytes missing); keepalive. */
@@ -985,6 +1017,7 @@ export class NodeProxy {
 
   private finish(flow: Flow, result: RelayResult, tracked: TrackedConnection | undefined, extra: Partial<AccessRecord> = {}): void {
     this.tracker.remove(flow.id);
+    if (flow.steered) this.steered.delete(flow.steered);
     const verdict = tracked?.auth?.verdict;
     const denied = verdict && !verdict.allow ? verdict : undefined;
     const r = { ...flow.record, ...extra };

@@ -41,6 +41,8 @@ export interface DialOptions {
    * carrying the delivery mark the pod's reply route matches. Same family as the target.
    */
   sourceIp?: string;
+  /** With sourceIp: the source port (the proxy picks it so as not to collide; see delivery-port.ts). */
+  sourcePort?: number;
 }
 
 /**

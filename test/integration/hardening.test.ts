@@ -407,8 +407,13 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
         `the access log of ${node} lost the ${recordPath} record from ${peer}`,
       );
     }
+    // A thousand plaintext connections in a row from one client: each delivery picks a source port
+    // that keeps its 4-tuple apart from the client's own connections to the app (delivery-port.ts).
+    const many = await tool('plain/client-p', 'tcp-client.js', ['concurrent', ip['server-a'], '7000', '200']);
+    assert.equal(many.failed, 0, JSON.stringify(many.errors));
+    const sequential = await tool('plain/client-p', 'tcp-client.js', ['sequential', ip['server-a'], '7000', '1000'], 120_000);
+    assert.equal(sequential.failed, 0, JSON.stringify(sequential.errors));
   });
-
   // ---- 10. the mark --------------------------------------------------------------------------------
 
   test("a pod that sets the agent's marks is captured all the same, and counted", async () => {

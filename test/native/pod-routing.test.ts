@@ -17,6 +17,14 @@ import {
 } from '../../src/native';
 import { assertRoot, createNetns, createVeth, ipIn, nsInode, run, type TestNetns } from './helpers';
 
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const PREFIX = 'hn';
 const MARK = 0xfe45;
 const TABLE = 15006;
@@ -209,6 +217,13 @@ describe('transparent dials into the pod', () => {
       // replies into the table.
       assert.equal(accepted[0].mark, MARK);
 
+      // An explicit source port is the one the app sees (the proxy picks it to keep 4-tuples apart).
+      const pinned = await connectSocketInNetns(app.path, { ...dial, sourcePort: 40123, timeoutMs: 5000 });
+      t.after(() => pinned.destroy());
+      await waitFor(() => accepted.length === 2, 'the second accepted connection');
+      assert.equal(pinned.localPort, 40123);
+      assert.equal(accepted[1].socket.remotePort, 40123);
+
       // A port the app does not listen on: the kernel's RST carries the mark (fwmark_reflect) and
       // reaches the dial, which fails at once with ECONNREFUSED instead of waiting for its timeout.
       await assert.rejects(
@@ -219,7 +234,7 @@ describe('transparent dials into the pod', () => {
       // And disabling takes the reply path away again.
       await configurePodRouting(app.path, { ...disable, families: [family] });
       await assert.rejects(connectSocketInNetns(app.path, dial), timesOut);
-      assert.equal(accepted.length, 1);
+      assert.equal(accepted.length, 2);
     });
   }
 });

@@ -318,12 +318,18 @@ function fakeDialer(
   dials: Array<{ netnsPath: string; to: SocketAddress }>,
   routes: Map<string, number>,
   pods: ProxyPod[],
-  deliveries: Array<{ to: SocketAddress; sourceIp?: string }>,
+  deliveries: Array<{ to: SocketAddress; sourceIp?: string; sourcePort?: number }>,
+  portTaken: { next: number },
 ): Dialer {
   return {
     dial(netnsPath, to, options) {
       dials.push({ netnsPath, to });
-      deliveries.push({ to, sourceIp: options?.sourceIp });
+      deliveries.push({ to, sourceIp: options?.sourceIp, sourcePort: options?.sourcePort });
+      if (options?.sourceIp !== undefined && portTaken.next > 0) {
+        // The kernel's answer when the chosen source port is bound already.
+        portTaken.next -= 1;
+        return Promise.reject(Object.assign(new Error('bind: Address already in use'), { code: 'EADDRINUSE' }));
+      }
       const pod = pods.find((p) => p.netnsPath === netnsPath);
       const localAddress = pod?.ips[0]?.startsWith('127.') && pod.ips[0] !== '127.0.0.1' ? pod.ips[0] : undefined;
       const port = routes.get(`${to.ip}:${to.port}`) ?? to.port;
@@ -350,8 +356,10 @@ interface Setup {
   lines: LogLine[];
   access: () => AccessRecord[];
   dials: Array<{ netnsPath: string; to: SocketAddress }>;
-  /** The source address each dial asked to deliver from (undefined: the pod's own). */
-  deliveries: Array<{ to: SocketAddress; sourceIp?: string }>;
+  /** The source address (and port) each dial asked to deliver from (undefined: the pod's own). */
+  deliveries: Array<{ to: SocketAddress; sourceIp?: string; sourcePort?: number }>;
+  /** How many of the next deliveries the fake kernel refuses with EADDRINUSE. */
+  portTaken: { next: number };
   /** What the proxy asked of the socket options: relayed, finished and tunnel sockets. */
   tuned: { relayed: number; finished: number; tunnel: number };
   asked: Array<{ pod: string; clientPort: number | undefined }>;
@@ -393,7 +401,8 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
     },
   };
   const deliveries: Setup['deliveries'] = [];
-  const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD], deliveries);
+  const portTaken = { next: 0 };
+  const dialer = fakeDialer(t, dials, routes, [FRONTEND, BACKEND, OTHER_POD], deliveries, portTaken);
   const registry = new Registry();
   const tuned = { relayed: 0, finished: 0, tunnel: 0 };
   const sockets: SocketOptions = {
@@ -430,7 +439,7 @@ async function setup(t: After, options: SetupOptions = {}): Promise<Setup> {
     await within(proxy.drain(0), 2000, 'the final drain').catch(() => undefined);
   });
   const access = (): AccessRecord[] => lines.filter((l) => l.component === 'access') as unknown as AccessRecord[];
-  return { proxy, state, tls, authorizer, lines, access, dials, deliveries, tuned, asked, origin, routes, series };
+  return { proxy, state, tls, authorizer, lines, access, dials, deliveries, portTaken, tuned, asked, origin, routes, series };
 }
 
 /** A pod served by the proxy on fresh listeners (outbound; inbound and HBONE when asked); returns their ports. */
@@ -1158,6 +1167,9 @@ test("deliveries carry the real source: the tunnel's peer over HBONE, the source
     m.a.deliveries.map((d) => d.sourceIp),
     [undefined],
   );
+  // Each delivery picked its source port in the ephemeral range, never the plaintext client's own.
+  for (const d of m.b.deliveries) assert.ok((d.sourcePort ?? 0) >= 32768 && (d.sourcePort ?? 0) <= 60999, JSON.stringify(d));
+  assert.notEqual(m.b.deliveries[1].sourcePort, plain.localPort);
   assert.deepEqual(
     m.b.deliveries.map((d) => d.sourceIp),
     ['127.0.0.2', '127.0.0.1'],
@@ -1172,7 +1184,10 @@ test("deliveries carry the real source: the tunnel's peer over HBONE, the source
   s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
   const short = await connect(t, front.outbound, '127.0.0.2');
   assert.equal(await roundTrip(short, 'c'), 'c');
-  assert.deepEqual(s.deliveries, [{ to: { family: 4, ip: '127.0.0.3', port: appPort }, sourceIp: '127.0.0.2' }]);
+  assert.deepEqual(
+    s.deliveries.map(({ to, sourceIp }) => ({ to, sourceIp })),
+    [{ to: { family: 4, ip: '127.0.0.3', port: appPort }, sourceIp: '127.0.0.2' }],
+  );
 });
 
 test('an HBONE tunnel from the address of a workload with another identity is refused (403), the app never dialled', async (t) => {
@@ -1184,4 +1199,14 @@ test('an HBONE tunnel from the address of a workload with another identity is re
   assert.equal(m.b.access()[0].status, 403);
   assert.deepEqual(m.b.proxy.refusalCounts(), [{ direction: 'inbound', reason: 'source_identity_mismatch', count: 1 }]);
   assert.deepEqual(m.authorizer.calls, []);
+});
+
+test('a delivery whose source port is taken is dialled again from another port', async (t) => {
+  const m = await mesh(t);
+  m.b.portTaken.next = 2;
+  const plain = await connect(t, m.backendIn, '127.0.0.3');
+  assert.equal(await roundTrip(plain, 'twice refused'), 'twice refused');
+  const ports = m.b.deliveries.map((d) => d.sourcePort);
+  assert.equal(ports.length, 3, 'two refusals and the dial that worked');
+  assert.equal(new Set(ports).size, 3, `the same port was tried again: ${ports.join(', ')}`);
 });

@@ -873,7 +873,8 @@ test('plaintext inbound: STRICT rejects it, PERMISSIVE admits it after authorizi
   assert.equal(m.b.access()[2].policy, 'shop/deny-frontend');
 });
 
-test("same node: the short path authorizes with the source identity and delivers from the destination's namespace", async (t) => {
+/** FRONTEND and BACKEND enrolled on one agent, BACKEND's app echoing on 127.0.0.3; FRONTEND's next connect goes there. */
+async function sameNode(t: After): Promise<{ s: Setup; appPort: number; front: { outbound: number } }> {
   const state = new ClusterState();
   state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
   const s = await setup(t, { state });
@@ -881,6 +882,11 @@ test("same node: the short path authorizes with the source identity and delivers
   const front = await addPodListeners(t, s, FRONTEND);
   await addPodListeners(t, s, BACKEND);
   s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  return { s, appPort, front };
+}
+
+test("same node: the short path authorizes with the source identity and delivers from the destination's namespace", async (t) => {
+  const { s, appPort, front } = await sameNode(t);
 
   const client = await connect(t, front.outbound, '127.0.0.2');
   assert.equal(await roundTrip(client, 'local'), 'local');
@@ -1175,13 +1181,7 @@ test("deliveries carry the real source: the tunnel's peer over HBONE, the source
     ['127.0.0.2', '127.0.0.1'],
   );
 
-  const state = new ClusterState();
-  state.replace({ version: 1, revision: 1, workloads: [workload(FRONTEND, 'node-a'), workload(BACKEND, 'node-a')], services: [] });
-  const s = await setup(t, { state });
-  const appPort = await echoServer(t, '127.0.0.3');
-  const front = await addPodListeners(t, s, FRONTEND);
-  await addPodListeners(t, s, BACKEND);
-  s.origin.next = { family: 4, ip: '127.0.0.3', port: appPort };
+  const { s, appPort, front } = await sameNode(t);
   const short = await connect(t, front.outbound, '127.0.0.2');
   assert.equal(await roundTrip(short, 'c'), 'c');
   assert.deepEqual(

@@ -596,16 +596,23 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       const talker = background('app/squat-a', ['hold', 'echo-b.app', '80']);
       await eventually(() => talker.lines.some((l) => l.connected), 10_000, 'a talking connection');
       const idleRecords = (): number => records('node-a', 'app/client-a').filter((r) => /idle for \d+ s/.test(String(r.error))).length;
-      for (let i = 0; i < 30 && idleRecords() < 20; i++) {
+      // Talk for longer than the idle timeout (10 s > 8 s), and until the readers are reset.
+      const talkStart = Date.now();
+      for (let i = 0; i < 30 && (idleRecords() < 20 || Date.now() - talkStart < 10_000); i++) {
         talker.child.stdin!.write(`tick ${i}\n`);
         await new Promise((r) => setTimeout(r, 1000));
       }
       assert.equal(idleRecords(), 20, 'the idle connections were not all reset within 30 s');
+      talker.child.stdin!.write('still talking\n');
+      await eventually(
+        () => talker.lines.some((l) => String(l.echo ?? '').includes('still talking')),
+        5000,
+        'the talking connection to answer after the idle timeout',
+      );
       assert.ok(
         !talker.lines.some((l) => l.error !== undefined || l.ended),
         `the talking connection was closed: ${JSON.stringify(talker.lines.at(-1))}`,
       );
-      assert.ok(talker.lines.filter((l) => typeof l.echo === 'string').length >= 8, 'the talking connection stopped echoing');
       talker.child.stdin!.end('END\n');
       held.child.stdin!.end();
       await eventually(() => held.child.exitCode !== null, 10_000, 'the slow readers to go');

@@ -112,7 +112,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
         return capture.originalDestination(pod.netnsCookie, family, accepted.remotePort ?? 0);
       },
     },
-    dialer: netnsDialer(Math.round(limits.connectTimeoutSeconds * 1000), keepalive, log),
+    dialer: netnsDialer(Math.round(limits.connectTimeoutSeconds * 1000)),
     sockets: socketOptions(keepalive, log),
     limits: { maxConnectionsPerPod: limits.maxConnectionsPerPod, idleTimeoutMs: Math.round(limits.idleTimeoutSeconds * 1000) },
     tls,

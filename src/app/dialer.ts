@@ -1,6 +1,6 @@
 // The proxy's Dialer and SocketOptions over the native addon: marked sockets made inside a pod's
 // namespace and connected on the event loop, deliveries from the real client's address, and the
-// keepalive and linger settings every proxied socket gets.
+// keepalive and linger settings the proxy gives each socket by its role.
 import type * as net from 'node:net';
 import * as native from '../native';
 import { DELIVERY, SOCKET_MARK } from '../config';
@@ -24,8 +24,7 @@ export function keepaliveSettings(idleSeconds: number): KeepaliveSettings {
  * connect waits on the event loop, so a destination that drops SYNs holds no thread, and however
  * many of them there are, other pods' dials go on.
  */
-export function netnsDialer(timeoutMs: number, keepalive: KeepaliveSettings, log: Logger): Dialer {
-  const tune = keepaliveTuner(keepalive, log);
+export function netnsDialer(timeoutMs: number): Dialer {
   return {
     async dial(netnsPath: string, to: SocketAddress, options?: DialOptions): Promise<net.Socket> {
       const socket = await native.connectSocketInNetns(netnsPath, {
@@ -37,7 +36,6 @@ export function netnsDialer(timeoutMs: number, keepalive: KeepaliveSettings, log
           ? { mark: DELIVERY.mark, transparent: true, sourceHost: options.sourceIp, sourcePort: options.sourcePort ?? 0 }
           : { mark: SOCKET_MARK }),
       });
-      tune(socket, { keepalive: true });
       return socket;
     },
   };
@@ -70,7 +68,6 @@ function keepaliveTuner(k: KeepaliveSettings, log: Logger): Tune {
 export function socketOptions(keepalive: KeepaliveSettings, log: Logger): SocketOptions {
   const tune = keepaliveTuner(keepalive, log);
   return {
-    // Dialled sockets have keepalive from the dialer already; accepted ones get it here.
     relayed: (socket) => tune(socket, { keepalive: true, lingerZero: true }),
     finished: (socket) => tune(socket, { keepalive: false, lingerZero: false }),
     tunnel: (socket) => tune(socket, { keepalive: true }),

@@ -119,6 +119,8 @@ function familyOf(ip: string): 4 | 6 {
 
 export class CaptureEngine {
   private readonly pods = new Map<string, CapturedPod>();
+  /** The last reply-routing change per network namespace path, so changes apply in order. */
+  private readonly routingChanges = new Map<string, Promise<void>>();
   private readonly cgroupLinks: BpfLinkHandle[] = [];
   readonly attachments: CgroupAttachment[] = [];
   private nextPodId = 1;
@@ -199,11 +201,11 @@ export class CaptureEngine {
     try {
       // The reply route for deliveries with the client's address (see DELIVERY in src/config):
       // before the pod is served, so the first delivery already gets its answer.
-      await native.configurePodRouting(workload.netnsPath, { ...podRouting(workload), enable: true });
+      await this.podRouting(workload, true);
     } catch (err) {
       throw new CaptureError(
         'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ` + `${(err as Error).message}`,
+        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ${(err as Error).message}`,
         { cause: err },
       );
     }
@@ -353,10 +355,27 @@ export class CaptureEngine {
     this.removeEntries(entry.workload, entry.netnsCookie);
     dropLink(entry.link);
     // The namespace may be gone already (the pod deleted): then so is its routing.
-    native.configurePodRouting(entry.workload.netnsPath, { ...podRouting(entry.workload), enable: false }).catch((err: Error) => {
+    this.podRouting(entry.workload, false).catch((err: Error) => {
       this.log.debug({ pod: uid, err: err.message }, 'removing the reply routing of a released pod');
     });
     this.log.info({ pod: uid }, 'pod released');
+  }
+
+  /**
+   * Add or remove a pod's reply routing, one change per namespace at a time: release does not wait
+   * for its removal, and each runs on whichever pool thread is free, so a pod released and enrolled
+   * again (its addresses changed) must not have the removal land after the new enrolment's add.
+   */
+  private podRouting(workload: Workload, enable: boolean): Promise<void> {
+    const key = workload.netnsPath;
+    const previous = this.routingChanges.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => native.configurePodRouting(key, { ...podRouting(workload), enable }));
+    const settled = next.catch(() => undefined);
+    this.routingChanges.set(key, settled);
+    settled.then(() => {
+      if (this.routingChanges.get(key) === settled) this.routingChanges.delete(key);
+    });
+    return next;
   }
 
   private removeEntries(workload: Workload, netnsCookie: bigint): void {

@@ -313,7 +313,15 @@ export class NodeProxy {
     this.limits = numericOptions('proxy.limits', PROXY_LIMIT_DEFAULTS, deps.limits, LIMIT_RANGES);
     this.serverLimits = hboneServerLimits(deps.hbone?.server);
     this.hboneAdmission = new HboneAdmission(this.serverLimits);
-    this.pool = new HbonePool({ tls: deps.tls, dialer: deps.dialer, log: deps.log }, deps.hbone?.pool);
+    // The pool's dials are tunnel sockets: keepalive, set where every socket gets its options.
+    const tunnels: Dialer = {
+      dial: async (netnsPath, to) => {
+        const socket = await deps.dialer.dial(netnsPath, to);
+        deps.sockets?.tunnel(socket);
+        return socket;
+      },
+    };
+    this.pool = new HbonePool({ tls: deps.tls, dialer: tunnels, log: deps.log }, deps.hbone?.pool);
     this.unsubscribe = deps.authorizer.onChange(() => this.scheduleRecheck());
     this.refusedLog = new LogLimiter(this.limits.refusedLogIntervalMs, (_key, { record, suppressed }) => {
       this.writeAccess(suppressed > 0 ? { ...record, suppressed } : record);

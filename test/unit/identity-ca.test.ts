@@ -10,6 +10,7 @@ import * as x509 from '@peculiar/x509';
 import {
   CaDirectory,
   CertificateAuthority,
+  CLOCK_SKEW_SECONDS,
   IdentityError,
   LocalCaClient,
   readCaMetadata,
@@ -79,12 +80,25 @@ describe('CertificateAuthority.sign', () => {
   }
 
   test("never issues past the issuer's notAfter, and backdates no earlier than its notBefore", async () => {
-    const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', rootLifetimeSeconds: 120 });
+    // A clock the test moves: the root is made at `t`; a CA whose clock then reads earlier than the
+    // root's notBefore + skew (the issuer was made on a host whose clock ran ahead) must clip the leaf
+    // to the issuer's validity, and otherwise backdates by exactly the skew.
+    const t = Date.UTC(2026, 0, 1, 12, 0, 0, 500);
+    let clock = t;
+    const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', rootLifetimeSeconds: 120, now: () => clock });
     const root = new crypto.X509Certificate((await ca.trustBundle())[0]);
-    const { chainPem } = await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 86_400 });
-    const leaf = new crypto.X509Certificate(chainPem[0]);
-    assert.equal(leaf.validTo, root.validTo);
-    assert.equal(leaf.validFrom, root.validFrom);
+    clock = t - 30_000;
+    const clipped = new crypto.X509Certificate(
+      (await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 86_400 })).chainPem[0],
+    );
+    assert.equal(clipped.validTo, root.validTo);
+    assert.equal(clipped.validFrom, root.validFrom);
+    clock = t + 10_000;
+    const backdated = new crypto.X509Certificate(
+      (await ca.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 30 })).chainPem[0],
+    );
+    assert.equal(new Date(backdated.validFrom).getTime(), Math.floor((t + 10_000 - CLOCK_SKEW_SECONDS * 1000) / 1000) * 1000);
+    assert.equal(new Date(backdated.validTo).getTime(), Math.floor((t + 40_000) / 1000) * 1000);
   });
 
   test("refuses CSRs that do not request exactly the identity's URI SAN, naming what they found", async () => {

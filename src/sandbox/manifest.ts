@@ -14,8 +14,24 @@ import {
   type PolicyValidation,
 } from '../policy';
 import { describeValue, explainAjvError, formatFieldPath, quoteValue } from '../errors';
-import { formatIpNetwork, ipNetworkWarning, parseIpNetwork, parseIpv4 } from '../net';
+import { parseIpNetwork, parseIpv4 } from '../net';
 import { ManifestError, type ManifestProblem } from './errors';
+import {
+  DEFAULT_NAMESPACE,
+  DEFAULT_SERVICE_ACCOUNT,
+  EXCLUDE_OUTBOUND_CIDRS_ANNOTATION,
+  EXCLUDE_OUTBOUND_CIDRS_MAX,
+  EXCLUDE_OUTBOUND_PORTS_ANNOTATION,
+  EXCLUDE_OUTBOUND_PORTS_MAX,
+  MESH_ANNOTATION,
+  NAMESPACE_ANNOTATIONS,
+  POD_ANNOTATIONS,
+  ferryAnnotationProblems,
+  parseExcludedCidrs,
+  parseExcludedPorts,
+  type Checked,
+  type ObjectProblem,
+} from '../k8s';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Limits and well-known values. Generated names (see plan.ts) embed a caller-chosen prefix, so the manifest
@@ -34,20 +50,19 @@ export const NAMESPACE_NAME_MAX = POD_QUALIFIED_NAME_MAX - 1;
 
 /** Nodes of a sandbox whose manifests declare none. */
 export const DEFAULT_NODE_NAMES: readonly string[] = ['node-a', 'node-b'];
-export const DEFAULT_NAMESPACE = 'default';
-export const DEFAULT_SERVICE_ACCOUNT = 'default';
+export {
+  DEFAULT_NAMESPACE,
+  DEFAULT_SERVICE_ACCOUNT,
+  EXCLUDE_OUTBOUND_CIDRS_ANNOTATION,
+  EXCLUDE_OUTBOUND_CIDRS_MAX,
+  EXCLUDE_OUTBOUND_PORTS_ANNOTATION,
+  EXCLUDE_OUTBOUND_PORTS_MAX,
+  MESH_ANNOTATION,
+};
 
 /** Service VIPs come from here (the kubeadm default, so addresses look familiar). */
 export const SERVICE_CIDR = '10.96.0.0/16';
 
-export const MESH_ANNOTATION = 'ferry.dev/mesh';
-export const EXCLUDE_OUTBOUND_PORTS_ANNOTATION = 'ferry.dev/exclude-outbound-ports';
-export const EXCLUDE_OUTBOUND_CIDRS_ANNOTATION = 'ferry.dev/exclude-outbound-cidrs';
-/** Sized to the BPF maps that hold per-pod exclusions. */
-export const EXCLUDE_OUTBOUND_PORTS_MAX = 8;
-export const EXCLUDE_OUTBOUND_CIDRS_MAX = 4;
-
-const FERRY_ANNOTATION_PREFIX = 'ferry.dev/';
 const CORE_API_VERSION = 'v1';
 const FERRY_API_VERSION = 'ferry.dev/v1alpha1';
 
@@ -501,63 +516,15 @@ interface DeclaredPolicy<T> extends Declared {
   value: T | undefined;
 }
 
-/** Checks `ferry.dev/*` annotations against the ones `allowed` on this kind; other annotations are the user's. */
-function checkFerryAnnotations(ctx: DocumentContext, annotations: Record<string, unknown>, allowed: readonly string[]): void {
-  for (const key of Object.keys(annotations)) {
-    if (!key.startsWith(FERRY_ANNOTATION_PREFIX) || allowed.includes(key)) continue;
-    const expected = allowed.length === 0 ? `no ferry.dev/ annotations on a ${ctx.kind}` : `one of: ${allowed.join(', ')}`;
-    ctx.problem(['metadata', 'annotations', key], `unknown Ferry annotation; expected ${expected}`);
-  }
-  const mesh = asString(annotations[MESH_ANNOTATION]);
-  if (allowed.includes(MESH_ANNOTATION) && mesh !== undefined && mesh !== 'enabled' && mesh !== 'disabled') {
-    ctx.problem(['metadata', 'annotations', MESH_ANNOTATION], `${quoteValue(mesh)} is not valid; expected enabled or disabled`);
-  }
+/** Reports the shared rules' problems (paths from the document root) at this document. */
+function report(ctx: DocumentContext, problems: readonly ObjectProblem[]): void {
+  for (const problem of problems) ctx.problem(problem.path, problem.message);
 }
 
-function parseExcludedPorts(ctx: DocumentContext, text: string | undefined): number[] {
-  if (text === undefined || text.trim() === '') return [];
-  const path = ['metadata', 'annotations', EXCLUDE_OUTBOUND_PORTS_ANNOTATION];
-  const expected = `expected a comma-separated list of at most ${EXCLUDE_OUTBOUND_PORTS_MAX} ports, each from 1 to 65535, e.g. "5432,6379"`;
-  const items = text.split(',').map((item) => item.trim());
-  const ports: number[] = [];
-  for (const item of items) {
-    if (!/^[0-9]{1,5}$/.test(item) || !isPort(Number(item))) ctx.problem(path, `${quoteValue(item)} is not a port; ${expected}`);
-    else if (ports.includes(Number(item))) ctx.problem(path, `port ${item} is listed twice; ${expected}`);
-    else ports.push(Number(item));
-  }
-  if (items.length > EXCLUDE_OUTBOUND_PORTS_MAX) ctx.problem(path, `lists ${items.length} ports; ${expected}`);
-  return ports;
-}
-
-/**
- * The exclusion annotation's networks, as the BPF table will hold them: host bits cleared (with a warning, as for
- * policies' ipBlocks), IPv4-mapped IPv6 written as IPv4, so that the connect hooks, which see v4-mapped
- * destinations as IPv4, match what the user meant.
- */
-function parseExcludedCidrs(ctx: DocumentContext, text: string | undefined, warnings: string[]): string[] {
-  if (text === undefined || text.trim() === '') return [];
-  const path = ['metadata', 'annotations', EXCLUDE_OUTBOUND_CIDRS_ANNOTATION];
-  const expected = `expected a comma-separated list of at most ${EXCLUDE_OUTBOUND_CIDRS_MAX} IPv4 or IPv6 networks, e.g. "10.0.0.0/8,fd00::/8"`;
-  const items = text.split(',').map((item) => item.trim());
-  const cidrs: string[] = [];
-  for (const item of items) {
-    const network = parseIpNetwork(item);
-    if ('problem' in network) {
-      ctx.problem(path, `${quoteValue(item)} ${network.problem}; ${expected}`);
-      continue;
-    }
-    if (!network.prefixWritten) {
-      ctx.problem(path, `${quoteValue(item)} has no prefix length; ${expected}`);
-      continue;
-    }
-    const warning = ipNetworkWarning(network);
-    if (warning !== undefined) warnings.push(`${ctx.where(path)}: ${quoteValue(item)} ${warning}`);
-    const cidr = formatIpNetwork(network);
-    if (!cidrs.includes(cidr)) cidrs.push(cidr);
-    else ctx.problem(path, `${quoteValue(item)} ${cidr === item ? 'is listed twice' : `is ${cidr}, which is already listed`}; ${expected}`);
-  }
-  if (items.length > EXCLUDE_OUTBOUND_CIDRS_MAX) ctx.problem(path, `lists ${items.length} networks; ${expected}`);
-  return cidrs;
+function excluded<T>(ctx: DocumentContext, checked: Checked<T>, annotation: string, warnings: string[]): T {
+  report(ctx, checked.problems);
+  for (const warning of checked.warnings) warnings.push(`${ctx.where(['metadata', 'annotations', annotation])}: ${warning}`);
+  return checked.value;
 }
 
 function checkNamespace(ctx: DocumentContext, raw: Record<string, unknown>): Declared {
@@ -571,7 +538,7 @@ function checkNamespace(ctx: DocumentContext, raw: Record<string, unknown>): Dec
         `PREFIX-pod-NAMESPACE-POD fit in ${NETNS_NAME_MAX} characters`,
     );
   }
-  checkFerryAnnotations(ctx, asMapping(metadata.annotations), [MESH_ANNOTATION]);
+  report(ctx, ferryAnnotationProblems('Namespace', asMapping(metadata.annotations), NAMESPACE_ANNOTATIONS));
   return { ctx, raw, name, namespace: '' };
 }
 
@@ -601,7 +568,7 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     );
   }
   const annotations = asMapping(metadata.annotations);
-  checkFerryAnnotations(ctx, annotations, [MESH_ANNOTATION, EXCLUDE_OUTBOUND_PORTS_ANNOTATION, EXCLUDE_OUTBOUND_CIDRS_ANNOTATION]);
+  report(ctx, ferryAnnotationProblems('Pod', annotations, POD_ANNOTATIONS));
 
   // Port numbers and names are unique per pod, not per container: the containers share one network namespace,
   // and a named targetPort must resolve to exactly one port.
@@ -662,8 +629,18 @@ function checkPod(ctx: DocumentContext, raw: Record<string, unknown>, warnings: 
     nodeNameGiven: has(spec, 'nodeName') || !isMapping(raw.spec),
     nodeName: asString(spec.nodeName),
     mesh: asString(annotations[MESH_ANNOTATION]),
-    excludeOutboundPorts: parseExcludedPorts(ctx, asString(annotations[EXCLUDE_OUTBOUND_PORTS_ANNOTATION])),
-    excludeOutboundCidrs: parseExcludedCidrs(ctx, asString(annotations[EXCLUDE_OUTBOUND_CIDRS_ANNOTATION]), warnings),
+    excludeOutboundPorts: excluded(
+      ctx,
+      parseExcludedPorts(asString(annotations[EXCLUDE_OUTBOUND_PORTS_ANNOTATION])),
+      EXCLUDE_OUTBOUND_PORTS_ANNOTATION,
+      warnings,
+    ),
+    excludeOutboundCidrs: excluded(
+      ctx,
+      parseExcludedCidrs(asString(annotations[EXCLUDE_OUTBOUND_CIDRS_ANNOTATION])),
+      EXCLUDE_OUTBOUND_CIDRS_ANNOTATION,
+      warnings,
+    ),
   };
 }
 
@@ -683,7 +660,7 @@ function checkClusterIP(ctx: DocumentContext, clusterIP: string): boolean {
 function checkService(ctx: DocumentContext, raw: Record<string, unknown>): DeclaredService {
   const metadata = asMapping(raw.metadata);
   const spec = asMapping(raw.spec);
-  checkFerryAnnotations(ctx, asMapping(metadata.annotations), []);
+  report(ctx, ferryAnnotationProblems('Service', asMapping(metadata.annotations), []));
   const clusterIP = asString(spec.clusterIP);
   const usable = clusterIP !== undefined && checkClusterIP(ctx, clusterIP);
   const ports = asList(spec.ports);

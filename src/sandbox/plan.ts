@@ -271,7 +271,11 @@ export function planPrometheus(plan: Pick<SandboxPlan, 'prefix' | 'fabric'>): Pl
   };
 }
 
-function hostsFile(pod: { namespace: string; name: string; ip: string; ip6?: string }, services: readonly PlannedService[]): string {
+/** A pod's /etc/hosts: itself, and every Service by its cluster names (the sandbox has no DNS server). */
+export function hostsFile(
+  pod: { namespace: string; name: string; ip: string; ip6?: string },
+  services: readonly Pick<PlannedService, 'namespace' | 'name' | 'vip'>[],
+): string {
   const lines = ['127.0.0.1 localhost', '::1 localhost', `${pod.ip} ${pod.name}`];
   // A dual-stack pod's name resolves to both of its addresses, as the kubelet's hosts file has them.
   if (pod.ip6 !== undefined) lines.push(`${pod.ip6} ${pod.name}`);
@@ -284,7 +288,7 @@ function hostsFile(pod: { namespace: string; name: string; ip: string; ip6?: str
   return `${lines.join('\n')}\n`;
 }
 
-function resolvConf(namespace: string): string {
+export function resolvConf(namespace: string): string {
   // No nameserver line: every name the sandbox knows is in the hosts file, which glibc consults first (nsswitch
   // "files dns"); the search path and ndots match a Kubernetes pod so that tools behave the same way.
   return `search ${namespace}.svc.${CLUSTER_DOMAIN} svc.${CLUSTER_DOMAIN} ${CLUSTER_DOMAIN}\noptions ndots:5\n`;
@@ -340,6 +344,52 @@ function assignVips(manifest: SandboxManifest): string[] {
  * or exhaustion). Node i, pod k on its node and the n-th Service get the i-th, k-th and n-th addresses, in
  * declaration order, so adding an object at the end never renumbers the others.
  */
+/** Where one pod lives on its node: names, addresses and cgroup (for `planSandbox`, and for pods the sandbox's kubelet starts later). */
+export interface PodNetworkPlan {
+  nodeIndex: number;
+  netns: string;
+  hostVeth: string;
+  podVeth: string;
+  ip: string;
+  gateway: string;
+  ip6?: string;
+  gateway6?: string;
+  /** Relative to the cgroup2 mount. */
+  cgroup: string;
+  /** /etc/netns/NETNS: the pod's hosts and resolv.conf. */
+  dnsDir: string;
+}
+
+/**
+ * The network of pod `namespace/name` as host number `host` (POD_HOST_OFFSET…) of `node`'s pod CIDR. Throws when
+ * the generated network namespace name is too long.
+ */
+export function placePod(
+  prefix: string,
+  node: PlannedNode,
+  pod: { namespace: string; name: string },
+  host: number,
+  dualStack: boolean,
+): PodNetworkPlan {
+  const netns = podNetnsName(prefix, pod.namespace, pod.name);
+  if (netns.length > NETNS_NAME_MAX) {
+    throw new PlanError(
+      `pod ${pod.namespace}/${pod.name}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`,
+    );
+  }
+  return {
+    nodeIndex: node.index,
+    netns,
+    hostVeth: podHostVethName(pod.namespace, pod.name),
+    podVeth: INNER_INTERFACE,
+    ip: `10.244.${node.index}.${host}`,
+    gateway: node.podGateway,
+    ...(dualStack ? { ip6: podAddress6(node.index, host), gateway6: node.podGateway6 ?? '' } : {}),
+    cgroup: `${prefix}/node-${node.name}/pod-${pod.namespace}-${pod.name}`,
+    dnsDir: `/etc/netns/${netns}`,
+  };
+}
+
 export function planSandbox(manifest: SandboxManifest, options: PlanOptions): SandboxPlan {
   const { prefix } = options;
   const dualStack = options.dualStack === true;
@@ -408,7 +458,9 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
   const placed = manifest.pods.map((pod) => {
     const id = `pod ${pod.namespace}/${pod.name}`;
     const i = nodeIndex.get(pod.nodeName);
-    if (i === undefined) throw new PlanError(`${id}: node ${JSON.stringify(pod.nodeName)} is not a node of this sandbox`);
+    const node = i === undefined ? undefined : nodes[i];
+    if (i === undefined || node === undefined)
+      throw new PlanError(`${id}: node ${JSON.stringify(pod.nodeName)} is not a node of this sandbox`);
     const k = perNode[i] ?? 0;
     if (k >= MAX_PODS_PER_NODE) {
       throw new PlanError(
@@ -416,31 +468,19 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       );
     }
     perNode[i] = k + 1;
-    const netns = podNetnsName(prefix, pod.namespace, pod.name);
-    if (netns.length > NETNS_NAME_MAX) {
-      throw new PlanError(`${id}: network namespace name ${netns} is ${netns.length} characters; at most ${NETNS_NAME_MAX} are allowed`);
-    }
-    const netnsClash = netnsOwner.get(netns);
+    const network = placePod(prefix, node, pod, POD_HOST_OFFSET + k, dualStack);
+    const netnsClash = netnsOwner.get(network.netns);
     if (netnsClash !== undefined)
-      throw new PlanError(`${id}: network namespace name ${netns} is also the name for ${netnsClash}; rename one of them`);
-    netnsOwner.set(netns, id);
-    const hostVeth = podHostVethName(pod.namespace, pod.name);
-    const vethKey = `${pod.nodeName}/${hostVeth}`;
+      throw new PlanError(`${id}: network namespace name ${network.netns} is also the name for ${netnsClash}; rename one of them`);
+    netnsOwner.set(network.netns, id);
+    const vethKey = `${pod.nodeName}/${network.hostVeth}`;
     const vethClash = vethOwner.get(vethKey);
     if (vethClash !== undefined)
       throw new PlanError(
-        `${id}: interface name ${hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`,
+        `${id}: interface name ${network.hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`,
       );
     vethOwner.set(vethKey, id);
-    return {
-      pod,
-      netns,
-      hostVeth,
-      nodeIndex: i,
-      ip: `10.244.${i}.${POD_HOST_OFFSET + k}`,
-      gateway: nodes[i]?.podGateway ?? '',
-      ...(dualStack ? { ip6: podAddress6(i, POD_HOST_OFFSET + k), gateway6: nodes[i]?.podGateway6 ?? '' } : {}),
-    };
+    return { pod, network };
   });
 
   const services: PlannedService[] = manifest.services.map((service, n) => {
@@ -464,7 +504,8 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
       selector: { ...service.selector },
       ports: service.ports.map((port): PlannedServicePort => {
         const endpoints: PlannedEndpoint[] = [];
-        for (const { pod, ip } of selected) {
+        for (const { pod, network } of selected) {
+          const { ip } = network;
           const target = resolveTargetPort(pod, port.targetPort);
           if (target === undefined) {
             warnings.push(
@@ -481,25 +522,25 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     };
   });
 
-  const pods: PlannedPod[] = placed.map(({ pod, netns, hostVeth, nodeIndex: i, ip, gateway, ip6, gateway6 }) => ({
+  const pods: PlannedPod[] = placed.map(({ pod, network }) => ({
     namespace: pod.namespace,
     name: pod.name,
     nodeName: pod.nodeName,
-    nodeIndex: i,
+    nodeIndex: network.nodeIndex,
     serviceAccount: pod.serviceAccount,
     labels: { ...pod.labels },
     annotations: { ...pod.annotations },
     meshEnabled: pod.meshEnabled,
-    netns,
-    ip,
-    gateway,
-    ...(ip6 !== undefined ? { ip6, gateway6 } : {}),
-    hostVeth,
-    podVeth: INNER_INTERFACE,
-    cgroup: `${prefix}/node-${pod.nodeName}/pod-${pod.namespace}-${pod.name}`,
+    netns: network.netns,
+    ip: network.ip,
+    gateway: network.gateway,
+    ...(network.ip6 !== undefined ? { ip6: network.ip6, gateway6: network.gateway6 } : {}),
+    hostVeth: network.hostVeth,
+    podVeth: network.podVeth,
+    cgroup: network.cgroup,
     dns: {
-      dir: `/etc/netns/${netns}`,
-      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip, ip6 }, services),
+      dir: network.dnsDir,
+      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip: network.ip, ip6: network.ip6 }, services),
       resolvConf: resolvConf(pod.namespace),
     },
     // A copy: the plan is saved and compared later, and must not change when the caller edits the manifest.

@@ -10,6 +10,7 @@ import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, 
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
 import { netnsHttpGet } from './netns-http';
+import { createPodNetwork } from './pod-network';
 import { planPrometheus, planSandbox, podIps, type PlannedNode, type SandboxPlan } from './plan';
 import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
 import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtime-errors';
@@ -141,7 +142,7 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
   // Everything IPv6 below (sysctls, addresses, routes) lives inside the namespaces the ledger records, so it goes
   // when they are deleted; the host's own namespace gets no address and no route.
   const dualStack = plan.dualStack === true;
-  const addNetns = async (name: string, role: 'bridge' | 'node' | 'pod'): Promise<void> => {
+  const addNetns = async (name: string, role: 'bridge' | 'node'): Promise<void> => {
     await ip('netns', 'add', name);
     ledger.add({ kind: 'netns', name });
     // The fabric only bridges frames: it needs no IPv6 of its own.
@@ -176,33 +177,8 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
 
   for (const pod of plan.pods) {
     const node = plan.nodes[pod.nodeIndex];
-    await addNetns(pod.netns, 'pod');
     mkCgroup(pod.cgroup);
-    // Point-to-point addressing: the pod has a /32 and reaches everything via the node's side of
-    // its veth, which carries the node's pod gateway address (the same on every pod veth).
-    await ip('-n', node.netns, 'link', 'add', pod.hostVeth, 'type', 'veth', 'peer', 'name', pod.podVeth, 'netns', pod.netns);
-    await ip('-n', node.netns, 'addr', 'add', `${pod.gateway}/32`, 'dev', pod.hostVeth);
-    await ip('-n', node.netns, 'link', 'set', pod.hostVeth, 'up');
-    await ip('-n', node.netns, 'route', 'add', `${pod.ip}/32`, 'dev', pod.hostVeth);
-    await ip('-n', pod.netns, 'addr', 'add', `${pod.ip}/32`, 'dev', pod.podVeth);
-    await ip('-n', pod.netns, 'link', 'set', pod.podVeth, 'up');
-    await ip('-n', pod.netns, 'route', 'add', pod.gateway, 'dev', pod.podVeth, 'scope', 'link');
-    await ip('-n', pod.netns, 'route', 'add', 'default', 'via', pod.gateway, 'dev', pod.podVeth);
-    if (dualStack) {
-      // The same point-to-point shape in IPv6: a /128 each side, an on-link route to the gateway, default via it.
-      const ip6 = required(pod.ip6, `${pod.namespace}/${pod.name}`);
-      const gateway6 = required(pod.gateway6, `${pod.namespace}/${pod.name}`);
-      await ip('-n', node.netns, '-6', 'addr', 'add', `${gateway6}/128`, 'dev', pod.hostVeth, 'nodad');
-      await ip('-n', node.netns, '-6', 'route', 'add', `${ip6}/128`, 'dev', pod.hostVeth);
-      await ip('-n', pod.netns, '-6', 'addr', 'add', `${ip6}/128`, 'dev', pod.podVeth, 'nodad');
-      await ip('-n', pod.netns, '-6', 'route', 'add', gateway6, 'dev', pod.podVeth);
-      await ip('-n', pod.netns, '-6', 'route', 'add', 'default', 'via', gateway6, 'dev', pod.podVeth);
-    }
-    // `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc: this is the pod's DNS.
-    fs.mkdirSync(pod.dns.dir, { recursive: true });
-    ledger.add({ kind: 'etc-netns', path: pod.dns.dir });
-    fs.writeFileSync(path.join(pod.dns.dir, 'hosts'), pod.dns.hosts);
-    fs.writeFileSync(path.join(pod.dns.dir, 'resolv.conf'), pod.dns.resolvConf);
+    await createPodNetwork(node, { ...pod, nodeIndex: pod.nodeIndex, dnsDir: pod.dns.dir }, pod.dns, ledger);
   }
   options.report(`${plan.pods.length} pods, ${plan.services.length} services`);
 }

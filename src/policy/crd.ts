@@ -34,8 +34,11 @@ const EXTENSIONS = [KUBERNETES_VALIDATIONS, KUBERNETES_PRESERVE_UNKNOWN_FIELDS] 
 /**
  * Keywords with no structural form, dropped with a reason: Ferry still checks them when it reads the object.
  * - propertyNames: a CRD can bound a map's values, not its keys (CEL rules in the definition stand in where cheap);
- * - additionalProperties: false: the API server prunes unknown fields, and strict field validation (kubectl's
- *   default) reports them, so it is the default; a structural schema may not say it next to `properties`.
+ * - additionalProperties as a boolean: `false` is what the API server does anyway (it prunes unknown fields, and
+ *   strict field validation, kubectl's default, reports them) and may not stand next to `properties`; `true` has
+ *   to be said as x-kubernetes-preserve-unknown-fields, which the definition then carries itself. A schema-valued
+ *   additionalProperties (a map) is translated below.
+ * - description, x-ferry-doc, x-ferry-rejected: read below, not copied.
  */
 const DROPPED = new Set(['propertyNames', FERRY_DOC, FERRY_REJECTED, 'description', 'additionalProperties']);
 const HANDLED = new Set(['type', 'const', 'properties', 'required', 'items', ...COPIED, ...EXTENSIONS, ...DROPPED]);

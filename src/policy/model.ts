@@ -1,5 +1,8 @@
 // The normalised forms of Istio's AuthorizationPolicy and PeerAuthentication (security.istio.io/v1): plain JSON
-// data, checked once by validate.ts, carried in the agent's snapshot file, compiled by PolicySet.
+// data, checked once by validate.ts, carried in the agent's snapshot file, compiled by PolicySet. Each shape is one
+// TypeBox definition: its TypeScript type is Static<> of the JSON schema readers of Ferry's own files check.
+import { Type, type Static } from '@sinclair/typebox';
+import { mapOf, stringEnum } from './schema-kit';
 
 /**
  * Istio's root namespace (meshConfig.rootNamespace, `istio-system` there): policies in it apply mesh-wide, and
@@ -12,174 +15,109 @@ export const DRY_RUN_ANNOTATIONS = ['istio.io/dry-run', 'ferry.dev/dry-run'] as 
 
 export const AUTHORIZATION_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
 
-export type AuthorizationAction = 'ALLOW' | 'DENY' | 'AUDIT';
+// The schemas are strict about shape, not about values: validate.ts already checked those when the policy was read
+// from a document, and PolicySet re-checks what only code can (CIDRs, condition keys) when it compiles.
 
+const strings = Type.Array(Type.String());
+const ports = Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }));
+const labels = mapOf(Type.String());
+
+export const AUTHORIZATION_ACTIONS = ['ALLOW', 'DENY', 'AUDIT'] as const;
+export type AuthorizationAction = (typeof AUTHORIZATION_ACTIONS)[number];
+
+const PolicySourceSchema = Type.Object(
+  {
+    principals: Type.Optional(strings),
+    notPrincipals: Type.Optional(strings),
+    namespaces: Type.Optional(strings),
+    notNamespaces: Type.Optional(strings),
+    serviceAccounts: Type.Optional(strings),
+    notServiceAccounts: Type.Optional(strings),
+    ipBlocks: Type.Optional(strings),
+    notIpBlocks: Type.Optional(strings),
+    requestPrincipals: Type.Optional(strings),
+    notRequestPrincipals: Type.Optional(strings),
+    remoteIpBlocks: Type.Optional(strings),
+    notRemoteIpBlocks: Type.Optional(strings),
+  },
+  { additionalProperties: false },
+);
 /**
  * One `from[].source`. Fields are ANDed, values within a field ORed. serviceAccounts are `namespace/name`
  * (a bare name in the policy is completed with the policy's namespace, as Istio does). requestPrincipals and
  * remoteIpBlocks (and their not* forms) are L7 fields: kept, but not enforced yet (see PolicySet).
  */
-export interface PolicySource {
-  principals?: string[];
-  notPrincipals?: string[];
-  namespaces?: string[];
-  notNamespaces?: string[];
-  serviceAccounts?: string[];
-  notServiceAccounts?: string[];
-  ipBlocks?: string[];
-  notIpBlocks?: string[];
-  requestPrincipals?: string[];
-  notRequestPrincipals?: string[];
-  remoteIpBlocks?: string[];
-  notRemoteIpBlocks?: string[];
-}
+export type PolicySource = Static<typeof PolicySourceSchema>;
 
+const PolicyOperationSchema = Type.Object(
+  {
+    ports: Type.Optional(ports),
+    notPorts: Type.Optional(ports),
+    hosts: Type.Optional(strings),
+    notHosts: Type.Optional(strings),
+    methods: Type.Optional(strings),
+    notMethods: Type.Optional(strings),
+    paths: Type.Optional(strings),
+    notPaths: Type.Optional(strings),
+  },
+  { additionalProperties: false },
+);
 /** One `to[].operation`. Ports are L4; hosts, methods and paths (and their not* forms) are L7. */
-export interface PolicyOperation {
-  ports?: number[];
-  notPorts?: number[];
-  hosts?: string[];
-  notHosts?: string[];
-  methods?: string[];
-  notMethods?: string[];
-  paths?: string[];
-  notPaths?: string[];
-}
+export type PolicyOperation = Static<typeof PolicyOperationSchema>;
 
+const PolicyConditionSchema = Type.Object(
+  { key: Type.String(), values: Type.Optional(strings), notValues: Type.Optional(strings) },
+  { additionalProperties: false },
+);
 /** One `when[]` condition: the key's value is one of `values` (when given) and none of `notValues`. */
-export interface PolicyCondition {
-  key: string;
-  values?: string[];
-  notValues?: string[];
-}
+export type PolicyCondition = Static<typeof PolicyConditionSchema>;
 
+const AuthorizationRuleSchema = Type.Object(
+  {
+    from: Type.Optional(Type.Array(PolicySourceSchema)),
+    to: Type.Optional(Type.Array(PolicyOperationSchema)),
+    when: Type.Optional(Type.Array(PolicyConditionSchema)),
+  },
+  { additionalProperties: false },
+);
 /** A rule matches when its from, to and when all match; an absent part matches anything. */
-export interface AuthorizationRule {
-  from?: PolicySource[];
-  to?: PolicyOperation[];
-  when?: PolicyCondition[];
-}
+export type AuthorizationRule = Static<typeof AuthorizationRuleSchema>;
 
-export interface AuthorizationPolicy {
-  namespace: string;
-  name: string;
-  action: AuthorizationAction;
-  /** `istio.io/dry-run: "true"`: evaluated and reported, never enforced. */
-  dryRun: boolean;
-  /** spec.selector.matchLabels; absent (not `{}`) when the policy covers its whole scope. */
-  selector?: Record<string, string>;
-  /** No rules: an ALLOW policy matches nothing ("allow-nothing"), a DENY policy never matches. */
-  rules: AuthorizationRule[];
-}
-
-export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE' | 'UNSET';
-
-export interface PeerAuthentication {
-  namespace: string;
-  name: string;
-  /** spec.selector.matchLabels; absent when the policy is namespace-wide (or mesh-wide in the root namespace). */
-  selector?: Record<string, string>;
-  /** spec.mtls.mode; UNSET (also when mtls is absent) inherits from the level above. */
-  mode: MtlsMode;
-  /** spec.portLevelMtls, sorted by port; only with a selector. */
-  portLevelMtls: { port: number; mode: MtlsMode }[];
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// JSON schemas of the normalised forms, for readers of files Ferry wrote itself (the snapshot file): strict about
-// shape, not about values — validate.ts already checked those when the policy was read from YAML.
-
-const strings = { type: 'array', items: { type: 'string' } } as const;
-const ports = { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } } as const;
-const labels = { type: 'object', additionalProperties: { type: 'string' } } as const;
-const mtlsMode = { enum: ['STRICT', 'PERMISSIVE', 'DISABLE', 'UNSET'] } as const;
-
-export const AUTHORIZATION_POLICY_JSON_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['namespace', 'name', 'action', 'dryRun', 'rules'],
-  properties: {
-    namespace: { type: 'string' },
-    name: { type: 'string' },
-    action: { enum: ['ALLOW', 'DENY', 'AUDIT'] },
-    dryRun: { type: 'boolean' },
-    selector: labels,
-    rules: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          from: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              properties: {
-                principals: strings,
-                notPrincipals: strings,
-                namespaces: strings,
-                notNamespaces: strings,
-                serviceAccounts: strings,
-                notServiceAccounts: strings,
-                ipBlocks: strings,
-                notIpBlocks: strings,
-                requestPrincipals: strings,
-                notRequestPrincipals: strings,
-                remoteIpBlocks: strings,
-                notRemoteIpBlocks: strings,
-              },
-            },
-          },
-          to: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              properties: {
-                ports,
-                notPorts: ports,
-                hosts: strings,
-                notHosts: strings,
-                methods: strings,
-                notMethods: strings,
-                paths: strings,
-                notPaths: strings,
-              },
-            },
-          },
-          when: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['key'],
-              properties: { key: { type: 'string' }, values: strings, notValues: strings },
-            },
-          },
-        },
-      },
-    },
+export const AUTHORIZATION_POLICY_JSON_SCHEMA = Type.Object(
+  {
+    namespace: Type.String(),
+    name: Type.String(),
+    action: stringEnum(AUTHORIZATION_ACTIONS),
+    /** `istio.io/dry-run: "true"`: evaluated and reported, never enforced. */
+    dryRun: Type.Boolean(),
+    /** spec.selector.matchLabels; absent (not `{}`) when the policy covers its whole scope. */
+    selector: Type.Optional(labels),
+    /** No rules: an ALLOW policy matches nothing ("allow-nothing"), a DENY policy never matches. */
+    rules: Type.Array(AuthorizationRuleSchema),
   },
-} as const;
+  { additionalProperties: false },
+);
+/** A normalised AuthorizationPolicy (see the field comments on AUTHORIZATION_POLICY_JSON_SCHEMA). */
+export type AuthorizationPolicy = Static<typeof AUTHORIZATION_POLICY_JSON_SCHEMA>;
 
-export const PEER_AUTHENTICATION_JSON_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['namespace', 'name', 'mode', 'portLevelMtls'],
-  properties: {
-    namespace: { type: 'string' },
-    name: { type: 'string' },
-    selector: labels,
+export const MTLS_MODE_VALUES = ['STRICT', 'PERMISSIVE', 'DISABLE', 'UNSET'] as const;
+export type MtlsMode = (typeof MTLS_MODE_VALUES)[number];
+const mtlsMode = stringEnum(MTLS_MODE_VALUES);
+
+export const PEER_AUTHENTICATION_JSON_SCHEMA = Type.Object(
+  {
+    namespace: Type.String(),
+    name: Type.String(),
+    /** spec.selector.matchLabels; absent when the policy is namespace-wide (or mesh-wide in the root namespace). */
+    selector: Type.Optional(labels),
+    /** spec.mtls.mode; UNSET (also when mtls is absent) inherits from the level above. */
     mode: mtlsMode,
-    portLevelMtls: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['port', 'mode'],
-        properties: { port: { type: 'integer', minimum: 1, maximum: 65535 }, mode: mtlsMode },
-      },
-    },
+    /** spec.portLevelMtls, sorted by port; only with a selector. */
+    portLevelMtls: Type.Array(
+      Type.Object({ port: Type.Integer({ minimum: 1, maximum: 65535 }), mode: mtlsMode }, { additionalProperties: false }),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);
+/** A normalised PeerAuthentication (see the field comments on PEER_AUTHENTICATION_JSON_SCHEMA). */
+export type PeerAuthentication = Static<typeof PEER_AUTHENTICATION_JSON_SCHEMA>;

@@ -1,13 +1,24 @@
-// Checks AuthorizationPolicy and PeerAuthentication documents (security.istio.io/v1 or v1beta1, as YAML gives
-// them) and normalises them. Shape by JSON schema (ajv), Istio's own validation rules by code; every problem is
-// reported with its path from the document root, and unsupported fields are errors, never silently dropped.
+// Checks AuthorizationPolicy and PeerAuthentication documents (security.istio.io/v1 or v1beta1, as a file or the
+// API server gives them) and normalises them. Shape by the JSON schemas of document-schema.ts (ajv), Istio's own
+// validation rules by code; every problem is reported with its path from the document root, and unsupported
+// fields are errors, never silently dropped.
 import Ajv, { type ErrorObject } from 'ajv';
 import { describeValue, explainAjvError, formatFieldPath, quoteValue } from '../errors';
 import { ipNetworkWarning, parseIpNetwork } from '../net';
 import type { PolicyProblem } from './errors';
 import { parsePort, stringPatternProblem } from './match';
+import { addAnnotationKeywords } from './schema-kit';
 import {
-  AUTHORIZATION_API_VERSIONS,
+  AUTHORIZATION_POLICY_DOCUMENT_SCHEMA,
+  OPERATION_FIELDS,
+  PEER_AUTHENTICATION_DOCUMENT_SCHEMA,
+  PORT_TEXT,
+  SERVED_AUTHORIZATION_POLICY_DOCUMENT_SCHEMA,
+  SERVED_PEER_AUTHENTICATION_DOCUMENT_SCHEMA,
+  SOURCE_FIELDS,
+  article,
+} from './document-schema';
+import {
   DEFAULT_ROOT_NAMESPACE,
   DRY_RUN_ANNOTATIONS,
   type AuthorizationAction,
@@ -31,219 +42,36 @@ export interface PolicyValidation<T> {
 export interface ValidateOptions {
   /** Where mesh-wide policies live; DEFAULT_ROOT_NAMESPACE unless the caller runs with another one. */
   rootNamespace?: string;
+  /**
+   * 'manifest' (the default): a file; metadata may hold ObjectMeta's fields and no others, so a typo is reported.
+   * 'api-server': an object the API server returned (JSON); it validated metadata itself, so Ferry reads name,
+   * namespace, labels and annotations and ignores every other metadata field, known or not.
+   */
+  origin?: DocumentOrigin;
 }
 
 type Segment = string | number;
-type Schema = Record<string, unknown>;
 
-const article = (kind: string): string => (/^[AEIOU]/.test(kind) ? `an ${kind}` : `a ${kind}`);
+/** Where a document comes from; it decides only how strict `metadata` is. */
+export type DocumentOrigin = 'manifest' | 'api-server';
 
-// ---------------------------------------------------------------------------------------------------------------
-// Schemas. A node's `description` is the "expected …" half of the message when that node is wrong.
-
-const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
-// CRD object names are DNS-1123 subdomains (Kubernetes apimachinery validation), so dots are allowed.
-const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
-const QUALIFIED_NAME =
-  '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
-const QUALIFIED_NAME_TEXT =
-  "a key like app or example.com/tier (optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.')";
-const LABEL_VALUE = '^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$';
-const LABEL_VALUE_TEXT = "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
-const API_VERSION_TEXT = 'security.istio.io/v1 (or security.istio.io/v1beta1)';
-const PORT_TEXT = 'a port from 1 to 65535, as Istio writes it (a string such as "8080") or a number';
-
-const stringMap = (what: string, value: Schema): Schema => ({
-  type: 'object',
-  description: `${what}: a mapping of keys to strings`,
-  propertyNames: { pattern: QUALIFIED_NAME, maxLength: 317, description: QUALIFIED_NAME_TEXT },
-  additionalProperties: value,
-});
-
-const strings = (what: string): Schema => ({
-  type: 'array',
-  description: `a list of ${what}`,
-  items: { type: 'string', description: `${what.replace(/s$/, '')} (a string)` },
-});
-
-const metadataSchema: Schema = {
-  type: 'object',
-  description: 'object metadata (a mapping with at least name)',
-  additionalProperties: false,
-  required: ['name'],
-  properties: {
-    name: {
-      type: 'string',
-      pattern: DNS_SUBDOMAIN,
-      maxLength: 253,
-      description: "a policy name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
-    },
-    namespace: {
-      type: 'string',
-      pattern: DNS_LABEL,
-      maxLength: 63,
-      description: "a namespace name: a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)",
-    },
-    labels: stringMap('labels', { type: 'string', pattern: LABEL_VALUE, maxLength: 63, description: LABEL_VALUE_TEXT }),
-    annotations: stringMap('annotations', { type: 'string', description: 'an annotation value (a string; quote "true")' }),
+// `verbose` puts the failing schema node on each error, which is where the "expected …" text lives.
+const ajv = addAnnotationKeywords(new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, strict: true }));
+type ShapeCheck = ((value: unknown) => boolean) & { errors?: ErrorObject[] | null };
+const SHAPES: Record<'AuthorizationPolicy' | 'PeerAuthentication', Record<DocumentOrigin, ShapeCheck>> = {
+  AuthorizationPolicy: {
+    manifest: ajv.compile(AUTHORIZATION_POLICY_DOCUMENT_SCHEMA),
+    'api-server': ajv.compile(SERVED_AUTHORIZATION_POLICY_DOCUMENT_SCHEMA),
+  },
+  PeerAuthentication: {
+    manifest: ajv.compile(PEER_AUTHENTICATION_DOCUMENT_SCHEMA),
+    'api-server': ajv.compile(SERVED_PEER_AUTHENTICATION_DOCUMENT_SCHEMA),
   },
 };
 
-const selectorSchema: Schema = {
-  type: 'object',
-  description: 'a workload selector {matchLabels}',
-  additionalProperties: false,
-  properties: {
-    matchLabels: stringMap('matchLabels', { type: 'string', pattern: LABEL_VALUE, maxLength: 63, description: LABEL_VALUE_TEXT }),
-  },
-};
-
-function documentSchema(kind: string, spec: Schema): Schema {
-  return {
-    type: 'object',
-    description: article(kind),
-    additionalProperties: false,
-    required: ['apiVersion', 'kind', 'metadata'],
-    properties: {
-      apiVersion: { type: 'string', enum: [...AUTHORIZATION_API_VERSIONS], description: API_VERSION_TEXT },
-      kind: { type: 'string', enum: [kind], description: kind },
-      metadata: metadataSchema,
-      spec,
-    },
-  };
-}
-
-const SOURCE_FIELDS = [
-  'principals',
-  'notPrincipals',
-  'requestPrincipals',
-  'notRequestPrincipals',
-  'namespaces',
-  'notNamespaces',
-  'serviceAccounts',
-  'notServiceAccounts',
-  'ipBlocks',
-  'notIpBlocks',
-  'remoteIpBlocks',
-  'notRemoteIpBlocks',
-] as const;
-const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 /** Fields only an HTTP proxy can check (Istio ambient: "ztunnel does not support HTTP attributes"). */
 const L7_SOURCE_FIELDS = new Set<string>(['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks']);
 const L7_OPERATION_FIELDS = new Set<string>(['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths']);
-
-const portList: Schema = {
-  type: 'array',
-  description: `a list of ports, e.g. ["8080"]`,
-  items: { type: ['string', 'integer'], description: PORT_TEXT },
-};
-
-const authorizationPolicySchema = documentSchema('AuthorizationPolicy', {
-  type: 'object',
-  description: 'an AuthorizationPolicy spec {selector, action, rules}',
-  additionalProperties: false,
-  properties: {
-    selector: selectorSchema,
-    // Real Istio fields that Ferry rejects with a message of its own (see checkAuthorizationSpec).
-    targetRef: {},
-    targetRefs: {},
-    provider: {},
-    action: { type: 'string', enum: ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'], description: 'ALLOW, DENY or AUDIT' },
-    rules: {
-      type: 'array',
-      description: 'a list of rules {from, to, when}',
-      items: {
-        type: 'object',
-        description: 'a rule {from, to, when} (an empty rule {} matches every connection)',
-        additionalProperties: false,
-        properties: {
-          from: {
-            type: 'array',
-            description: 'a list of {source}',
-            items: {
-              type: 'object',
-              description: 'a {source} entry',
-              additionalProperties: false,
-              required: ['source'],
-              properties: {
-                source: {
-                  type: 'object',
-                  description: 'a source {principals, namespaces, ipBlocks, …}',
-                  additionalProperties: false,
-                  properties: Object.fromEntries(SOURCE_FIELDS.map((f) => [f, strings(f)])),
-                },
-              },
-            },
-          },
-          to: {
-            type: 'array',
-            description: 'a list of {operation}',
-            items: {
-              type: 'object',
-              description: 'an {operation} entry',
-              additionalProperties: false,
-              required: ['operation'],
-              properties: {
-                operation: {
-                  type: 'object',
-                  description: 'an operation {ports, notPorts, …}',
-                  additionalProperties: false,
-                  properties: Object.fromEntries(
-                    OPERATION_FIELDS.map((f) => [f, f === 'ports' || f === 'notPorts' ? portList : strings(f)]),
-                  ),
-                },
-              },
-            },
-          },
-          when: {
-            type: 'array',
-            description: 'a list of conditions {key, values, notValues}',
-            items: {
-              type: 'object',
-              description: 'a condition {key, values, notValues}',
-              additionalProperties: false,
-              required: ['key'],
-              properties: {
-                key: { type: 'string', description: 'an attribute such as source.ip or destination.port' },
-                values: strings('values'),
-                notValues: strings('values'),
-              },
-            },
-          },
-        },
-      },
-    },
-  },
-});
-
-const MTLS_MODES: readonly MtlsMode[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
-const mtlsSchema = (): Schema => ({
-  type: 'object',
-  description: 'an mTLS setting {mode}',
-  additionalProperties: false,
-  properties: { mode: { type: 'string', enum: [...MTLS_MODES], description: 'STRICT, PERMISSIVE, DISABLE or UNSET' } },
-});
-
-const peerAuthenticationSchema = documentSchema('PeerAuthentication', {
-  type: 'object',
-  description: 'a PeerAuthentication spec {selector, mtls, portLevelMtls}',
-  additionalProperties: false,
-  properties: {
-    selector: selectorSchema,
-    mtls: mtlsSchema(),
-    portLevelMtls: {
-      type: 'object',
-      description: 'a mapping of port numbers to {mode}',
-      propertyNames: { pattern: '^[0-9]+$', description: 'a port number from 1 to 65535' },
-      additionalProperties: mtlsSchema(),
-    },
-  },
-});
-
-// `verbose` puts the failing schema node on each error, which is where the "expected …" text lives.
-const ajv = new Ajv({ allErrors: true, verbose: true, allowUnionTypes: true, strict: true });
-const checkAuthorizationShape = ajv.compile(authorizationPolicySchema);
-const checkPeerAuthenticationShape = ajv.compile(peerAuthenticationSchema);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Code checks. They run even when the schema failed, so one pass reports everything; so they read fields
@@ -278,11 +106,8 @@ interface Common {
   spec: Record<string, unknown>;
 }
 
-function readCommon(
-  kind: string,
-  doc: unknown,
-  shape: ((value: unknown) => boolean) & { errors?: ErrorObject[] | null },
-): { c: Checker; common: Common } {
+function readCommon(kind: keyof typeof SHAPES, doc: unknown, origin: DocumentOrigin): { c: Checker; common: Common } {
+  const shape = SHAPES[kind][origin];
   const raw = asMapping(doc);
   const metadata = asMapping(raw.metadata);
   const namespace = asString(metadata.namespace) ?? 'default';
@@ -577,8 +402,8 @@ export function isL7OperationField(field: string): boolean {
 // Entry points.
 
 /** Checks one AuthorizationPolicy document ({apiVersion, kind, metadata, spec}) and normalises it. */
-export function validateAuthorizationPolicy(doc: unknown, _options: ValidateOptions = {}): PolicyValidation<AuthorizationPolicy> {
-  const { c, common } = readCommon('AuthorizationPolicy', doc, checkAuthorizationShape);
+export function validateAuthorizationPolicy(doc: unknown, options: ValidateOptions = {}): PolicyValidation<AuthorizationPolicy> {
+  const { c, common } = readCommon('AuthorizationPolicy', doc, options.origin ?? 'manifest');
   const { spec, namespace, name } = common;
   checkFerryAnnotations(c, common.annotations, ['ferry.dev/dry-run']);
   const dryRun = readDryRun(c, common.annotations);
@@ -611,7 +436,7 @@ export function validateAuthorizationPolicy(doc: unknown, _options: ValidateOpti
 /** Checks one PeerAuthentication document and normalises it. */
 export function validatePeerAuthentication(doc: unknown, options: ValidateOptions = {}): PolicyValidation<PeerAuthentication> {
   const rootNamespace = options.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
-  const { c, common } = readCommon('PeerAuthentication', doc, checkPeerAuthenticationShape);
+  const { c, common } = readCommon('PeerAuthentication', doc, options.origin ?? 'manifest');
   const { spec, namespace, name, selector } = common;
   checkFerryAnnotations(c, common.annotations, []);
   if (has(common.annotations, DRY_RUN_ANNOTATIONS[0])) {

@@ -235,16 +235,49 @@ describe('AuthorizationPolicy: problems', () => {
       doc: {
         apiVersion: 'security.istio.io/v1alpha1',
         kind: 'AuthorizationPolicy',
-        metadata: { name: 'Bad_Name', namespace: 'shop', uid: 'x', annotations: { 'istio.io/dry-run': 'yes', 'ferry.dev/dryrun': 'true' } },
+        // uid is ObjectMeta's (the API server sets it); namepsace is a typo, which would put the policy in default.
+        metadata: {
+          name: 'Bad_Name',
+          namespace: 'shop',
+          uid: 'x',
+          namepsace: 'shop',
+          annotations: { 'istio.io/dry-run': 'yes', 'ferry.dev/dryrun': 'true' },
+        },
         spec: {},
       },
       problems: [
         'apiVersion: "security.istio.io/v1alpha1" is not supported; expected security.istio.io/v1 (or security.istio.io/v1beta1)',
-        'metadata.uid: unknown field (Ferry does not support it); expected one of: name, namespace, labels, annotations',
+        'metadata.namepsace: unknown field (Ferry does not support it); expected one of: name, namespace, labels, annotations, generateName, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp, deletionGracePeriodSeconds, ownerReferences, finalizers, managedFields, selfLink',
         "metadata.name: \"Bad_Name\" is not valid; expected a policy name: a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253 characters)",
         'metadata.annotations["ferry.dev/dryrun"]: unknown Ferry annotation; expected one of: ferry.dev/dry-run',
         'metadata.annotations["istio.io/dry-run"]: "yes" is not valid; expected "true" or "false"',
       ],
+    },
+    {
+      name: "limits Istio's CRD sets: rules, from entries, service accounts and their length",
+      doc: ap({
+        rules: [
+          {
+            from: [
+              { source: { serviceAccounts: Array.from({ length: 17 }, (_, i) => `sa-${i}`) } },
+              { source: { notServiceAccounts: [`shop/${'a'.repeat(316)}`] } },
+            ],
+          },
+          { from: Array.from({ length: 513 }, () => ({ source: { namespaces: ['a'] } })) },
+          ...Array.from({ length: 511 }, () => ({})),
+        ],
+      }),
+      problems: [
+        'spec.rules: must NOT have more than 512 items; expected a list of rules {from, to, when}',
+        'spec.rules[0].from[0].source.serviceAccounts: must NOT have more than 16 items; expected a list of at most 16 service accounts',
+        `spec.rules[0].from[1].source.notServiceAccounts[0]: "shop/${'a'.repeat(316)}" is 321 characters long; expected a service account: NAMESPACE/NAME, or NAME in the policy's namespace (at most 320 characters)`,
+        'spec.rules[1].from: must NOT have more than 512 items; expected a list of {source}',
+      ],
+    },
+    {
+      name: 'more than 4096 matchLabels',
+      doc: ap({ selector: { matchLabels: Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`k${i}`, 'v'])) } }),
+      problems: ['spec.selector.matchLabels: must NOT have more than 4096 properties; expected matchLabels: a mapping of keys to strings'],
     },
     {
       name: 'not a mapping',

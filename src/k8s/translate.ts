@@ -124,7 +124,7 @@ export function serviceFromK8s(service: V1Service, slices: readonly V1EndpointSl
  * selects (its whole namespace when the selector itself is unreadable), and reported.
  */
 export function authorizationPolicyFromK8s(object: unknown): Translation<AuthorizationPolicy> {
-  const result = validateAuthorizationPolicy(object);
+  const result = validateAuthorizationPolicy(object, { origin: 'api-server' });
   if (result.value !== undefined) return { value: result.value, problems: [], warnings: result.warnings };
   const { namespace, name, selector } = identify(object);
   return {
@@ -138,7 +138,7 @@ export function authorizationPolicyFromK8s(object: unknown): Translation<Authori
 
 /** A PeerAuthentication from the API; one Ferry cannot read is enforced as STRICT for what it selects. */
 export function peerAuthenticationFromK8s(object: unknown, rootNamespace = DEFAULT_ROOT_NAMESPACE): Translation<PeerAuthentication> {
-  const result = validatePeerAuthentication(object, { rootNamespace });
+  const result = validatePeerAuthentication(object, { rootNamespace, origin: 'api-server' });
   if (result.value !== undefined) return { value: result.value, problems: [], warnings: result.warnings };
   const { namespace, name, selector } = identify(object);
   return {

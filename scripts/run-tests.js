@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Runs Ferry's compiled test suites with node's test runner, one file at a time (integration
-// files build sandboxes and must not overlap). `node scripts/run-tests.js [unit|bpf|native|integration]…`
+// files build sandboxes and must not overlap). `node scripts/run-tests.js [unit|k8s|bpf|native|integration]…`
+// k8s runs against a real dev cluster (build/devcluster, or FERRY_DEVCLUSTER) and needs no root.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const suites = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['unit', 'bpf', 'native', 'integration'];
+const suites = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['unit', 'k8s', 'bpf', 'native', 'integration'];
 const rootOnly = new Set(['bpf', 'native', 'integration']);
 
 if (process.getuid() !== 0 && suites.some((s) => rootOnly.has(s))) {

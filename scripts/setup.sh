@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ferry needs on a Debian machine (as root) and builds everything: system packages
-# (clang, libbpf, bpftool, iproute2; prometheus for `sandbox up --prometheus`), npm dependencies, the BPF objects, the addon and TypeScript.
+# (clang, libbpf, bpftool, iproute2; prometheus for `sandbox up --prometheus`), npm dependencies, the BPF objects, the addon and TypeScript,
+# and the dev cluster (devcluster/, Go; scripts/build-devcluster.sh) unless FERRY_DEVCLUSTER names one already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,11 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build
+
+# The dev cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from the upstream
+# Go modules, for the k8s tests and the sandbox. Rebuilt only when its inputs changed.
+if [ -n "${FERRY_DEVCLUSTER:-}" ]; then
+  echo "setup: using the dev cluster FERRY_DEVCLUSTER=$FERRY_DEVCLUSTER${FERRY_KUBECTL:+ and FERRY_KUBECTL=$FERRY_KUBECTL}; not building devcluster/"
+else
+  scripts/build-devcluster.sh
+fi

@@ -39,7 +39,14 @@ type serveOptions struct {
 	exitWithParent bool
 	verbosity      int
 	readyTimeout   time.Duration
+	apiserverArgs  repeatedFlag
 }
+
+// repeatedFlag collects every occurrence of a flag, in order.
+type repeatedFlag []string
+
+func (r *repeatedFlag) String() string     { return fmt.Sprint([]string(*r)) }
+func (r *repeatedFlag) Set(v string) error { *r = append(*r, v); return nil }
 
 // clusterInfo is DIR/cluster.json, written once the apiserver is ready and removed on exit.
 type clusterInfo struct {
@@ -66,6 +73,8 @@ func runServe(args []string) int {
 		"shut down when the process that started this one exits (for launchers that cannot set PR_SET_PDEATHSIG)")
 	fs.IntVar(&o.verbosity, "v", 0, "klog verbosity of all components")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "give up when the apiserver is not ready this long after start")
+	fs.Var(&o.apiserverArgs, "apiserver-arg",
+		"one more kube-apiserver flag, e.g. --apiserver-arg=--etcd-compaction-interval=2s (repeatable; after the dev cluster's own, so it wins)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -137,7 +146,7 @@ func serve(o serveOptions) error {
 	apiCtx, apiCancel := context.WithCancel(context.Background())
 	defer apiCancel()
 	components.start("kube-apiserver", func() error {
-		return runAPIServer(apiCtx, apiServerArgs(dataDir, pki, etcdURL, port), listener)
+		return runAPIServer(apiCtx, append(apiServerArgs(dataDir, pki, etcdURL, port), o.apiserverArgs...), listener)
 	})
 
 	if err := waitReady(ctx, components, server, pki, o.readyTimeout); err != nil {

@@ -26,6 +26,8 @@ export interface DevClusterOptions {
   timeoutMs?: number;
   /** The binaries; default: from FERRY_DEVCLUSTER / FERRY_KUBECTL or this checkout's build (src/config). */
   binaries?: DevClusterBinaries;
+  /** More kube-apiserver flags, after the dev cluster's own (e.g. a short `--etcd-compaction-interval`). */
+  apiserverArgs?: string[];
 }
 
 export interface DevCluster {
@@ -39,6 +41,11 @@ export interface DevCluster {
   logFile: string;
   /** kubectl of the same release as the cluster's admin. Resolves with kubectl's exit code; never rejects for it. */
   kubectl(args: string[], input?: string): Promise<KubectlResult>;
+  /**
+   * Stop the cluster and start it again on the same data directory and port: etcd's data, certificates and
+   * kubeconfigs stay, so clients reconnect as after a real apiserver restart (and watches resume or get 410).
+   */
+  restart(): Promise<void>;
   /** SIGTERM, SIGKILL after 20 s, then the data directory removed. Idempotent; concurrent calls share one stop. */
   stop(): Promise<void>;
 }
@@ -85,35 +92,58 @@ export async function startDevCluster(options: DevClusterOptions = {}): Promise<
     throw new DevClusterArgumentError(`dev cluster ${name}: cannot open log file ${logFile}: ${(err as Error).message}`, { cause: err });
   }
 
-  let child: ChildProcess;
-  try {
-    // detached: setsid(2), so the cluster has its own process group and a Ctrl-C aimed at ours is not its stop.
-    // Everything it prints, before and after it opens its own log, goes to the same file.
-    child = spawn(binaries.devcluster, ['serve', `--data-dir=${dataDir}`, '--exit-with-parent'], {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-    });
-  } finally {
-    fs.closeSync(logFd);
-  }
-  const process_ = new ClusterProcess(child, name, dataDir, logFile);
-  try {
-    await process_.spawned();
-    const info = await waitUsable(process_, timeoutMs);
-    const target = { kubectl: binaries.kubectl, kubeconfigPath: info.kubeconfig, cacheDir: path.join(dataDir, 'kubectl-cache') };
-    return {
-      kubeconfigPath: info.kubeconfig,
-      server: info.server,
-      dataDir,
-      pid: process_.pid,
-      logFile,
-      kubectl: (args, input) => runKubectl(target, args, input),
-      stop: () => process_.stop(),
-    };
-  } catch (err) {
-    await process_.stop().catch(() => {});
-    throw err;
-  }
+  const launch = async (port?: number): Promise<{ process: ClusterProcess; info: ClusterInfo }> => {
+    let fd: number;
+    try {
+      fd = fs.openSync(logFile, 'a', 0o644);
+    } catch (err) {
+      throw new DevClusterArgumentError(`dev cluster ${name}: cannot open log file ${logFile}: ${(err as Error).message}`, { cause: err });
+    }
+    let child: ChildProcess;
+    try {
+      // detached: setsid(2), so the cluster has its own process group and a Ctrl-C aimed at ours is not its stop.
+      // Everything it prints, before and after it opens its own log, goes to the same file.
+      const args = ['serve', `--data-dir=${dataDir}`, '--exit-with-parent'];
+      if (port !== undefined) args.push(`--port=${port}`);
+      for (const arg of options.apiserverArgs ?? []) args.push(`--apiserver-arg=${arg}`);
+      child = spawn(binaries.devcluster, args, { detached: true, stdio: ['ignore', fd, fd] });
+    } finally {
+      fs.closeSync(fd);
+    }
+    const launched = new ClusterProcess(child, name, dataDir, logFile);
+    try {
+      await launched.spawned();
+      return { process: launched, info: await waitUsable(launched, timeoutMs) };
+    } catch (err) {
+      await launched.stop().catch(() => {});
+      throw err;
+    }
+  };
+  fs.closeSync(logFd);
+  let current = await launch();
+  const info = current.info;
+  const target = { kubectl: binaries.kubectl, kubeconfigPath: info.kubeconfig, cacheDir: path.join(dataDir, 'kubectl-cache') };
+  const port = Number(new URL(info.server).port);
+  let stopped: Promise<void> | undefined;
+  return {
+    kubeconfigPath: info.kubeconfig,
+    server: info.server,
+    dataDir,
+    get pid() {
+      return current.process.pid;
+    },
+    logFile,
+    kubectl: (args, input) => runKubectl(target, args, input),
+    restart: async () => {
+      if (stopped !== undefined) throw new DevClusterArgumentError(`dev cluster ${name}: restart after stop`);
+      await current.process.halt();
+      current = await launch(port);
+    },
+    stop: () => {
+      stopped ??= current.process.stop();
+      return stopped;
+    },
+  };
 }
 
 function assertExecutable(file: string, variable: 'FERRY_DEVCLUSTER' | 'FERRY_KUBECTL' | undefined): void {
@@ -220,11 +250,17 @@ class ClusterProcess {
   }
 
   stop(): Promise<void> {
-    this.stopping ??= this.stopOnce();
+    this.stopping ??= this.stopOnce(true);
     return this.stopping;
   }
 
-  private async stopOnce(): Promise<void> {
+  /** Ends the process and keeps the data directory (for a restart on it). */
+  halt(): Promise<void> {
+    this.stopping ??= this.stopOnce(false);
+    return this.stopping;
+  }
+
+  private async stopOnce(removeData: boolean): Promise<void> {
     process.removeListener('exit', this.onProcessExit);
     if (this.pid > 0 && !this.hasExited) {
       this.signal('SIGTERM');
@@ -235,6 +271,7 @@ class ClusterProcess {
         }
       }
     }
+    if (!removeData) return;
     try {
       await fs.promises.rm(this.dataDir, { recursive: true, force: true });
     } catch (err) {

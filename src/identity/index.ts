@@ -24,6 +24,26 @@ export {
   type SignResponse,
 } from './certificate-authority';
 export {
+  CA_METADATA,
+  NEXT_STEP,
+  PHASES,
+  caCertName,
+  caChainName,
+  caIssuerOf,
+  caKeyName,
+  checkCaMetadata,
+  expectPhase,
+  formatCaMetadata,
+  initialCaState,
+  loadCaIssuer,
+  parseCaMetadata,
+  planRotationStep,
+  type CaCreateOptions,
+  type CaFile,
+  type CaTransition,
+  type RotationStep,
+} from './ca-state';
+export {
   CaDirectory,
   LocalCaClient,
   readCaIssuer,

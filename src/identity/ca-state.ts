@@ -243,3 +243,36 @@ export async function planRotationStep(
     }
   }
 }
+
+/** Every name of a stored CA: ca.json and each file, as text. What a key-value store (a Secret) holds. */
+export type CaFiles = Readonly<Record<string, string>>;
+
+/** The authority ids the metadata still needs: each trusted root and the intermediate under it. */
+function referencedAuthorities(metadata: CaMetadata): Set<string> {
+  const ids = new Set<string>([metadata.issuer]);
+  for (const root of metadata.roots) {
+    ids.add(root);
+    if (metadata.intermediate) ids.add(root.replace('root-', 'intermediate-'));
+  }
+  return ids;
+}
+
+/**
+ * `files` after `transition`, in one step (a key-value store writes all at once, so the order rule of
+ * CaTransition holds by itself). With `prune`, material of authorities the new metadata no longer
+ * references goes too, certificates included, so a store of bounded size (a Secret: 1 MiB) does not
+ * grow with every rotation.
+ */
+export function applyCaTransition(files: CaFiles, transition: CaTransition, options: { prune?: boolean } = {}): Record<string, string> {
+  const next: Record<string, string> = { ...files };
+  for (const file of transition.files) next[file.name] = file.data;
+  for (const name of transition.retired) delete next[name];
+  next[CA_METADATA] = formatCaMetadata(transition.metadata);
+  if (options.prune === true) {
+    const keep = referencedAuthorities(transition.metadata);
+    for (const name of Object.keys(next)) {
+      if (name !== CA_METADATA && !keep.has(name.split('.')[0])) delete next[name];
+    }
+  }
+  return next;
+}

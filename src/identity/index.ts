@@ -1,5 +1,5 @@
-// src/identity: SPIFFE workload identities, the CA (in process and as the sandbox's shared directory),
-// and the agent's workload certificates with their renewal.
+// src/identity: SPIFFE workload identities, the CA (in process, as the sandbox's shared directory, its
+// storage-independent rotation state and the controller service's protocol and client), and the agent's workload certificates.
 export {
   DEFAULT_TRUST_DOMAIN,
   checkTrustDomain,
@@ -27,6 +27,7 @@ export {
   CA_METADATA,
   NEXT_STEP,
   PHASES,
+  applyCaTransition,
   caCertName,
   caChainName,
   caIssuerOf,
@@ -40,6 +41,10 @@ export {
   planRotationStep,
   type CaCreateOptions,
   type CaFile,
+  type CaFiles,
+  type CaIssuer,
+  type CaMetadata,
+  type RotationPhase,
   type CaTransition,
   type RotationStep,
 } from './ca-state';
@@ -50,9 +55,6 @@ export {
   readCaMetadata,
   watchTrustBundle,
   type CaChange,
-  type CaIssuer,
-  type CaMetadata,
-  type RotationPhase,
 } from './ca-directory';
 export {
   BACKOFF_CAP_MS,
@@ -74,3 +76,16 @@ export {
   writeAgentTrustStatus,
   type AgentTrustStatus,
 } from './trust-status';
+export {
+  CA_PROTO_FILE,
+  CA_SERVICE_NAME,
+  certificateServiceClient,
+  certificateServiceDefinition,
+  protoRoot,
+  type CaRotationPhaseName,
+  type SignRequestMessage,
+  type SignResponseMessage,
+  type TrustBundleMessage,
+  type WatchTrustBundleRequestMessage,
+} from './ca-proto';
+export { GrpcCaClient, type GrpcCaClientOptions, type TrustBundleWatchOptions } from './grpc-ca-client';

@@ -213,6 +213,11 @@ export class CaService {
       if (err instanceof IdentityError && err.code === 'FERRY_ERR_IDENTITY_CSR') {
         throw new CaServiceError('FERRY_ERR_CA_SIGN_REQUEST', err.message, { cause: err });
       }
+      // The CA cannot sign at all (its issuer expired): the agent should retry once it is rotated.
+      if (err instanceof IdentityError && err.code === 'FERRY_ERR_IDENTITY_CA') {
+        this.#log.error({ err, generation: snapshot.metadata.generation }, 'the CA cannot sign');
+        throw new CaServiceError('FERRY_ERR_CA_UNAVAILABLE', `sign ${uri}: ${err.message}`, { cause: err });
+      }
       throw err;
     }
   }

@@ -146,14 +146,17 @@ export class TableAuthenticator implements AgentAuthenticator {
 }
 
 /** A CA held in memory, created and rotated by the same state machine and holder the Secret store uses. */
-export async function memoryCa(options: { trustDomain?: string; intermediate?: boolean } = {}): Promise<{
+export async function memoryCa(options: { trustDomain?: string; intermediate?: boolean; rootLifetimeSeconds?: number } = {}): Promise<{
   holder: CaHolder;
   metadata: () => CaMetadata;
   rotate: (step: RotationStep) => Promise<CaMetadata>;
 }> {
   const trustDomain = options.trustDomain ?? 'cluster.local';
   const holder = new CaHolder('memory CA', trustDomain);
-  let files = applyCaTransition({}, await initialCaState({ trustDomain, intermediate: options.intermediate ?? true }));
+  let files = applyCaTransition(
+    {},
+    await initialCaState({ trustDomain, intermediate: options.intermediate ?? true, rootLifetimeSeconds: options.rootLifetimeSeconds }),
+  );
   await holder.load(files);
   return {
     holder,

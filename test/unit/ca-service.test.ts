@@ -308,6 +308,23 @@ test('WatchTrustBundle sends the bundle at once and every generation after; watc
   fourth.call.cancel();
 });
 
+test('a CA whose issuer has expired answers UNAVAILABLE naming it, not INTERNAL', async (t) => {
+  const ca = await memoryCa({ rootLifetimeSeconds: 1 });
+  const auth = new TableAuthenticator();
+  auth.add('token-a', 'node-a');
+  const pods = new PodIndex();
+  pods.upsert(pod({ namespace: 'shop', serviceAccount: 'web', node: 'node-a' }));
+  const running = await startCaService(t, { authenticator: auth, pods, ca: ca.holder });
+  const csr = await forgeCsr({ uris: [spiffeUri(web)] });
+  const notAfter = Date.parse(new crypto.X509Certificate(ca.holder.current()!.roots[0]).validTo);
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, notAfter - Date.now()) + 50));
+  assertStatus(
+    await rawSign(running, 'token-a', { csrPem: csr, namespace: 'shop', serviceAccount: 'web' }),
+    grpc.status.UNAVAILABLE,
+    /sign spiffe:.*: CA issuer .* expired at/,
+  );
+});
+
 test('a CaService refuses inconsistent lifetime limits', () => {
   assert.throws(
     () =>

@@ -155,7 +155,11 @@ export class CaService {
     });
   }
 
-  /** End every watch stream (the server is going down). */
+  /**
+   * End every watch stream (the server is going down). Then stop the server with tryShutdown and a
+   * deadline, forceShutdown after it: a stream the client cancelled while its end was under way can keep
+   * tryShutdown waiting.
+   */
   close(): void {
     for (const streams of this.#watches.values()) for (const stream of streams) stream.end();
     this.#watches.clear();

@@ -23,6 +23,7 @@ import {
 import { KubePodDirectory } from '../../src/controller/pod-directory';
 import { IdentityError, type CaChange, type GrpcCaClient, type SpiffeId } from '../../src/identity';
 import { createRootLogger } from '../../src/telemetry';
+import { forgeCsr } from '../fixtures/certs';
 import { issue, mutualTls, silentLog, startCaService, type RunningCaService } from '../unit/ca-harness';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -70,7 +71,8 @@ async function startCluster(): Promise<{ kube: KubeConfig; dataDir: string; stop
     const kubeconfig = path.join(dataDir, 'admin.kubeconfig');
     const deadline = Date.now() + 120_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`ferry-devcluster serve exited with ${child.exitCode}: ${stderr}`);
+      if (child.exitCode !== null)
+        throw new Error(`ferry-devcluster serve exited with ${child.exitCode}: ${stderr}; log tail: ${tail(logFile)}`);
       if (fs.existsSync(kubeconfig)) {
         const kube = new KubeConfig();
         kube.loadFromFile(kubeconfig);
@@ -92,7 +94,7 @@ async function startCluster(): Promise<{ kube: KubeConfig; dataDir: string; stop
 
 function tail(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8').slice(-3000);
+    return fs.readFileSync(file, 'utf8').slice(-1500);
   } catch {
     return '(no log)';
   }
@@ -229,22 +231,24 @@ describe('CA service on the dev cluster', () => {
     const before = auth.stats();
     const timings: number[] = [];
     const fresh = running.client(await podToken(CA_NAMESPACE, 'ferry-agent', agentPods.get('node-a'))).client;
+    // One CSR for every call: what is timed is the service (TLS gRPC, authentication, the node check, signing).
+    const csrPem = await forgeCsr({ uris: ['spiffe://cluster.local/ns/shop/sa/web'] });
     for (let i = 0; i < 101; i += 1) {
       const started = process.hrtime.bigint();
-      await issue(fresh, web, 600);
+      await fresh.sign({ csrPem, identity: web, ttlSeconds: 600 });
       timings.push(Number(process.hrtime.bigint() - started) / 1e6);
     }
     const stats = auth.stats();
     assert.equal(stats.reviews - before.reviews, 1, 'one TokenReview for 101 calls with the same token');
     const sorted = timings.slice(1).sort((x, y) => x - y);
     t.diagnostic(
-      `sign (incl. key generation and CSR): first call ${timings[0].toFixed(1)} ms (TokenReview), cached p50 ${sorted[49].toFixed(1)} ms, p99 ${sorted[98].toFixed(1)} ms; cache hits ${stats.cacheHits - before.cacheHits}/100`,
+      `Sign round trip: first call ${timings[0].toFixed(1)} ms (TokenReview), cached p50 ${sorted[49].toFixed(1)} ms, p99 ${sorted[98].toFixed(1)} ms; cache hits ${stats.cacheHits - before.cacheHits}/100`,
     );
-    // 30 agents' tokens, 10 calls each at once: 30 reviews.
+    // 30 agents' tokens (one node's agent restarted 30 times), 5 calls each at once: 30 reviews.
     const tokens = await Promise.all(Array.from({ length: 30 }, () => podToken(CA_NAMESPACE, 'ferry-agent', agentPods.get('node-a'))));
     const reviewsBefore = auth.stats().reviews;
     const clients = tokens.map((token) => running.client(token).client);
-    await Promise.all(clients.flatMap((client) => Array.from({ length: 10 }, () => client.trustBundle())));
+    await Promise.all(clients.flatMap((client) => Array.from({ length: 5 }, () => issue(client, web))));
     assert.equal(auth.stats().reviews - reviewsBefore, 30);
   });
 

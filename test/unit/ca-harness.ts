@@ -83,7 +83,14 @@ export async function startCaService(
     if (stopped) return;
     stopped = true;
     service.close();
-    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    // Calls still open (a client that never closes its channel) get a second, then are cut.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 1000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     server.forceShutdown();
   };
   t.after(stop);

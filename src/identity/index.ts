@@ -1,5 +1,5 @@
-// src/identity: SPIFFE workload identities, the CA (in process and as the sandbox's shared directory),
-// and the agent's workload certificates with their renewal.
+// src/identity: SPIFFE workload identities, the CA (in process, as the sandbox's shared directory, its
+// storage-independent rotation state and the controller service's protocol and client), and the agent's workload certificates.
 export {
   DEFAULT_TRUST_DOMAIN,
   checkTrustDomain,
@@ -24,15 +24,37 @@ export {
   type SignResponse,
 } from './certificate-authority';
 export {
+  CA_METADATA,
+  NEXT_STEP,
+  PHASES,
+  applyCaTransition,
+  caCertName,
+  caChainName,
+  caIssuerOf,
+  caKeyName,
+  checkCaMetadata,
+  expectPhase,
+  formatCaMetadata,
+  initialCaState,
+  loadCaIssuer,
+  parseCaMetadata,
+  planRotationStep,
+  type CaCreateOptions,
+  type CaFile,
+  type CaFiles,
+  type CaIssuer,
+  type CaMetadata,
+  type RotationPhase,
+  type CaTransition,
+  type RotationStep,
+} from './ca-state';
+export {
   CaDirectory,
   LocalCaClient,
   readCaIssuer,
   readCaMetadata,
   watchTrustBundle,
   type CaChange,
-  type CaIssuer,
-  type CaMetadata,
-  type RotationPhase,
 } from './ca-directory';
 export {
   BACKOFF_CAP_MS,
@@ -54,3 +76,16 @@ export {
   writeAgentTrustStatus,
   type AgentTrustStatus,
 } from './trust-status';
+export {
+  CA_PROTO_FILE,
+  CA_SERVICE_NAME,
+  certificateServiceClient,
+  certificateServiceDefinition,
+  protoRoot,
+  type CaRotationPhaseName,
+  type SignRequestMessage,
+  type SignResponseMessage,
+  type TrustBundleMessage,
+  type WatchTrustBundleRequestMessage,
+} from './ca-proto';
+export { GrpcCaClient, type GrpcCaClientOptions, type TrustBundleWatchOptions } from './grpc-ca-client';

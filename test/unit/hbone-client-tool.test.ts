@@ -97,6 +97,10 @@ test('hbone-client abuse modes: rapid-reset, big-header, many-headers, garbage, 
   const flood = await runTool([...base, '--mode', 'rapid-reset', '--count', '2000']);
   assert.equal(flood.json.sessionClosed, true, JSON.stringify(flood.json));
   assert.ok(Number(flood.json.streamsSent) < 2000, JSON.stringify(flood.json));
+  // A reset stream whose HEADERS the server read before its RST_STREAM reaches the handler (how many depends on
+  // how the bytes were split into reads); the reset budget bounds them, and no other mode gets one through.
+  const afterFlood = s.requests.length;
+  assert.ok(afterFlood <= 50, `${afterFlood} rapid-reset streams reached the handler; at most the 50 resets allowed`);
 
   const big = await runTool([...base, '--mode', 'big-header', '--bytes', String(100 * 1024)]);
   assert.equal(big.json.status, undefined, JSON.stringify(big.json));
@@ -113,5 +117,5 @@ test('hbone-client abuse modes: rapid-reset, big-header, many-headers, garbage, 
     { opened: stall.json.opened, closedByServer: stall.json.closedByServer, failed: stall.json.failed },
     { opened: 40, closedByServer: 40, failed: 0 },
   );
-  assert.equal(s.requests.length, 0);
+  assert.equal(s.requests.length, afterFlood);
 });

@@ -199,12 +199,47 @@ export class CertificateAuthority implements CertificateAuthorityClient {
       );
     }
     const csr = await verifiedCsr(request.csrPem, uri);
+    return { chainPem: await this.#issue(csr.publicKey, [{ type: 'url', value: uri }], request.ttlSeconds) };
+  }
+
+  /**
+   * A serving certificate for a mesh component that clients reach by name (the controller's gRPC endpoint): the
+   * component's SPIFFE ID and its DNS names, with a key made here. Clients check the name against the chain to
+   * the mesh's roots, as for any TLS server.
+   */
+  async issueServing(request: {
+    identity: SpiffeId;
+    dnsNames: string[];
+    ttlSeconds: number;
+  }): Promise<AuthorityMaterial & { chainPem: string[] }> {
+    checkSeconds(request.ttlSeconds, 'serving certificate ttlSeconds');
+    if (request.identity.trustDomain !== this.trustDomain) {
+      throw new IdentityError(
+        'FERRY_ERR_IDENTITY_CA',
+        `serving certificate: trust domain "${request.identity.trustDomain}" is not this CA's "${this.trustDomain}"`,
+      );
+    }
+    const keys = await generateKeyPair(true);
+    const names = [
+      { type: 'url' as const, value: spiffeUri(request.identity) },
+      ...request.dnsNames.map((value) => ({ type: 'dns' as const, value })),
+    ];
+    const chainPem = await this.#issue(keys.publicKey, names, request.ttlSeconds);
+    return { certPem: chainPem[0], keyPem: await exportPkcs8Pem(keys.privateKey), chainPem };
+  }
+
+  /** A leaf for `publicKey` with these SANs, signed by the issuer; the chain to send, leaf first. */
+  async #issue(
+    publicKey: CryptoKey | x509.PublicKey,
+    names: { type: 'url' | 'dns'; value: string }[],
+    ttlSeconds: number,
+  ): Promise<string[]> {
     const now = this.#now();
     // The issued lifetime is [now - skew, now + ttl], clipped to the issuer's own validity: RFC 5280
     // §6.1.3 checks every certificate of the path at validation time, so a leaf outliving its
     // issuer would only look valid.
     const notBefore = Math.max(now - CLOCK_SKEW_SECONDS * 1000, this.#issuer.notBefore.getTime());
-    const notAfter = Math.min(now + request.ttlSeconds * 1000, this.#issuer.notAfter.getTime());
+    const notAfter = Math.min(now + ttlSeconds * 1000, this.#issuer.notAfter.getTime());
     if (notAfter <= now) {
       throw new IdentityError(
         'FERRY_ERR_IDENTITY_CA',
@@ -216,24 +251,24 @@ export class CertificateAuthority implements CertificateAuthorityClient {
       // then RFC 5280 §4.2.1.6 requires subjectAltName to be critical.
       subject: '',
       issuer: this.#issuer.subjectName,
-      publicKey: csr.publicKey,
+      publicKey,
       signingKey: this.#key,
       serialNumber: randomSerial(),
       notBefore: new Date(notBefore),
       notAfter: new Date(notAfter),
       signingAlgorithm: EC_ALGORITHM,
       extensions: [
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }], true),
+        new x509.SubjectAlternativeNameExtension(names, true),
         // X.509-SVID spec §4.1, §4.3: a leaf SVID has cA false, digitalSignature, no keyCertSign/cRLSign.
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
         // §4.4: serverAuth and clientAuth, since the same SVID dials and serves HBONE.
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
         new x509.AuthorityKeyIdentifierExtension(this.#issuerKeyId),
-        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
+        await x509.SubjectKeyIdentifierExtension.create(publicKey),
       ],
     });
-    return { chainPem: [pem(leaf), ...this.#chain] };
+    return [pem(leaf), ...this.#chain];
   }
 }
 

@@ -278,3 +278,36 @@ describe('CaDirectory', () => {
 function pick(c: CaChange): Record<string, unknown> {
   return { generation: c.generation, phase: c.phase, issuerChanged: c.issuerChanged, rootsChanged: c.rootsChanged, roots: c.roots.length };
 }
+
+describe('CertificateAuthority.issueServing', () => {
+  test('a serving certificate carries the SPIFFE ID and DNS names, chains to the root and passes a TLS client’s name check', async (t) => {
+    const ca = await CertificateAuthority.generate({ trustDomain: 'cluster.local', intermediate: true });
+    const controller: SpiffeId = { trustDomain: 'cluster.local', namespace: 'ferry-system', serviceAccount: 'ferry-controller' };
+    const serving = await ca.issueServing({ identity: controller, dnsNames: ['ferry-controller.ferry-system.svc'], ttlSeconds: 3600 });
+    const leaf = new crypto.X509Certificate(serving.certPem);
+    assert.equal(
+      leaf.subjectAltName,
+      'URI:spiffe://cluster.local/ns/ferry-system/sa/ferry-controller, DNS:ferry-controller.ferry-system.svc',
+    );
+    assert.equal(serving.chainPem.length, 2, 'leaf and intermediate');
+    const tls = await import('node:tls');
+    const server = tls.createServer({ key: serving.keyPem, cert: serving.chainPem.join('') }, (socket) => socket.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const { port } = server.address() as { port: number };
+    const roots = await ca.trustBundle();
+    const connect = (servername: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port, servername, ca: roots }, () => {
+          socket.once('data', (data) => resolve(data.toString()));
+        });
+        socket.once('error', reject);
+      });
+    assert.equal(await connect('ferry-controller.ferry-system.svc'), 'ok');
+    await assert.rejects(connect('other.ferry-system.svc'), /does not match certificate's altnames/);
+    await assert.rejects(
+      ca.issueServing({ identity: { ...controller, trustDomain: 'other.td' }, dnsNames: [], ttlSeconds: 60 }),
+      /trust domain "other.td" is not this CA's "cluster.local"/,
+    );
+  });
+});

@@ -379,6 +379,8 @@ export interface ConfigServerStats {
   inflightBytes: number;
   /** Streams ended or refused by the server, by reason. */
   closed: Record<CloseReason, number>;
+  /** The last resources agents refused (at most 20, newest last), for inspection. */
+  recentRejections: Array<{ node: string; kind: string; name: string; version: string; field: string; message: string }>;
   /** Ended streams whose status could not get out (the agent stopped reading), reset at the HTTP/2 level. */
   resets: number;
   store: { resources: number; encodedBytes: number; seq: number };
@@ -471,6 +473,7 @@ export class ConfigServer {
   private readonly unsubscribe: () => void;
   private ownServer: grpc.Server | undefined;
   private closing = false;
+  private readonly recentRejections: ConfigServerStats['recentRejections'] = [];
   private readonly counters = {
     pushes: 0,
     acks: 0,
@@ -564,6 +567,7 @@ export class ConfigServer {
       inflightBytes,
       closed: { ...this.counters.closed },
       resets: this.counters.resets,
+      recentRejections: [...this.recentRejections],
       store: { resources: this.store.size(), encodedBytes: this.store.encodedBytes, seq: this.store.seq },
     };
   }
@@ -788,6 +792,17 @@ export class ConfigServer {
     if (rejected.length > 0) {
       this.counters.nacks++;
       this.counters.rejectedResources += rejected.length;
+      for (const r of rejected.slice(0, 20)) {
+        this.recentRejections.push({
+          node: stream.identity.node,
+          kind: String(r.kind),
+          name: r.name.slice(0, 300),
+          version: r.version.slice(0, 64),
+          field: r.field.slice(0, 300),
+          message: r.message.slice(0, 500),
+        });
+      }
+      this.recentRejections.splice(0, Math.max(0, this.recentRejections.length - 20));
       // The agent keeps its previous version of each; the next change of the resource is sent as usual.
       this.log.warn(
         {

@@ -23,7 +23,12 @@ import {
 
 type After = { after: (fn: () => unknown) => void };
 
-function startSource(t: After, running: RunningServer, token: string, node = 'node-a'): { source: GrpcConfigSource; sink: RecordingSink; files: ReturnType<typeof credentialFiles> } {
+function startSource(
+  t: After,
+  running: RunningServer,
+  token: string,
+  node = 'node-a',
+): { source: GrpcConfigSource; sink: RecordingSink; files: ReturnType<typeof credentialFiles> } {
   const files = credentialFiles(t, running.pki.caPem, token);
   const sink = new RecordingSink();
   const source = new GrpcConfigSource({
@@ -40,13 +45,23 @@ function startSource(t: After, running: RunningServer, token: string, node = 'no
   return { source, sink, files };
 }
 
-const DENY: AuthorizationPolicy = { namespace: 'shop', name: 'deny-legacy', action: 'DENY', dryRun: false, rules: [{ from: [{ namespaces: ['legacy'] }] }] };
+const DENY: AuthorizationPolicy = {
+  namespace: 'shop',
+  name: 'deny-legacy',
+  action: 'DENY',
+  dryRun: false,
+  rules: [{ from: [{ namespaces: ['legacy'] }] }],
+};
 const STRICT: PeerAuthentication = { namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] };
 
 function fill(store: ResourceStore): void {
   store.upsert('workload', 'shop/cart-1', workload('cart-1', '10.244.0.11'));
   store.upsert('workload', 'shop/cart-2', workload('cart-2', '10.244.1.12', { node: 'node-b' }));
-  store.upsert('service', 'shop/cart', service('cart', '10.96.0.10', [{ ip: '10.244.0.11', workloadUid: 'shop/cart-1' }, { ip: '10.244.1.12' }]));
+  store.upsert(
+    'service',
+    'shop/cart',
+    service('cart', '10.96.0.10', [{ ip: '10.244.0.11', workloadUid: 'shop/cart-1' }, { ip: '10.244.1.12' }]),
+  );
   store.upsert('authorizationPolicy', 'shop/deny-legacy', DENY);
   store.upsert('peerAuthentication', 'ferry-system/default', STRICT);
 }
@@ -101,7 +116,10 @@ describe('config stream end to end', () => {
     await waitFor(() => second.server.stats().acks >= 1, 'the resync to be acknowledged', 10_000);
     assert.equal(second.server.stats().pushes, 1, 'one push: the empty, synced resync');
     assert.equal(second.server.stats().bytesSent < 64, true, `no resource sent (${second.server.stats().bytesSent} bytes)`);
-    assert.ok(sink.applied.slice(applied).every((a) => isEmptyDelta(a.delta)), 'no resource reached the state');
+    assert.ok(
+      sink.applied.slice(applied).every((a) => isEmptyDelta(a.delta)),
+      'no resource reached the state',
+    );
     assert.equal(state.policyRevision, revision);
     assert.equal(state.policies, policies);
     assert.equal(state.workload('shop/cart-1'), cart, 'the same workload object: nothing to re-enrol');
@@ -163,7 +181,7 @@ describe('config stream end to end', () => {
     assert.match(source.stats().lastError ?? '', /serves node "node-b", but it runs on "node-a"/);
   });
 
-  test('policies that compile alone but not in the state are refused; the push\'s other resources are applied', async (t) => {
+  test("policies that compile alone but not in the state are refused; the push's other resources are applied", async (t) => {
     const running = await startConfigServer(t);
     running.store.upsert('workload', 'shop/cart-1', workload('cart-1', '10.244.0.11'));
     const { source, sink } = startSource(t, running, 'token-a');

@@ -30,7 +30,13 @@ function endpointOf(d: Destination): string {
   return d.kind === 'service' ? `${d.endpoint.ip}:${d.endpoint.port}` : '';
 }
 
-const DENY: AuthorizationPolicy = { namespace: 'shop', name: 'deny', action: 'DENY', dryRun: false, rules: [{ from: [{ namespaces: ['legacy'] }] }] };
+const DENY: AuthorizationPolicy = {
+  namespace: 'shop',
+  name: 'deny',
+  action: 'DENY',
+  dryRun: false,
+  rules: [{ from: [{ namespaces: ['legacy'] }] }],
+};
 
 describe('ClusterState.apply', () => {
   test('workloads: upsert and remove update the IP, uid and node indexes for just those workloads', () => {
@@ -137,7 +143,7 @@ describe('ClusterState.apply', () => {
     assert.equal(state.revision, 7);
   });
 
-  test('revision: the source\'s when given, else one more per delta', () => {
+  test("revision: the source's when given, else one more per delta", () => {
     const state = new ClusterState();
     state.apply({}, 41);
     assert.equal(state.revision, 41);
@@ -252,15 +258,28 @@ describe('validateResource', () => {
   test('each problem names its field', () => {
     const fields = (problems: Array<{ field: string }>): string[] => problems.map((p) => p.field).sort();
     assert.deepEqual(
-      fields(validateResource('workload', { ...workload('a', 'nope'), uid: 'shop/b', excludeOutboundCidrs: ['10.0.0.0/99'], serviceAccount: '' })),
+      fields(
+        validateResource('workload', {
+          ...workload('a', 'nope'),
+          uid: 'shop/b',
+          excludeOutboundCidrs: ['10.0.0.0/99'],
+          serviceAccount: '',
+        }),
+      ),
       ['excludeOutboundCidrs[0]', 'ips[0]', 'serviceAccount', 'uid'],
     );
     assert.deepEqual(fields(validateResource('workload', { ...workload('a', '10.244.0.1'), extra: 1 })), ['extra']);
-    assert.deepEqual(fields(validateResource('service', service('s', 'nope', [{ ip: '10.244.0.300' }]))), ['ports[0].endpoints[0].ip', 'vips[0]']);
+    assert.deepEqual(fields(validateResource('service', service('s', 'nope', [{ ip: '10.244.0.300' }]))), [
+      'ports[0].endpoints[0].ip',
+      'vips[0]',
+    ]);
     const badPolicy = validateResource('authorizationPolicy', { ...DENY, rules: [{ when: [{ key: 'source.ip', values: ['nope'] }] }] });
     assert.equal(badPolicy.length, 1);
     assert.match(badPolicy[0].field, /rules\[0\]/);
     assert.match(badPolicy[0].message, /"nope" is not an IPv4 or IPv6 address/);
-    assert.deepEqual(fields(validateResource('peerAuthentication', { namespace: 'shop', name: 'x', mode: 'SOMETIMES', portLevelMtls: [] })), ['mode']);
+    assert.deepEqual(
+      fields(validateResource('peerAuthentication', { namespace: 'shop', name: 'x', mode: 'SOMETIMES', portLevelMtls: [] })),
+      ['mode'],
+    );
   });
 });

@@ -860,7 +860,9 @@ export class ConfigServer {
 
   private maybeCompact(): void {
     let floor = this.store.seq;
-    for (const s of this.streams.values()) floor = Math.min(floor, Math.max(s.acked, s.startSeq));
+    // A stream still to send its Hello is left out: its sync will compare its claims with the live store, so
+    // no tombstone is owed to it (and one that never says Hello cannot make tombstones pile up).
+    for (const s of this.streams.values()) if (s.hello) floor = Math.min(floor, Math.max(s.acked, s.startSeq));
     this.store.compact(floor);
   }
 

@@ -90,6 +90,8 @@ async function serve(): Promise<void> {
     }
     if (message.op === 'stop') server.close().then(() => process.exit(0));
   });
+  // The parent died (or was killed by a timeout): nothing is left running.
+  process.on('disconnect', () => process.exit(0));
   process.send?.({ op: 'ready', port, ca: root.certPem });
 }
 

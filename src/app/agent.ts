@@ -8,9 +8,10 @@ import { CaptureEngine, ownCgroup, type MapState } from '../capture';
 import { assertKernelReady, netnsCookie, probeKernel } from '../native';
 import { LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange } from '../identity';
 import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
-import { ClusterState, watchSnapshot, type ClusterSnapshot } from '../state';
+import { ClusterState, SnapshotFileSource, type ConfigSink, type ConfigSource } from '../state';
+import { GrpcConfigSource } from '../config-client';
 import { IdentityTlsProvider } from '../tls';
-import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type RootLogger } from '../telemetry';
+import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type Logger, type RootLogger } from '../telemetry';
 import { startAdminServer } from './admin';
 import { PolicyAuthorizer } from './authorizer';
 import { keepaliveSettings, netnsDialer, socketOptions } from './dialer';
@@ -21,6 +22,8 @@ import { AgentRuntimeError } from './errors';
 
 export interface Agent {
   readonly state: ClusterState;
+  /** Where the state comes from (the snapshot file or the controller). */
+  readonly configSource: ConfigSource;
   readonly certificates: WorkloadCertificates;
   readonly proxy: NodeProxy;
   readonly capture: CaptureEngine;
@@ -34,7 +37,22 @@ export interface Agent {
 /** How often the agent looks at the CA directory for a new trust bundle or issuer. */
 const CA_POLL_MS = 500;
 
-export async function startAgent(config: AgentConfig, logging: RootLogger): Promise<Agent> {
+/** The source --snapshot or --controller selects. */
+export function configSourceFor(config: AgentConfig, log: Logger): ConfigSource {
+  const settings = config.configSource;
+  if (settings.kind === 'snapshot') return new SnapshotFileSource(settings.path, { log });
+  return new GrpcConfigSource({
+    address: settings.address,
+    caFile: settings.caFile,
+    tokenFile: settings.tokenFile,
+    node: config.node,
+    ...(settings.serverName !== undefined ? { serverName: settings.serverName } : {}),
+    log,
+  });
+}
+
+/** `configSource`: where the state comes from; by default the one the configuration selects (configSourceFor). */
+export async function startAgent(config: AgentConfig, logging: RootLogger, configSource?: ConfigSource): Promise<Agent> {
   const { log } = logging;
   // HBONE servers face every pod with a certificate: no start on an HTTP/2 stack with known floods.
   const runtime = http2RuntimeProblem(process.versions);
@@ -181,15 +199,22 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
     ),
   );
 
-  const unwatch = watchSnapshot(
-    config.snapshotPath,
-    (snapshot: ClusterSnapshot) => {
-      state.replace(snapshot);
-      authorizer.stateReplaced(snapshot.revision);
+  // Each delta: the state first, then what follows from it — policy re-checks, the BPF Service table, and
+  // (once the source holds a whole state, so enrolment never prunes pods it has not heard of yet) enrolment.
+  const source = configSource ?? configSourceFor(config, log);
+  const sink: ConfigSink = {
+    apply(delta, update) {
+      state.apply(delta, update.revision);
+      authorizer.stateReplaced(state.revision);
       capture.syncServices(state.services);
+      if (!update.synced) return;
       reconciler.schedule().then(
         () => {
-          if (!synced) log.info({ revision: snapshot.revision, pods: capture.enrolledUids() }, 'state synced');
+          if (!synced)
+            log.info(
+              { revision: state.revision, version: update.version, source: source.description, pods: capture.enrolledUids() },
+              'state synced',
+            );
           synced = true;
           // Enrolments change the pod maps: count them now rather than at the next tick.
           sampleMaps();
@@ -197,18 +222,19 @@ export async function startAgent(config: AgentConfig, logging: RootLogger): Prom
         (err: Error) => log.error({ err }, 'reconcile failed'),
       );
     },
-    (err) => log.error({ err }, 'snapshot rejected; keeping the previous one'),
-  );
+  };
+  source.start(sink);
 
   return {
     state,
+    configSource: source,
     proxy,
     capture,
     certificates,
     metrics: registry,
     notReadyReason,
     async stop() {
-      unwatch();
+      await source.stop();
       stopCaWatch();
       reconciler.stop();
       clearInterval(mapTimer);

@@ -1,2 +1,2 @@
 // src/app: wiring — what is built, in which order. No data-path logic lives here.
-export { startAgent, type Agent } from './agent';
+export { configSourceFor, startAgent, type Agent } from './agent';

@@ -1,6 +1,6 @@
 // The `ferry` command line: agent, sandbox and their subcommands (commander).
 import { Command, Option } from 'commander';
-import { AGENT_LIMITS, agentConfigFrom, sandboxPrefixFrom } from '../config';
+import { AGENT_LIMITS, DEFAULT_TOKEN_FILE, agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent } from '../app';
 import { createLogging, type LogLevel } from '../telemetry';
 import {
@@ -33,7 +33,17 @@ export async function main(argv: string[]): Promise<void> {
   agent
     .description('run the node agent: capture enrolled pods and proxy their traffic')
     .option('--node <name>', "this node's name (FERRY_NODE)")
-    .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT)')
+    .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT); or --controller')
+    .option('--controller <host:port>', "the controller's config stream, gRPC over TLS (FERRY_CONTROLLER); or --snapshot")
+    .option('--controller-ca <file>', "PEM bundle the controller's certificate must chain to (FERRY_CONTROLLER_CA)")
+    .option(
+      '--controller-server-name <name>',
+      "name in the controller's certificate, when not the host of --controller (FERRY_CONTROLLER_SERVER_NAME)",
+    )
+    .option(
+      '--token-file <file>',
+      `service-account token presented to the controller, re-read on each connect (FERRY_TOKEN_FILE; default ${DEFAULT_TOKEN_FILE})`,
+    )
     .option('--pin-dir <dir>', 'bpffs directory for pinned maps and links (FERRY_PIN_DIR)')
     .option('--cgroup <dir>', 'cgroup v2 directory to attach the connect programs to (FERRY_CGROUP)')
     .option('--bpf-dir <dir>', 'directory with the compiled BPF objects (FERRY_BPF_DIR)')

@@ -5,6 +5,10 @@ import { ConfigError } from './errors';
 export interface AgentOptions {
   node?: string;
   snapshot?: string;
+  controller?: string;
+  controllerCa?: string;
+  controllerServerName?: string;
+  tokenFile?: string;
   pinDir?: string;
   cgroup?: string;
   bpfDir?: string;
@@ -151,11 +155,30 @@ function limitsFrom(options: AgentOptions, env: NodeJS.ProcessEnv): AgentLimits 
   return limits;
 }
 
+/** Where the agent's model comes from: exactly one of --snapshot and --controller. */
+export type ConfigSourceSettings =
+  /** JSON snapshot of the cluster (the sandbox writes it; the agent watches it for changes). */
+  | { kind: 'snapshot'; path: string }
+  | {
+      /** The controller's config stream (gRPC over TLS). */
+      kind: 'controller';
+      /** host:port */
+      address: string;
+      /** PEM bundle the controller's certificate must chain to. */
+      caFile: string;
+      /** The agent's projected service-account token, sent as its credential (re-read on every connect). */
+      tokenFile: string;
+      /** Name the controller's certificate carries, when it is not the host of `address`. */
+      serverName?: string;
+    };
+
+/** Where the kubelet mounts a pod's service-account token by default. */
+export const DEFAULT_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
 export interface AgentConfig {
   /** This agent's node name; it enrols only pods scheduled here. */
   node: string;
-  /** JSON snapshot of the cluster (the sandbox writes it; the agent watches it for changes). */
-  snapshotPath: string;
+  configSource: ConfigSourceSettings;
   /** bpffs directory for this agent's pinned maps and links. */
   pinDir: string;
   /** cgroup v2 directory the connect and sock_ops programs attach to. */
@@ -199,10 +222,38 @@ function required(value: string | undefined, flag: string, envName: string): str
   return value;
 }
 
+/** `host:port` with a host name, IPv4 address or bracketed IPv6 address, and a port from 1 to 65535. */
+const CONTROLLER_ADDRESS = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+
+function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): ConfigSourceSettings {
+  const snapshot = options.snapshot ?? env.FERRY_SNAPSHOT;
+  const controller = options.controller ?? env.FERRY_CONTROLLER;
+  const given = (value: string | undefined): value is string => value !== undefined && value !== '';
+  if (given(snapshot) && given(controller)) {
+    throw new ConfigError('agent: --snapshot (FERRY_SNAPSHOT) and --controller (FERRY_CONTROLLER) are exclusive; give one');
+  }
+  if (given(snapshot)) return { kind: 'snapshot', path: snapshot };
+  if (!given(controller)) {
+    throw new ConfigError('agent: --controller HOST:PORT (or FERRY_CONTROLLER) or --snapshot FILE (or FERRY_SNAPSHOT) is required');
+  }
+  const port = CONTROLLER_ADDRESS.exec(controller)?.[1];
+  if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+    throw new ConfigError(`agent: --controller "${controller}" is not HOST:PORT with a port from 1 to 65535`);
+  }
+  const serverName = options.controllerServerName ?? env.FERRY_CONTROLLER_SERVER_NAME;
+  return {
+    kind: 'controller',
+    address: controller,
+    caFile: required(options.controllerCa ?? env.FERRY_CONTROLLER_CA, '--controller-ca', 'FERRY_CONTROLLER_CA'),
+    tokenFile: options.tokenFile ?? env.FERRY_TOKEN_FILE ?? DEFAULT_TOKEN_FILE,
+    ...(given(serverName) ? { serverName } : {}),
+  };
+}
+
 /** Build the agent's configuration; options win over the environment. */
 export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const node = required(options.node ?? env.FERRY_NODE, '--node', 'FERRY_NODE');
-  const snapshotPath = required(options.snapshot ?? env.FERRY_SNAPSHOT, '--snapshot', 'FERRY_SNAPSHOT');
+  const configSource = configSourceFrom(options, env);
   const pinDir = options.pinDir ?? env.FERRY_PIN_DIR ?? '/sys/fs/bpf/ferry';
   const cgroupPath = required(options.cgroup ?? env.FERRY_CGROUP, '--cgroup', 'FERRY_CGROUP');
   const bpfDir = options.bpfDir ?? env.FERRY_BPF_DIR ?? path.resolve(__dirname, '..', '..', '..', 'bpf', 'build');
@@ -238,14 +289,19 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   for (const [flag, value] of [
     ['--pin-dir', pinDir],
     ['--cgroup', cgroupPath],
-    ['--snapshot', snapshotPath],
     ['--ca-dir', caDir],
+    ...(configSource.kind === 'snapshot'
+      ? [['--snapshot', configSource.path]]
+      : [
+          ['--controller-ca', configSource.caFile],
+          ['--token-file', configSource.tokenFile],
+        ]),
   ]) {
     if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
   }
   return {
     node,
-    snapshotPath,
+    configSource,
     pinDir,
     cgroupPath,
     bpfDir,

@@ -49,3 +49,16 @@ export {
 export { CA_SERVICE_ERROR_CODES, CaServiceError, type CaServiceErrorCode } from './ca-errors';
 export { KubePodDirectory, PodIndex, type PodDirectory, type PodOnNode } from './pod-directory';
 export { TokenBuckets, type TokenBucketOptions } from './ca-rate-limit';
+export {
+  CONFIG_SERVER_ERROR_CODES,
+  ConfigServer,
+  ConfigServerError,
+  DEFAULT_CONFIG_SERVER_LIMITS,
+  ResourceStore,
+  type ConfigServerLimits,
+  type ConfigServerOptions,
+  type ConfigServerStats,
+  type ResourceStoreOptions,
+  type StreamAuthenticator,
+  type StreamIdentity,
+} from './config-server';

@@ -1,20 +1,16 @@
 // The CA service's protocol (proto/ferry/ca/v1/ca.proto) loaded with @grpc/proto-loader, and the shapes of
 // its messages as proto-loader hands them over (camelCase fields, enums as names, uint64 as numbers).
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { IdentityError } from './errors';
+import { LOADER_OPTIONS as FERRY_LOADER_OPTIONS, protoDirectory } from '../proto';
 
 export const CA_PROTO_FILE = 'ferry/ca/v1/ca.proto';
 /** The fully qualified service name, as grpc-js registers it. */
 export const CA_SERVICE_NAME = 'ferry.ca.v1.CertificateService';
 
-/**
- * keepCase false: fields arrive camelCase. longs Number: generations stay far below 2^53. defaults:
- * absent proto3 fields read as their zero value, so handlers never meet undefined.
- */
-const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
+/** src/proto's options, but 64-bit integers as numbers: CA generations stay far below 2^53. */
+const LOADER_OPTIONS: protoLoader.Options = { ...FERRY_LOADER_OPTIONS, longs: Number };
 
 export type CaRotationPhaseName =
   | 'ROTATION_PHASE_UNSPECIFIED'
@@ -46,19 +42,9 @@ export interface TrustBundleMessage {
   trustDomain: string;
 }
 
-/** The directory holding `proto/`: the package root, found from this file (src/identity or dist/src/identity). */
+/** The directory holding `proto/` (one lookup for every service: src/proto). */
 export function protoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'proto', CA_PROTO_FILE))) {
-      return path.join(dir, 'proto');
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new IdentityError('FERRY_ERR_IDENTITY_CA_SERVICE', `${CA_PROTO_FILE}: not found in a proto/ folder above ${__dirname}`);
-    }
-    dir = parent;
-  }
+  return protoDirectory();
 }
 
 let loaded: grpc.ServiceClientConstructor | undefined;

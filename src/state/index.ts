@@ -1,6 +1,31 @@
-// src/state: the one in-memory model of workloads, services and policies that the agent reads.
+// src/state: the one in-memory model of workloads, services and policies that the agent reads, the typed deltas
+// that change it, and the ConfigSource interface its feeders (snapshot file, memory, the controller) implement.
 export type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
 export { workloadUid } from './model';
-export { ClusterState, type Destination } from './cluster-state';
+export { ClusterState, type AppliedChange, type Destination } from './cluster-state';
+export {
+  DELTA_FIELDS,
+  RESOURCE_KINDS,
+  deltaOf,
+  isEmptyDelta,
+  resourceName,
+  resourcesDelta,
+  sameValue,
+  snapshotDelta,
+  type ResourceDelta,
+  type ResourceKind,
+  type ResourceSets,
+  type ResourceTypes,
+  type StateDelta,
+} from './delta';
+export {
+  MemoryConfigSource,
+  SnapshotFileSource,
+  type ConfigSink,
+  type ConfigSource,
+  type ConfigUpdate,
+  type SnapshotFileSourceOptions,
+} from './config-source';
+export { validateResource, type ResourceProblem } from './validate-resource';
 export { parseSnapshot, readSnapshot, watchSnapshot, writeSnapshot } from './snapshot-file';
 export { SnapshotError, STATE_ERROR_CODES } from './errors';

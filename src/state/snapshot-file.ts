@@ -4,11 +4,8 @@ import * as fs from 'node:fs';
 import Ajv from 'ajv';
 import { AUTHORIZATION_POLICY_JSON_SCHEMA, PEER_AUTHENTICATION_JSON_SCHEMA, PolicyError, PolicySet } from '../policy';
 import type { ClusterSnapshot } from './model';
+import { SERVICE_JSON_SCHEMA, WORKLOAD_JSON_SCHEMA } from './model-schema';
 import { SnapshotError } from './errors';
-
-const stringArray = { type: 'array', items: { type: 'string' } } as const;
-const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
-const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 
 const schema = {
   type: 'object',
@@ -17,74 +14,8 @@ const schema = {
   properties: {
     version: { const: 1 },
     revision: { type: 'integer', minimum: 0 },
-    workloads: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: [
-          'uid',
-          'namespace',
-          'name',
-          'node',
-          'serviceAccount',
-          'ips',
-          'labels',
-          'meshEnabled',
-          'netnsPath',
-          'excludeOutboundPorts',
-          'excludeOutboundCidrs',
-        ],
-        properties: {
-          uid: { type: 'string' },
-          namespace: { type: 'string' },
-          name: { type: 'string' },
-          node: { type: 'string' },
-          serviceAccount: { type: 'string' },
-          ips: stringArray,
-          labels: stringMap,
-          meshEnabled: { type: 'boolean' },
-          netnsPath: { type: 'string' },
-          excludeOutboundPorts: { type: 'array', items: port },
-          excludeOutboundCidrs: stringArray,
-        },
-      },
-    },
-    services: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['namespace', 'name', 'hostname', 'vips', 'ports'],
-        properties: {
-          namespace: { type: 'string' },
-          name: { type: 'string' },
-          hostname: { type: 'string' },
-          vips: stringArray,
-          ports: {
-            type: 'array',
-            items: {
-              type: 'object',
-              additionalProperties: false,
-              required: ['port', 'endpoints'],
-              properties: {
-                name: { type: 'string' },
-                port,
-                endpoints: {
-                  type: 'array',
-                  items: {
-                    type: 'object',
-                    additionalProperties: false,
-                    required: ['ip', 'port'],
-                    properties: { ip: { type: 'string' }, port, workloadUid: { type: 'string' } },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
+    workloads: { type: 'array', items: WORKLOAD_JSON_SCHEMA },
+    services: { type: 'array', items: SERVICE_JSON_SCHEMA },
     // The normalised forms src/policy produced when the sandbox (or control plane) read the YAML.
     authorizationPolicies: { type: 'array', items: AUTHORIZATION_POLICY_JSON_SCHEMA },
     peerAuthentications: { type: 'array', items: PEER_AUTHENTICATION_JSON_SCHEMA },

@@ -1,7 +1,7 @@
 // The `ferry` command line: agent, sandbox and their subcommands (commander).
 import { Command, Option } from 'commander';
 import { AGENT_LIMITS, DEFAULT_TOKEN_FILE, agentConfigFrom, sandboxPrefixFrom } from '../config';
-import { startAgent } from '../app';
+import { startAgent, startController } from '../app';
 import { createLogging, type LogLevel } from '../telemetry';
 import {
   sandboxChangePolicies,
@@ -28,6 +28,52 @@ export async function main(argv: string[]): Promise<void> {
     .description('Ferry: a sidecarless service mesh — eBPF capture into one shared node proxy')
     .showHelpAfterError()
     .enablePositionalOptions();
+
+  program
+    .command('controller')
+    .description('run the controller: watch the API server, stream configuration to agents, sign their workload certificates')
+    .option('--kubeconfig <file>', "kubeconfig to reach the API server; default: the pod's in-cluster service account")
+    .option('--listen <address>', 'gRPC over TLS for agents: host:port, or unix:/path', '0.0.0.0:15012')
+    .option('--trust-domain <name>', 'SPIFFE trust domain', 'cluster.local')
+    .option('--root-namespace <name>', 'where mesh-wide policies live', 'ferry-system')
+    .option('--dns-name <name...>', 'more DNS names for the serving certificate')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace', 'info')
+    .action(
+      async (options: {
+        kubeconfig?: string;
+        listen: string;
+        trustDomain: string;
+        rootNamespace: string;
+        dnsName?: string[];
+        logLevel: string;
+      }) => {
+        const { log } = createLogging(options.logLevel as LogLevel);
+        const running = await startController(
+          {
+            kubeconfig: options.kubeconfig,
+            listen: options.listen,
+            trustDomain: options.trustDomain,
+            rootNamespace: options.rootNamespace,
+            dnsNames: options.dnsName ?? [],
+          },
+          log,
+        ).catch((err: Error) => {
+          log.fatal({ err }, 'controller failed to start');
+          throw err;
+        });
+        await new Promise<void>((resolve) => {
+          const stop = (signal: string): void => {
+            log.info({ signal }, 'stopping');
+            running.stop().then(resolve, (err: Error) => {
+              log.error({ err }, 'stop failed');
+              resolve();
+            });
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+      },
+    );
 
   const agent = program.command('agent');
   agent

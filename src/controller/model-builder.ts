@@ -13,13 +13,14 @@ import {
   type CustomObject,
   type ObjectProblem,
 } from '../k8s';
+import type { ResourceKind, ResourceTypes } from '../state';
 import type { Logger } from '../telemetry';
 
-export type ModelKind = 'workload' | 'service' | 'authorizationPolicy' | 'peerAuthentication';
+export type ModelKind = ResourceKind;
 
 /** Where the model goes (the config server's resource store). Keys: a workload's UID; `namespace/name` otherwise. */
 export interface ModelSink {
-  upsert(kind: ModelKind, key: string, value: unknown): void;
+  upsert<K extends ModelKind>(kind: K, key: string, value: ResourceTypes[K]): void;
   remove(kind: ModelKind, key: string): void;
 }
 
@@ -89,6 +90,11 @@ export class ModelBuilder {
   }
 
   #pod(pod: V1Pod): void {
+    // Not scheduled yet: no node, no address, nothing an agent could do with it.
+    if (!pod.spec?.nodeName) {
+      this.#removed('workload', pod.metadata?.uid ?? keyOf(pod));
+      return;
+    }
     const namespace = this.#watch.namespaces.get(pod.metadata?.namespace ?? '');
     const t = workloadFromPod(pod, namespace);
     this.#report('Pod', pod, t.problems, t.warnings);
@@ -106,7 +112,7 @@ export class ModelBuilder {
     if (problems.length > 0 || warnings.length > 0) this.#reporter.invalid(kind, object, problems, warnings);
   }
 
-  #changed(kind: ModelKind, key: string, value: unknown): void {
+  #changed<K extends ModelKind>(kind: K, key: string, value: ResourceTypes[K]): void {
     const sent = this.#sent.get(kind);
     const text = JSON.stringify(value);
     if (sent === undefined || sent.get(key) === text) return;

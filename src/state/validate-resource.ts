@@ -70,13 +70,9 @@ function address(problems: ResourceProblem[], field: string, value: string): voi
 
 function workloadProblems(w: Workload): ResourceProblem[] {
   const problems: ResourceProblem[] = [];
-  for (const field of ['namespace', 'name', 'node', 'serviceAccount'] as const) nonEmpty(problems, field, w[field]);
-  if (w.uid !== `${w.namespace}/${w.name}`) {
-    problems.push({
-      field: 'uid',
-      message: `${JSON.stringify(w.uid)} is not "namespace/name" (${JSON.stringify(`${w.namespace}/${w.name}`)})`,
-    });
-  }
+  // The uid is the Pod's metadata.uid from the API server (a snapshot file uses "namespace/name"): any
+  // non-empty key, so a pod recreated under the same name is a new workload.
+  for (const field of ['uid', 'namespace', 'name', 'node', 'serviceAccount'] as const) nonEmpty(problems, field, w[field]);
   for (const [i, ip] of w.ips.entries()) address(problems, `ips[${i}]`, ip);
   w.excludeOutboundCidrs.forEach((cidr, i) => {
     const parsed = parseIpNetwork(cidr);

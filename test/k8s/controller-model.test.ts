@@ -23,7 +23,7 @@ const CRDS = path.join(__dirname, '..', '..', '..', 'deploy', 'crds');
 class MapSink implements ModelSink {
   readonly kinds = new Map<ModelKind, Map<string, unknown>>();
   changes = 0;
-  upsert(kind: ModelKind, key: string, value: unknown): void {
+  upsert<K extends ModelKind>(kind: K, key: string, value: unknown): void {
     this.changes++;
     if (!this.kinds.has(kind)) this.kinds.set(kind, new Map());
     this.kinds.get(kind)?.set(key, value);

@@ -261,7 +261,7 @@ describe('validateResource', () => {
       fields(
         validateResource('workload', {
           ...workload('a', 'nope'),
-          uid: 'shop/b',
+          uid: '',
           excludeOutboundCidrs: ['10.0.0.0/99'],
           serviceAccount: '',
         }),

@@ -71,6 +71,9 @@ func runServe(args []string) int {
 	fs.IntVar(&o.verbosity, "v", 0, "klog verbosity of all components")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 2*time.Minute, "give up when the apiserver is not ready this long after start")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if o.dataDir == "" || fs.NArg() > 0 {
@@ -114,6 +117,16 @@ func serve(o serveOptions) error {
 		ctx = watchParent(ctx, parent)
 	}
 
+	// The apiserver's port first: a --port already taken fails before anything else starts.
+	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+	if err != nil {
+		return fmt.Errorf("apiserver listener: %w", err)
+	}
+	// The apiserver closes it when it stops; this covers the returns before it takes it over.
+	defer listener.Close()
+	port := listener.Addr().(*net.TCPAddr).Port
+	server := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
 	pki := newPKIPaths(dataDir)
 	if err := ensurePKI(pki); err != nil {
 		return fmt.Errorf("certificates: %w", err)
@@ -129,13 +142,6 @@ func serve(o serveOptions) error {
 	}
 	// etcd is closed last, after every component that talks to it has returned.
 	defer etcdServer.Close()
-
-	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
-	if err != nil {
-		return fmt.Errorf("apiserver listener: %w", err)
-	}
-	port := listener.Addr().(*net.TCPAddr).Port
-	server := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
 	components := newSupervisor()
 	apiCtx, apiCancel := context.WithCancel(context.Background())

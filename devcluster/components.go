@@ -41,6 +41,9 @@ func apiServerArgs(dataDir string, pki pkiPaths, etcdURL string, port int) []str
 		// Where the apiserver would write self-signed certificates; it has ours, but keep it inside DIR.
 		"--cert-dir=" + filepath.Join(dataDir, "apiserver"),
 		"--etcd-servers=" + etcdURL,
+		"--etcd-cafile=" + pki.EtcdCACert,
+		"--etcd-certfile=" + pki.EtcdClientCert,
+		"--etcd-keyfile=" + pki.EtcdClientKey,
 		"--client-ca-file=" + pki.CACert,
 		"--tls-cert-file=" + pki.ServingCert,
 		"--tls-private-key-file=" + pki.ServingKey,

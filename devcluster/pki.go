@@ -1,6 +1,7 @@
 // The dev cluster's certificates and keys, made once per data directory: a cluster CA, the apiserver's
-// serving certificate, client certificates whose subjects RBAC's bootstrap bindings know, and the
-// service-account signing key pair. Existing files are kept, so a restarted cluster keeps its identity
+// serving certificate, client certificates whose subjects RBAC's bootstrap bindings know, the
+// service-account signing key pair, and etcd's own CA with its serving certificate and the apiserver's
+// client certificate (a CA of its own, so no cluster user's certificate opens etcd, which has no RBAC). Existing files are kept, so a restarted cluster keeps its identity
 // and the tokens it issued stay valid.
 package main
 
@@ -40,6 +41,11 @@ type pkiPaths struct {
 	SchedulerCert, SchedKey string
 	ServiceAccountKey       string
 	ServiceAccountPublicKey string
+	EtcdCACert, EtcdCAKey   string
+	EtcdServerCert          string
+	EtcdServerKey           string
+	EtcdClientCert          string
+	EtcdClientKey           string
 }
 
 func newPKIPaths(dataDir string) pkiPaths {
@@ -53,6 +59,9 @@ func newPKIPaths(dataDir string) pkiPaths {
 		KCMCert: p("kube-controller-manager.crt"), KCMKey: p("kube-controller-manager.key"),
 		SchedulerCert: p("kube-scheduler.crt"), SchedKey: p("kube-scheduler.key"),
 		ServiceAccountKey: p("sa.key"), ServiceAccountPublicKey: p("sa.pub"),
+		EtcdCACert: p("etcd-ca.crt"), EtcdCAKey: p("etcd-ca.key"),
+		EtcdServerCert: p("etcd-server.crt"), EtcdServerKey: p("etcd-server.key"),
+		EtcdClientCert: p("apiserver-etcd-client.crt"), EtcdClientKey: p("apiserver-etcd-client.key"),
 	}
 }
 
@@ -61,20 +70,35 @@ type keyPair struct {
 	key  crypto.Signer
 }
 
-// ensurePKI makes whatever of the files is missing. A CA that has to be made anew invalidates every leaf,
-// so then all leaves are made again too.
+type leafFiles struct {
+	cert, key string
+	template  func() *x509.Certificate
+}
+
+// ensurePKI makes whatever of the files is missing. A CA that has to be made anew invalidates every leaf
+// it signed, so then those are made again too.
 func ensurePKI(p pkiPaths) error {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return err
 	}
-	ca, created, err := loadOrCreateCA(p.CACert, p.CAKey)
+	etcdCA, etcdCreated, err := loadOrCreateCA(p.EtcdCACert, p.EtcdCAKey, "ferry-devcluster-etcd-ca")
 	if err != nil {
 		return err
 	}
-	leaves := []struct {
-		cert, key string
-		template  func() *x509.Certificate
-	}{
+	etcdLeaves := []leafFiles{
+		// etcd presents this one to clients and to its peer listener's clients, and uses it as a client
+		// towards its own peer URL, so it carries both usages.
+		{p.EtcdServerCert, p.EtcdServerKey, etcdServerTemplate},
+		{p.EtcdClientCert, p.EtcdClientKey, clientTemplate("kube-apiserver-etcd-client")},
+	}
+	if err := ensureLeaves(etcdCA, etcdCreated, etcdLeaves); err != nil {
+		return err
+	}
+	ca, created, err := loadOrCreateCA(p.CACert, p.CAKey, "ferry-devcluster-ca")
+	if err != nil {
+		return err
+	}
+	leaves := []leafFiles{
 		{p.ServingCert, p.ServingKey, servingTemplate},
 		// O=system:masters is bound to cluster-admin by RBAC's bootstrap policy.
 		{p.AdminCert, p.AdminKey, clientTemplate("ferry-admin", "system:masters")},
@@ -83,13 +107,8 @@ func ensurePKI(p pkiPaths) error {
 		{p.KCMCert, p.KCMKey, clientTemplate("system:kube-controller-manager")},
 		{p.SchedulerCert, p.SchedKey, clientTemplate("system:kube-scheduler")},
 	}
-	for _, leaf := range leaves {
-		if !created && exists(leaf.cert) && exists(leaf.key) {
-			continue
-		}
-		if err := issue(ca, leaf.template(), leaf.cert, leaf.key); err != nil {
-			return err
-		}
+	if err := ensureLeaves(ca, created, leaves); err != nil {
+		return err
 	}
 	if created || !exists(p.ServiceAccountKey) || !exists(p.ServiceAccountPublicKey) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -110,7 +129,19 @@ func ensurePKI(p pkiPaths) error {
 	return nil
 }
 
-func loadOrCreateCA(certPath, keyPath string) (keyPair, bool, error) {
+func ensureLeaves(ca keyPair, caCreated bool, leaves []leafFiles) error {
+	for _, leaf := range leaves {
+		if !caCreated && exists(leaf.cert) && exists(leaf.key) {
+			continue
+		}
+		if err := issue(ca, leaf.template(), leaf.cert, leaf.key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func loadOrCreateCA(certPath, keyPath, commonName string) (keyPair, bool, error) {
 	if exists(certPath) && exists(keyPath) {
 		kp, err := loadKeyPair(certPath, keyPath)
 		return kp, false, err
@@ -122,7 +153,7 @@ func loadOrCreateCA(certPath, keyPath string) (keyPair, bool, error) {
 	now := time.Now()
 	template := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "ferry-devcluster-ca"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * certLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -155,6 +186,15 @@ func servingTemplate() *x509.Certificate {
 		},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(kubernetesSvcIP)},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+}
+
+func etcdServerTemplate() *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "ferry-devcluster-etcd"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 }
 

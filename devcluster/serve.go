@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
@@ -58,6 +59,9 @@ type clusterInfo struct {
 	AdminCert       string `json:"adminCert"`
 	AdminKey        string `json:"adminKey"`
 	EtcdClientURL   string `json:"etcdClientUrl"`
+	EtcdCACert      string `json:"etcdCaCert"`
+	EtcdClientCert  string `json:"etcdClientCert"`
+	EtcdClientKey   string `json:"etcdClientKey"`
 	ServiceCIDR     string `json:"serviceCidr"`
 	ServiceAccounts string `json:"serviceAccountIssuer"`
 	Version         string `json:"version"`
@@ -76,6 +80,9 @@ func runServe(args []string) int {
 	fs.Var(&o.apiserverArgs, "apiserver-arg",
 		"one more kube-apiserver flag, e.g. --apiserver-arg=--etcd-compaction-interval=2s (repeatable; after the dev cluster's own, so it wins)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if o.dataDir == "" || fs.NArg() > 0 {
@@ -119,6 +126,16 @@ func serve(o serveOptions) error {
 		ctx = watchParent(ctx, parent)
 	}
 
+	// The apiserver's port first: a --port already taken fails before anything else starts.
+	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
+	if err != nil {
+		return fmt.Errorf("apiserver listener: %w", err)
+	}
+	// The apiserver closes it when it stops; this covers the returns before it takes it over.
+	defer listener.Close()
+	port := listener.Addr().(*net.TCPAddr).Port
+	server := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+
 	pki := newPKIPaths(dataDir)
 	if err := ensurePKI(pki); err != nil {
 		return fmt.Errorf("certificates: %w", err)
@@ -128,19 +145,12 @@ func serve(o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	etcdServer, etcdURL, err := startEtcd(ctx, filepath.Join(dataDir, "etcd"), etcdClient, etcdPeer)
+	etcdServer, etcdURL, err := startEtcd(ctx, filepath.Join(dataDir, "etcd"), pki, etcdClient, etcdPeer)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	// etcd is closed last, after every component that talks to it has returned.
 	defer etcdServer.Close()
-
-	listener, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)))
-	if err != nil {
-		return fmt.Errorf("apiserver listener: %w", err)
-	}
-	port := listener.Addr().(*net.TCPAddr).Port
-	server := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
 	components := newSupervisor()
 	apiCtx, apiCancel := context.WithCancel(context.Background())
@@ -180,6 +190,7 @@ func serve(o serveOptions) error {
 	info := clusterInfo{
 		Server: server, Pid: os.Getpid(), DataDir: dataDir,
 		Kubeconfig: filepath.Join(dataDir, "admin.kubeconfig"), CACert: pki.CACert, AdminCert: pki.AdminCert, AdminKey: pki.AdminKey, EtcdClientURL: etcdURL,
+		EtcdCACert: pki.EtcdCACert, EtcdClientCert: pki.EtcdClientCert, EtcdClientKey: pki.EtcdClientKey,
 		ServiceCIDR: serviceCIDR, ServiceAccounts: serviceAccountIs, Version: releaseVersion(),
 	}
 	data, _ := json.MarshalIndent(info, "", "  ")
@@ -269,12 +280,19 @@ func freeLoopbackPorts() (int, int, error) {
 	return a.Addr().(*net.TCPAddr).Port, b.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embed.Etcd, string, error) {
+// startEtcd runs a one-member etcd whose client and peer listeners both require a client certificate of
+// etcd's own CA: etcd has no authorization of its own, so anyone who can write to it owns the cluster.
+func startEtcd(ctx context.Context, dir string, pki pkiPaths, clientPort, peerPort int) (*embed.Etcd, string, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "ferry-devcluster"
 	cfg.Dir = dir
-	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
-	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
+	tlsInfo := transport.TLSInfo{
+		CertFile: pki.EtcdServerCert, KeyFile: pki.EtcdServerKey, TrustedCAFile: pki.EtcdCACert, ClientCertAuth: true,
+	}
+	cfg.ClientTLSInfo = tlsInfo
+	cfg.PeerTLSInfo = tlsInfo
+	clientURL := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
+	peerURL := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
 	cfg.ListenPeerUrls = []url.URL{peerURL}
@@ -283,7 +301,6 @@ func startEtcd(ctx context.Context, dir string, clientPort, peerPort int) (*embe
 	cfg.ListenMetricsUrls = nil
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{"stderr"}
-	// A test cluster: no fsync per commit is not an option etcd offers, but a small backend is.
 	cfg.QuotaBackendBytes = 2 << 30
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -18,7 +18,11 @@ esac
 # Staging modules are published as v0.X.Y for kubernetes v1.X.Y.
 staging_version="v0.${version#v1.}"
 
-gomod="$(go mod download -json "k8s.io/kubernetes@$version" | json_field "j.GoMod")"
+if ! download="$(go mod download -json "k8s.io/kubernetes@$version")"; then
+  echo "sync-staging: k8s.io/kubernetes@$version: $(echo "$download" | json_field "j.Error")" >&2
+  exit 1
+fi
+gomod="$(echo "$download" | json_field "j.GoMod")"
 test -f "$gomod" || { echo "sync-staging: no go.mod for k8s.io/kubernetes@$version" >&2; exit 1; }
 
 # `k8s.io/X => ./staging/src/k8s.io/X`, inside a replace block or on a replace line of its own.
@@ -41,3 +45,4 @@ for module in "${staging[@]}"; do
 done
 go mod edit -require="k8s.io/kubernetes@$version" -require="go.etcd.io/etcd/server/v3@$etcd" "${edits[@]}"
 echo "sync-staging: k8s.io/kubernetes $version, ${#staging[@]} staging modules at $staging_version, etcd server $etcd"
+echo "sync-staging: after a version change run (cd devcluster && go mod tidy) and scripts/build-devcluster.sh"

@@ -2,7 +2,9 @@
 // upstream modules, scripts/build-devcluster.sh) for the whole file, exercised through kubectl and raw HTTPS.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type DevCluster, installGatewayApiCrds, startDevCluster } from '../../src/devcluster';
 import { isLoopback, kubectlJson, kubectlOk, listenersOf, requestWithToken, waitFor } from './helpers';
@@ -347,6 +349,57 @@ test('the cluster listens on loopback only', () => {
     listeners.filter((l) => !isLoopback(l.address)),
     [],
   );
+});
+
+/** GET url over TLS with no certificate checks on our side; 'error: …' or the status and body. */
+function tlsGet(url: string, clientAuth: { cert?: Buffer; key?: Buffer }): Promise<string> {
+  return new Promise((resolve) => {
+    const request = https.get(url, { rejectUnauthorized: false, timeout: 5_000, ...clientAuth }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8');
+      });
+      response.on('end', () => resolve(`${response.statusCode} ${body}`));
+      response.on('error', (err: NodeJS.ErrnoException) => resolve(`error: ${err.code ?? err.message}`));
+    });
+    request.on('timeout', () => request.destroy(new Error('timeout')));
+    request.on('error', (err: NodeJS.ErrnoException) => resolve(`error: ${err.code ?? err.message}`));
+  });
+}
+
+test('etcd serves no one without a client certificate of its own CA, not even the cluster admin', async () => {
+  const info = JSON.parse(fs.readFileSync(path.join(cluster.dataDir, 'cluster.json'), 'utf8')) as {
+    etcdClientUrl: string;
+    etcdClientCert: string;
+    etcdClientKey: string;
+    adminCert: string;
+    adminKey: string;
+  };
+  // The control: the apiserver's etcd client certificate is served, so a refusal below is the certificate's doing.
+  const apiserver = await tlsGet(`${info.etcdClientUrl}/version`, {
+    cert: fs.readFileSync(info.etcdClientCert),
+    key: fs.readFileSync(info.etcdClientKey),
+  });
+  assert.match(apiserver, /^200 .*etcdserver/);
+  assert.match(info.etcdClientUrl, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const anonymous = await tlsGet(`${info.etcdClientUrl}/version`, {});
+  assert.match(anonymous, /^error: /, `etcd answered a client without a certificate: ${anonymous}`);
+  const admin = await tlsGet(`${info.etcdClientUrl}/version`, {
+    cert: fs.readFileSync(info.adminCert),
+    key: fs.readFileSync(info.adminKey),
+  });
+  assert.match(admin, /^error: /, `etcd answered the cluster admin's certificate: ${admin}`);
+  // Plain HTTP to the TLS port gets no etcd answer either.
+  const plain = await new Promise<string>((resolve) => {
+    const socket = net.connect(Number(new URL(info.etcdClientUrl).port), '127.0.0.1', () => socket.end('GET /version HTTP/1.0\r\n\r\n'));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('utf8');
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('error', () => resolve(answer));
+  });
+  assert.doesNotMatch(plain, /etcdserver/);
 });
 
 // Last: the other tests need the cluster. after() calls stop() again, which must be harmless.

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { AGENT_LIMITS, DEFAULT_TOKEN_FILE, agentConfigFrom, sandboxPrefixFrom } from '../config';
 import { startAgent, startController } from '../app';
-import { createLogging, type LogLevel } from '../telemetry';
+import { createLogging, type LogLevel, type Logger } from '../telemetry';
 import {
   sandboxChangePolicies,
   sandboxDown,
@@ -22,6 +22,21 @@ import { printTable } from './table';
 const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
+
+/** Runs until SIGTERM or SIGINT, then stops `running` (a failed stop is logged; the process ends either way). */
+function stopOnSignal(running: { stop(): Promise<void> }, log: Logger): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'stopping');
+      running.stop().then(resolve, (err: Error) => {
+        log.error({ err }, 'stop failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command('ferry')
@@ -61,17 +76,7 @@ export async function main(argv: string[]): Promise<void> {
           log.fatal({ err }, 'controller failed to start');
           throw err;
         });
-        await new Promise<void>((resolve) => {
-          const stop = (signal: string): void => {
-            log.info({ signal }, 'stopping');
-            running.stop().then(resolve, (err: Error) => {
-              log.error({ err }, 'stop failed');
-              resolve();
-            });
-          };
-          process.once('SIGTERM', () => stop('SIGTERM'));
-          process.once('SIGINT', () => stop('SIGINT'));
-        });
+        await stopOnSignal(running, log);
       },
     );
 
@@ -113,17 +118,7 @@ export async function main(argv: string[]): Promise<void> {
       log.fatal({ err }, 'agent failed to start');
       throw err;
     });
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'stopping');
-        running.stop().then(resolve, (err: Error) => {
-          log.error({ err }, 'stop failed');
-          resolve();
-        });
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    await stopOnSignal(running, log);
   });
 
   const sandbox = program

@@ -7,12 +7,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Container, type V1Pod, type V1PodCondition, type V1Service } from '@kubernetes/client-node';
-import * as native from '../native';
-import { SOCKET_MARK } from '../config';
 import { WatchedResource } from '../k8s';
 import type { Logger } from '../telemetry';
 import { Ledger } from './ledger';
-import { netnsHttpGet } from './netns-http';
+import { netnsHttpGet, portOpen } from './netns-http';
 import {
   POD_HOST_OFFSET,
   MAX_PODS_PER_NODE,
@@ -608,14 +606,4 @@ function writeFileAtomic(file: string, text: string): void {
   const temporary = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(temporary, text, { mode: 0o600 });
   fs.renameSync(temporary, file);
-}
-
-async function portOpen(netnsPath: string, host: string, port: number): Promise<boolean> {
-  try {
-    const fd = await native.connectInNetns(netnsPath, { host, port, mark: SOCKET_MARK, timeoutMs: 500 });
-    native.closeFd(fd);
-    return true;
-  } catch {
-    return false;
-  }
 }

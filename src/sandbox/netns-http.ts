@@ -76,3 +76,17 @@ export async function netnsHttpGet(
     req.end();
   });
 }
+
+/**
+ * Whether something listens on host:port, asked from inside the namespace at netnsPath. A pod asking its own
+ * address goes over loopback, and the socket carries the agent's mark, so it is never steered or captured.
+ */
+export async function portOpen(netnsPath: string, host: string, port: number): Promise<boolean> {
+  try {
+    const fd = await native.connectInNetns(netnsPath, { host, port, mark: SOCKET_MARK, timeoutMs: 500 });
+    native.closeFd(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -4,12 +4,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../native';
-import { PORTS, SOCKET_MARK } from '../config';
+import { PORTS } from '../config';
 import { readSnapshot, writeSnapshot } from '../state';
 import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus } from '../identity';
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
-import { netnsHttpGet } from './netns-http';
+import { netnsHttpGet, portOpen } from './netns-http';
 import { createPodNetwork } from './pod-network';
 import { planPrometheus, planSandbox, podIps, type PlannedNode, type SandboxPlan } from './plan';
 import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
@@ -299,23 +299,12 @@ async function startPods(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths,
   for (const pod of plan.pods) {
     for (const container of pod.containers) {
       for (const port of container.ports) {
-        const open = await waitFor(() => portOpen(pod.netns, pod.ip, port.containerPort), POD_PORT_TIMEOUT_MS, 100);
+        const open = await waitFor(() => portOpen(`/run/netns/${pod.netns}`, pod.ip, port.containerPort), POD_PORT_TIMEOUT_MS, 100);
         if (!open) options.report(`warning: ${pod.namespace}/${pod.name} is not listening on ${port.containerPort} yet`);
       }
     }
   }
   options.report(`pods started (logs in ${paths.logDir})`);
-}
-
-/** Connect from inside the pod to its own address: over loopback, so never steered or captured. */
-async function portOpen(netns: string, host: string, port: number): Promise<boolean> {
-  try {
-    const fd = await native.connectInNetns(`/run/netns/${netns}`, { family: 4, host, port, mark: SOCKET_MARK, timeoutMs: 500 });
-    native.closeFd(fd);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Processes that get SIGTERM, and a moment to finish, before the sandbox's cgroup is killed. */

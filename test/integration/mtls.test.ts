@@ -110,7 +110,24 @@ describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
 
   test('cross-node traffic crosses the fabric as TLS records on 15008, never as the plaintext sent', async () => {
     const pcap = path.join(work, 'fabric.pcap');
-    const tcpdump = spawn('ip', ['netns', 'exec', `${PREFIX}-fabric`, 'tcpdump', '-i', 'br0', '-U', '-n', '-s', '0', '-w', pcap, 'tcp']);
+    // --immediate-mode: libpcap's TPACKET_V3 ring otherwise holds packets in a block until its
+    // timeout, and a SIGINT before then loses them from the file.
+    const tcpdump = spawn('ip', [
+      'netns',
+      'exec',
+      `${PREFIX}-fabric`,
+      'tcpdump',
+      '-i',
+      'br0',
+      '--immediate-mode',
+      '-U',
+      '-n',
+      '-s',
+      '0',
+      '-w',
+      pcap,
+      'tcp',
+    ]);
     let stderr = '';
     tcpdump.stderr.on('data', (c: Buffer) => {
       stderr += c.toString();

@@ -10,7 +10,14 @@ import {
   sandboxQuery,
   sandboxRotateCa,
   sandboxKillAgent,
+  sandboxKillController,
+  sandboxKubeconfig,
+  sandboxKubectlCommand,
   sandboxStartAgent,
+  sandboxStartController,
+  superviseSandbox,
+  readPlan,
+  sandboxPaths,
   sandboxStatus,
   sandboxUp,
   type SandboxStatus,
@@ -144,6 +151,11 @@ export async function main(argv: string[]): Promise<void> {
       '--dual-stack',
       "give every pod an IPv6 address too (node i's pods in fd10:244:i::/64), as in a dual-stack cluster; " + 'Services stay IPv4',
     )
+    .option(
+      '--api',
+      'run on a real API server: the dev cluster, ferry controller, a kubelet per node and the agents as Pods; ' +
+        'the objects go through the API (see: ferry sandbox kubeconfig, ferry sandbox kubectl)',
+    )
     .action(
       async (options: {
         file: string[];
@@ -152,6 +164,7 @@ export async function main(argv: string[]): Promise<void> {
         agentArg: string[];
         prometheus?: boolean;
         dualStack?: boolean;
+        api?: boolean;
       }) => {
         const prefix = sandboxPrefixFrom(options.prefix);
         const plan = await sandboxUp(options.file, {
@@ -161,7 +174,15 @@ export async function main(argv: string[]): Promise<void> {
           agentArgs: options.agentArg,
           prometheus: options.prometheus === true,
           dualStack: options.dualStack === true,
+          api: options.api === true,
         });
+        if (options.api === true) {
+          say(`sandbox "${prefix}" is up on its API server: ${plan.nodes.length} nodes`);
+          say(`$ kubectl get pods -A -o wide   (kubeconfig: ${sandboxKubeconfig(prefix)})`);
+          process.exitCode = await sandboxKubectlCommand(prefix, ['get', 'pods', '-A', '-o', 'wide']);
+          say('try: ferry sandbox kubectl get svc -A · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
+          return;
+        }
         say(
           `sandbox "${prefix}" is up${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ` +
             `${plan.services.length} services`,
@@ -245,6 +266,58 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(prefixOption())
     .action(async (options: { prefix?: string }) => {
       await sandboxRotateCa(sandboxPrefixFrom(options.prefix), say);
+    });
+
+  sandbox
+    .command('supervise', { hidden: true })
+    .description("(started by `up --api`) the sandbox's dev cluster and its nodes' kubelets, until SIGTERM")
+    .addOption(prefixOption())
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace', 'info')
+    .action(async (options: { prefix?: string; logLevel: string }) => {
+      const prefix = sandboxPrefixFrom(options.prefix);
+      const { log } = createLogging(options.logLevel as LogLevel);
+      const running = await superviseSandbox(readPlan(prefix), sandboxPaths(prefix), log).catch((err: Error) => {
+        log.fatal({ err }, 'sandbox supervisor failed to start');
+        throw err;
+      });
+      await stopOnSignal(running, log);
+    });
+
+  sandbox
+    .command('kubeconfig')
+    .description("print the path of the admin kubeconfig of the sandbox's API server (up --api)")
+    .addOption(prefixOption())
+    .action((options: { prefix?: string }) => {
+      say(sandboxKubeconfig(sandboxPrefixFrom(options.prefix)));
+    });
+
+  sandbox
+    .command('kubectl')
+    .description("kubectl of the dev cluster's release against the sandbox's API server (up --api), e.g. kubectl get pods -A")
+    .addOption(prefixOption())
+    .argument('[args...]')
+    .passThroughOptions()
+    .allowUnknownOption()
+    .action(async (args: string[], options: { prefix?: string }) => {
+      process.exitCode = await sandboxKubectlCommand(sandboxPrefixFrom(options.prefix), args);
+    });
+
+  const controllerCommand = sandbox.command('controller').description("stop or start the sandbox's controller (up --api)");
+  controllerCommand
+    .command('kill')
+    .description('kill the controller (SIGKILL); agents keep serving with the configuration they hold')
+    .addOption(prefixOption())
+    .action(async (options: { prefix?: string }) => {
+      await sandboxKillController(sandboxPrefixFrom(options.prefix));
+      say('controller killed');
+    });
+  controllerCommand
+    .command('start')
+    .description('start the controller again; agents reconnect and resync')
+    .addOption(prefixOption())
+    .action(async (options: { prefix?: string }) => {
+      await sandboxStartController(sandboxPrefixFrom(options.prefix));
+      say('controller serving');
     });
 
   const agentCommand = sandbox.command('agent').description("stop or start one node's agent");

@@ -8,7 +8,11 @@ export {
   sandboxRotateCa,
   sandboxExec,
   sandboxKillAgent,
+  sandboxKillController,
+  sandboxKubeconfig,
+  sandboxKubectlCommand,
   sandboxStartAgent,
+  sandboxStartController,
   sandboxStatus,
   sandboxUp,
   type SandboxStatus,
@@ -24,3 +28,4 @@ export {
   type PrometheusStatus,
 } from './prometheus';
 export { snapshotFromPlan } from './snapshot';
+export { superviseSandbox } from './api-sandbox';

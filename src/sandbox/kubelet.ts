@@ -34,6 +34,7 @@ const RESTART_BACKOFF_CAP_MS = 10_000;
 const TERMINATION_GRACE_CAP_MS = 5_000;
 const PROBE_INTERVAL_MS = 200;
 const TOKEN_REFRESH_FRACTION = 0.8;
+const NODE_HEARTBEAT_MS = 10_000;
 
 /** What the node's agent reads to find a pod's network namespace (`<podsDir>/<uid>.json`). */
 export interface LocalPodRecord {
@@ -103,6 +104,7 @@ export class SandboxKubelet {
   #queue: Promise<void> = Promise.resolve();
   #stopping = false;
   #probeTimer: NodeJS.Timeout | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
   #dnsTimer: NodeJS.Timeout | undefined;
 
   constructor(options: KubeletOptions) {
@@ -146,12 +148,16 @@ export class SandboxKubelet {
     this.#pods.start();
     await this.#pods.synced;
     this.#probeTimer = setInterval(() => this.#enqueue(() => this.#probeAll()), PROBE_INTERVAL_MS);
+    this.#heartbeatTimer = setInterval(() => {
+      this.#postNodeStatus().catch((err: unknown) => this.#log.warn({ err }, 'node heartbeat failed'));
+    }, NODE_HEARTBEAT_MS);
   }
 
   /** Stops following the API; running pods stay (the sandbox's `down` removes them). */
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#probeTimer);
+    clearInterval(this.#heartbeatTimer);
     clearTimeout(this.#dnsTimer);
     for (const pod of this.#local.values()) for (const timer of pod.tokenTimers) clearTimeout(timer);
     for (const pod of this.#local.values()) for (const c of pod.containers.values()) clearTimeout(c.timer);
@@ -189,8 +195,31 @@ export class SandboxKubelet {
     } catch (err) {
       if (statusOf(err) !== 409) throw err;
     }
+    await this.#postNodeStatus();
+  }
+
+  /**
+   * The Node's status with a fresh Ready heartbeat. The node-lifecycle controller marks a node whose heartbeat is
+   * older than its grace period NotReady and then evicts its pods, so this runs every NODE_HEARTBEAT_MS.
+   * Controllers update the Node too: a conflicting write reads again.
+   */
+  async #postNodeStatus(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#replaceNodeStatus();
+        return;
+      } catch (err) {
+        if (statusOf(err) !== 409 || attempt >= 10) throw err;
+      }
+    }
+  }
+
+  async #replaceNodeStatus(): Promise<void> {
+    const node = this.node;
     const current = await this.#core.readNode({ name: node.name });
     const now = new Date();
+    const ready = current.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'True');
+    const readySince = ready?.lastTransitionTime;
     const capacity = { pods: String(MAX_PODS_PER_NODE), cpu: '2', memory: '4Gi' };
     current.status = {
       ...current.status,
@@ -208,7 +237,7 @@ export class SandboxKubelet {
           reason: 'KubeletReady',
           message: 'sandbox kubelet is posting ready status',
           lastHeartbeatTime: now,
-          lastTransitionTime: now,
+          lastTransitionTime: readySince ?? now,
         },
       ],
       nodeInfo: {
@@ -374,8 +403,12 @@ export class SandboxKubelet {
       container.exitCode = 127;
       return;
     }
-    const netns = local.hostNetwork ? this.node.netns : local.network?.netns;
-    const prefixArgv = ['ip', 'netns', 'exec', netns ?? '', 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+    // A pod gets `ip netns exec`, which also bind-mounts its /etc/netns DNS files over /etc. A host-network pod (an
+    // agent) gets only the node's network: `ip netns exec` would remount /sys, and with it bpffs and cgroup2.
+    const enter = local.hostNetwork
+      ? ['nsenter', `--net=/run/netns/${this.node.netns}`, '--']
+      : ['ip', 'netns', 'exec', local.network?.netns ?? ''];
+    const prefixArgv = [...enter, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
     const logFile = path.join(this.#paths.logDir, `pod-${local.namespace}-${local.name}-${spec.name}.log`);
     const out = fs.openSync(logFile, 'a');
     const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-kubelet', local.cgroupDir, ...prefixArgv, ...argv], {

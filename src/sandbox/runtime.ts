@@ -7,6 +7,18 @@ import * as native from '../native';
 import { PORTS } from '../config';
 import { readSnapshot, writeSnapshot } from '../state';
 import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus } from '../identity';
+import {
+  apiPaths,
+  apiPodsAndServices,
+  kubectlFiles,
+  readApiEndpoint,
+  sandboxKubectl,
+  startController,
+  localPodRecord,
+  rotateCaOnApi,
+  setAgentStopped,
+  startApiSandbox,
+} from './api-sandbox';
 import { Ledger } from './ledger';
 import { loadManifests, type SandboxManifest } from './manifest';
 import { netnsHttpGet, portOpen } from './netns-http';
@@ -39,6 +51,7 @@ const FERRY_BIN = path.join(REPO_ROOT, 'bin', 'ferry.js');
 const AGENT_READY_TIMEOUT_MS = 30_000;
 const POD_PORT_TIMEOUT_MS = 15_000;
 const AGENT_STOP_TIMEOUT_MS = 5_000;
+const API_STOP_TIMEOUT_MS = 25_000;
 
 export interface UpOptions {
   prefix: string;
@@ -51,6 +64,11 @@ export interface UpOptions {
   prometheus?: boolean;
   /** Give every pod an IPv6 address too (PlanOptions.dualStack), with IPv6 routes between pods and nodes. */
   dualStack?: boolean;
+  /**
+   * Run on a real API server (src/sandbox/api-sandbox.ts): the dev cluster, `ferry controller`, a kubelet per node
+   * and the agents as Pods; the manifest's objects go through the API. Otherwise the agents follow a snapshot file.
+   */
+  api?: boolean;
 }
 
 /** Kept in the state dir: how `up` built the sandbox and started its agents, for the commands that come later. */
@@ -60,6 +78,17 @@ interface AgentSettings {
   trustDomain: string;
   /** `up --dual-stack`; absent in settings written before the option existed, which means false. */
   dualStack?: boolean;
+  /** `up --api`: the sandbox runs on its API server (absent: false). */
+  api?: boolean;
+}
+
+/** Whether the sandbox runs on its API server (`up --api`). */
+export function runsOnApi(paths: SandboxPaths): boolean {
+  try {
+    return readAgentSettings(paths).api === true;
+  } catch {
+    return false;
+  }
 }
 
 function readAgentSettings(paths: SandboxPaths): AgentSettings {
@@ -86,13 +115,16 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   native.assertKernelReady(native.probeKernel());
 
   const paths = sandboxPaths(options.prefix);
+  const api = options.api === true;
+  // On the API server pods come and go with their objects: the kubelet builds their networks, not `up`.
+  const built: SandboxPlan = api ? { ...plan, pods: [], services: [] } : plan;
   if (fs.existsSync(paths.stateDir)) {
     throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
   }
   const names = [
     plan.fabric.netns,
     ...plan.nodes.map((n) => n.netns),
-    ...plan.pods.map((p) => p.netns),
+    ...built.pods.map((p) => p.netns),
     ...(options.prometheus ? [planPrometheus(plan).netns] : []),
   ];
   for (const name of names) {
@@ -104,17 +136,28 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
     }
   }
   fs.mkdirSync(paths.logDir, { recursive: true });
-  fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
+  fs.writeFileSync(paths.planFile, JSON.stringify(built, null, 2));
   const settings: AgentSettings = {
     logLevel: options.logLevel ?? 'info',
     agentArgs: options.agentArgs ?? [],
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dualStack: plan.dualStack === true,
+    api,
   };
   fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
   const ledger = new Ledger(paths.ledgerFile);
   try {
-    await buildNetwork(plan, ledger, options);
+    await buildNetwork(built, ledger, options);
+    if (api) {
+      createPinRoot(plan, ledger);
+      await startApiSandbox(plan, files, ledger, paths, {
+        logLevel: settings.logLevel,
+        agentArgs: settings.agentArgs,
+        report: options.report,
+      });
+      if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
+      return plan;
+    }
     writeSnapshot(paths.snapshotFile, snapshotFromPlan(plan, 1));
     // A root and an intermediate, as a production mesh would plug in; lives in the state dir,
     // which is root-only and removed by `down`.
@@ -197,9 +240,7 @@ async function startAgents(
   settings: AgentSettings,
   options: UpOptions,
 ): Promise<void> {
-  const pinRoot = path.join('/sys/fs/bpf', plan.prefix);
-  fs.mkdirSync(pinRoot, { recursive: true });
-  ledger.add({ kind: 'pin-dir', path: pinRoot });
+  createPinRoot(plan, ledger);
   for (const node of plan.nodes) {
     const pid = startAgent(node, paths, settings);
     ledger.add({ kind: 'process', pid, role: `agent ${node.name}` });
@@ -213,6 +254,13 @@ async function startAgents(
     }
     options.report(`agent on ${node.name} ready (log: ${path.join(paths.logDir, `agent-${node.name}.log`)})`);
   }
+}
+
+/** The bpffs directory every node's pins go under. */
+function createPinRoot(plan: SandboxPlan, ledger: Ledger): void {
+  const pinRoot = path.join('/sys/fs/bpf', plan.prefix);
+  fs.mkdirSync(pinRoot, { recursive: true });
+  ledger.add({ kind: 'pin-dir', path: pinRoot });
 }
 
 function findNode(plan: SandboxPlan, nodeName: string): PlannedNode {
@@ -308,7 +356,8 @@ async function startPods(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths,
 }
 
 /** Processes that get SIGTERM, and a moment to finish, before the sandbox's cgroup is killed. */
-const gracefulRole = (role: string): boolean => role.startsWith('agent') || role === 'prometheus';
+const gracefulRole = (role: string): boolean =>
+  role.startsWith('agent') || role === 'prometheus' || role === 'controller' || role === 'supervisor';
 
 /**
  * Remove everything the sandbox made, by the exact names in its ledger: processes (agents and
@@ -337,7 +386,8 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
   }
   await waitFor(
     () => processes.filter((p) => gracefulRole(p.role)).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
-    AGENT_STOP_TIMEOUT_MS,
+    // The supervisor stops its dev cluster, which may take the API server's own grace period.
+    runsOnApi(paths) ? API_STOP_TIMEOUT_MS : AGENT_STOP_TIMEOUT_MS,
   );
   if (cgroups.length > 0) {
     killCgroup(cgroups[0]);
@@ -398,14 +448,22 @@ export async function sandboxExec(prefix: string, target: string, command: strin
   requireRoot('ferry sandbox exec');
   const plan = readPlan(prefix);
   const [namespace, name] = target.includes('/') ? target.split('/', 2) : ['default', target];
-  const pod = plan.pods.find((p) => p.namespace === namespace && p.name === name);
-  if (!pod) {
-    const known = plan.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
-    throw new SandboxStateError(`sandbox "${prefix}" has no pod ${namespace}/${name} (pods: ${known})`);
+  let where: { cgroupDir: string; netns: string } | undefined;
+  if (runsOnApi(sandboxPaths(prefix))) {
+    const record = localPodRecord(plan, sandboxPaths(prefix), namespace, name);
+    if (record) where = { cgroupDir: record.cgroupDir, netns: path.basename(record.netnsPath) };
+    else throw new SandboxStateError(`sandbox "${prefix}" runs no pod ${namespace}/${name} on its nodes (see: kubectl get pods -A)`);
+  } else {
+    const pod = plan.pods.find((p) => p.namespace === namespace && p.name === name);
+    if (!pod) {
+      const known = plan.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
+      throw new SandboxStateError(`sandbox "${prefix}" has no pod ${namespace}/${name} (pods: ${known})`);
+    }
+    where = { cgroupDir: path.join(cgroup2Root(), pod.cgroup), netns: pod.netns };
   }
   if (command.length === 0) throw new SandboxStateError('ferry sandbox exec: give a command after --');
-  const cgroupDir = path.join(cgroup2Root(), pod.cgroup);
-  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-exec', cgroupDir, 'ip', 'netns', 'exec', pod.netns, ...command], {
+  const { cgroupDir } = where;
+  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-exec', cgroupDir, 'ip', 'netns', 'exec', where.netns, ...command], {
     stdio: 'inherit',
   });
   return new Promise((resolve) => {
@@ -417,6 +475,8 @@ export interface SandboxStatus {
   prefix: string;
   /** Built with `up --dual-stack`: every pod has an IPv6 address too. */
   dualStack: boolean;
+  /** Runs on its API server (`up --api`): pods and Services are the API's. */
+  api?: boolean;
   nodes: { name: string; netns: string; agentPid?: number; agentRunning: boolean; ready: boolean; cgroup: string }[];
   /** `ip` is the pod's IPv4 address; `ips` every address, IPv4 first (as the snapshot gives them to the agents). */
   pods: { namespace: string; name: string; node: string; ip: string; ips: string[]; meshed: boolean; netns: string; running: boolean }[];
@@ -441,6 +501,19 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
       ready: pids.length > 0 && (await agentReady(node.netns)),
       cgroup: path.join(cgroupRoot, node.cgroup),
     });
+  }
+  if (runsOnApi(paths)) {
+    const { pods, services } = await apiPodsAndServices(plan, paths, (dir) => cgroupPids(dir).length > 0);
+    return {
+      prefix,
+      dualStack: isDualStack(plan, paths),
+      api: true,
+      nodes,
+      pods,
+      services,
+      prometheus: await prometheusStatus(plan),
+      logDir: paths.logDir,
+    };
   }
   return {
     prefix,
@@ -473,7 +546,9 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
   requireRoot('ferry sandbox agent kill');
   const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
-  killCgroup(dir);
+  // On the API the kubelet would restart a killed agent: its Pod is marked stopped first, and the kubelet kills it.
+  if (runsOnApi(sandboxPaths(prefix))) await setAgentStopped(sandboxPaths(prefix), nodeName, true);
+  else killCgroup(dir);
   await waitFor(() => cgroupPids(dir).length === 0, 5000);
 }
 
@@ -494,8 +569,15 @@ export async function sandboxStartAgent(
   if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
   const paths = sandboxPaths(prefix);
   const settings = readAgentSettings(paths);
-  const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
-  new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
+  if (settings.api === true) {
+    if (agentArgs !== undefined && agentArgs.length > 0) {
+      throw new SandboxStateError('ferry sandbox agent start --agent-arg: an agent Pod keeps the arguments `up` gave it');
+    }
+    await setAgentStopped(paths, nodeName, false);
+  } else {
+    const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
+    new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
+  }
   if (options.wait === false) return;
   if (!(await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100))) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
@@ -517,8 +599,17 @@ export async function sandboxRotateCa(prefix: string, report: (line: string) => 
   requireRoot('ferry sandbox ca rotate');
   const plan = readPlan(prefix);
   const paths = sandboxPaths(prefix);
-  const ca = await CaDirectory.open(paths.caDir);
   const running = plan.nodes.filter((n) => cgroupPids(path.join(cgroup2Root(), n.agentCgroup)).length > 0);
+  if (runsOnApi(paths)) {
+    await rotateCaOnApi(
+      plan,
+      paths,
+      running.map((n) => n.name),
+      report,
+    );
+    return;
+  }
+  const ca = await CaDirectory.open(paths.caDir);
   const waitForAgents = async (what: string, caughtUp: (s: AgentTrustStatus) => boolean): Promise<void> => {
     for (const node of running) {
       const ok = await waitFor(
@@ -601,6 +692,11 @@ export async function sandboxChangePolicies(
   requireRoot(`ferry sandbox ${verb}`);
   const plan = readPlan(prefix);
   const paths = sandboxPaths(prefix);
+  if (runsOnApi(paths)) {
+    // Any object, as kubectl takes it: the controller and the kubelets follow the API.
+    await kubectlFiles(paths, verb, files, report);
+    return 0;
+  }
   const manifest = await policyFiles(plan, files, verb);
   for (const warning of manifest.warnings) report(`warning: ${warning}`);
   const snapshot = readSnapshot(paths.snapshotFile);
@@ -630,3 +726,46 @@ export async function sandboxChangePolicies(
 }
 
 export { sleep };
+
+/** A sandbox built with `up --api`, or a clear error naming the command that needs one. */
+function apiSandbox(prefix: string, what: string): { plan: SandboxPlan; paths: SandboxPaths } {
+  const plan = readPlan(prefix);
+  const paths = sandboxPaths(prefix);
+  if (!runsOnApi(paths)) throw new SandboxStateError(`${what}: sandbox "${prefix}" was built without --api and has no API server`);
+  return { plan, paths };
+}
+
+/** `ferry sandbox kubeconfig`: the admin kubeconfig of the sandbox's API server. */
+export function sandboxKubeconfig(prefix: string): string {
+  return readApiEndpoint(apiSandbox(prefix, 'ferry sandbox kubeconfig').paths).kubeconfig;
+}
+
+/** `ferry sandbox kubectl ARGS…`: kubectl of the dev cluster's release against the sandbox's API server. */
+export async function sandboxKubectlCommand(prefix: string, args: string[]): Promise<number> {
+  const result = await sandboxKubectl(apiSandbox(prefix, 'ferry sandbox kubectl').paths, args);
+  process.stdout.write(result.stdout);
+  process.stderr.write(result.stderr);
+  return result.code;
+}
+
+/** `ferry sandbox controller kill`: SIGKILL, as if it crashed; agents keep serving with what they have. */
+export async function sandboxKillController(prefix: string): Promise<void> {
+  requireRoot('ferry sandbox controller kill');
+  const { plan } = apiSandbox(prefix, 'ferry sandbox controller kill');
+  const dir = path.join(cgroup2Root(), plan.prefix, 'controller');
+  killCgroup(dir);
+  await waitFor(() => cgroupPids(dir).length === 0, 5000);
+}
+
+/** `ferry sandbox controller start`: the controller again, on the same socket; returns once it serves. */
+export async function sandboxStartController(prefix: string): Promise<void> {
+  requireRoot('ferry sandbox controller start');
+  const { plan, paths } = apiSandbox(prefix, 'ferry sandbox controller start');
+  const dir = path.join(cgroup2Root(), plan.prefix, 'controller');
+  if (cgroupPids(dir).length > 0) throw new SandboxStateError('the controller is already running');
+  startController(plan, paths, readAgentSettings(paths).logLevel, new Ledger(paths.ledgerFile));
+  const socket = apiPaths(paths).controllerSocket;
+  if (!(await waitFor(() => fs.existsSync(socket), 60_000, 100))) {
+    throw new SandboxAgentError(`the controller did not open ${socket} within 60 s (log: ${path.join(paths.logDir, 'controller.log')})`);
+  }
+}

@@ -45,6 +45,25 @@ export interface TrustAnchorDump {
   fingerprint256: string;
 }
 
+/**
+ * GET /trust: the CA generation this agent has caught up with (its roots trusted and, after an issuer
+ * change, its certificates re-issued), the roots it trusts and who issued its certificates. A CA
+ * rotation polls it on every node before moving to the next phase.
+ */
+export interface TrustDump {
+  node: string;
+  /** Where the trust bundle comes from: `ca-dir PATH` or `controller ADDRESS`. */
+  source: string;
+  /** 0 until the first trust bundle is in force. */
+  generation: number;
+  /** steady, rotating, switched; absent before the first bundle. */
+  phase?: string;
+  /** The CA's issuer at `generation`, in WorkloadCertificate.issuer's form. */
+  issuer?: string;
+  roots: TrustAnchorDump[];
+  certificates: Array<{ principal: string; issuer: string; notAfter: string }>;
+}
+
 export interface LinkDump {
   /** connect4, connect6, sock_ops, sk_lookup */
   program: string;

@@ -1,5 +1,5 @@
 // The admin API, on 127.0.0.1:15000 in the agent's own network namespace only: what this agent
-// thinks is going on (/config_dump, /connections) and its log levels (/logging). Loopback only, so
+// thinks is going on (/config_dump, /connections, /trust) and its log levels (/logging). Loopback only, so
 // pods (other namespaces) and other nodes cannot reach it; `ferry inspect` reads it.
 import * as crypto from 'node:crypto';
 import type * as http from 'node:http';
@@ -16,9 +16,11 @@ import type {
   LoggingDump,
   MapDump,
   TrustAnchorDump,
+  TrustDump,
   WorkloadDump,
 } from './admin-types';
 import { listenHttp, sendJson, sendText } from './http-server';
+import type { TrustState } from './trust';
 
 export interface AdminSources {
   node: string;
@@ -34,11 +36,14 @@ export interface AdminSources {
   /** The last sample of the maps' occupancy, and when it was taken. */
   mapSample(): { maps: MapDump[]; sampledAt?: Date };
   notReadyReason(): string | undefined;
+  /** The CA generation caught up with, and where the trust bundle comes from. */
+  trust: { source: string; state(): TrustState };
 }
 
 const INDEX = `Ferry agent admin API
   GET  /config_dump    workloads, services, policies, certificates (no keys), BPF links and maps
   GET  /connections    open proxied connections
+  GET  /trust          CA generation, phase and issuer caught up with; trusted roots; certificates' issuers
   GET  /logging        log levels
   POST /logging?level=LEVEL[&component=NAME]   change the level (all, or one component); level=reset drops a component's override
 `;
@@ -58,6 +63,9 @@ export function startAdminServer(sources: AdminSources, port: number, host = '12
         case 'GET /connections':
           sendJson(res, 200, connectionsDump(sources.proxy));
           return;
+        case 'GET /trust':
+          sendJson(res, 200, trustDump(sources));
+          return;
         case 'GET /logging':
           sendJson(res, 200, loggingDump(sources.levels));
           return;
@@ -69,7 +77,7 @@ export function startAdminServer(sources: AdminSources, port: number, host = '12
           return;
         }
         default:
-          if (['/', '/config_dump', '/connections', '/logging'].includes(url.pathname)) {
+          if (['/', '/config_dump', '/connections', '/trust', '/logging'].includes(url.pathname)) {
             sendText(res, 405, `method ${req.method} not allowed on ${url.pathname}\n`);
           } else {
             sendText(res, 404, `not found: ${url.pathname}\n\n${INDEX}`);
@@ -141,6 +149,21 @@ function trustBundleDump(certificates: WorkloadCertificates): TrustAnchorDump[] 
       fingerprint256: root.fingerprint256,
     };
   });
+}
+
+export function trustDump(sources: Pick<AdminSources, 'node' | 'certificates' | 'trust'>): TrustDump {
+  const state = sources.trust.state();
+  return {
+    node: sources.node,
+    source: sources.trust.source,
+    generation: state.generation,
+    ...(state.phase !== undefined ? { phase: state.phase } : {}),
+    ...(state.issuer !== undefined ? { issuer: state.issuer } : {}),
+    roots: trustBundleDump(sources.certificates),
+    certificates: sources.certificates
+      .certificates()
+      .map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
+  };
 }
 
 export function configDump(sources: AdminSources): ConfigDump {

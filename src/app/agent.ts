@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
 import { CaptureEngine, ownCgroup, type MapState } from '../capture';
 import { assertKernelReady, netnsCookie, probeKernel } from '../native';
-import { LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus, type CaChange } from '../identity';
+import { GrpcCaClient, LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus } from '../identity';
 import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
 import { ClusterState, SnapshotFileSource, type ConfigSink, type ConfigSource } from '../state';
 import { GrpcConfigSource } from '../config-client';
@@ -18,6 +18,8 @@ import { keepaliveSettings, netnsDialer, socketOptions } from './dialer';
 import { ANY_ADDRESS, listenHttp, sendText } from './http-server';
 import { startReadinessServer } from './readiness';
 import { PodReconciler } from './pod-reconciler';
+import { PodNetnsDirectory } from './pod-netns-directory';
+import { followTrust, type TrustState } from './trust';
 import { AgentRuntimeError } from './errors';
 
 export interface Agent {
@@ -62,50 +64,9 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
   log.info({ node: config.node, kernel: report.kernelRelease }, 'kernel checks passed');
 
   const state = new ClusterState();
-  const certificates = new WorkloadCertificates({
-    ca: new LocalCaClient(config.caDir),
-    trustDomain: config.trustDomain,
-    ttlSeconds: config.certTtlSeconds,
-    log: log.child({ component: 'certificates' }),
-  });
-  await certificates.refreshTrustBundle();
+  const identity = await startIdentity(config, log);
+  const { certificates, trust } = identity;
   const tls = new IdentityTlsProvider(certificates, log.child({ component: 'tls' }));
-  let caGeneration = 0;
-  // The sandbox's `ca rotate` waits for every agent to report the generation it has loaded and who
-  // issued its certificates before it moves to the next phase.
-  const reportTrust = (): void => {
-    try {
-      writeAgentTrustStatus(config.caDir, {
-        node: config.node,
-        pid: process.pid,
-        generation: caGeneration,
-        certificates: certificates
-          .certificates()
-          .map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
-      });
-    } catch (err) {
-      log.warn({ err }, 'could not write trust status');
-    }
-  };
-  const stopCaWatch = watchTrustBundle(
-    config.caDir,
-    CA_POLL_MS,
-    (change: CaChange) => {
-      certificates.setTrustBundle(change.roots);
-      const renewal =
-        change.issuerChanged && !change.first ? certificates.renewAll(`CA issuer is now ${change.issuer}`) : Promise.resolve();
-      renewal.then(
-        () => {
-          caGeneration = change.generation;
-          reportTrust();
-        },
-        (err: Error) => log.error({ err }, 're-issuing certificates after an issuer change failed'),
-      );
-      if (!change.first) log.info({ generation: change.generation, phase: change.phase, issuer: change.issuer }, 'CA changed');
-    },
-    (err) => log.error({ err }, 'CA directory unreadable'),
-  );
-  certificates.onChange(() => reportTrust());
   const registry = new Registry();
   const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
   const health = new HealthMetrics(registry);
@@ -194,6 +155,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
         refusedPods: () => reconciler.refused(),
         mapSample: () => mapSample,
         notReadyReason,
+        trust: { source: identity.source, state: () => trust.state() },
       },
       PORTS.admin,
     ),
@@ -201,7 +163,10 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
 
   // Each delta: the state first, then what follows from it — policy re-checks, the BPF Service table, and
   // (once the source holds a whole state, so enrolment never prunes pods it has not heard of yet) enrolment.
-  const source = configSource ?? configSourceFor(config, log);
+  const given = configSource ?? configSourceFor(config, log);
+  // Workloads from the controller carry no network namespace: the node's pod records say which is whose.
+  const source =
+    config.podNetnsDir !== undefined ? new PodNetnsDirectory(given, { dir: config.podNetnsDir, node: config.node, log }) : given;
   const sink: ConfigSink = {
     apply(delta, update) {
       state.apply(delta, update.revision);
@@ -235,7 +200,7 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
     notReadyReason,
     async stop() {
       await source.stop();
-      stopCaWatch();
+      identity.stop();
       reconciler.stop();
       clearInterval(mapTimer);
       for (const server of servers) server.close();
@@ -246,6 +211,78 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
       certificates.close();
     },
   };
+}
+
+/** The agent's certificates and how it follows its CA's trust bundle. */
+interface AgentIdentity {
+  certificates: WorkloadCertificates;
+  trust: { state(): TrustState };
+  /** Where the CA is, for the admin API: `ca-dir PATH` or `controller ADDRESS`. */
+  source: string;
+  /** Stop following the trust bundle (and close the CA client). */
+  stop(): void;
+}
+
+/**
+ * --snapshot: the sandbox's CA directory signs, ca.json is polled, and the generation reached is also
+ * written to ca/status/NODE.json for `ferry sandbox ca rotate`. --controller: the controller's CA service
+ * signs and streams the bundle (same settings as the config stream); the agent holds no CA material.
+ * Both paths react alike (followTrust) and report through the admin API's /trust.
+ */
+async function startIdentity(config: AgentConfig, log: Logger): Promise<AgentIdentity> {
+  const settings = config.configSource;
+  const certificatesFor = (ca: LocalCaClient | GrpcCaClient) =>
+    new WorkloadCertificates({
+      ca,
+      trustDomain: config.trustDomain,
+      ttlSeconds: config.certTtlSeconds,
+      log: log.child({ component: 'certificates' }),
+    });
+  if (settings.kind === 'controller') {
+    const client = new GrpcCaClient({
+      address: settings.address,
+      caFile: settings.caFile,
+      tokenFile: settings.tokenFile,
+      ...(settings.serverName !== undefined ? { serverName: settings.serverName } : {}),
+    });
+    const certificates = certificatesFor(client);
+    const trust = followTrust(certificates, log);
+    // No wait for the first bundle: the controller may come up after the agent, as the config stream may.
+    const stopWatch = client.watchTrustBundle(trust.onChange, (err) => log.error({ err }, 'CA service unreachable or refused'));
+    return {
+      certificates,
+      trust,
+      source: `controller ${settings.address}`,
+      stop() {
+        stopWatch();
+        client.close();
+      },
+    };
+  }
+  const caDir = config.caDir;
+  if (caDir === undefined) throw new AgentRuntimeError('agent: --snapshot needs --ca-dir');
+  const certificates = certificatesFor(new LocalCaClient(caDir));
+  await certificates.refreshTrustBundle();
+  // The sandbox's `ca rotate` (CA directory) waits for every agent's status file to report the generation
+  // it has loaded and who issued its certificates before it moves to the next phase.
+  const reportTrust = (): void => {
+    try {
+      writeAgentTrustStatus(caDir, {
+        node: config.node,
+        pid: process.pid,
+        generation: trust.state().generation,
+        certificates: certificates
+          .certificates()
+          .map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
+      });
+    } catch (err) {
+      log.warn({ err }, 'could not write trust status');
+    }
+  };
+  const trust = followTrust(certificates, log, reportTrust);
+  const stopWatch = watchTrustBundle(caDir, CA_POLL_MS, trust.onChange, (err) => log.error({ err }, 'CA directory unreadable'));
+  certificates.onChange(() => reportTrust());
+  return { certificates, trust, source: `ca-dir ${caDir}`, stop: stopWatch };
 }
 
 /** HBONE limits from the agent's flags: the tunnel buffer is the HTTP/2 connection window, both ways. */

@@ -92,7 +92,10 @@ export async function main(argv: string[]): Promise<void> {
     .description('run the node agent: capture enrolled pods and proxy their traffic')
     .option('--node <name>', "this node's name (FERRY_NODE)")
     .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT); or --controller')
-    .option('--controller <host:port>', "the controller's config stream, gRPC over TLS (FERRY_CONTROLLER); or --snapshot")
+    .option(
+      '--controller <address>',
+      'the controller, host:port or unix:/path, gRPC over TLS: its config stream and CA service (FERRY_CONTROLLER); or --snapshot',
+    )
     .option('--controller-ca <file>', "PEM bundle the controller's certificate must chain to (FERRY_CONTROLLER_CA)")
     .option(
       '--controller-server-name <name>',
@@ -109,7 +112,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--drain-seconds <n>', 'how long SIGTERM lets open connections finish (FERRY_DRAIN_SECONDS)')
     .option('--service-lb', 'translate Service VIPs in BPF for pods that are not captured (no kube-proxy)')
     .option('--trust-domain <name>', 'SPIFFE trust domain (FERRY_TRUST_DOMAIN; default cluster.local)')
-    .option('--ca-dir <dir>', 'certificate authority directory that signs workload CSRs (FERRY_CA_DIR)')
+    .option('--ca-dir <dir>', 'with --snapshot: certificate authority directory that signs workload CSRs (FERRY_CA_DIR)')
+    .option(
+      '--pod-netns-dir <dir>',
+      "the node's pod records (<uid>.json from its kubelet): network namespaces for workloads that arrive without one (FERRY_POD_NETNS_DIR)",
+    )
     .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
     .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
     .option('--no-same-node-shortcut', 'send same-node meshed traffic through an HBONE tunnel too, instead of inside the agent')

@@ -17,6 +17,7 @@ export interface AgentOptions {
   serviceLb?: boolean;
   trustDomain?: string;
   caDir?: string;
+  podNetnsDir?: string;
   certTtlSeconds?: string;
   /** commander's --no-hbone gives false. */
   hbone?: boolean;
@@ -162,7 +163,7 @@ export type ConfigSourceSettings =
   | {
       /** The controller's config stream (gRPC over TLS). */
       kind: 'controller';
-      /** host:port */
+      /** `host:port`, or `unix:/absolute/path` (a socket the agent reaches from another network namespace). */
       address: string;
       /** PEM bundle the controller's certificate must chain to. */
       caFile: string;
@@ -192,8 +193,17 @@ export interface AgentConfig {
   serviceLoadBalancing: boolean;
   /** SPIFFE trust domain of this mesh (`cluster.local` unless set). */
   trustDomain: string;
-  /** The sandbox's certificate authority directory (the in-process CA the agent signs its CSRs with). */
-  caDir: string;
+  /**
+   * The sandbox's certificate authority directory (the in-process CA the agent signs its CSRs with): set
+   * with --snapshot only. With --controller certificates and the trust bundle come from the controller's
+   * CA service, and the agent holds no CA material.
+   */
+  caDir?: string;
+  /**
+   * Directory of the node's pod records (`<uid>.json`: uid, namespace, name, netnsPath), written by the
+   * node's kubelet: where the agent finds the network namespace of a workload that arrives without one.
+   */
+  podNetnsDir?: string;
   /** Lifetime asked for workload certificates; renewed at half of it. */
   certTtlSeconds: number;
   /**
@@ -224,6 +234,8 @@ function required(value: string | undefined, flag: string, envName: string): str
 
 /** `host:port` with a host name, IPv4 address or bracketed IPv6 address, and a port from 1 to 65535. */
 const CONTROLLER_ADDRESS = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/;
+/** gRPC's unix-socket target: `unix:` and an absolute path (grpc-js also reads `unix:relative`, not accepted here). */
+const UNIX_ADDRESS = /^unix:(\/.*)$/;
 
 function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): ConfigSourceSettings {
   const snapshot = options.snapshot ?? env.FERRY_SNAPSHOT;
@@ -236,9 +248,16 @@ function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): Config
   if (!given(controller)) {
     throw new ConfigError('agent: --controller HOST:PORT (or FERRY_CONTROLLER) or --snapshot FILE (or FERRY_SNAPSHOT) is required');
   }
-  const port = CONTROLLER_ADDRESS.exec(controller)?.[1];
-  if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
-    throw new ConfigError(`agent: --controller "${controller}" is not HOST:PORT with a port from 1 to 65535`);
+  const socket = UNIX_ADDRESS.exec(controller)?.[1];
+  if (socket !== undefined) {
+    if (path.posix.normalize(socket) !== socket || socket.endsWith('/')) {
+      throw new ConfigError(`agent: --controller "${controller}": the socket path must be absolute and normalised (no '.', '..' or '//')`);
+    }
+  } else {
+    const port = CONTROLLER_ADDRESS.exec(controller)?.[1];
+    if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+      throw new ConfigError(`agent: --controller "${controller}" is not HOST:PORT with a port from 1 to 65535, or unix:/ABSOLUTE/PATH`);
+    }
   }
   const serverName = options.controllerServerName ?? env.FERRY_CONTROLLER_SERVER_NAME;
   return {
@@ -277,7 +296,18 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   if (!/^[a-z0-9._-]{1,255}$/.test(trustDomain)) {
     throw new ConfigError(`agent: --trust-domain "${trustDomain}" must be lowercase letters, digits, '.', '-' or '_'`);
   }
-  const caDir = required(options.caDir ?? env.FERRY_CA_DIR, '--ca-dir', 'FERRY_CA_DIR');
+  const caDirText = options.caDir ?? env.FERRY_CA_DIR;
+  let caDir: string | undefined;
+  if (configSource.kind === 'snapshot') {
+    caDir = required(caDirText, '--ca-dir', 'FERRY_CA_DIR');
+  } else if (caDirText !== undefined && caDirText !== '') {
+    throw new ConfigError(
+      `agent: --ca-dir (FERRY_CA_DIR) "${caDirText}" is for --snapshot only: with --controller the agent gets its ` +
+        "certificates and trust bundle from the controller's CA service and must not hold CA material; drop --ca-dir",
+    );
+  }
+  const podNetnsDirText = options.podNetnsDir ?? env.FERRY_POD_NETNS_DIR;
+  const podNetnsDir = podNetnsDirText !== undefined && podNetnsDirText !== '' ? podNetnsDirText : undefined;
   const ttlText = options.certTtlSeconds ?? env.FERRY_CERT_TTL_SECONDS ?? String(24 * 3600);
   const certTtlSeconds = Number(ttlText);
   if (!Number.isInteger(certTtlSeconds) || certTtlSeconds < 10 || certTtlSeconds > 90 * 24 * 3600) {
@@ -289,7 +319,8 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   for (const [flag, value] of [
     ['--pin-dir', pinDir],
     ['--cgroup', cgroupPath],
-    ['--ca-dir', caDir],
+    ...(caDir !== undefined ? [['--ca-dir', caDir]] : []),
+    ...(podNetnsDir !== undefined ? [['--pod-netns-dir', podNetnsDir]] : []),
     ...(configSource.kind === 'snapshot'
       ? [['--snapshot', configSource.path]]
       : [
@@ -310,7 +341,8 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
     serviceLoadBalancing,
     threadPoolSize,
     trustDomain,
-    caDir,
+    ...(caDir !== undefined ? { caDir } : {}),
+    ...(podNetnsDir !== undefined ? { podNetnsDir } : {}),
     certTtlSeconds,
     hbone,
     sameNodeShortcut,

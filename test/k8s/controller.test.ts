@@ -1,7 +1,8 @@
 // `ferry controller` end to end on a dev cluster: it runs with its own service account's token under
 // least-privilege RBAC, and an agent's side of the config stream (GrpcConfigSource into a ClusterState) and CA
 // client (GrpcCaClient) talk to it with a real pod-bound token, over TLS checked against the mesh root the
-// controller published.
+// controller published; last, the controller on a unix socket, with the agent's pod records giving a pod's
+// workload its network namespace.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -9,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { CONTROLLER_SERVER_NAME, startController, type RunningController } from '../../src/app';
+import { PodNetnsDirectory } from '../../src/app/pod-netns-directory';
 import { GrpcConfigSource } from '../../src/config-client';
 import { AGENT_TOKEN_AUDIENCE } from '../../src/controller';
 import { type DevCluster, startDevCluster } from '../../src/devcluster';
@@ -83,7 +85,11 @@ async function apply(objects: unknown[]): Promise<void> {
 let port = 0;
 
 /** Starts the controller on the same loopback port every time (a free one picked at the first start). */
-async function startOurController(): Promise<void> {
+async function startOurController(listen?: string): Promise<void> {
+  if (listen !== undefined) {
+    controller = await startController({ kubeconfig: controllerKubeconfig, listen }, log);
+    return;
+  }
   if (port === 0) {
     const probe = net.createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
@@ -265,4 +271,57 @@ test('with the controller gone the agent keeps its configuration; when it return
   await waitFor('the agent reconnected', async () => (source.stats().connected ? true : undefined), 15_000);
   assert.equal(state.policyRevision, revision, 'policies were not recompiled by the resync');
   assert.equal(state.workloads.length, workloads);
+});
+
+test('on a unix socket (TLS, the server name given): the stream and the CA; pod records give the workload its namespace', async () => {
+  await controller?.stop();
+  controller = undefined;
+  const socket = path.join(dir, 'controller.sock');
+  await startOurController(`unix:${socket}`);
+  const records = path.join(dir, 'pods');
+  fs.mkdirSync(records, { mode: 0o700 });
+  const cart = await kubectlJson<{ metadata: { uid: string } }>(cluster, ['-n', NS, 'get', 'pod', 'cart']);
+  const uid = cart.metadata.uid;
+  fs.writeFileSync(
+    path.join(records, `${uid}.json`),
+    JSON.stringify({ uid, namespace: NS, name: 'cart', netnsPath: '/run/netns/ferryt-pod-cart', cgroupDir: '/sys/fs/cgroup/none' }),
+    { mode: 0o600 },
+  );
+  const unixState = new ClusterState();
+  const unixSource = new PodNetnsDirectory(
+    new GrpcConfigSource({
+      address: `unix:${socket}`,
+      caFile: path.join(dir, 'roots.pem'),
+      tokenFile: path.join(dir, 'token'),
+      node: 'node-a',
+      serverName: CONTROLLER_SERVER_NAME,
+      log,
+      backoff: { initialMs: 100, maxMs: 500 },
+    }),
+    { dir: records, node: 'node-a', log },
+  );
+  const client = new GrpcCaClient({
+    address: `unix:${socket}`,
+    caFile: path.join(dir, 'roots.pem'),
+    tokenFile: path.join(dir, 'token'),
+    serverName: CONTROLLER_SERVER_NAME,
+  });
+  try {
+    unixSource.start({ apply: (delta) => void unixState.apply(delta) });
+    await waitFor(
+      'the workloads over the unix socket',
+      async () => (unixSource.synced && unixState.workload(uid) ? true : undefined),
+      10_000,
+    );
+    assert.equal(unixState.workload(uid)?.netnsPath, '/run/netns/ferryt-pod-cart', "the record's namespace, the API having none");
+    const after = unixState.workloads.find((w) => w.namespace === NS && w.name === 'after-bad');
+    assert.equal(after?.netnsPath, '', 'a pod without a record stays without a namespace');
+    const identity = { trustDomain: 'cluster.local', namespace: NS, serviceAccount: 'cart' };
+    const signed = await client.sign({ csrPem: await forgeCsr({ uris: [spiffeUri(identity)] }), identity, ttlSeconds: 3600 });
+    assert.ok(signed.chainPem.length >= 1);
+    assert.ok((await client.trustBundle()).length >= 1);
+  } finally {
+    client.close();
+    await unixSource.stop();
+  }
 });

@@ -10,8 +10,8 @@ ferry() { node bin/ferry.js "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ -d /run/ferry/ferry ]; then ferry sandbox down; fi
-step "ferry sandbox up -f examples/demo.yaml --prometheus"
-ferry sandbox up -f examples/demo.yaml --prometheus
+step "ferry sandbox up --api -f examples/demo.yaml --prometheus"
+ferry sandbox up --api -f examples/demo.yaml --prometheus
 ferry sandbox status
 
 CG=$(ferry sandbox status -o json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).nodes[0].cgroup))')
@@ -31,7 +31,7 @@ tail -n 3 /run/ferry/ferry/logs/agent-node-a.log | cut -c1-400
 
 step "shop/client on node-a -> cart.shop, round robin over cart (node-b, through an HBONE tunnel) and cart-2 (node-a)"
 FABRIC_PCAP=$(mktemp /tmp/ferry-demo-fabric.XXXXXX.pcap)
-ip netns exec ferry-fabric tcpdump -i br0 -n -U -s 0 -w "$FABRIC_PCAP" 'tcp' 2>/dev/null &
+ip netns exec ferry-fabric tcpdump -i br0 -n --immediate-mode -U -s 0 -w "$FABRIC_PCAP" 'tcp' 2>/dev/null &
 TCPDUMP=$!
 sleep 1
 for _ in 1 2; do ferry sandbox exec shop/client -- curl -s -m 5 -H 'x-demo: FERRY-PLAINTEXT-MARKER' http://cart.shop/; done
@@ -45,7 +45,7 @@ echo "the request's marker header does not appear anywhere in the capture ($(sta
 rm -f "$FABRIC_PCAP"
 
 step "the cross-node request, as the node-b agent logged it: mutual TLS, both SPIFFE identities"
-grep '"pod":"shop/cart"' /run/ferry/ferry/logs/agent-node-b.log | grep '"path":"hbone"' | tail -n 1 | cut -c1-700
+grep '"destinationWorkload":"cart"' /run/ferry/ferry/logs/agent-node-b.log | grep '"direction":"inbound"' | grep '"path":"hbone"' | tail -n 1 | cut -c1-700
 
 step "legacy/client -> cart.shop: refused by the AuthorizationPolicy shop/cart-from-shop-client (plaintext has no identity)"
 ferry sandbox exec legacy/client -- curl -s -m 5 http://cart.shop/ || echo "curl exit $?: connection refused by policy"
@@ -66,6 +66,11 @@ ferry sandbox inspect node-a certs
 
 step "the service graph of the demo's traffic, merged from every agent's metrics"
 ferry sandbox inspect graph --out /tmp/ferry-demo-graph.dot
+
+step "the sandbox's API server, as kubectl sees it (kubeconfig: $(ferry sandbox kubeconfig))"
+ferry sandbox kubectl get nodes -o wide
+ferry sandbox kubectl get authorizationpolicies.security.istio.io -A
+ferry sandbox kubectl get pods -A -o wide
 
 printf '\nThe sandbox stays up: try `node bin/ferry.js sandbox exec shop/client -- curl -s http://cart/`;\n'
 printf 'remove it with `node bin/ferry.js sandbox down`.\n'

@@ -90,8 +90,9 @@ export class ModelBuilder {
   }
 
   #pod(pod: V1Pod): void {
-    // Not scheduled yet: no node, no address, nothing an agent could do with it.
-    if (!pod.spec?.nodeName) {
+    // Not scheduled yet: no node, no address, nothing an agent could do with it. A host-network pod has its
+    // node's addresses: it is no workload of its own (as in Istio ambient), or the node's traffic would carry its name.
+    if (!pod.spec?.nodeName || pod.spec.hostNetwork === true) {
       this.#removed('workload', pod.metadata?.uid ?? keyOf(pod));
       return;
     }

@@ -157,6 +157,32 @@ test('an enrolled namespace’s pod becomes a meshed workload; the annotation’
   await waitFor('the deleted pod’s workload gone', async () => (sink.get('workload', outUid) === undefined ? true : undefined), 2000);
 });
 
+test('a host-network pod (e.g. a node agent) is no workload: its addresses are its node’s', async () => {
+  const marker = await runningPod(NS, 'beside-host', '10.244.7.20');
+  await waitFor('a workload of the same namespace', async () => sink.get<Workload>('workload', marker), 2000);
+  await kubectlOk(
+    cluster,
+    ['apply', '-f', '-'],
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'host-agent', namespace: NS },
+      spec: { nodeName: NODE, hostNetwork: true, containers: [{ name: 'c', image: 'none' }] },
+    }),
+  );
+  const pod = await kubectlJson<{ metadata: { uid: string } }>(cluster, ['-n', NS, 'get', 'pod', 'host-agent']);
+  // The relabel of the marker pod goes through the same informer after the host pod's add: once it is in, the
+  // host pod has been seen too.
+  await kubectlOk(cluster, ['-n', NS, 'label', 'pod', 'beside-host', 'seen=after-host-agent']);
+  await waitFor(
+    'the later change',
+    async () => (sink.get<Workload>('workload', marker)?.labels.seen === 'after-host-agent' ? true : undefined),
+    2000,
+  );
+  assert.equal(sink.get('workload', pod.metadata.uid), undefined);
+  await kubectlOk(cluster, ['-n', NS, 'delete', 'pod', 'host-agent', 'beside-host', '--grace-period=0', '--force']);
+});
+
 test('a Service’s endpoints come from the EndpointSlice controller, with the pod’s UID', async () => {
   const uid = await runningPod(NS, 'cart', '10.244.7.20');
   await kubectlOk(

@@ -18,7 +18,7 @@ import { meshEnabledFor } from '../k8s/mesh-rules';
 import type { Logger } from '../telemetry';
 import { AGENT_NAMESPACE, agentPod, agentPodName, apiObjectsFrom, ferryRbacFile } from './api-objects';
 import { STOPPED_ANNOTATION, SandboxKubelet, kubeletPaths, type LocalPodRecord } from './kubelet';
-import { Ledger } from './ledger';
+import type { Ledger } from './ledger';
 import { netnsHttpGet } from './netns-http';
 import type { SandboxPlan } from './plan';
 import { SandboxAgentError, SandboxStateError } from './runtime-errors';

@@ -144,8 +144,10 @@ export type ProxyPath = 'hbone' | 'short' | 'passthrough' | 'plaintext';
 export interface AccessRecord {
   conn: string;
   direction: 'outbound' | 'inbound';
-  /** The enrolled pod the connection belongs to: its source (outbound) or destination (inbound). */
+  /** The enrolled pod the connection belongs to (NAMESPACE/NAME): its source (outbound) or destination (inbound). */
   pod: string;
+  /** That pod's UID (the model's key: the Pod's metadata.uid on a cluster). */
+  podUid: string;
   /** hbone: through a tunnel; short: same-node meshed; passthrough: unmeshed destination; plaintext: inbound without mTLS. */
   path: ProxyPath;
   /**
@@ -1034,7 +1036,8 @@ export class NodeProxy {
     const entry: AccessRecord = {
       conn: flow.id,
       direction: flow.direction,
-      pod: flow.pod.uid,
+      pod: `${flow.pod.namespace}/${flow.pod.name}`,
+      podUid: flow.pod.uid,
       path: r.path,
       security: r.security,
       source: flow.source,

@@ -193,7 +193,7 @@ interface LogLine {
 }
 
 const POD: ProxyPod = {
-  uid: 'shop/frontend',
+  uid: '7d3f0c52-frontend',
   namespace: 'shop',
   name: 'frontend',
   serviceAccount: 'frontend',
@@ -221,7 +221,7 @@ const FRONTEND: ProxyPod = {
   ips: ['127.0.0.2'],
 };
 const BACKEND: ProxyPod = {
-  uid: 'shop/backend',
+  uid: '7d3f0c52-backend',
   namespace: 'shop',
   name: 'backend',
   serviceAccount: 'backend',
@@ -497,7 +497,7 @@ test('relays a captured connection to its original destination and logs one acce
   await waitFor(() => s.access().length === 1, 'the access record');
   const [record] = s.access();
   assert.equal(record.direction, 'outbound');
-  assert.equal(record.pod, POD.uid);
+  assert.deepEqual([record.pod, record.podUid], ['shop/frontend', POD.uid]);
   assert.match(record.conn, /^o\d+$/);
   // The pod's address with the app's port, not the loopback the capture redirected it to.
   assert.equal(record.source, `10.244.0.5:${clientPort}`);
@@ -751,7 +751,7 @@ test('a meshed pod on another node is reached through HBONE: mutual TLS, authori
 
   const inb = m.b.access()[0];
   assert.equal(inb.direction, 'inbound');
-  assert.equal(inb.pod, BACKEND.uid);
+  assert.deepEqual([inb.pod, inb.podUid], ['shop/backend', BACKEND.uid]);
   assert.equal(inb.path, 'hbone');
   assert.equal(inb.security, 'mutual_tls');
   assert.equal(inb.sourcePrincipal, 'cluster.local/ns/shop/sa/frontend');

@@ -60,8 +60,18 @@ test('the shipped bad examples are all refused', async () => {
 
 test('commands on a sandbox that is not up fail with a clear message', async () => {
   requireRoot();
-  for (const args of [['status'], ['down'], ['exec', 'default/x', '--', 'true']]) {
-    const result = await ferry(['sandbox', args[0], '--prefix', PREFIX, ...args.slice(1)]);
+  for (const args of [
+    ['status'],
+    ['down'],
+    ['exec', 'default/x', '--', 'true'],
+    ['kubeconfig'],
+    ['kubectl', 'get', 'pods'],
+    ['controller', 'kill'],
+    ['controller', 'start'],
+  ]) {
+    const verb = args[0] === 'controller' ? ['controller', args[1]] : [args[0]];
+    const rest = args.slice(verb.length);
+    const result = await ferry(['sandbox', ...verb, '--prefix', PREFIX, ...rest]);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, new RegExp(`no sandbox "${PREFIX}" is up`));
   }

@@ -1,12 +1,13 @@
 // Root integration: PeerAuthentication and AuthorizationPolicy enforced by real agents on real
 // connections — plaintext from outside the mesh, HBONE across nodes and the same-node short path —
-// applied to a running sandbox with `ferry sandbox apply`, including connections already open.
+// applied to a running sandbox on its API server with kubectl (`ferry sandbox apply|delete`), including
+// connections already open.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TestSandbox, echoCommand, eventually, ferry, withSandbox } from './harness';
+import { TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-pol';
 const idle = '[{ name: c, command: ["sleep", "infinity"] }]';
@@ -77,37 +78,54 @@ spec:
 ${spec.replace(/^/gm, '  ')}`;
 
 describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_000 }, () => {
-  const sandbox = new TestSandbox(PREFIX, MANIFEST);
+  const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--api']);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-policies-`));
   let applied: string[] = [];
 
   const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
 
-  /** Both agents have loaded at least snapshot revision `revision` (they log each policy change). */
-  async function agentsAt(revision: number): Promise<void> {
+  /** namespace/name of each policy document. */
+  const names = (docs: string[]): string[] =>
+    docs.map((doc) => {
+      const kind = /^kind: (\w+)/m.exec(doc)?.[1];
+      const meta = /metadata: \{ name: ([\w-]+), namespace: ([\w-]+)/.exec(doc);
+      return `${kind} ${meta?.[2]}/${meta?.[1]}`;
+    });
+
+  /** The policies each agent holds (its admin API's config_dump), as "Kind namespace/name". */
+  async function held(node: string): Promise<string[]> {
+    const dump = JSON.parse(
+      await sh('ip', ['netns', 'exec', `${PREFIX}-node-${node}`, 'curl', '-s', '-m', '3', 'http://127.0.0.1:15000/config_dump']),
+    ) as { policies: Record<'authorizationPolicies' | 'peerAuthentications', Array<{ namespace: string; name: string }>> };
+    return [
+      ...dump.policies.authorizationPolicies.map((p) => `AuthorizationPolicy ${p.namespace}/${p.name}`),
+      ...dump.policies.peerAuthentications.map((p) => `PeerAuthentication ${p.namespace}/${p.name}`),
+    ];
+  }
+
+  /** Both agents hold exactly `expected` (every change of a case is a delete, then an apply, so names suffice). */
+  async function agentsHold(expected: string[]): Promise<void> {
     for (const node of ['node-a', 'node-b']) {
+      let last: string[] = [];
       await eventually(
-        () =>
-          sandbox
-            .agentLog(node)
-            .split('\n')
-            .some((l) => {
-              if (!l.includes('"policies applied"')) return false;
-              return (JSON.parse(l) as { revision: number }).revision >= revision;
-            }),
+        async () => {
+          last = (await held(node)).sort();
+          return JSON.stringify(last) === JSON.stringify([...expected].sort());
+        },
         5000,
-        `${node}'s agent to apply revision ${revision}`,
+        `${node}'s agent to hold ${expected.join(', ') || 'no policy'} (holds ${last.join(', ') || 'none'})`,
       );
     }
   }
 
-  /** Replace the policies of the previous case with `docs`; returns what `apply` printed. */
+  /** Replace the policies of the previous case with `docs` through the API; returns what kubectl printed. */
   async function usePolicies(docs: string[]): Promise<string> {
     if (applied.length > 0) {
       const old = path.join(work, 'old.yaml');
       fs.writeFileSync(old, applied.join('\n---\n'));
       const removed = await ferry(['sandbox', 'delete', '--prefix', PREFIX, '-f', old]);
       assert.equal(removed.code, 0, removed.stderr);
+      await agentsHold([]);
     }
     applied = docs;
     if (docs.length === 0) return '';
@@ -115,10 +133,28 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
     fs.writeFileSync(file, docs.join('\n---\n'));
     const result = await ferry(['sandbox', 'apply', '--prefix', PREFIX, '-f', file]);
     assert.equal(result.code, 0, `apply failed:\n${result.stdout}\n${result.stderr}`);
-    const revision = Number(/revision (\d+)/.exec(result.stdout)?.[1]);
-    assert.ok(revision > 0, `apply printed no revision: ${result.stdout}`);
-    await agentsAt(revision);
+    await agentsHold(names(docs));
     return result.stdout + result.stderr;
+  }
+
+  /** The controller's Warning Events about `name` in namespace app (e.g. what it changed in a policy). */
+  async function warningsAbout(name: string): Promise<string> {
+    const result = await ferry([
+      'sandbox',
+      'kubectl',
+      '--prefix',
+      PREFIX,
+      '-n',
+      'app',
+      'get',
+      'events',
+      '--field-selector',
+      `involvedObject.name=${name}`,
+      '-o',
+      'jsonpath={range .items[*]}{.type} {.reason}: {.message}{"\\n"}{end}',
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    return result.stdout;
   }
 
   /** true when `client` gets its message echoed by server:port, false when the connection is refused or reset. */
@@ -275,9 +311,15 @@ describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_0
     ];
     for (const c of cases) {
       test(c.name, async () => {
-        const output = await usePolicies(c.docs());
-        if (c.name.includes('L7'))
-          assert.match(output, /warning: .*app\/l7-(allow|deny)/, 'the restriction is announced, naming the policy');
+        await usePolicies(c.docs());
+        if (c.name.includes('L7')) {
+          const name = /name: (l7-\w+)/.exec(c.docs()[0])?.[1] ?? '';
+          await eventually(
+            async () => /^Warning FerryConfigurationChanged: .*HTTP attributes are not enforced/m.test(await warningsAbout(name)),
+            10_000,
+            `a Warning Event announcing the restriction of app/${name}`,
+          );
+        }
         await check(c.expect, c.port ?? 7000);
       });
     }

@@ -553,43 +553,8 @@ function agentsRole(): void {
 // ---------------------------------------------------------------------------------------------------------------
 // The cluster's objects.
 
-/** The RBAC the controller runs with, and no more (as test/k8s/controller.test.ts grants it). */
-const CONTROLLER_RBAC = [
-  { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ferry-controller', namespace: AGENT_NAMESPACE } },
-  { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: AGENT_SERVICE_ACCOUNT, namespace: AGENT_NAMESPACE } },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: 'ferry-controller' },
-    rules: [
-      { apiGroups: [''], resources: ['namespaces', 'pods', 'services'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['security.istio.io'], resources: ['authorizationpolicies', 'peerauthentications'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
-    ],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'ferry-controller' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'ferry-controller' },
-    subjects: [{ kind: 'ServiceAccount', name: 'ferry-controller', namespace: AGENT_NAMESPACE }],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'Role',
-    metadata: { name: 'ferry-controller', namespace: AGENT_NAMESPACE },
-    rules: [{ apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] }],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'RoleBinding',
-    metadata: { name: 'ferry-controller', namespace: AGENT_NAMESPACE },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'ferry-controller' },
-    subjects: [{ kind: 'ServiceAccount', name: 'ferry-controller', namespace: AGENT_NAMESPACE }],
-  },
-];
+/** Ferry's RBAC: the namespace, both service accounts, the controller's least privilege. */
+const FERRY_RBAC = path.join(__dirname, '..', '..', 'deploy', 'rbac', 'ferry.yaml');
 
 /** How the bench's objects are laid out: Service j selects the pods i with i % services === j. */
 class Layout {
@@ -962,7 +927,7 @@ async function main(o: Options, run: Run): Promise<Record<string, unknown>> {
     await kubectl(cluster, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/authorizationpolicies.security.istio.io']);
     await kubectl(cluster, ['wait', '--for=condition=Established', '--timeout=60s', 'crd/peerauthentications.security.istio.io']);
     await rest.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: AGENT_NAMESPACE } });
-    await kubectl(cluster, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: CONTROLLER_RBAC }));
+    await kubectl(cluster, ['apply', '-f', FERRY_RBAC]);
   });
 
   const kubeconfig = await controllerKubeconfig(run, rest, cluster.kubeconfigPath);

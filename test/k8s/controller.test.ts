@@ -31,43 +31,8 @@ let controllerKubeconfig: string;
 const state = new ClusterState();
 let source: GrpcConfigSource;
 
-/** The RBAC the controller needs, and no more: read what it watches, write Events, its CA Secret and ConfigMap, review tokens. */
-const CONTROLLER_RBAC = [
-  { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ferry-controller', namespace: 'ferry-system' } },
-  { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ferry-agent', namespace: 'ferry-system' } },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: 'ferry-controller' },
-    rules: [
-      { apiGroups: [''], resources: ['namespaces', 'pods', 'services'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['security.istio.io'], resources: ['authorizationpolicies', 'peerauthentications'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
-    ],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'ferry-controller' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'ferry-controller' },
-    subjects: [{ kind: 'ServiceAccount', name: 'ferry-controller', namespace: 'ferry-system' }],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'Role',
-    metadata: { name: 'ferry-controller', namespace: 'ferry-system' },
-    rules: [{ apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] }],
-  },
-  {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'RoleBinding',
-    metadata: { name: 'ferry-controller', namespace: 'ferry-system' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'ferry-controller' },
-    subjects: [{ kind: 'ServiceAccount', name: 'ferry-controller', namespace: 'ferry-system' }],
-  },
-];
+/** Ferry's RBAC: the namespace, both service accounts, the controller's least privilege. */
+const FERRY_RBAC = path.join(__dirname, '..', '..', '..', 'deploy', 'rbac', 'ferry.yaml');
 
 function pod(namespace: string, name: string, node: string, serviceAccount: string, labels: Record<string, string> = {}) {
   return {
@@ -111,7 +76,7 @@ before(
       { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' } },
       { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b' } },
     ]);
-    await apply(CONTROLLER_RBAC);
+    await kubectlOk(cluster, ['apply', '-f', FERRY_RBAC]);
     await apply([
       { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cart', namespace: NS } },
       { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: NS } },

@@ -120,6 +120,27 @@ export class TestSandbox {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
+  /** `kubectl …` against the sandbox's API server (sandboxes built with --api). */
+  async kubectl(args: string[], timeoutMs = 60_000): Promise<CommandResult> {
+    return ferry(['sandbox', 'kubectl', '--prefix', this.prefix, ...args], timeoutMs);
+  }
+
+  /**
+   * The mesh CA as the controller keeps it (the Secret ferry-system/ferry-ca: ca.json and its PEM files),
+   * written into a fresh directory of the test's own, for fixtures that sign as the CA would.
+   */
+  async caFilesDir(): Promise<string> {
+    const result = await this.kubectl(['-n', 'ferry-system', 'get', 'secret', 'ferry-ca', '-o', 'json']);
+    assert.equal(result.code, 0, `reading the CA Secret: ${result.stderr}`);
+    const data = (JSON.parse(result.stdout) as { data?: Record<string, string> }).data ?? {};
+    const dir = fs.mkdtempSync(path.join(this.dir, 'ca-'));
+    for (const [name, value] of Object.entries(data)) {
+      assert.match(name, /^[\w.-]+$/, `CA Secret key ${name}`);
+      fs.writeFileSync(path.join(dir, name), Buffer.from(value, 'base64'), { mode: 0o600 });
+    }
+    return dir;
+  }
+
   async status(): Promise<{
     dualStack: boolean;
     nodes: Array<{ name: string; agentPid?: number; ready: boolean; cgroup: string }>;

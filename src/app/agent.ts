@@ -6,9 +6,9 @@ import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
 import { CaptureEngine, ownCgroup, type MapState } from '../capture';
 import { assertKernelReady, netnsCookie, probeKernel } from '../native';
-import { GrpcCaClient, LocalCaClient, WorkloadCertificates, watchTrustBundle, writeAgentTrustStatus } from '../identity';
+import { GrpcCaClient, WorkloadCertificates } from '../identity';
 import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
-import { ClusterState, SnapshotFileSource, type ConfigSink, type ConfigSource } from '../state';
+import { ClusterState, type ConfigSink, type ConfigSource } from '../state';
 import { GrpcConfigSource } from '../config-client';
 import { IdentityTlsProvider } from '../tls';
 import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type Logger, type RootLogger } from '../telemetry';
@@ -24,7 +24,7 @@ import { AgentRuntimeError } from './errors';
 
 export interface Agent {
   readonly state: ClusterState;
-  /** Where the state comes from (the snapshot file or the controller). */
+  /** Where the state comes from (the controller's config stream; an in-memory source in tests). */
   readonly configSource: ConfigSource;
   readonly certificates: WorkloadCertificates;
   readonly proxy: NodeProxy;
@@ -36,13 +36,9 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-/** How often the agent looks at the CA directory for a new trust bundle or issuer. */
-const CA_POLL_MS = 500;
-
-/** The source --snapshot or --controller selects. */
+/** The controller's config stream, as --controller and its settings say. */
 export function configSourceFor(config: AgentConfig, log: Logger): ConfigSource {
-  const settings = config.configSource;
-  if (settings.kind === 'snapshot') return new SnapshotFileSource(settings.path, { log });
+  const settings = config.controller;
   return new GrpcConfigSource({
     address: settings.address,
     caFile: settings.caFile,
@@ -217,72 +213,42 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
 interface AgentIdentity {
   certificates: WorkloadCertificates;
   trust: { state(): TrustState };
-  /** Where the CA is, for the admin API: `ca-dir PATH` or `controller ADDRESS`. */
+  /** Where the CA is, for the admin API: `controller ADDRESS`. */
   source: string;
   /** Stop following the trust bundle (and close the CA client). */
   stop(): void;
 }
 
 /**
- * --snapshot: the sandbox's CA directory signs, ca.json is polled, and the generation reached is also
- * written to ca/status/NODE.json for `ferry sandbox ca rotate`. --controller: the controller's CA service
- * signs and streams the bundle (same settings as the config stream); the agent holds no CA material.
- * Both paths react alike (followTrust) and report through the admin API's /trust.
+ * The controller's CA service signs and streams the trust bundle (same settings as the config stream); the
+ * agent holds no CA material. Its reaction to a new bundle (followTrust) is reported through the admin API's /trust.
  */
 async function startIdentity(config: AgentConfig, log: Logger): Promise<AgentIdentity> {
-  const settings = config.configSource;
-  const certificatesFor = (ca: LocalCaClient | GrpcCaClient) =>
-    new WorkloadCertificates({
-      ca,
-      trustDomain: config.trustDomain,
-      ttlSeconds: config.certTtlSeconds,
-      log: log.child({ component: 'certificates' }),
-    });
-  if (settings.kind === 'controller') {
-    const client = new GrpcCaClient({
-      address: settings.address,
-      caFile: settings.caFile,
-      tokenFile: settings.tokenFile,
-      ...(settings.serverName !== undefined ? { serverName: settings.serverName } : {}),
-    });
-    const certificates = certificatesFor(client);
-    const trust = followTrust(certificates, log);
-    // No wait for the first bundle: the controller may come up after the agent, as the config stream may.
-    const stopWatch = client.watchTrustBundle(trust.onChange, (err) => log.error({ err }, 'CA service unreachable or refused'));
-    return {
-      certificates,
-      trust,
-      source: `controller ${settings.address}`,
-      stop() {
-        stopWatch();
-        client.close();
-      },
-    };
-  }
-  const caDir = config.caDir;
-  if (caDir === undefined) throw new AgentRuntimeError('agent: --snapshot needs --ca-dir');
-  const certificates = certificatesFor(new LocalCaClient(caDir));
-  await certificates.refreshTrustBundle();
-  // The sandbox's `ca rotate` (CA directory) waits for every agent's status file to report the generation
-  // it has loaded and who issued its certificates before it moves to the next phase.
-  const reportTrust = (): void => {
-    try {
-      writeAgentTrustStatus(caDir, {
-        node: config.node,
-        pid: process.pid,
-        generation: trust.state().generation,
-        certificates: certificates
-          .certificates()
-          .map((c) => ({ principal: c.principal, issuer: c.issuer, notAfter: c.notAfter.toISOString() })),
-      });
-    } catch (err) {
-      log.warn({ err }, 'could not write trust status');
-    }
+  const settings = config.controller;
+  const client = new GrpcCaClient({
+    address: settings.address,
+    caFile: settings.caFile,
+    tokenFile: settings.tokenFile,
+    ...(settings.serverName !== undefined ? { serverName: settings.serverName } : {}),
+  });
+  const certificates = new WorkloadCertificates({
+    ca: client,
+    trustDomain: config.trustDomain,
+    ttlSeconds: config.certTtlSeconds,
+    log: log.child({ component: 'certificates' }),
+  });
+  const trust = followTrust(certificates, log);
+  // No wait for the first bundle: the controller may come up after the agent, as the config stream may.
+  const stopWatch = client.watchTrustBundle(trust.onChange, (err) => log.error({ err }, 'CA service unreachable or refused'));
+  return {
+    certificates,
+    trust,
+    source: `controller ${settings.address}`,
+    stop() {
+      stopWatch();
+      client.close();
+    },
   };
-  const trust = followTrust(certificates, log, reportTrust);
-  const stopWatch = watchTrustBundle(caDir, CA_POLL_MS, trust.onChange, (err) => log.error({ err }, 'CA directory unreadable'));
-  certificates.onChange(() => reportTrust());
-  return { certificates, trust, source: `ca-dir ${caDir}`, stop: stopWatch };
 }
 
 /** HBONE limits from the agent's flags: the tunnel buffer is the HTTP/2 connection window, both ways. */

@@ -4,7 +4,7 @@ import { AGENT_LIMITS, DEFAULT_TOKEN_FILE, agentConfigFrom, sandboxPrefixFrom } 
 import { startAgent, startController } from '../app';
 import { createLogging, type LogLevel, type Logger } from '../telemetry';
 import {
-  sandboxChangePolicies,
+  sandboxChangeObjects,
   sandboxDown,
   sandboxExec,
   sandboxQuery,
@@ -91,10 +91,9 @@ export async function main(argv: string[]): Promise<void> {
   agent
     .description('run the node agent: capture enrolled pods and proxy their traffic')
     .option('--node <name>', "this node's name (FERRY_NODE)")
-    .option('--snapshot <file>', 'cluster snapshot JSON to follow (FERRY_SNAPSHOT); or --controller')
     .option(
       '--controller <address>',
-      'the controller, host:port or unix:/path, gRPC over TLS: its config stream and CA service (FERRY_CONTROLLER); or --snapshot',
+      'the controller, host:port or unix:/path, gRPC over TLS: its config stream and CA service (FERRY_CONTROLLER)',
     )
     .option('--controller-ca <file>', "PEM bundle the controller's certificate must chain to (FERRY_CONTROLLER_CA)")
     .option(
@@ -112,7 +111,6 @@ export async function main(argv: string[]): Promise<void> {
     .option('--drain-seconds <n>', 'how long SIGTERM lets open connections finish (FERRY_DRAIN_SECONDS)')
     .option('--service-lb', 'translate Service VIPs in BPF for pods that are not captured (no kube-proxy)')
     .option('--trust-domain <name>', 'SPIFFE trust domain (FERRY_TRUST_DOMAIN; default cluster.local)')
-    .option('--ca-dir <dir>', 'with --snapshot: certificate authority directory that signs workload CSRs (FERRY_CA_DIR)')
     .option(
       '--pod-netns-dir <dir>',
       "the node's pod records (<uid>.json from its kubelet): network namespaces for workloads that arrive without one (FERRY_POD_NETNS_DIR)",
@@ -143,7 +141,10 @@ export async function main(argv: string[]): Promise<void> {
 
   sandbox
     .command('up')
-    .description('build nodes, pods and services from Kubernetes-shaped YAML and start one agent per node')
+    .description(
+      'build nodes from Kubernetes-shaped YAML, run the dev cluster, ferry controller, a kubelet per node and the agents as Pods, ' +
+        "and create the YAML's objects through the API (see: ferry sandbox kubeconfig, ferry sandbox kubectl)",
+    )
     .requiredOption('-f, --file <files...>', 'manifest files (Namespace, Pod, Service, ferry.dev Node)')
     .addOption(prefixOption())
     .option('--log-level <level>', "the agents' log level", 'info')
@@ -158,11 +159,6 @@ export async function main(argv: string[]): Promise<void> {
       '--dual-stack',
       "give every pod an IPv6 address too (node i's pods in fd10:244:i::/64), as in a dual-stack cluster; " + 'Services stay IPv4',
     )
-    .option(
-      '--api',
-      'run on a real API server: the dev cluster, ferry controller, a kubelet per node and the agents as Pods; ' +
-        'the objects go through the API (see: ferry sandbox kubeconfig, ferry sandbox kubectl)',
-    )
     .action(
       async (options: {
         file: string[];
@@ -171,7 +167,6 @@ export async function main(argv: string[]): Promise<void> {
         agentArg: string[];
         prometheus?: boolean;
         dualStack?: boolean;
-        api?: boolean;
       }) => {
         const prefix = sandboxPrefixFrom(options.prefix);
         const plan = await sandboxUp(options.file, {
@@ -181,20 +176,11 @@ export async function main(argv: string[]): Promise<void> {
           agentArgs: options.agentArg,
           prometheus: options.prometheus === true,
           dualStack: options.dualStack === true,
-          api: options.api === true,
         });
-        if (options.api === true) {
-          say(`sandbox "${prefix}" is up on its API server: ${plan.nodes.length} nodes`);
-          say(`$ kubectl get pods -A -o wide   (kubeconfig: ${sandboxKubeconfig(prefix)})`);
-          process.exitCode = await sandboxKubectlCommand(prefix, ['get', 'pods', '-A', '-o', 'wide']);
-          say('try: ferry sandbox kubectl get svc -A · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
-          return;
-        }
-        say(
-          `sandbox "${prefix}" is up${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes, ${plan.pods.length} pods, ` +
-            `${plan.services.length} services`,
-        );
-        say('try: ferry sandbox status · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
+        say(`sandbox "${prefix}" is up on its API server${plan.dualStack ? ' (dual-stack)' : ''}: ${plan.nodes.length} nodes`);
+        say(`$ kubectl get pods -A -o wide   (kubeconfig: ${sandboxKubeconfig(prefix)})`);
+        process.exitCode = await sandboxKubectlCommand(prefix, ['get', 'pods', '-A', '-o', 'wide']);
+        say('try: ferry sandbox kubectl get svc -A · ferry sandbox exec NS/POD -- CMD · ferry sandbox down');
       },
     );
 
@@ -203,13 +189,13 @@ export async function main(argv: string[]): Promise<void> {
       .command(verb)
       .description(
         verb === 'apply'
-          ? 'create or replace AuthorizationPolicy and PeerAuthentication objects in the running sandbox'
-          : 'remove AuthorizationPolicy and PeerAuthentication objects from the running sandbox',
+          ? "kubectl apply -f FILE… against the sandbox's API server (any object: policies, Pods, Services, Namespaces)"
+          : "kubectl delete -f FILE… against the sandbox's API server",
       )
-      .requiredOption('-f, --file <files...>', 'manifest files with the policy objects')
+      .requiredOption('-f, --file <files...>', 'manifest files')
       .addOption(prefixOption())
       .action(async (options: { file: string[]; prefix?: string }) => {
-        await sandboxChangePolicies(sandboxPrefixFrom(options.prefix), options.file, verb, say);
+        await sandboxChangeObjects(sandboxPrefixFrom(options.prefix), options.file, verb, say);
       });
   }
 

@@ -4,7 +4,6 @@ import { ConfigError } from './errors';
 
 export interface AgentOptions {
   node?: string;
-  snapshot?: string;
   controller?: string;
   controllerCa?: string;
   controllerServerName?: string;
@@ -16,7 +15,6 @@ export interface AgentOptions {
   drainSeconds?: string;
   serviceLb?: boolean;
   trustDomain?: string;
-  caDir?: string;
   podNetnsDir?: string;
   certTtlSeconds?: string;
   /** commander's --no-hbone gives false. */
@@ -156,22 +154,17 @@ function limitsFrom(options: AgentOptions, env: NodeJS.ProcessEnv): AgentLimits 
   return limits;
 }
 
-/** Where the agent's model comes from: exactly one of --snapshot and --controller. */
-export type ConfigSourceSettings =
-  /** JSON snapshot of the cluster (the sandbox writes it; the agent watches it for changes). */
-  | { kind: 'snapshot'; path: string }
-  | {
-      /** The controller's config stream (gRPC over TLS). */
-      kind: 'controller';
-      /** `host:port`, or `unix:/absolute/path` (a socket the agent reaches from another network namespace). */
-      address: string;
-      /** PEM bundle the controller's certificate must chain to. */
-      caFile: string;
-      /** The agent's projected service-account token, sent as its credential (re-read on every connect). */
-      tokenFile: string;
-      /** Name the controller's certificate carries, when it is not the host of `address`. */
-      serverName?: string;
-    };
+/** The controller the agent follows: its config stream and its CA service (gRPC over TLS). */
+export interface ControllerSettings {
+  /** `host:port`, or `unix:/absolute/path` (a socket the agent reaches from another network namespace). */
+  address: string;
+  /** PEM bundle the controller's certificate must chain to. */
+  caFile: string;
+  /** The agent's projected service-account token, sent as its credential (re-read on every connect). */
+  tokenFile: string;
+  /** Name the controller's certificate carries, when it is not the host of `address`. */
+  serverName?: string;
+}
 
 /** Where the kubelet mounts a pod's service-account token by default. */
 export const DEFAULT_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -179,7 +172,8 @@ export const DEFAULT_TOKEN_FILE = '/var/run/secrets/kubernetes.io/serviceaccount
 export interface AgentConfig {
   /** This agent's node name; it enrols only pods scheduled here. */
   node: string;
-  configSource: ConfigSourceSettings;
+  /** Where the model, the certificates and the trust bundle come from; the agent holds no CA material. */
+  controller: ControllerSettings;
   /** bpffs directory for this agent's pinned maps and links. */
   pinDir: string;
   /** cgroup v2 directory the connect and sock_ops programs attach to. */
@@ -193,12 +187,6 @@ export interface AgentConfig {
   serviceLoadBalancing: boolean;
   /** SPIFFE trust domain of this mesh (`cluster.local` unless set). */
   trustDomain: string;
-  /**
-   * The sandbox's certificate authority directory (the in-process CA the agent signs its CSRs with): set
-   * with --snapshot only. With --controller certificates and the trust bundle come from the controller's
-   * CA service, and the agent holds no CA material.
-   */
-  caDir?: string;
   /**
    * Directory of the node's pod records (`<uid>.json`: uid, namespace, name, netnsPath), written by the
    * node's kubelet: where the agent finds the network namespace of a workload that arrives without one.
@@ -237,16 +225,11 @@ const CONTROLLER_ADDRESS = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$
 /** gRPC's unix-socket target: `unix:` and an absolute path (grpc-js also reads `unix:relative`, not accepted here). */
 const UNIX_ADDRESS = /^unix:(\/.*)$/;
 
-function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): ConfigSourceSettings {
-  const snapshot = options.snapshot ?? env.FERRY_SNAPSHOT;
+function controllerFrom(options: AgentOptions, env: NodeJS.ProcessEnv): ControllerSettings {
   const controller = options.controller ?? env.FERRY_CONTROLLER;
   const given = (value: string | undefined): value is string => value !== undefined && value !== '';
-  if (given(snapshot) && given(controller)) {
-    throw new ConfigError('agent: --snapshot (FERRY_SNAPSHOT) and --controller (FERRY_CONTROLLER) are exclusive; give one');
-  }
-  if (given(snapshot)) return { kind: 'snapshot', path: snapshot };
   if (!given(controller)) {
-    throw new ConfigError('agent: --controller HOST:PORT (or FERRY_CONTROLLER) or --snapshot FILE (or FERRY_SNAPSHOT) is required');
+    throw new ConfigError('agent: --controller HOST:PORT or unix:/PATH (or FERRY_CONTROLLER) is required');
   }
   const socket = UNIX_ADDRESS.exec(controller)?.[1];
   if (socket !== undefined) {
@@ -261,7 +244,6 @@ function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): Config
   }
   const serverName = options.controllerServerName ?? env.FERRY_CONTROLLER_SERVER_NAME;
   return {
-    kind: 'controller',
     address: controller,
     caFile: required(options.controllerCa ?? env.FERRY_CONTROLLER_CA, '--controller-ca', 'FERRY_CONTROLLER_CA'),
     tokenFile: options.tokenFile ?? env.FERRY_TOKEN_FILE ?? DEFAULT_TOKEN_FILE,
@@ -272,7 +254,7 @@ function configSourceFrom(options: AgentOptions, env: NodeJS.ProcessEnv): Config
 /** Build the agent's configuration; options win over the environment. */
 export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const node = required(options.node ?? env.FERRY_NODE, '--node', 'FERRY_NODE');
-  const configSource = configSourceFrom(options, env);
+  const controller = controllerFrom(options, env);
   const pinDir = options.pinDir ?? env.FERRY_PIN_DIR ?? '/sys/fs/bpf/ferry';
   const cgroupPath = required(options.cgroup ?? env.FERRY_CGROUP, '--cgroup', 'FERRY_CGROUP');
   const bpfDir = options.bpfDir ?? env.FERRY_BPF_DIR ?? path.resolve(__dirname, '..', '..', '..', 'bpf', 'build');
@@ -296,16 +278,6 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   if (!/^[a-z0-9._-]{1,255}$/.test(trustDomain)) {
     throw new ConfigError(`agent: --trust-domain "${trustDomain}" must be lowercase letters, digits, '.', '-' or '_'`);
   }
-  const caDirText = options.caDir ?? env.FERRY_CA_DIR;
-  let caDir: string | undefined;
-  if (configSource.kind === 'snapshot') {
-    caDir = required(caDirText, '--ca-dir', 'FERRY_CA_DIR');
-  } else if (caDirText !== undefined && caDirText !== '') {
-    throw new ConfigError(
-      `agent: --ca-dir (FERRY_CA_DIR) "${caDirText}" is for --snapshot only: with --controller the agent gets its ` +
-        "certificates and trust bundle from the controller's CA service and must not hold CA material; drop --ca-dir",
-    );
-  }
   const podNetnsDirText = options.podNetnsDir ?? env.FERRY_POD_NETNS_DIR;
   const podNetnsDir = podNetnsDirText !== undefined && podNetnsDirText !== '' ? podNetnsDirText : undefined;
   const ttlText = options.certTtlSeconds ?? env.FERRY_CERT_TTL_SECONDS ?? String(24 * 3600);
@@ -319,20 +291,15 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   for (const [flag, value] of [
     ['--pin-dir', pinDir],
     ['--cgroup', cgroupPath],
-    ...(caDir !== undefined ? [['--ca-dir', caDir]] : []),
     ...(podNetnsDir !== undefined ? [['--pod-netns-dir', podNetnsDir]] : []),
-    ...(configSource.kind === 'snapshot'
-      ? [['--snapshot', configSource.path]]
-      : [
-          ['--controller-ca', configSource.caFile],
-          ['--token-file', configSource.tokenFile],
-        ]),
+    ['--controller-ca', controller.caFile],
+    ['--token-file', controller.tokenFile],
   ]) {
     if (!path.isAbsolute(value)) throw new ConfigError(`agent: ${flag} "${value}" must be an absolute path`);
   }
   return {
     node,
-    configSource,
+    controller,
     pinDir,
     cgroupPath,
     bpfDir,
@@ -341,7 +308,6 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
     serviceLoadBalancing,
     threadPoolSize,
     trustDomain,
-    ...(caDir !== undefined ? { caDir } : {}),
     ...(podNetnsDir !== undefined ? { podNetnsDir } : {}),
     certTtlSeconds,
     hbone,

@@ -8,7 +8,7 @@ export {
   type AgentConfig,
   type AgentLimits,
   type AgentOptions,
-  type ConfigSourceSettings,
+  type ControllerSettings,
 } from './agent-config';
 export { DEV_CLUSTER_BUILD_DIR, devClusterBinariesFrom, type CommandLine, type DevClusterBinaries } from './devcluster-config';
 export { CONFIG_ERROR_CODES, ConfigError } from './errors';

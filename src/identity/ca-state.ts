@@ -244,6 +244,19 @@ export async function planRotationStep(
   }
 }
 
+/** What a trust-bundle watch reports: the CA's state and what changed since the previous report. */
+export interface CaChange {
+  generation: number;
+  phase: RotationPhase;
+  issuer: string;
+  /** Trusted root PEMs. */
+  roots: string[];
+  /** True for the first report of a watcher (nothing to compare with). */
+  first: boolean;
+  issuerChanged: boolean;
+  rootsChanged: boolean;
+}
+
 /** Every name of a stored CA: ca.json and each file, as text. What a key-value store (a Secret) holds. */
 export type CaFiles = Readonly<Record<string, string>>;
 

@@ -5,7 +5,6 @@ export const IDENTITY_ERROR_CODES = {
   FERRY_ERR_IDENTITY_SPIFFE_ID: 'a SPIFFE ID, principal or identity field is malformed (the message names the part)',
   FERRY_ERR_IDENTITY_CSR: 'the CA refused a certificate signing request (bad signature, key or requested SAN)',
   FERRY_ERR_IDENTITY_CA: 'the CA could not be created or loaded, or could not sign (key, certificate or lifetime problem)',
-  FERRY_ERR_IDENTITY_CA_DIRECTORY: 'the CA directory (ca.json and its PEM files) is missing, unreadable or malformed',
   FERRY_ERR_IDENTITY_ROTATION: 'a root rotation phase was requested out of order (the message names the current phase)',
   FERRY_ERR_IDENTITY_CA_SERVICE:
     "the controller's CA service refused a call or could not be reached (the message carries the gRPC status), or its protocol file is missing",

@@ -2,7 +2,7 @@
 // projected service-account token read for every call, and a trust-bundle watcher that reconnects.
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { CaChange } from './ca-directory';
+import type { CaChange } from './ca-state';
 import { certificateServiceClient, type SignRequestMessage, type SignResponseMessage, type TrustBundleMessage } from './ca-proto';
 import type { RotationPhase } from './ca-state';
 import type { CertificateAuthorityClient, SignRequest, SignResponse } from './certificate-authority';

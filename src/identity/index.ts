@@ -1,5 +1,5 @@
-// src/identity: SPIFFE workload identities, the CA (in process, as the sandbox's shared directory, its
-// storage-independent rotation state and the controller service's protocol and client), and the agent's workload certificates.
+// src/identity: SPIFFE workload identities, the CA (in process, its storage-independent rotation state — the
+// controller keeps it in a Secret — and the controller service's protocol and client), and the agent's workload certificates.
 export {
   DEFAULT_TRUST_DOMAIN,
   checkTrustDomain,
@@ -39,6 +39,7 @@ export {
   loadCaIssuer,
   parseCaMetadata,
   planRotationStep,
+  type CaChange,
   type CaCreateOptions,
   type CaFile,
   type CaFiles,
@@ -48,14 +49,6 @@ export {
   type CaTransition,
   type RotationStep,
 } from './ca-state';
-export {
-  CaDirectory,
-  LocalCaClient,
-  readCaIssuer,
-  readCaMetadata,
-  watchTrustBundle,
-  type CaChange,
-} from './ca-directory';
 export {
   BACKOFF_CAP_MS,
   BACKOFF_START_MS,
@@ -68,14 +61,8 @@ export {
   type Timers,
   type WorkloadCertificatesOptions,
 } from './workload-certificates';
-export { readCertificateNames } from './x509';
+export { issuerNameOf, readCertificateNames } from './x509';
 export { IDENTITY_ERROR_CODES, IdentityError, type IdentityErrorCode } from './errors';
-export {
-  issuerNameOf,
-  readAgentTrustStatus,
-  writeAgentTrustStatus,
-  type AgentTrustStatus,
-} from './trust-status';
 export {
   CA_PROTO_FILE,
   CA_SERVICE_NAME,

@@ -1,6 +1,6 @@
 // @peculiar/x509 bound to Node's WebCrypto, and the few PEM/key helpers the CA and the workload
 // certificate manager share. Every module of src/identity takes x509 from here.
-import { webcrypto, randomBytes } from 'node:crypto';
+import { X509Certificate, webcrypto, randomBytes } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -58,4 +58,9 @@ export function readCertificateNames(der: Uint8Array): { uris: string[]; ca: boo
     uris: uriSans(cert.getExtension(x509.SubjectAlternativeNameExtension)),
     ca: cert.getExtension(x509.BasicConstraintsExtension)?.ca === true,
   };
+}
+
+/** The issuer name a leaf signed by this authority certificate carries, in WorkloadCertificate.issuer's form. */
+export function issuerNameOf(authorityCertPem: string): string {
+  return new X509Certificate(authorityCertPem).subject.split('\n').join(', ');
 }

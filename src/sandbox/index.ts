@@ -3,7 +3,7 @@ export { loadManifests, parseManifests } from './manifest';
 export { planSandbox, type SandboxPlan } from './plan';
 export {
   agentReady,
-  sandboxChangePolicies,
+  sandboxChangeObjects,
   sandboxDown,
   sandboxRotateCa,
   sandboxExec,
@@ -27,5 +27,4 @@ export {
   type PrometheusSample,
   type PrometheusStatus,
 } from './prometheus';
-export { snapshotFromPlan } from './snapshot';
 export { superviseSandbox } from './api-sandbox';

@@ -5,8 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../native';
 import { PORTS } from '../config';
-import { readSnapshot, writeSnapshot } from '../state';
-import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus } from '../identity';
+import { DEFAULT_TRUST_DOMAIN } from '../identity';
 import {
   apiPaths,
   apiPodsAndServices,
@@ -20,13 +19,11 @@ import {
   startApiSandbox,
 } from './api-sandbox';
 import { Ledger } from './ledger';
-import { loadManifests, type SandboxManifest } from './manifest';
-import { netnsHttpGet, portOpen } from './netns-http';
-import { createPodNetwork } from './pod-network';
-import { planPrometheus, planSandbox, podIps, type PlannedNode, type SandboxPlan } from './plan';
+import { loadManifests } from './manifest';
+import { netnsHttpGet } from './netns-http';
+import { planPrometheus, planSandbox, type PlannedNode, type SandboxPlan } from './plan';
 import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
 import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtime-errors';
-import { snapshotFromPlan } from './snapshot';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
   CGROUP_EXEC,
@@ -42,15 +39,10 @@ import {
   pidAlive,
   run,
   sleep,
-  spawnInCgroup,
   waitFor,
 } from './system';
 
-const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-const FERRY_BIN = path.join(REPO_ROOT, 'bin', 'ferry.js');
 const AGENT_READY_TIMEOUT_MS = 30_000;
-const POD_PORT_TIMEOUT_MS = 15_000;
-const AGENT_STOP_TIMEOUT_MS = 5_000;
 const API_STOP_TIMEOUT_MS = 25_000;
 
 export interface UpOptions {
@@ -64,11 +56,6 @@ export interface UpOptions {
   prometheus?: boolean;
   /** Give every pod an IPv6 address too (PlanOptions.dualStack), with IPv6 routes between pods and nodes. */
   dualStack?: boolean;
-  /**
-   * Run on a real API server (src/sandbox/api-sandbox.ts): the dev cluster, `ferry controller`, a kubelet per node
-   * and the agents as Pods; the manifest's objects go through the API. Otherwise the agents follow a snapshot file.
-   */
-  api?: boolean;
 }
 
 /** Kept in the state dir: how `up` built the sandbox and started its agents, for the commands that come later. */
@@ -76,19 +63,8 @@ interface AgentSettings {
   logLevel: string;
   agentArgs: string[];
   trustDomain: string;
-  /** `up --dual-stack`; absent in settings written before the option existed, which means false. */
+  /** `up --dual-stack`. */
   dualStack?: boolean;
-  /** `up --api`: the sandbox runs on its API server (absent: false). */
-  api?: boolean;
-}
-
-/** Whether the sandbox runs on its API server (`up --api`). */
-export function runsOnApi(paths: SandboxPaths): boolean {
-  try {
-    return readAgentSettings(paths).api === true;
-  } catch {
-    return false;
-  }
 }
 
 function readAgentSettings(paths: SandboxPaths): AgentSettings {
@@ -115,18 +91,12 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   native.assertKernelReady(native.probeKernel());
 
   const paths = sandboxPaths(options.prefix);
-  const api = options.api === true;
-  // On the API server pods come and go with their objects: the kubelet builds their networks, not `up`.
-  const built: SandboxPlan = api ? { ...plan, pods: [], services: [] } : plan;
+  // Pods come and go with their objects in the API: the kubelets build their networks, not `up`.
+  const built: SandboxPlan = { ...plan, pods: [], services: [] };
   if (fs.existsSync(paths.stateDir)) {
     throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
   }
-  const names = [
-    plan.fabric.netns,
-    ...plan.nodes.map((n) => n.netns),
-    ...built.pods.map((p) => p.netns),
-    ...(options.prometheus ? [planPrometheus(plan).netns] : []),
-  ];
+  const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...(options.prometheus ? [planPrometheus(plan).netns] : [])];
   for (const name of names) {
     if (await netnsExists(name)) {
       throw new SandboxStateError(
@@ -142,30 +112,18 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
     agentArgs: options.agentArgs ?? [],
     trustDomain: DEFAULT_TRUST_DOMAIN,
     dualStack: plan.dualStack === true,
-    api,
   };
   fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
   const ledger = new Ledger(paths.ledgerFile);
   try {
     await buildNetwork(built, ledger, options);
-    if (api) {
-      createPinRoot(plan, ledger);
-      await startApiSandbox(plan, files, ledger, paths, {
-        logLevel: settings.logLevel,
-        agentArgs: settings.agentArgs,
-        report: options.report,
-      });
-      if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
-      return plan;
-    }
-    writeSnapshot(paths.snapshotFile, snapshotFromPlan(plan, 1));
-    // A root and an intermediate, as a production mesh would plug in; lives in the state dir,
-    // which is root-only and removed by `down`.
-    await CaDirectory.create(paths.caDir, { trustDomain: settings.trustDomain, intermediate: true });
-    options.report(`certificate authority for spiffe://${settings.trustDomain} in ${paths.caDir}`);
-    await startAgents(plan, ledger, paths, settings, options);
+    createPinRoot(plan, ledger);
+    await startApiSandbox(plan, files, ledger, paths, {
+      logLevel: settings.logLevel,
+      agentArgs: settings.agentArgs,
+      report: options.report,
+    });
     if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
-    await startPods(plan, ledger, paths, options);
   } catch (err) {
     options.report(`sandbox up failed: ${(err as Error).message}`);
     options.report('rolling back everything it created');
@@ -217,13 +175,6 @@ async function buildNetwork(plan: SandboxPlan, ledger: Ledger, options: UpOption
     for (const route of node.routes6 ?? []) await ip('-n', node.netns, '-6', 'route', 'add', route.destination, 'via', route.via);
   }
   options.report(`fabric ${plan.fabric.netns} with ${plan.nodes.length} nodes: ${plan.nodes.map((n) => n.netns).join(', ')}`);
-
-  for (const pod of plan.pods) {
-    const node = plan.nodes[pod.nodeIndex];
-    mkCgroup(pod.cgroup);
-    await createPodNetwork(node, { ...pod, nodeIndex: pod.nodeIndex, dnsDir: pod.dns.dir }, pod.dns, ledger);
-  }
-  options.report(`${plan.pods.length} pods, ${plan.services.length} services`);
 }
 
 /** A dual-stack plan's IPv6 field; planSandbox always sets it, so its absence means a damaged plan file. */
@@ -231,29 +182,6 @@ function required(value: string | undefined, owner: string): string {
   if (value === undefined)
     throw new SandboxStateError(`the dual-stack plan has no IPv6 address for ${owner}; bring the sandbox down and up again`);
   return value;
-}
-
-async function startAgents(
-  plan: SandboxPlan,
-  ledger: Ledger,
-  paths: SandboxPaths,
-  settings: AgentSettings,
-  options: UpOptions,
-): Promise<void> {
-  createPinRoot(plan, ledger);
-  for (const node of plan.nodes) {
-    const pid = startAgent(node, paths, settings);
-    ledger.add({ kind: 'process', pid, role: `agent ${node.name}` });
-  }
-  for (const node of plan.nodes) {
-    const ready = await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100);
-    if (!ready) {
-      const logFile = path.join(paths.logDir, `agent-${node.name}.log`);
-      const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '';
-      throw new SandboxAgentError(`agent on ${node.name} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s; its log ends:\n${tail}`);
-    }
-    options.report(`agent on ${node.name} ready (log: ${path.join(paths.logDir, `agent-${node.name}.log`)})`);
-  }
 }
 
 /** The bpffs directory every node's pins go under. */
@@ -269,38 +197,6 @@ function findNode(plan: SandboxPlan, nodeName: string): PlannedNode {
   return node;
 }
 
-/** Start (or restart) the agent of one node; returns its pid. */
-function startAgent(node: PlannedNode, paths: SandboxPaths, settings: AgentSettings): number {
-  const cgroupRoot = cgroup2Root();
-  const argv = [
-    'nsenter',
-    `--net=/run/netns/${node.netns}`,
-    '--',
-    process.execPath,
-    FERRY_BIN,
-    'agent',
-    '--node',
-    node.name,
-    '--snapshot',
-    paths.snapshotFile,
-    '--pin-dir',
-    node.bpfPinDir,
-    '--cgroup',
-    path.join(cgroupRoot, node.cgroup),
-    '--log-level',
-    settings.logLevel,
-    '--service-lb',
-    '--ca-dir',
-    paths.caDir,
-    '--trust-domain',
-    settings.trustDomain,
-    ...settings.agentArgs,
-  ];
-  return spawnInCgroup(path.join(cgroupRoot, node.agentCgroup), argv, path.join(paths.logDir, `agent-${node.name}.log`), {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-  });
-}
-
 /** GET /healthz/ready on the agent's readiness port, from inside its node's namespace. */
 export async function agentReady(nodeNetns: string): Promise<boolean> {
   try {
@@ -310,49 +206,6 @@ export async function agentReady(nodeNetns: string): Promise<boolean> {
     if (err instanceof SandboxHttpError) return false;
     throw err;
   }
-}
-
-function podEnv(plan: SandboxPlan, podIndex: number, containerEnv: Record<string, string>): string[] {
-  const pod = plan.pods[podIndex];
-  const base: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: '/root',
-    HOSTNAME: pod.name,
-    ...containerEnv,
-  };
-  return Object.entries(base).map(([k, v]) => `${k}=${v}`);
-}
-
-async function startPods(plan: SandboxPlan, ledger: Ledger, paths: SandboxPaths, options: UpOptions): Promise<void> {
-  const cgroupRoot = cgroup2Root();
-  plan.pods.forEach((pod, index) => {
-    for (const container of pod.containers) {
-      const argv = [
-        'ip',
-        'netns',
-        'exec',
-        pod.netns,
-        'env',
-        '-i',
-        ...podEnv(plan, index, container.env),
-        ...container.command,
-        ...container.args,
-      ];
-      const logFile = path.join(paths.logDir, `pod-${pod.namespace}-${pod.name}-${container.name}.log`);
-      const pid = spawnInCgroup(path.join(cgroupRoot, pod.cgroup), argv, logFile, {}, container.workingDir);
-      ledger.add({ kind: 'process', pid, role: `pod ${pod.namespace}/${pod.name} container ${container.name}` });
-    }
-  });
-  // Wait for declared ports so the mesh is usable when `up` returns; a slow app is a warning.
-  for (const pod of plan.pods) {
-    for (const container of pod.containers) {
-      for (const port of container.ports) {
-        const open = await waitFor(() => portOpen(`/run/netns/${pod.netns}`, pod.ip, port.containerPort), POD_PORT_TIMEOUT_MS, 100);
-        if (!open) options.report(`warning: ${pod.namespace}/${pod.name} is not listening on ${port.containerPort} yet`);
-      }
-    }
-  }
-  options.report(`pods started (logs in ${paths.logDir})`);
 }
 
 /** Processes that get SIGTERM, and a moment to finish, before the sandbox's cgroup is killed. */
@@ -387,7 +240,7 @@ export async function sandboxDown(prefix: string, report: (line: string) => void
   await waitFor(
     () => processes.filter((p) => gracefulRole(p.role)).every((p) => !pidAlive(p.pid) || !belongsTo(p.pid, prefix)),
     // The supervisor stops its dev cluster, which may take the API server's own grace period.
-    runsOnApi(paths) ? API_STOP_TIMEOUT_MS : AGENT_STOP_TIMEOUT_MS,
+    API_STOP_TIMEOUT_MS,
   );
   if (cgroups.length > 0) {
     killCgroup(cgroups[0]);
@@ -448,22 +301,11 @@ export async function sandboxExec(prefix: string, target: string, command: strin
   requireRoot('ferry sandbox exec');
   const plan = readPlan(prefix);
   const [namespace, name] = target.includes('/') ? target.split('/', 2) : ['default', target];
-  let where: { cgroupDir: string; netns: string } | undefined;
-  if (runsOnApi(sandboxPaths(prefix))) {
-    const record = localPodRecord(plan, sandboxPaths(prefix), namespace, name);
-    if (record) where = { cgroupDir: record.cgroupDir, netns: path.basename(record.netnsPath) };
-    else throw new SandboxStateError(`sandbox "${prefix}" runs no pod ${namespace}/${name} on its nodes (see: kubectl get pods -A)`);
-  } else {
-    const pod = plan.pods.find((p) => p.namespace === namespace && p.name === name);
-    if (!pod) {
-      const known = plan.pods.map((p) => `${p.namespace}/${p.name}`).join(', ');
-      throw new SandboxStateError(`sandbox "${prefix}" has no pod ${namespace}/${name} (pods: ${known})`);
-    }
-    where = { cgroupDir: path.join(cgroup2Root(), pod.cgroup), netns: pod.netns };
-  }
+  const record = localPodRecord(plan, sandboxPaths(prefix), namespace, name);
+  if (!record) throw new SandboxStateError(`sandbox "${prefix}" runs no pod ${namespace}/${name} on its nodes (see: kubectl get pods -A)`);
   if (command.length === 0) throw new SandboxStateError('ferry sandbox exec: give a command after --');
-  const { cgroupDir } = where;
-  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-exec', cgroupDir, 'ip', 'netns', 'exec', where.netns, ...command], {
+  const netns = path.basename(record.netnsPath);
+  const child = spawn('/bin/sh', ['-c', CGROUP_EXEC, 'ferry-exec', record.cgroupDir, 'ip', 'netns', 'exec', netns, ...command], {
     stdio: 'inherit',
   });
   return new Promise((resolve) => {
@@ -475,10 +317,8 @@ export interface SandboxStatus {
   prefix: string;
   /** Built with `up --dual-stack`: every pod has an IPv6 address too. */
   dualStack: boolean;
-  /** Runs on its API server (`up --api`): pods and Services are the API's. */
-  api?: boolean;
   nodes: { name: string; netns: string; agentPid?: number; agentRunning: boolean; ready: boolean; cgroup: string }[];
-  /** `ip` is the pod's IPv4 address; `ips` every address, IPv4 first (as the snapshot gives them to the agents). */
+  /** `ip` is the pod's IPv4 address; `ips` every address, IPv4 first (as the Pod's status lists them). */
   pods: { namespace: string; name: string; node: string; ip: string; ips: string[]; meshed: boolean; netns: string; running: boolean }[];
   services: { namespace: string; name: string; vip: string; ports: string; endpoints: string[] }[];
   /** Present when the sandbox was started with --prometheus. */
@@ -502,40 +342,13 @@ export async function sandboxStatus(prefix: string): Promise<SandboxStatus> {
       cgroup: path.join(cgroupRoot, node.cgroup),
     });
   }
-  if (runsOnApi(paths)) {
-    const { pods, services } = await apiPodsAndServices(plan, paths, (dir) => cgroupPids(dir).length > 0);
-    return {
-      prefix,
-      dualStack: isDualStack(plan, paths),
-      api: true,
-      nodes,
-      pods,
-      services,
-      prometheus: await prometheusStatus(plan),
-      logDir: paths.logDir,
-    };
-  }
+  const { pods, services } = await apiPodsAndServices(plan, paths, (dir) => cgroupPids(dir).length > 0);
   return {
     prefix,
     dualStack: isDualStack(plan, paths),
     nodes,
-    pods: plan.pods.map((pod) => ({
-      namespace: pod.namespace,
-      name: pod.name,
-      node: pod.nodeName,
-      ip: pod.ip,
-      ips: podIps(pod),
-      meshed: pod.meshEnabled,
-      netns: pod.netns,
-      running: cgroupPids(path.join(cgroupRoot, pod.cgroup)).length > 0,
-    })),
-    services: plan.services.map((s) => ({
-      namespace: s.namespace,
-      name: s.name,
-      vip: s.vip,
-      ports: s.ports.map((p) => `${p.port}->${p.targetPort}`).join(','),
-      endpoints: [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.ip}:${e.port}`)))],
-    })),
+    pods,
+    services,
     prometheus: await prometheusStatus(plan),
     logDir: paths.logDir,
   };
@@ -546,9 +359,8 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
   requireRoot('ferry sandbox agent kill');
   const node = findNode(readPlan(prefix), nodeName);
   const dir = path.join(cgroup2Root(), node.agentCgroup);
-  // On the API the kubelet would restart a killed agent: its Pod is marked stopped first, and the kubelet kills it.
-  if (runsOnApi(sandboxPaths(prefix))) await setAgentStopped(sandboxPaths(prefix), nodeName, true);
-  else killCgroup(dir);
+  // The kubelet would restart a killed agent: its Pod is marked stopped, and the kubelet kills it.
+  await setAgentStopped(sandboxPaths(prefix), nodeName, true);
   await waitFor(() => cgroupPids(dir).length === 0, 5000);
 }
 
@@ -568,181 +380,60 @@ export async function sandboxStartAgent(
   const dir = path.join(cgroup2Root(), node.agentCgroup);
   if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
   const paths = sandboxPaths(prefix);
-  const settings = readAgentSettings(paths);
-  if (settings.api === true) {
-    if (agentArgs !== undefined && agentArgs.length > 0) {
-      throw new SandboxStateError('ferry sandbox agent start --agent-arg: an agent Pod keeps the arguments `up` gave it');
-    }
-    await setAgentStopped(paths, nodeName, false);
-  } else {
-    const pid = startAgent(node, paths, agentArgs ? { ...settings, agentArgs } : settings);
-    new Ledger(paths.ledgerFile).add({ kind: 'process', pid, role: `agent ${nodeName}` });
+  if (agentArgs !== undefined && agentArgs.length > 0) {
+    throw new SandboxStateError('ferry sandbox agent start --agent-arg: an agent Pod keeps the arguments `up` gave it');
   }
+  await setAgentStopped(paths, nodeName, false);
   if (options.wait === false) return;
   if (!(await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100))) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
   }
 }
 
-const ROTATION_PHASE_TIMEOUT_MS = 90_000;
-
 /**
- * `ferry sandbox ca rotate`: replace the sandbox's root without a failed request. Three phases,
- * each started only once every running agent has reported (in the CA directory's status files)
- * that it has caught up with the one before:
- *   1. a new root (and intermediate) is trusted beside the old one, which still signs;
- *   2. the new one signs; agents re-issue every certificate from it;
- *   3. the old root leaves the bundle.
- * A peer therefore always trusts the root of any certificate it can be shown.
+ * `ferry sandbox ca rotate`: replace the mesh's root without a failed request, through the API: the three phases
+ * of the CA Secret (rotateCa), each started only once every running agent has caught up with the one before.
  */
 export async function sandboxRotateCa(prefix: string, report: (line: string) => void): Promise<void> {
   requireRoot('ferry sandbox ca rotate');
   const plan = readPlan(prefix);
   const paths = sandboxPaths(prefix);
   const running = plan.nodes.filter((n) => cgroupPids(path.join(cgroup2Root(), n.agentCgroup)).length > 0);
-  if (runsOnApi(paths)) {
-    await rotateCaOnApi(
-      plan,
-      paths,
-      running.map((n) => n.name),
-      report,
-    );
-    return;
-  }
-  const ca = await CaDirectory.open(paths.caDir);
-  const waitForAgents = async (what: string, caughtUp: (s: AgentTrustStatus) => boolean): Promise<void> => {
-    for (const node of running) {
-      const ok = await waitFor(
-        () => {
-          const status = readAgentTrustStatus(paths.caDir, node.name);
-          return status !== undefined && caughtUp(status);
-        },
-        ROTATION_PHASE_TIMEOUT_MS,
-        200,
-      );
-      if (!ok) {
-        throw new SandboxAgentError(
-          `ca rotate: the agent on ${node.name} did not ${what} within ${ROTATION_PHASE_TIMEOUT_MS / 1000}s; ` +
-            `the rotation stopped here and can be continued by running the command again`,
-        );
-      }
-    }
-  };
-  let metadata = await ca.metadata();
-  if (metadata.phase === 'steady') {
-    metadata = await ca.beginRotation();
-    report(
-      `phase 1/3: trusting ${metadata.roots.at(-1)} beside ${metadata.roots.slice(0, -1).join(', ')} (generation ${metadata.generation})`,
-    );
-    const generation = metadata.generation;
-    await waitForAgents('load the new trust bundle', (s) => s.generation >= generation);
-  }
-  if (metadata.phase === 'rotating') {
-    metadata = await ca.switchIssuer();
-    report(`phase 2/3: ${metadata.issuer} signs now; agents re-issue their certificates`);
-  }
-  const issuer = issuerNameOf(readCaIssuer(paths.caDir).issuer.certPem);
-  const switched = metadata.generation;
-  await waitForAgents(
-    're-issue its certificates from the new issuer',
-    (s) => s.generation >= switched && s.certificates.every((c) => c.issuer === issuer),
+  await rotateCaOnApi(
+    plan,
+    paths,
+    running.map((n) => n.name),
+    report,
   );
-  metadata = await ca.finishRotation();
-  report(`phase 3/3: trust bundle is ${metadata.roots.join(', ')} (generation ${metadata.generation})`);
-  const finished = metadata.generation;
-  await waitForAgents('drop the old root', (s) => s.generation >= finished);
-  report(`root rotation done; ${running.length} agent(s) caught up`);
 }
 
-type PolicyChange = 'apply' | 'delete';
-
-/** The policy objects of applied files, refused when the files hold anything a running sandbox cannot change. */
-async function policyFiles(plan: SandboxPlan, files: string[], verb: PolicyChange): Promise<SandboxManifest> {
-  const manifest = await loadManifests(files, {
-    namespaces: plan.namespaces ?? [],
-    pods: plan.pods.map((p) => ({ namespace: p.namespace, labels: p.labels })),
-  });
-  const others = [
-    ...manifest.pods.map((p) => `Pod ${p.namespace}/${p.name}`),
-    ...manifest.services.map((x) => `Service ${x.namespace}/${x.name}`),
-    ...manifest.namespaces.filter((n) => !(plan.namespaces ?? []).some((m) => m.name === n.name)).map((n) => `Namespace ${n.name}`),
-  ];
-  if (others.length > 0) {
-    throw new SandboxStateError(
-      `ferry sandbox ${verb}: only AuthorizationPolicy and PeerAuthentication objects change while a sandbox ` +
-        `is up; ${files.join(', ')} also has ${others.join(', ')} (for those: ferry sandbox down, then up)`,
-    );
-  }
-  return manifest;
-}
-
-const policyKey = (p: { namespace: string; name: string }): string => `${p.namespace}/${p.name}`;
-
-/**
- * `ferry sandbox apply|delete -f FILE…`: create, replace or remove policy objects of a running
- * sandbox. The agents follow the snapshot file, so the change reaches them within their poll
- * interval; returns the snapshot revision that carries it.
- */
-export async function sandboxChangePolicies(
+/** `ferry sandbox apply|delete -f FILE…`: any object, as kubectl takes it; the controller and the kubelets follow the API. */
+export async function sandboxChangeObjects(
   prefix: string,
   files: string[],
-  verb: PolicyChange,
+  verb: 'apply' | 'delete',
   report: (line: string) => void,
-): Promise<number> {
+): Promise<void> {
   requireRoot(`ferry sandbox ${verb}`);
-  const plan = readPlan(prefix);
-  const paths = sandboxPaths(prefix);
-  if (runsOnApi(paths)) {
-    // Any object, as kubectl takes it: the controller and the kubelets follow the API.
-    await kubectlFiles(paths, verb, files, report);
-    return 0;
-  }
-  const manifest = await policyFiles(plan, files, verb);
-  for (const warning of manifest.warnings) report(`warning: ${warning}`);
-  const snapshot = readSnapshot(paths.snapshotFile);
-  const change = <T extends { namespace: string; name: string }>(kind: string, current: T[], given: T[]): T[] => {
-    const byKey = new Map(current.map((p) => [policyKey(p), p]));
-    for (const policy of given) {
-      const key = policyKey(policy);
-      if (verb === 'apply') {
-        report(`${kind} ${key} ${byKey.has(key) ? 'configured' : 'created'}`);
-        byKey.set(key, policy);
-      } else {
-        if (!byKey.has(key))
-          throw new SandboxStateError(`ferry sandbox delete: ${kind} ${key} not found in sandbox "${prefix}"; nothing was deleted`);
-        byKey.delete(key);
-        report(`${kind} ${key} deleted`);
-      }
-    }
-    return [...byKey.values()];
-  };
-  const authorizationPolicies = change('AuthorizationPolicy', snapshot.authorizationPolicies ?? [], manifest.authorizationPolicies);
-  const peerAuthentications = change('PeerAuthentication', snapshot.peerAuthentications ?? [], manifest.peerAuthentications);
-  const revision = snapshot.revision + 1;
-  writeSnapshot(paths.snapshotFile, { ...snapshot, revision, authorizationPolicies, peerAuthentications });
-  fs.writeFileSync(paths.planFile, JSON.stringify({ ...plan, authorizationPolicies, peerAuthentications }, null, 2));
-  report(`snapshot revision ${revision} written; the agents apply it within a second`);
-  return revision;
+  readPlan(prefix);
+  await kubectlFiles(sandboxPaths(prefix), verb, files, report);
 }
 
 export { sleep };
 
-/** A sandbox built with `up --api`, or a clear error naming the command that needs one. */
-function apiSandbox(prefix: string, what: string): { plan: SandboxPlan; paths: SandboxPaths } {
-  const plan = readPlan(prefix);
-  const paths = sandboxPaths(prefix);
-  if (!runsOnApi(paths)) throw new SandboxStateError(`${what}: sandbox "${prefix}" was built without --api and has no API server`);
-  return { plan, paths };
+/** A sandbox that is up (readPlan's error names the prefix otherwise). */
+function apiSandbox(prefix: string): { plan: SandboxPlan; paths: SandboxPaths } {
+  return { plan: readPlan(prefix), paths: sandboxPaths(prefix) };
 }
 
 /** `ferry sandbox kubeconfig`: the admin kubeconfig of the sandbox's API server. */
 export function sandboxKubeconfig(prefix: string): string {
-  return readApiEndpoint(apiSandbox(prefix, 'ferry sandbox kubeconfig').paths).kubeconfig;
+  return readApiEndpoint(apiSandbox(prefix).paths).kubeconfig;
 }
 
 /** `ferry sandbox kubectl ARGS…`: kubectl of the dev cluster's release against the sandbox's API server. */
 export async function sandboxKubectlCommand(prefix: string, args: string[]): Promise<number> {
-  const result = await sandboxKubectl(apiSandbox(prefix, 'ferry sandbox kubectl').paths, args);
+  const result = await sandboxKubectl(apiSandbox(prefix).paths, args);
   process.stdout.write(result.stdout);
   process.stderr.write(result.stderr);
   return result.code;
@@ -751,7 +442,7 @@ export async function sandboxKubectlCommand(prefix: string, args: string[]): Pro
 /** `ferry sandbox controller kill`: SIGKILL, as if it crashed; agents keep serving with what they have. */
 export async function sandboxKillController(prefix: string): Promise<void> {
   requireRoot('ferry sandbox controller kill');
-  const { plan } = apiSandbox(prefix, 'ferry sandbox controller kill');
+  const { plan } = apiSandbox(prefix);
   const dir = path.join(cgroup2Root(), plan.prefix, 'controller');
   killCgroup(dir);
   await waitFor(() => cgroupPids(dir).length === 0, 5000);
@@ -760,7 +451,7 @@ export async function sandboxKillController(prefix: string): Promise<void> {
 /** `ferry sandbox controller start`: the controller again, on the same socket; returns once it serves. */
 export async function sandboxStartController(prefix: string): Promise<void> {
   requireRoot('ferry sandbox controller start');
-  const { plan, paths } = apiSandbox(prefix, 'ferry sandbox controller start');
+  const { plan, paths } = apiSandbox(prefix);
   const dir = path.join(cgroup2Root(), plan.prefix, 'controller');
   if (cgroupPids(dir).length > 0) throw new SandboxStateError('the controller is already running');
   startController(plan, paths, readAgentSettings(paths).logLevel, new Ledger(paths.ledgerFile));

@@ -1,4 +1,5 @@
-// Where a sandbox keeps its state (plan, snapshot, ledger, logs, CA, Prometheus) under /run/ferry/PREFIX,
+// Where a sandbox keeps its state (plan, ledger, logs, agent settings, Prometheus; the API sandbox's files in
+// api-sandbox.ts apiPaths) under /run/ferry/PREFIX,
 // reading its plan back, and the root check every command that changes the system makes first.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,11 +9,8 @@ import { SandboxStateError } from './runtime-errors';
 export interface SandboxPaths {
   stateDir: string;
   planFile: string;
-  snapshotFile: string;
   ledgerFile: string;
   logDir: string;
-  /** The sandbox's certificate authority (the in-process CA every agent signs with). */
-  caDir: string;
   /** How `up` started the agents, so `agent start` restarts them the same way. */
   agentSettingsFile: string;
   /** Configuration, scrape targets and storage of the sandbox's Prometheus (`up --prometheus`). */
@@ -24,10 +22,8 @@ export function sandboxPaths(prefix: string): SandboxPaths {
   return {
     stateDir,
     planFile: path.join(stateDir, 'plan.json'),
-    snapshotFile: path.join(stateDir, 'snapshot.json'),
     ledgerFile: path.join(stateDir, 'ledger.jsonl'),
     logDir: path.join(stateDir, 'logs'),
-    caDir: path.join(stateDir, 'ca'),
     agentSettingsFile: path.join(stateDir, 'agent.json'),
     prometheusDir: path.join(stateDir, 'prometheus'),
   };

@@ -1,5 +1,5 @@
 // src/state: the one in-memory model of workloads, services and policies that the agent reads, the typed deltas
-// that change it, and the ConfigSource interface its feeders (snapshot file, memory, the controller) implement.
+// that change it, and the ConfigSource interface its feeders (the controller's stream, memory in tests) implement.
 export type { ClusterSnapshot, Endpoint, Service, ServicePort, Workload } from './model';
 export { workloadUid } from './model';
 export { ClusterState, type AppliedChange, type Destination } from './cluster-state';
@@ -20,12 +20,8 @@ export {
 } from './delta';
 export {
   MemoryConfigSource,
-  SnapshotFileSource,
   type ConfigSink,
   type ConfigSource,
   type ConfigUpdate,
-  type SnapshotFileSourceOptions,
 } from './config-source';
 export { validateResource, type ResourceProblem } from './validate-resource';
-export { parseSnapshot, readSnapshot, watchSnapshot, writeSnapshot } from './snapshot-file';
-export { SnapshotError, STATE_ERROR_CODES } from './errors';

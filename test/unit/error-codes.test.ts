@@ -22,7 +22,7 @@ function tsFiles(dir: string): string[] {
 }
 
 interface Registry {
-  /** e.g. "src/state/errors.ts STATE_ERROR_CODES" */
+  /** e.g. "src/identity/errors.ts IDENTITY_ERROR_CODES" */
   where: string;
   codes: Record<string, unknown>;
 }
@@ -57,7 +57,7 @@ test("the scan finds every module's registry", () => {
     'NATIVE_ERROR_CODES',
     'SANDBOX_ERROR_CODES',
     'SANDBOX_RUNTIME_ERROR_CODES',
-    'STATE_ERROR_CODES',
+    'IDENTITY_ERROR_CODES',
   ]) {
     assert.ok(names.includes(expected), `no ${expected} found in src/ (found ${names.join(', ')})`);
   }

@@ -1,5 +1,5 @@
-// Tests for the CA (src/identity certificate-authority.ts) and the sandbox CA directory (ca-directory.ts):
-// what a leaf contains, which CSRs are refused, rotation phases and their order, the client and the watcher.
+// Tests for the CA (src/identity certificate-authority.ts) and its rotation state (ca-state.ts): what a leaf
+// contains, which CSRs are refused, rotation phases and their order, who signs in each phase.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -8,28 +8,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import {
-  CaDirectory,
   CertificateAuthority,
   CLOCK_SKEW_SECONDS,
   IdentityError,
-  LocalCaClient,
-  readCaMetadata,
+  applyCaTransition,
+  initialCaState,
+  parseCaMetadata,
   spiffeUri,
-  watchTrustBundle,
-  type CaChange,
   type SpiffeId,
 } from '../../src/identity';
 import { forgeCsr } from '../fixtures/certs';
-import { within } from './helpers';
+import { MemoryCa } from '../fixtures/memory-ca';
 
 const id: SpiffeId = { trustDomain: 'cluster.local', namespace: 'shop', serviceAccount: 'cart' };
 const URI = spiffeUri(id);
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-ca-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 describe('CertificateAuthority.sign', () => {
   for (const intermediate of [false, true]) {
@@ -140,12 +132,10 @@ describe('CertificateAuthority.sign', () => {
   });
 });
 
-describe('CaDirectory', () => {
-  test('create writes ca.json, certificates and owner-only keys in an owner-only directory', async (t) => {
-    const dir = path.join(tempDir(t), 'ca');
-    await CaDirectory.create(dir, { trustDomain: 'cluster.local', intermediate: true });
-    const m = readCaMetadata(dir);
-    assert.deepEqual(m, {
+describe('the CA rotation state (ca-state.ts), as the controller keeps it in its Secret', () => {
+  test('a new CA: ca.json, certificates and keys, generation 1, steady', async () => {
+    const transition = await initialCaState({ trustDomain: 'cluster.local', intermediate: true });
+    assert.deepEqual(transition.metadata, {
       version: 1,
       trustDomain: 'cluster.local',
       generation: 1,
@@ -154,9 +144,8 @@ describe('CaDirectory', () => {
       phase: 'steady',
       intermediate: true,
     });
-    assert.equal(fs.statSync(dir).mode & 0o777, 0o700);
-    for (const key of ['root-1.key.pem', 'intermediate-1.key.pem']) assert.equal(fs.statSync(path.join(dir, key)).mode & 0o777, 0o600, key);
-    assert.deepEqual(fs.readdirSync(dir).sort(), [
+    const files = applyCaTransition({}, transition);
+    assert.deepEqual(Object.keys(files).sort(), [
       'ca.json',
       'intermediate-1.cert.pem',
       'intermediate-1.chain.pem',
@@ -164,12 +153,15 @@ describe('CaDirectory', () => {
       'root-1.cert.pem',
       'root-1.key.pem',
     ]);
-    await assert.rejects(CaDirectory.create(dir, { trustDomain: 'cluster.local' }), /already holds a CA/);
+    assert.deepEqual(
+      transition.files.filter((f) => f.secret).map((f) => f.name),
+      ['root-1.key.pem', 'intermediate-1.key.pem'],
+    );
+    await assert.rejects(initialCaState({ trustDomain: 'user@cluster.local' }), /must not contain userinfo/);
   });
 
-  test('rotation runs begin → switch → finish, refusing any other order', async (t) => {
-    const dir = tempDir(t);
-    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
+  test('rotation runs begin → switch → finish, refusing any other order', async () => {
+    const ca = await MemoryCa.create({ trustDomain: 'cluster.local' });
     const outOfOrder = (p: Promise<unknown>, message: RegExp) =>
       assert.rejects(p, (err: unknown) => {
         assert.ok(err instanceof IdentityError);
@@ -182,21 +174,25 @@ describe('CaDirectory', () => {
 
     let m = await ca.beginRotation();
     assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [2, 'root-1', ['root-1', 'root-2'], 'rotating']);
-    await outOfOrder(CaDirectory.open(dir).beginRotation(), /next step: switchIssuer/);
+    await outOfOrder(ca.beginRotation(), /next step: switchIssuer/);
     await outOfOrder(ca.finishRotation(), /but the CA is "rotating"/);
 
-    m = await CaDirectory.open(dir).switchIssuer(); // another process may run each phase
+    m = await ca.switchIssuer();
     assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [3, 'root-2', ['root-1', 'root-2'], 'switched']);
     m = await ca.finishRotation();
     assert.deepEqual([m.generation, m.issuer, m.roots, m.phase], [4, 'root-2', ['root-2'], 'steady']);
-    assert.ok(!fs.existsSync(path.join(dir, 'root-1.key.pem')), 'the retired root key is deleted');
-    assert.ok(fs.existsSync(path.join(dir, 'root-1.cert.pem')));
+    const dir = ca.writeTo(fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-ca-')));
+    try {
+      assert.ok(!fs.existsSync(path.join(dir, 'root-1.key.pem')), 'the retired root key is gone');
+      assert.ok(fs.existsSync(path.join(dir, 'root-2.key.pem')));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
-  test('LocalCaClient signs with whatever ca.json names now, and announces its roots', async (t) => {
-    const dir = tempDir(t);
-    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local', intermediate: true });
-    const client = new LocalCaClient(dir);
+  test('the issuer the metadata names signs, through every phase, and the bundle follows the roots', async () => {
+    const ca = await MemoryCa.create({ trustDomain: 'cluster.local', intermediate: true });
+    const client = ca.client();
     const issuerOf = async (): Promise<string> => {
       const { chainPem } = await client.sign({ csrPem: await forgeCsr({ uris: [URI] }), identity: id, ttlSeconds: 60 });
       assert.equal(chainPem.length, 2);
@@ -215,69 +211,21 @@ describe('CaDirectory', () => {
     assert.match(new crypto.X509Certificate(bundle[0]).subject, /root-2/);
   });
 
-  test('readCaMetadata names the bad field', async (t) => {
-    const dir = tempDir(t);
-    fs.writeFileSync(
-      path.join(dir, 'ca.json'),
-      JSON.stringify({
-        version: 1,
-        trustDomain: 'td',
-        generation: 1,
-        issuer: '../etc',
-        roots: ['root-1'],
-        phase: 'steady',
-        intermediate: false,
-      }),
-    );
-    assert.throws(() => readCaMetadata(dir), /ca.json field "issuer" must be an authority id/);
-    fs.writeFileSync(path.join(dir, 'ca.json'), '{');
-    assert.throws(() => readCaMetadata(dir), /ca.json is not valid JSON/);
-    await assert.rejects(new LocalCaClient(path.join(dir, 'missing')).trustBundle(), /cannot stat ca.json/);
-  });
-
-  test('watchTrustBundle reports every phase with what changed', async (t) => {
-    const dir = tempDir(t);
-    const ca = await CaDirectory.create(dir, { trustDomain: 'cluster.local' });
-    const changes: CaChange[] = [];
-    let wake: () => void = () => {};
-    const stop = watchTrustBundle(
-      dir,
-      20,
-      (c) => {
-        changes.push(c);
-        wake();
-      },
-      (err) => assert.fail(err),
-    );
-    t.after(stop);
-    const next = (): Promise<void> =>
-      within(
-        new Promise<void>((resolve) => {
-          wake = resolve;
-        }),
-        2000,
-        'a CA change',
-      );
-    assert.equal(changes.length, 1, 'the current state is reported at once');
-    assert.deepEqual([changes[0].first, changes[0].generation, changes[0].roots.length], [true, 1, 1]);
-    let seen = next();
-    await ca.beginRotation();
-    await seen;
-    assert.deepEqual(pick(changes.at(-1)!), { generation: 2, phase: 'rotating', issuerChanged: false, rootsChanged: true, roots: 2 });
-    seen = next();
-    await ca.switchIssuer();
-    await seen;
-    assert.deepEqual(pick(changes.at(-1)!), { generation: 3, phase: 'switched', issuerChanged: true, rootsChanged: false, roots: 2 });
-    seen = next();
-    await ca.finishRotation();
-    await seen;
-    assert.deepEqual(pick(changes.at(-1)!), { generation: 4, phase: 'steady', issuerChanged: false, rootsChanged: true, roots: 1 });
+  test('parseCaMetadata names the bad field', () => {
+    const fail = (problem: string) => new Error(problem);
+    const text = JSON.stringify({
+      version: 1,
+      trustDomain: 'td',
+      generation: 1,
+      issuer: '../etc',
+      roots: ['root-1'],
+      phase: 'steady',
+      intermediate: false,
+    });
+    assert.throws(() => parseCaMetadata(text, fail), /field "issuer" must be an authority id/);
+    assert.throws(() => parseCaMetadata('{', fail), /not valid JSON/);
   });
 });
-
-function pick(c: CaChange): Record<string, unknown> {
-  return { generation: c.generation, phase: c.phase, issuerChanged: c.issuerChanged, rootsChanged: c.rootsChanged, roots: c.roots.length };
-}
 
 describe('CertificateAuthority.issueServing', () => {
   test('a serving certificate carries the SPIFFE ID and DNS names, chains to the root and passes a TLS client’s name check', async (t) => {

@@ -21,8 +21,6 @@ import {
   type SandboxPlan,
 } from '../../src/sandbox/plan';
 import { PlanError, SandboxArgumentError } from '../../src/sandbox/errors';
-import { snapshotFromPlan } from '../../src/sandbox/snapshot';
-import { parseSnapshot } from '../../src/state';
 
 function repoRoot(): string {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
@@ -527,48 +525,19 @@ describe('impossible plans', () => {
 });
 
 describe('policies', () => {
-  test('pass from the manifest through the plan into a snapshot the agent accepts', () => {
+  test('pass from the manifest into the plan as a copy', () => {
     const text = `${fs.readFileSync(DEMO, 'utf8')}
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: ferry-system}
 spec: {mtls: {mode: STRICT}}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: shop-only, namespace: shop}
-spec:
-  rules:
-    - from: [{source: {namespaces: [shop]}}]
-      to: [{operation: {ports: ["8080"]}}]
 `;
     const manifest = parseManifests([{ file: DEMO, text }]);
     const plan = planSandbox(manifest, { prefix: PREFIX });
     assert.deepEqual(plan.authorizationPolicies, manifest.authorizationPolicies);
     assert.notEqual(plan.authorizationPolicies, manifest.authorizationPolicies, 'the plan holds a copy');
-    const snapshot = snapshotFromPlan(plan, 1);
-    assert.deepEqual(snapshot.peerAuthentications, [{ namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] }]);
-    // The demo brings its own policy (cart-from-shop-client); this test's is the last one.
-    assert.equal(snapshot.authorizationPolicies?.length, 2);
-    assert.deepEqual(snapshot.authorizationPolicies?.slice(-1), [
-      {
-        namespace: 'shop',
-        name: 'shop-only',
-        action: 'ALLOW',
-        dryRun: false,
-        rules: [{ from: [{ namespaces: ['shop'] }], to: [{ ports: [8080] }] }],
-      },
-    ]);
-    assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
-  });
-
-  test('a plan saved before policies existed gives a snapshot with none', () => {
-    const plan = demoPlan() as Partial<SandboxPlan>;
-    delete plan.authorizationPolicies;
-    delete plan.peerAuthentications;
-    const snapshot = snapshotFromPlan(plan as SandboxPlan, 1);
-    assert.deepEqual([snapshot.authorizationPolicies, snapshot.peerAuthentications], [[], []]);
+    assert.deepEqual(plan.peerAuthentications, [{ namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] }]);
   });
 });
 
@@ -621,7 +590,7 @@ describe('dual-stack', () => {
     ]);
     assert.equal(planPrometheus(plan).fabricIp6, undefined);
     assert.deepEqual(
-      snapshotFromPlan(plan, 1).workloads.map((w) => w.ips),
+      plan.pods.map(podIps),
       plan.pods.map((p) => [p.ip]),
     );
   });
@@ -778,11 +747,10 @@ describe('dual-stack', () => {
     });
   });
 
-  test('the snapshot enrols both addresses, IPv4 first, and keeps Service endpoints IPv4', () => {
+  test('every pod has both addresses, IPv4 first', () => {
     const plan = dualStackDemoPlan();
-    const snapshot = snapshotFromPlan(plan, 1);
     assert.deepEqual(
-      snapshot.workloads.map((w) => [w.uid, w.ips]),
+      plan.pods.map((p) => [`${p.namespace}/${p.name}`, podIps(p)]),
       [
         ['shop/web', ['10.244.0.10', 'fd10:244::10']],
         ['shop/cart', ['10.244.1.10', 'fd10:244:1::10']],
@@ -791,16 +759,6 @@ describe('dual-stack', () => {
         ['legacy/client', ['10.244.1.11', 'fd10:244:1::11']],
       ],
     );
-    assert.deepEqual(
-      plan.pods.map(podIps),
-      snapshot.workloads.map((w) => w.ips),
-    );
-    assert.deepEqual(
-      snapshot.services.map((s) => s.vips),
-      [['10.96.0.10'], ['10.96.0.11']],
-    );
-    assert.ok(snapshot.services.every((s) => s.ports.every((p) => p.endpoints.every((e) => net.isIPv4(e.ip)))));
-    assert.deepEqual(parseSnapshot(JSON.stringify(snapshot), 'snapshot.json'), snapshot);
   });
 
   test('deterministic, and unchanged by a JSON round trip', () => {

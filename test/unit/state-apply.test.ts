@@ -1,27 +1,20 @@
 // Tests for src/state's deltas: ClusterState.apply keeps every index right for just what changed (IPs, VIPs,
 // endpoints, nodes), keeps round-robin positions and unchanged objects, recompiles policies only when a policy
-// changed; snapshotDelta; the memory and snapshot-file sources; validateResource. Pure computation plus files
-// in a temporary directory.
+// changed; snapshotDelta; the memory source; validateResource. Pure computation.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { AuthorizationPolicy } from '../../src/policy';
 import {
   ClusterState,
   MemoryConfigSource,
-  SnapshotFileSource,
   snapshotDelta,
   validateResource,
-  writeSnapshot,
   type ClusterSnapshot,
   type ConfigUpdate,
   type Destination,
   type StateDelta,
 } from '../../src/state';
-import { createRootLogger } from '../../src/telemetry';
-import { service, waitFor, workload } from './config-harness';
+import { service, workload } from './config-harness';
 
 const VIP = '10.96.0.10';
 
@@ -212,39 +205,6 @@ describe('config sources', () => {
     assert.equal(sink.updates.at(-1)?.update.synced, true);
     await source.stop();
     assert.throws(() => source.push({}));
-  });
-
-  test('SnapshotFileSource turns each revision into the delta from the last one applied; a bad file keeps the state', async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-state-source-'));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const file = path.join(dir, 'snapshot.json');
-    const base: ClusterSnapshot = {
-      version: 1,
-      revision: 1,
-      workloads: [workload('a', '10.244.0.1'), workload('b', '10.244.0.2')],
-      services: [],
-    };
-    writeSnapshot(file, base);
-    const source = new SnapshotFileSource(file, { intervalMs: 10, log: createRootLogger('silent') });
-    const sink = new Sink();
-    t.after(() => source.stop());
-    source.start(sink);
-    assert.equal(source.synced, true, 'the first read happens at start');
-    assert.equal(sink.state.revision, 1);
-    const a = sink.state.workload('shop/a');
-    writeSnapshot(file, { ...base, revision: 2, workloads: [workload('a', '10.244.0.1'), workload('b', '10.244.0.9')] });
-    await waitFor(() => sink.state.revision === 2, 'revision 2');
-    const second = sink.updates[1];
-    assert.deepEqual(
-      second.delta.workloads?.upsert?.map((w) => w.uid),
-      ['shop/b'],
-    );
-    assert.equal(second.update.version, '2');
-    assert.equal(sink.state.workload('shop/a'), a, 'the unchanged workload is the same object');
-    fs.writeFileSync(file, '{"version": 1, "revision": 3, "workloads": "nope", "services": []}');
-    await new Promise((resolve) => setTimeout(resolve, 60));
-    assert.equal(sink.state.revision, 2);
-    assert.equal(sink.state.workloadByIp('10.244.0.9')?.uid, 'shop/b');
   });
 });
 

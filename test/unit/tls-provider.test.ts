@@ -9,14 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import {
-  CaDirectory,
-  CertificateAuthority,
-  LocalCaClient,
-  WorkloadCertificates,
-  type CertificateAuthorityClient,
-  type SpiffeId,
-} from '../../src/identity';
+import { CertificateAuthority, WorkloadCertificates, type CertificateAuthorityClient, type SpiffeId } from '../../src/identity';
 import { createRootLogger } from '../../src/telemetry';
 import {
   HBONE_ALPN_PROTOCOLS,
@@ -27,6 +20,7 @@ import {
   type PeerRejection,
 } from '../../src/tls';
 import type { TlsProvider as ProxyTlsProvider } from '../../src/proxy/types';
+import { MemoryCa } from '../fixtures/memory-ca';
 import { caDirectorySigner, forgeCertificate, foreignRootSigner, forgeLeaf, type ForgeOptions } from '../fixtures/certs';
 import { within, type After } from './helpers';
 
@@ -238,12 +232,13 @@ describe('peerIdentity', () => {
   }
 });
 
-describe('forged client certificates against a CA directory', () => {
+describe('forged client certificates against the mesh CA', () => {
   test('the server refuses expired, not-yet-valid, self-signed, foreign and wrong-identity clients', async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-tls-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    await CaDirectory.create(dir, { trustDomain: TD, intermediate: true });
-    const { certs, tlsProvider } = agent(new LocalCaClient(dir), t);
+    const ca = await MemoryCa.create({ trustDomain: TD, intermediate: true });
+    ca.writeTo(dir);
+    const { certs, tlsProvider } = agent(ca.client(), t);
     await certs.fetch(server);
     const serverSide = { context: tlsProvider.contexts(SERVER_PRINCIPAL)!.server, provider: tlsProvider };
     const uri = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -291,12 +286,10 @@ describe('forged client certificates against a CA directory', () => {
 
 describe('root rotation', () => {
   test('old-root and new-root certificates meet while both roots are trusted, not after finishRotation', async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-rotation-'));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const ca = await CaDirectory.create(dir, { trustDomain: TD, intermediate: true });
+    const ca = await MemoryCa.create({ trustDomain: TD, intermediate: true });
     // Two agents: A dials as `web`, B serves as `cart`.
-    const a = agent(new LocalCaClient(dir), t);
-    const b = agent(new LocalCaClient(dir), t);
+    const a = agent(ca.client(), t);
+    const b = agent(ca.client(), t);
     const refresh = async (): Promise<void> => {
       await Promise.all([a.certs.refreshTrustBundle(), b.certs.refreshTrustBundle()]);
     };

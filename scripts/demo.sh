@@ -10,8 +10,8 @@ ferry() { node bin/ferry.js "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ -d /run/ferry/ferry ]; then ferry sandbox down; fi
-step "ferry sandbox up --api -f examples/demo.yaml --prometheus"
-ferry sandbox up --api -f examples/demo.yaml --prometheus
+step "ferry sandbox up -f examples/demo.yaml --prometheus"
+ferry sandbox up -f examples/demo.yaml --prometheus
 ferry sandbox status
 
 CG=$(ferry sandbox status -o json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).nodes[0].cgroup))')

@@ -14,6 +14,7 @@ import {
   ModelBuilder,
   PodIndex,
   ResourceStore,
+  ServingCertificate,
   TokenReviewAuthenticator,
   caServerOptions,
   kubeTokenReviewer,
@@ -27,7 +28,7 @@ import type { Logger } from '../telemetry';
 export const CONTROLLER_NAMESPACE = 'ferry-system';
 export const CONTROLLER_SERVICE_ACCOUNT = 'ferry-controller';
 export const CONTROLLER_SERVER_NAME = 'ferry-controller.ferry-system.svc';
-/** The serving certificate is re-issued (and the port re-bound) well before it expires: at half of this. */
+/** The serving certificate's lifetime; it is re-issued at half of it, and whenever another authority signs. */
 const SERVING_TTL_SECONDS = 7 * 24 * 3600;
 
 export interface ControllerSettings {
@@ -39,6 +40,8 @@ export interface ControllerSettings {
   rootNamespace?: string;
   /** More DNS names for the serving certificate, beside CONTROLLER_SERVER_NAME. */
   dnsNames?: string[];
+  /** The serving certificate's lifetime (default 7 days). */
+  servingTtlSeconds?: number;
 }
 
 export interface RunningController {
@@ -101,21 +104,19 @@ export async function startController(settings: ControllerSettings, log: Logger)
     log: log.child({ component: 'ca' }),
   });
 
-  const snapshot = caStore.current();
-  if (snapshot === undefined) throw new Error('the CA Secret holds no usable CA');
-  const serving = await snapshot.ca.issueServing({
+  const serving = await ServingCertificate.start({
+    ca: caStore,
     identity: { trustDomain, namespace: CONTROLLER_NAMESPACE, serviceAccount: CONTROLLER_SERVICE_ACCOUNT },
     dnsNames: [CONTROLLER_SERVER_NAME, ...(settings.dnsNames ?? [])],
-    ttlSeconds: SERVING_TTL_SECONDS,
+    ttlSeconds: settings.servingTtlSeconds ?? SERVING_TTL_SECONDS,
+    log: log.child({ component: 'serving' }),
   });
   const server = new grpc.Server({ ...caServerOptions(), ...configServer.serverOptions() });
   configServer.register(server);
   caService.addTo(server);
-  const credentials = grpc.ServerCredentials.createSsl(
-    null,
-    [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.chainPem.join('')) }],
-    false,
-  );
+  // grpc-js's certificate-provider credentials swap the port's secure context on every new certificate.
+  // (Its first parameter is the identity provider, whatever its declaration calls it.)
+  const credentials = grpc.experimental.createCertificateProviderServerCredentials(serving, null, false);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(settings.listen, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
@@ -124,8 +125,15 @@ export async function startController(settings: ControllerSettings, log: Logger)
   return {
     port,
     registry,
-    stats: () => ({ config: configServer.stats(), ca: caService.stats(), informers: clusterWatchStats(watch), model: model.counts() }),
+    stats: () => ({
+      config: configServer.stats(),
+      ca: caService.stats(),
+      serving: serving.stats(),
+      informers: clusterWatchStats(watch),
+      model: model.counts(),
+    }),
     stop: async () => {
+      serving.close();
       caService.close();
       await configServer.close();
       await new Promise<void>((resolve) => {

@@ -62,3 +62,4 @@ export {
   type StreamAuthenticator,
   type StreamIdentity,
 } from './config-server';
+export { ServingCertificate, type ServingCertificateOptions } from './serving-certificate';

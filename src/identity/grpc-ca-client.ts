@@ -70,8 +70,12 @@ interface GrpcCaStub extends grpc.Client {
  */
 export class GrpcCaClient implements CertificateAuthorityClient {
   readonly address: string;
-  readonly #stub: GrpcCaStub;
   readonly #tokenFile: string;
+  readonly #caFile: string;
+  readonly #serverName: string | undefined;
+  #current: { ca: Buffer; stub: GrpcCaStub };
+  /** Channels of earlier CA file contents, closed with the client (their streams may still run). */
+  readonly #retired: GrpcCaStub[] = [];
   readonly #timeoutMs: number;
   /** The bundle of the newest live watcher, so trustBundle() need not open a stream. */
   #watched: string[] | undefined;
@@ -79,26 +83,54 @@ export class GrpcCaClient implements CertificateAuthorityClient {
   constructor(options: GrpcCaClientOptions) {
     this.address = options.address;
     this.#tokenFile = options.tokenFile;
+    this.#caFile = options.caFile;
+    this.#serverName = options.serverName;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#current = this.#connect(this.#readCa());
+  }
+
+  /**
+   * The stub for the next call. The CA file is read again each time (a root rotation adds the new root to it,
+   * and a mounted ConfigMap changes under the agent): other contents get a channel of their own, so a
+   * controller serving a certificate of the new root is verified. Calls under way keep their channel.
+   */
+  get #stub(): GrpcCaStub {
     let ca: Buffer;
     try {
-      ca = fs.readFileSync(options.caFile);
+      ca = this.#readCa();
+    } catch {
+      // The file is being replaced: the channel held stays in use.
+      return this.#current.stub;
+    }
+    if (!ca.equals(this.#current.ca)) {
+      this.#retired.push(this.#current.stub);
+      this.#current = this.#connect(ca);
+    }
+    return this.#current.stub;
+  }
+
+  #readCa(): Buffer {
+    try {
+      return fs.readFileSync(this.#caFile);
     } catch (err) {
       throw new IdentityError(
         'FERRY_ERR_IDENTITY_CA_SERVICE',
-        `CA service ${options.address}: cannot read caFile ${options.caFile}: ${(err as Error).message}`,
+        `CA service ${this.address}: cannot read caFile ${this.#caFile}: ${(err as Error).message}`,
         {
           cause: err,
         },
       );
     }
+  }
+
+  #connect(ca: Buffer): { ca: Buffer; stub: GrpcCaStub } {
     const channelOptions: grpc.ChannelOptions = {};
-    if (options.serverName !== undefined) {
-      channelOptions['grpc.ssl_target_name_override'] = options.serverName;
-      channelOptions['grpc.default_authority'] = options.serverName;
+    if (this.#serverName !== undefined) {
+      channelOptions['grpc.ssl_target_name_override'] = this.#serverName;
+      channelOptions['grpc.default_authority'] = this.#serverName;
     }
     const Client = certificateServiceClient();
-    this.#stub = new Client(options.address, grpc.credentials.createSsl(ca), channelOptions) as unknown as GrpcCaStub;
+    return { ca, stub: new Client(this.address, grpc.credentials.createSsl(ca), channelOptions) as unknown as GrpcCaStub };
   }
 
   async sign(request: SignRequest): Promise<SignResponse> {
@@ -252,7 +284,8 @@ export class GrpcCaClient implements CertificateAuthorityClient {
   }
 
   close(): void {
-    this.#stub.close();
+    for (const stub of this.#retired.splice(0)) stub.close();
+    this.#current.stub.close();
   }
 
   async #metadata(what: string): Promise<grpc.Metadata> {

@@ -520,6 +520,21 @@ export function adminKubeConfig(paths: SandboxPaths): KubeConfig {
 const ROTATION_PHASE_TIMEOUT_MS = 90_000;
 
 /**
+ * What agents check the controller's serving certificate against (the file a cluster would mount from the root
+ * ConfigMap): the new root joins it in phase 1, since the controller re-issues its certificate from the new
+ * authority at the switch. The old root stays: a file only grows here, as a mounted bundle lags the API.
+ */
+async function trustNewRootsForController(kube: KubeConfig, paths: SandboxPaths): Promise<void> {
+  const caFile = apiPaths(paths).controllerCaFile;
+  const held = fs.readFileSync(caFile, 'utf8');
+  const added = (await readTrustBundle(kube)).roots.filter((pem) => !held.includes(pem.trim()));
+  if (added.length === 0) return;
+  const temporary = `${caFile}.tmp`;
+  fs.writeFileSync(temporary, `${held.trimEnd()}\n${added.join('')}`, { mode: 0o644 });
+  fs.renameSync(temporary, caFile);
+}
+
+/**
  * `ferry sandbox ca rotate` on the API: the CA Secret advanced one phase at a time (rotateCa), each next phase only
  * once every running agent's admin API shows it caught up: the new bundle loaded (prepare), every certificate
  * re-issued by another issuer than before (switch), the old root dropped (finish). A stopped rotation resumes
@@ -560,6 +575,8 @@ export async function rotateCaOnApi(
     const generation = metadata.generation;
     await waitAgents('load the new trust bundle', (t) => t.generation >= generation);
   }
+  // Before the switch, also when a stopped rotation is run again.
+  await trustNewRootsForController(kube, paths);
   if (metadata.phase === 'rotating') {
     const before = new Map<string, Set<string>>();
     for (const node of nodes) before.set(node.name, new Set((await agentTrust(node.netns))?.certificates.map((c) => c.issuer) ?? []));
@@ -575,11 +592,5 @@ export async function rotateCaOnApi(
   report(`phase 3/3: trust bundle is ${metadata.roots.join(', ')} (generation ${metadata.generation})`);
   const finished = metadata.generation;
   await waitAgents('drop the old root', (t) => t.generation >= finished);
-  // What agents check the controller's serving certificate against: the controller keeps the certificate the old
-  // root issued until it restarts, and then gets one from the new root, so the file keeps both.
-  const caFile = apiPaths(paths).controllerCaFile;
-  const held = fs.readFileSync(caFile, 'utf8');
-  const added = (await readTrustBundle(kube)).roots.filter((pem) => !held.includes(pem.trim()));
-  fs.writeFileSync(caFile, `${held.trimEnd()}\n${added.join('')}`);
   report(`root rotation done; ${nodes.length} agent(s) caught up`);
 }

@@ -114,6 +114,23 @@ test("the controller's certificate must carry the expected name and chain to the
   );
 });
 
+test('a controller back with a certificate of another root is verified once the CA file holds that root', async (t) => {
+  const { running, auth, pods, ca } = await fixture(t);
+  const { client } = running.client('token-a');
+  await issue(client, web);
+  const port = Number(running.address.split(':')[1]);
+  await running.stop();
+  // As after a root rotation: the controller now serves a certificate the agent's CA file does not know yet.
+  const rotated = await servingPki(tempDir(t));
+  const again = await startCaService(t, { authenticator: auth, pods, ca: ca.holder, port, pki: rotated });
+  await assert.rejects(issue(client, web), caServiceError(/UNAVAILABLE/));
+  assert.equal(again.service.stats().signed, 0);
+  // The file gets the new root beside the old one (a mounted ConfigMap, the sandbox's controller-ca.pem).
+  fs.writeFileSync(running.caFile, `${fs.readFileSync(running.caFile, 'utf8')}${fs.readFileSync(rotated.caFile, 'utf8')}`);
+  await issue(client, web);
+  assert.equal(again.service.stats().signed, 1);
+});
+
 test('the watcher reconnects after the controller restarts and reports a CA that started over', async (t) => {
   const { running, auth, pods } = await fixture(t);
   const { client } = running.client('token-a');

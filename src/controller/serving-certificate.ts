@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import type { experimental } from '@grpc/grpc-js';
 import type { SpiffeId } from '../identity';
 import type { Logger } from '../telemetry';
+import { CaServiceError } from './ca-errors';
 import type { CaSnapshot, CaSource } from './ca-store';
 
 type IdentityListener = experimental.IdentityCertificateUpdateListener;
@@ -41,7 +42,8 @@ export class ServingCertificate implements experimental.CertificateProvider {
   static async start(options: ServingCertificateOptions): Promise<ServingCertificate> {
     const serving = new ServingCertificate(options);
     const snapshot = options.ca.current();
-    if (snapshot === undefined) throw new Error('serving certificate: the CA holds no usable authority');
+    if (snapshot === undefined)
+      throw new CaServiceError('FERRY_ERR_CA_UNAVAILABLE', 'serving certificate: the CA holds no usable authority');
     await serving.#issue(snapshot, 'first');
     serving.#stopWatch = options.ca.onChange((next) => {
       if (next.metadata.issuer !== serving.#issuer) void serving.#renew(next, `issuer ${next.metadata.issuer} signs now`);

@@ -10,6 +10,7 @@ import { CoreV1Api, type KubeConfig, type V1Container, type V1Pod, type V1PodCon
 import { WatchedResource } from '../k8s';
 import type { Logger } from '../telemetry';
 import { Ledger } from './ledger';
+import { SandboxStateError } from './runtime-errors';
 import { netnsHttpGet, portOpen } from './netns-http';
 import {
   POD_HOST_OFFSET,
@@ -109,7 +110,7 @@ export class SandboxKubelet {
 
   constructor(options: KubeletOptions) {
     const node = options.plan.nodes.find((n) => n.name === options.nodeName);
-    if (node === undefined) throw new Error(`sandbox "${options.plan.prefix}" has no node ${options.nodeName}`);
+    if (node === undefined) throw new SandboxStateError(`sandbox "${options.plan.prefix}" has no node ${options.nodeName}`);
     this.node = node;
     this.#plan = options.plan;
     this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
@@ -381,7 +382,7 @@ export class SandboxKubelet {
         return host;
       }
     }
-    throw new Error(`node ${this.node.name} has no free pod address left in ${this.node.podCidr}`);
+    throw new SandboxStateError(`node ${this.node.name} has no free pod address left in ${this.node.podCidr}`);
   }
 
   // --- Containers ---------------------------------------------------------------------------------------------
@@ -571,7 +572,10 @@ export class SandboxKubelet {
         const token = source.serviceAccountToken;
         if (token === undefined) continue;
         const file = path.join(local.podDir, 'volumes', volume.name, token.path);
-        if (!file.startsWith(`${local.podDir}/`)) throw new Error(`volume ${volume.name}: path ${token.path} leaves the pod's directory`);
+        if (!file.startsWith(`${local.podDir}/`))
+          throw new SandboxStateError(
+            `Pod ${local.namespace}/${local.name}: spec.volumes[${volume.name}].projected serviceAccountToken.path ${token.path} leaves the pod's directory`,
+          );
         const renew = async (): Promise<void> => {
           const seconds = Math.max(token.expirationSeconds ?? 3600, 600);
           const response = await this.#core.createNamespacedServiceAccountToken({

@@ -8,6 +8,7 @@ import { PORTS } from '../config';
 import { readSnapshot, writeSnapshot } from '../state';
 import { CaDirectory, DEFAULT_TRUST_DOMAIN, issuerNameOf, readAgentTrustStatus, readCaIssuer, type AgentTrustStatus } from '../identity';
 import {
+  agentPodsOnApi,
   apiPaths,
   apiPodsAndServices,
   kubectlFiles,
@@ -25,6 +26,7 @@ import { netnsHttpGet, portOpen } from './netns-http';
 import { createPodNetwork } from './pod-network';
 import { planPrometheus, planSandbox, podIps, type PlannedNode, type SandboxPlan } from './plan';
 import { assertPrometheusInstalled, prometheusStatus, startPrometheus, type PrometheusStatus } from './prometheus';
+import { agentPods } from './prometheus-config';
 import { SandboxAgentError, SandboxHttpError, SandboxStateError } from './runtime-errors';
 import { snapshotFromPlan } from './snapshot';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
@@ -155,7 +157,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
         agentArgs: settings.agentArgs,
         report: options.report,
       });
-      if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
+      if (options.prometheus) await startPrometheus(plan, ledger, paths, await agentPodsOnApi(paths), options.report);
       return plan;
     }
     writeSnapshot(paths.snapshotFile, snapshotFromPlan(plan, 1));
@@ -164,7 +166,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
     await CaDirectory.create(paths.caDir, { trustDomain: settings.trustDomain, intermediate: true });
     options.report(`certificate authority for spiffe://${settings.trustDomain} in ${paths.caDir}`);
     await startAgents(plan, ledger, paths, settings, options);
-    if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
+    if (options.prometheus) await startPrometheus(plan, ledger, paths, agentPods(plan), options.report);
     await startPods(plan, ledger, paths, options);
   } catch (err) {
     options.report(`sandbox up failed: ${(err as Error).message}`);

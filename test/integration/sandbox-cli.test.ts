@@ -1,4 +1,4 @@
-// Root integration: `ferry sandbox` refuses bad input with errors naming file, document and field,
+// Root integration: `ferry sandbox up --api` refuses bad input with errors naming file, document and field,
 // and builds nothing; commands on a sandbox that is not up say so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,7 +41,7 @@ test('bad manifests: each error names file, document and field; nothing is built
   for (const c of cases) {
     const file = path.join(dir, c.name);
     fs.writeFileSync(file, c.text);
-    const result = await ferry(['sandbox', 'up', '-f', file, '--prefix', PREFIX]);
+    const result = await ferry(['sandbox', 'up', '--api', '-f', file, '--prefix', PREFIX]);
     assert.notEqual(result.code, 0, `${c.name} was accepted`);
     for (const pattern of c.expect) assert.match(result.stderr, pattern, `${c.name}: ${result.stderr}`);
     assert.deepEqual(await leftovers(PREFIX, NAMES), [], `${c.name} left something behind`);
@@ -51,7 +51,7 @@ test('bad manifests: each error names file, document and field; nothing is built
 test('the shipped bad examples are all refused', async () => {
   requireRoot();
   for (const name of fs.readdirSync(path.join(REPO, 'examples', 'bad'))) {
-    const result = await ferry(['sandbox', 'up', '-f', path.join(REPO, 'examples', 'bad', name), '--prefix', PREFIX]);
+    const result = await ferry(['sandbox', 'up', '--api', '-f', path.join(REPO, 'examples', 'bad', name), '--prefix', PREFIX]);
     assert.notEqual(result.code, 0, `${name} was accepted`);
     assert.match(result.stderr, new RegExp(name.replace('.', '\\.')));
   }
@@ -68,11 +68,18 @@ test('commands on a sandbox that is not up fail with a clear message', async () 
     ['kubectl', 'get', 'pods'],
     ['controller', 'kill'],
     ['controller', 'start'],
+    ['agent', 'kill', 'node-a'],
+    ['agent', 'start', 'node-a'],
+    ['ca', 'rotate'],
+    ['apply', '-f', '/dev/null'],
+    ['delete', '-f', '/dev/null'],
+    ['query', 'up'],
+    ['inspect', 'node-a', 'workloads'],
   ]) {
-    const verb = args[0] === 'controller' ? ['controller', args[1]] : [args[0]];
+    const verb = ['controller', 'agent', 'ca'].includes(args[0]) ? args.slice(0, 2) : [args[0]];
     const rest = args.slice(verb.length);
     const result = await ferry(['sandbox', ...verb, '--prefix', PREFIX, ...rest]);
-    assert.notEqual(result.code, 0);
-    assert.match(result.stderr, new RegExp(`no sandbox "${PREFIX}" is up`));
+    assert.notEqual(result.code, 0, `sandbox ${args.join(' ')} succeeded`);
+    assert.match(result.stderr, new RegExp(`no sandbox "${PREFIX}" is up`), `sandbox ${args.join(' ')}: ${result.stderr}`);
   }
 });

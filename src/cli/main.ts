@@ -263,7 +263,7 @@ export async function main(argv: string[]): Promise<void> {
 
   sandbox
     .command('supervise', { hidden: true })
-    .description("(started by `up --api`) the sandbox's dev cluster and its nodes' kubelets, until SIGTERM")
+    .description("(started by `up`) the sandbox's dev cluster and its nodes' kubelets, until SIGTERM")
     .addOption(prefixOption())
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace', 'info')
     .action(async (options: { prefix?: string; logLevel: string }) => {
@@ -278,7 +278,7 @@ export async function main(argv: string[]): Promise<void> {
 
   sandbox
     .command('kubeconfig')
-    .description("print the path of the admin kubeconfig of the sandbox's API server (up --api)")
+    .description("print the path of the admin kubeconfig of the sandbox's API server")
     .addOption(prefixOption())
     .action((options: { prefix?: string }) => {
       say(sandboxKubeconfig(sandboxPrefixFrom(options.prefix)));
@@ -286,7 +286,7 @@ export async function main(argv: string[]): Promise<void> {
 
   sandbox
     .command('kubectl')
-    .description("kubectl of the dev cluster's release against the sandbox's API server (up --api), e.g. kubectl get pods -A")
+    .description("kubectl of the dev cluster's release against the sandbox's API server, e.g. kubectl get pods -A")
     .addOption(prefixOption())
     .argument('[args...]')
     .passThroughOptions()
@@ -295,7 +295,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = await sandboxKubectlCommand(sandboxPrefixFrom(options.prefix), args);
     });
 
-  const controllerCommand = sandbox.command('controller').description("stop or start the sandbox's controller (up --api)");
+  const controllerCommand = sandbox.command('controller').description("stop or start the sandbox's controller");
   controllerCommand
     .command('kill')
     .description('kill the controller (SIGKILL); agents keep serving with the configuration they hold')

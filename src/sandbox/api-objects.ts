@@ -1,7 +1,7 @@
-// What `ferry sandbox up --api` sends to the API server: the manifest's own documents (a Pod's missing image
+// What `ferry sandbox up` sends to the API server: the manifest's own documents (a Pod's missing image
 // filled in, the sandbox's ferry.dev Node documents dropped), the ServiceAccounts its Pods name, Ferry's RBAC,
 // and one agent Pod per node in ferry-system (the sandbox's DaemonSet: hostNetwork, bound to its node, a
-// projected token for the controller's audience, ready when the agent says so).
+// projected token for the controller's audience, annotated for Prometheus, ready when the agent says so).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -9,6 +9,7 @@ import { AGENT_TOKEN_AUDIENCE } from '../controller';
 import { PORTS } from '../config';
 import { DEFAULT_NAMESPACE, DEFAULT_SERVICE_ACCOUNT } from '../k8s/mesh-rules';
 import type { PlannedNode } from './plan';
+import { agentScrapeAnnotations } from './prometheus-config';
 import { SandboxStateError } from './runtime-errors';
 
 /** Containers in the sandbox are the host's programs: the image is never pulled, and this stands in when none is given. */
@@ -100,7 +101,13 @@ export function agentPod(settings: AgentPodSettings): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: agentPodName(node.name), namespace: AGENT_NAMESPACE, labels: { ...AGENT_LABEL } },
+    // Annotated for Prometheus as a cluster's agent DaemonSet is (deploy/prometheus/scrape-config.yaml).
+    metadata: {
+      name: agentPodName(node.name),
+      namespace: AGENT_NAMESPACE,
+      labels: { ...AGENT_LABEL },
+      annotations: agentScrapeAnnotations(),
+    },
     spec: {
       nodeName: node.name,
       hostNetwork: true,

@@ -1,4 +1,4 @@
-// `ferry sandbox up --api`: the sandbox on a real API server. Processes of such a sandbox, all in its cgroup:
+// `ferry sandbox up`: the sandbox on a real API server. Processes of such a sandbox, all in its cgroup:
 //   supervisor  `ferry sandbox supervise`: the dev cluster (its child) and one SandboxKubelet per node;
 //   controller  `ferry controller` with its own service account's token, gRPC on a unix socket agents reach
 //               from their nodes' namespaces;
@@ -16,11 +16,12 @@ import { runKubectl, type KubectlResult } from '../devcluster/kubectl';
 import { DEFAULT_TRUST_DOMAIN } from '../identity';
 import { meshEnabledFor } from '../k8s/mesh-rules';
 import type { Logger } from '../telemetry';
-import { AGENT_NAMESPACE, agentPod, agentPodName, apiObjectsFrom, ferryRbacFile } from './api-objects';
+import { AGENT_LABEL, AGENT_NAMESPACE, agentPod, agentPodName, apiObjectsFrom, ferryRbacFile } from './api-objects';
 import { STOPPED_ANNOTATION, SandboxKubelet, kubeletPaths, type LocalPodRecord } from './kubelet';
 import type { Ledger } from './ledger';
 import { netnsHttpGet } from './netns-http';
 import type { SandboxPlan } from './plan';
+import { agentPodOf, type AgentPod, type ApiPodFields } from './prometheus-config';
 import { SandboxAgentError, SandboxStateError } from './runtime-errors';
 import type { SandboxPaths } from './state-dir';
 import { cgroup2Root, pidAlive, spawnInCgroup, waitFor } from './system';
@@ -469,6 +470,17 @@ export async function apiPodsAndServices(
         };
       }),
   };
+}
+
+/** The agent Pods as the API server has them, as Prometheus' pod discovery would see them (its file_sd targets). */
+export async function agentPodsOnApi(paths: SandboxPaths): Promise<AgentPod[]> {
+  const selector = Object.entries(AGENT_LABEL)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
+  const list = JSON.parse(
+    await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'get', 'pods', '-l', selector, '-o', 'json']),
+  ) as KubeList<ApiPodFields>;
+  return list.items.map(agentPodOf);
 }
 
 /** `sandbox agent kill|start` on the API: the agent Pod's stopped annotation, which its kubelet follows. */

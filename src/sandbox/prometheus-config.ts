@@ -1,10 +1,11 @@
 // What Prometheus scrapes and how, by Kubernetes' `prometheus.io/*` pod annotation convention: the sandbox
-// describes each agent as the DaemonSet pod it stands for and writes file_sd targets carrying the meta labels
-// `kubernetes_sd_configs` would; one relabel list serves that job and deploy/prometheus/scrape-config.yaml.
+// writes file_sd targets carrying the meta labels `kubernetes_sd_configs` would for each agent's pod (on the API
+// server, the agent Pods as it returns them; otherwise the DaemonSet pod each agent stands for); one relabel list
+// serves that job and deploy/prometheus/scrape-config.yaml.
 // Pure and deterministic; src/sandbox/prometheus.ts runs the Prometheus that reads it.
 import { Document, isScalar, isSeq, visit } from 'yaml';
 import { PORTS } from '../config';
-import type { SandboxPlan } from './plan';
+import { SandboxAgentError } from './runtime-errors';
 
 /** The namespace the agents' DaemonSet runs in, as on a cluster. */
 export const AGENT_NAMESPACE = 'ferry-system';
@@ -51,20 +52,39 @@ export interface RelabelConfig {
   action: 'replace' | 'keep' | 'drop' | 'labelmap';
 }
 
-/** The agent pod of every node of the plan, annotated for scraping on PORTS.metrics. */
-export function agentPods(plan: Pick<SandboxPlan, 'nodes'>): AgentPod[] {
-  return plan.nodes.map((node) => ({
-    namespace: AGENT_NAMESPACE,
-    name: `${AGENT_POD_PREFIX}${node.name}`,
-    nodeName: node.name,
-    ip: node.fabricIp,
-    labels: { app: 'ferry-agent' },
-    annotations: {
-      [SCRAPE_ANNOTATIONS.scrape]: 'true',
-      [SCRAPE_ANNOTATIONS.port]: String(PORTS.metrics),
-      [SCRAPE_ANNOTATIONS.path]: '/metrics',
-    },
-  }));
+/** What an agent's pod is annotated with, on a cluster and in the sandbox: scrape PORTS.metrics at /metrics. */
+export function agentScrapeAnnotations(): Record<string, string> {
+  return {
+    [SCRAPE_ANNOTATIONS.scrape]: 'true',
+    [SCRAPE_ANNOTATIONS.port]: String(PORTS.metrics),
+    [SCRAPE_ANNOTATIONS.path]: '/metrics',
+  };
+}
+
+/** The fields of a Pod, as the API server returns it, that pod discovery reads. */
+export interface ApiPodFields {
+  metadata?: { namespace?: string; name?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec?: { nodeName?: string };
+  status?: { podIP?: string };
+}
+
+/**
+ * A Pod as kubernetes_sd_configs (role: pod) sees it: namespace, name, `spec.nodeName`, `status.podIP` (for a
+ * host-network Pod, its node's address), and all its labels and annotations. A Pod without an IP yet is refused.
+ */
+export function agentPodOf(pod: ApiPodFields): AgentPod {
+  const namespace = pod.metadata?.namespace ?? '';
+  const name = pod.metadata?.name ?? '';
+  const ip = pod.status?.podIP ?? '';
+  if (ip === '') throw new SandboxAgentError(`agent Pod ${namespace}/${name} has no status.podIP yet: Prometheus has no address to scrape`);
+  return {
+    namespace,
+    name,
+    nodeName: pod.spec?.nodeName ?? '',
+    ip,
+    labels: { ...(pod.metadata?.labels ?? {}) },
+    annotations: { ...(pod.metadata?.annotations ?? {}) },
+  };
 }
 
 /** Prometheus' strutil.SanitizeLabelName: every character outside [a-zA-Z0-9_] becomes `_`. */

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { Ledger } from './ledger';
 import { netnsHttpGet, type NetnsHttpResponse } from './netns-http';
 import { planPrometheus, type PlannedPrometheus, type SandboxPlan } from './plan';
-import { agentPods, renderFileSdTargets, renderSandboxPrometheusConfig } from './prometheus-config';
+import { renderFileSdTargets, renderSandboxPrometheusConfig, type AgentPod } from './prometheus-config';
 import { SandboxHttpError, SandboxPrometheusError } from './runtime-errors';
 import { readPlan, requireRoot, sandboxPaths, type SandboxPaths } from './state-dir';
 import {
@@ -80,7 +80,8 @@ async function prometheusReady(prom: PlannedPrometheus): Promise<boolean> {
 }
 
 /**
- * Start the sandbox's Prometheus and wait until it is ready. Every name it makes goes into the ledger
+ * Start the sandbox's Prometheus, scraping `agents` (their pods as pod discovery would see them), and wait until
+ * it is ready. Every name it makes goes into the ledger
  * as it is made (its directory, namespace, fabric veth, cgroup, pid), so a failure here is undone by
  * the caller's rollback (`sandboxDown`), and `down` removes it by exact name. Its namespace holds one
  * veth end on the fabric bridge with the fabric address PROMETHEUS_FABRIC_HOST and no route: the
@@ -90,6 +91,7 @@ export async function startPrometheus(
   plan: SandboxPlan,
   ledger: Ledger,
   paths: SandboxPaths,
+  agents: readonly AgentPod[],
   report: (line: string) => void,
 ): Promise<void> {
   assertPrometheusInstalled();
@@ -106,7 +108,7 @@ export async function startPrometheus(
   ledger.add({ kind: 'dir', path: files.dir });
   fs.mkdirSync(path.dirname(files.targetsFile));
   fs.mkdirSync(files.dataDir);
-  fs.writeFileSync(files.targetsFile, renderFileSdTargets(agentPods(plan)));
+  fs.writeFileSync(files.targetsFile, renderFileSdTargets(agents));
   fs.writeFileSync(files.configFile, renderSandboxPrometheusConfig(files.targetsFile));
 
   await ip('netns', 'add', prom.netns);
@@ -160,7 +162,7 @@ export async function startPrometheus(
     await sleep(200);
   }
   report(
-    `prometheus ready in ${prom.netns} (${prom.fabricIp}:${prom.port}), scraping ${plan.nodes.length} agents every 2s ` +
+    `prometheus ready in ${prom.netns} (${prom.fabricIp}:${prom.port}), scraping ${agents.length} agents every 2s ` +
       `(log: ${files.logFile}); try: ferry sandbox query 'up'`,
   );
 }

@@ -7,6 +7,7 @@ import * as native from '../native';
 import { PORTS } from '../config';
 import { DEFAULT_TRUST_DOMAIN } from '../identity';
 import {
+  agentPodsOnApi,
   apiPaths,
   apiPodsAndServices,
   kubectlFiles,
@@ -123,7 +124,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
       agentArgs: settings.agentArgs,
       report: options.report,
     });
-    if (options.prometheus) await startPrometheus(plan, ledger, paths, options.report);
+    if (options.prometheus) await startPrometheus(plan, ledger, paths, await agentPodsOnApi(paths), options.report);
   } catch (err) {
     options.report(`sandbox up failed: ${(err as Error).message}`);
     options.report('rolling back everything it created');

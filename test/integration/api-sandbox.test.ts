@@ -1,4 +1,4 @@
-// Root integration: the sandbox on its API server (`up --api`): a real kube-apiserver and controller-manager (the
+// Root integration: the sandbox on its API server (`up`): a real kube-apiserver and controller-manager (the
 // dev cluster), `ferry controller`, one kubelet per node and the agents as Pods. Everything below is driven with
 // kubectl, as a user of a cluster would, and checked in the running mesh.
 import { describe, test } from 'node:test';
@@ -85,7 +85,7 @@ interface ConfigDump {
 }
 
 describe('the sandbox on its API server', { timeout: 900_000 }, () => {
-  const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--api']);
+  const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const pods = withSandbox(sandbox);
   const dir = fs.mkdtempSync(path.join('/tmp', `${PREFIX}-files-`));
 

@@ -1,5 +1,5 @@
-// Root integration: a real sandbox (BPF programs compiled by clang and loaded into this kernel,
-// real namespaces, veths and sockets) and traffic through Ferry's capture and node proxy.
+// Root integration: a real sandbox on its API server (`up`: BPF programs compiled by clang and loaded into
+// this kernel, real namespaces, veths and sockets, agents as Pods) and traffic through Ferry's capture and node proxy.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -93,22 +93,40 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     return found!;
   }
 
-  test('BPF programs are attached: connect4/6 and sock_ops on each node cgroup, one sk_lookup link per enrolled pod', async () => {
-    const status = await sandbox.status();
-    for (const node of status.nodes) {
-      const tree = await sh('bpftool', ['cgroup', 'show', node.cgroup]);
-      assert.match(tree, /inet4_connect\s+.*ferry_connect4/);
-      assert.match(tree, /inet6_connect\s+.*ferry_connect6/);
-      assert.match(tree, /sock_ops\s+.*ferry_sock_ops/);
-    }
+  /** How often the kubelet has started a node's agent container again (the agent Pod's restartCount). */
+  async function agentRestarts(node: string): Promise<number> {
+    const result = await sandbox.kubectl(['-n', 'ferry-system', 'get', 'pod', `ferry-agent-${node}`, '-o', 'json']);
+    assert.equal(result.code, 0, result.stderr);
+    const pod = JSON.parse(result.stdout) as { status?: { containerStatuses?: Array<{ name: string; restartCount: number }> } };
+    const agent = pod.status?.containerStatuses?.find((c) => c.name === 'agent');
+    assert.ok(agent, `ferry-agent-${node} has no status of its agent container`);
+    return agent.restartCount;
+  }
+
+  /** connect4/6 and sock_ops on a node's cgroup, as bpftool lists them. */
+  async function assertCgroupPrograms(cgroup: string): Promise<void> {
+    const tree = await sh('bpftool', ['cgroup', 'show', cgroup]);
+    assert.match(tree, /inet4_connect\s+.*ferry_connect4/);
+    assert.match(tree, /inet6_connect\s+.*ferry_connect6/);
+    assert.match(tree, /sock_ops\s+.*ferry_sock_ops/);
+  }
+
+  /** How many sk_lookup links of Ferry's program each pod namespace (`NS-NAME`) has, from bpftool. */
+  async function skLookupLinks(): Promise<(pod: string) => number> {
     const links = JSON.parse(await sh('bpftool', ['-j', 'link', 'show'])) as Array<{ type: string; prog_id: number; netns_ino?: number }>;
     const progs = JSON.parse(await sh('bpftool', ['-j', 'prog', 'show'])) as Array<{ id: number; name: string }>;
     const skLookupIds = new Set(progs.filter((p) => p.name === 'ferry_sk_lookup').map((p) => p.id));
     // Count per pod namespace (by inode): other sandboxes on the machine have links of their own.
-    const linksOn = (pod: string): number => {
+    return (pod: string): number => {
       const inode = fs.statSync(`/run/netns/${PREFIX}-pod-${pod}`).ino;
       return links.filter((l) => l.type === 'netns' && skLookupIds.has(l.prog_id) && l.netns_ino === inode).length;
     };
+  }
+
+  test('BPF programs are attached: connect4/6 and sock_ops on each node cgroup, one sk_lookup link per enrolled pod', async () => {
+    const status = await sandbox.status();
+    for (const node of status.nodes) await assertCgroupPrograms(node.cgroup);
+    const linksOn = await skLookupLinks();
     for (const pod of ['app-server-a', 'app-server-b', 'app-client-a']) assert.equal(linksOn(pod), 1, `sk_lookup links on ${pod}`);
     for (const pod of ['app-optout', 'plain-client-p', 'plain-server-p']) assert.equal(linksOn(pod), 0, `sk_lookup links on ${pod}`);
   });
@@ -233,6 +251,7 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
     });
     await eventually(() => lines.some((l) => l.connected), 10_000, 'held connection');
     const agentPid = (await sandbox.status()).nodes.find((n) => n.name === 'node-a')!.agentPid!;
+    const restartsBefore = await agentRestarts('node-a');
     process.kill(agentPid, 'SIGTERM');
     await eventually(() => sandbox.agentLog('node-a').includes('"msg":"draining"'), 5000, 'drain start');
     const refused = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
@@ -254,13 +273,32 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
       'agent exit',
     );
     assert.match(sandbox.agentLog('node-a'), /"finished":true/);
-    const start = await ferry(['sandbox', 'agent', 'start', 'node-a', '--prefix', PREFIX]);
-    assert.equal(start.code, 0, start.stderr);
+    // The agent is its Pod's container: the kubelet starts it again, once, and it becomes ready (its pins re-adopted).
+    await eventually(
+      async () => {
+        const node = (await sandbox.status()).nodes.find((n) => n.name === 'node-a');
+        return node?.agentPid !== undefined && node.agentPid !== agentPid && node.ready;
+      },
+      30_000,
+      'the agent started again by its kubelet, and ready',
+    );
+    assert.equal(await agentRestarts('node-a'), restartsBefore + 1, 'the agent Pod restarted its container once');
+    const ready = await sandbox.kubectl(['-n', 'ferry-system', 'wait', '--for=condition=Ready', '--timeout=30s', 'pod/ferry-agent-node-a']);
+    assert.equal(ready.code, 0, ready.stderr);
+    const again = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
+    assert.equal(again.remote, CAPTURED);
+    assert.equal((again.server as { pod: string }).pod, 'server-b');
   });
 
   test('agent killed: connections refused (never unmeshed); restarted: served again', async () => {
     const kill = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);
     assert.equal(kill.code, 0, kill.stderr);
+    // Gone, and kept gone by its kubelet (the Pod is marked stopped); its pinned programs stay attached.
+    const down = (await sandbox.status()).nodes.find((n) => n.name === 'node-a')!;
+    assert.equal(down.agentPid, undefined, 'no agent process on node-a');
+    await assertCgroupPrograms(down.cgroup);
+    const linksOn = await skLookupLinks();
+    for (const pod of ['app-server-a', 'app-client-a']) assert.equal(linksOn(pod), 1, `sk_lookup links on ${pod} with the agent gone`);
     const outbound = await sandbox.client('app/client-a', ['who', 'echo-b.app', '80']);
     assert.equal(outbound.code, 'ECONNREFUSED', `outbound with the agent gone: ${JSON.stringify(outbound)}`);
     const inbound = await sandbox.client('plain/client-p', ['who', ip['server-a'], '7000']);

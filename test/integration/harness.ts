@@ -120,7 +120,7 @@ export class TestSandbox {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
-  /** `kubectl …` against the sandbox's API server (sandboxes built with --api). */
+  /** `kubectl …` against the sandbox's API server. */
   async kubectl(args: string[], timeoutMs = 60_000): Promise<CommandResult> {
     return ferry(['sandbox', 'kubectl', '--prefix', this.prefix, ...args], timeoutMs);
   }

@@ -78,7 +78,7 @@ spec:
 ${spec.replace(/^/gm, '  ')}`;
 
 describe('policy enforced by the agents of a two-node sandbox', { timeout: 900_000 }, () => {
-  const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--api']);
+  const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-policies-`));
   let applied: string[] = [];
 

@@ -1,5 +1,5 @@
 // Root integration: `ferry sandbox up --prometheus` runs Debian's Prometheus in its own namespace on the fabric,
-// scraping every agent through the prometheus.io/* relabelling; `ferry sandbox query` reads what it scraped:
+// scraping every agent Pod through the prometheus.io/* relabelling; `ferry sandbox query` reads what it scraped:
 // `up` per agent with the namespace/pod/node labels, and Istio's TCP metrics for known client→server traffic.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,6 +105,29 @@ describe('Prometheus in a two-node sandbox', { timeout: 600_000 }, () => {
 
   test('up is 1 for every agent, with namespace, pod and node from the annotation relabelling', async () => {
     const ips = fabricIps();
+    // The agents are Pods: their annotations are what Prometheus follows, their host-network IP the node's address.
+    const agents = await sandbox.kubectl(['-n', 'ferry-system', 'get', 'pods', '-l', 'app=ferry-agent', '-o', 'json']);
+    assert.equal(agents.code, 0, agents.stderr);
+    const agentPods = (
+      JSON.parse(agents.stdout) as {
+        items: Array<{
+          metadata: { name: string; annotations?: Record<string, string> };
+          spec: { nodeName: string };
+          status: { podIP: string };
+        }>;
+      }
+    ).items;
+    assert.deepEqual(agentPods.map((p) => p.metadata.name).sort(), ['ferry-agent-node-a', 'ferry-agent-node-b']);
+    for (const pod of agentPods) {
+      assert.equal(pod.metadata.name, `ferry-agent-${pod.spec.nodeName}`);
+      assert.equal(pod.status.podIP, ips[pod.spec.nodeName], `${pod.metadata.name}: a host-network Pod has its node's address`);
+      const annotations = pod.metadata.annotations ?? {};
+      assert.deepEqual(
+        [annotations['prometheus.io/scrape'], annotations['prometheus.io/port'], annotations['prometheus.io/path']],
+        ['true', '15020', '/metrics'],
+        pod.metadata.name,
+      );
+    }
     const series = await pollQuery(`up{job="${JOB}"}`, (s) => s.length === 2 && s.every((x) => value(x) === 1));
     const byNode = Object.fromEntries(series.map((s) => [s.metric.node, s]));
     assert.deepEqual(Object.keys(byNode).sort(), ['node-a', 'node-b'], JSON.stringify(series));

@@ -1,4 +1,4 @@
-// Root integration: `ferry sandbox` refuses bad input with errors naming file, document and field,
+// Root integration: `ferry sandbox up` refuses bad input with errors naming file, document and field,
 // and builds nothing; commands on a sandbox that is not up say so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,11 +68,18 @@ test('commands on a sandbox that is not up fail with a clear message', async () 
     ['kubectl', 'get', 'pods'],
     ['controller', 'kill'],
     ['controller', 'start'],
+    ['agent', 'kill', 'node-a'],
+    ['agent', 'start', 'node-a'],
+    ['ca', 'rotate'],
+    ['apply', '-f', '/dev/null'],
+    ['delete', '-f', '/dev/null'],
+    ['query', 'up'],
+    ['inspect', 'node-a', 'workloads'],
   ]) {
-    const verb = args[0] === 'controller' ? ['controller', args[1]] : [args[0]];
+    const verb = ['controller', 'agent', 'ca'].includes(args[0]) ? args.slice(0, 2) : [args[0]];
     const rest = args.slice(verb.length);
     const result = await ferry(['sandbox', ...verb, '--prefix', PREFIX, ...rest]);
-    assert.notEqual(result.code, 0);
-    assert.match(result.stderr, new RegExp(`no sandbox "${PREFIX}" is up`));
+    assert.notEqual(result.code, 0, `sandbox ${args.join(' ')} succeeded`);
+    assert.match(result.stderr, new RegExp(`no sandbox "${PREFIX}" is up`), `sandbox ${args.join(' ')}: ${result.stderr}`);
   }
 });

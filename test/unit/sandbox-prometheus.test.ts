@@ -10,13 +10,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { PORTS } from '../../src/config';
+import { agentPod } from '../../src/sandbox/api-objects';
 import { parseManifests } from '../../src/sandbox/manifest';
 import { planSandbox, type SandboxPlan } from '../../src/sandbox/plan';
 import {
   AGENT_NAMESPACE,
   KUBERNETES_SCRAPE_CONFIG_FILE,
   PROMETHEUS_JOB,
-  agentPods,
+  agentPodOf,
+  AGENT_POD_PREFIX,
+  agentScrapeAnnotations,
   fileSdTargets,
   kubernetesScrapeConfig,
   podAnnotationRelabelConfigs,
@@ -28,6 +31,18 @@ import {
   type AgentPod,
   type RelabelConfig,
 } from '../../src/sandbox/prometheus-config';
+
+/** The agent pod of every node of the plan as the API returns it, annotated for scraping on PORTS.metrics. */
+function agentPods(plan: Pick<SandboxPlan, 'nodes'>): AgentPod[] {
+  return plan.nodes.map((node) => ({
+    namespace: AGENT_NAMESPACE,
+    name: `${AGENT_POD_PREFIX}${node.name}`,
+    nodeName: node.name,
+    ip: node.fabricIp,
+    labels: { app: 'ferry-agent' },
+    annotations: agentScrapeAnnotations(),
+  }));
+}
 
 function repoRoot(): string {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
@@ -108,6 +123,47 @@ describe('agent pods', () => {
       })),
     );
     assert.equal(PORTS.metrics, 15020);
+  });
+
+  test('the agent Pods of `up` carry the same annotations; as the API returns them they are scraped the same', () => {
+    const plan = demoPlan();
+    const returned = plan.nodes.map((node) => {
+      const sent = agentPod({
+        node,
+        argv: ['node', 'ferry.js'],
+        controller: { address: 'unix:/run/ferry/ftest/controller.sock', caFile: '/ca.pem', serverName: 'ferry-controller' },
+        podNetnsDir: '/pods',
+        cgroupPath: '/sys/fs/cgroup/ftest',
+        logLevel: 'info',
+        trustDomain: 'cluster.local',
+        agentArgs: [],
+      }) as { metadata: { annotations: Record<string, string> }; spec: { nodeName: string } };
+      assert.deepEqual(sent.metadata.annotations, agentPods(plan).find((p) => p.nodeName === node.name)?.annotations);
+      // What the API server answers once the kubelet has written the status of a host-network Pod (and kubectl
+      // apply has added its own annotation, which pod discovery passes on like any other).
+      return {
+        ...sent,
+        metadata: {
+          ...sent.metadata,
+          uid: `uid-${node.name}`,
+          annotations: { ...sent.metadata.annotations, 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+        },
+        status: { podIP: node.fabricIp, hostIP: node.fabricIp },
+      };
+    });
+    const pods = returned.map(agentPodOf);
+    assert.deepEqual(
+      pods,
+      agentPods(plan).map((p) => ({ ...p, annotations: { ...p.annotations, 'kubectl.kubernetes.io/last-applied-configuration': '{}' } })),
+    );
+    assert.deepEqual(
+      scrapeTargets(pods).map((t) => [t.__address__, t.namespace, t.pod, t.node]),
+      plan.nodes.map((n) => [`${n.fabricIp}:15020`, 'ferry-system', `ferry-agent-${n.name}`, n.name]),
+    );
+    assert.throws(
+      () => agentPodOf({ metadata: { namespace: 'ferry-system', name: 'ferry-agent-node-a' }, spec: { nodeName: 'node-a' }, status: {} }),
+      /agent Pod ferry-system\/ferry-agent-node-a has no status\.podIP yet/,
+    );
   });
 
   test('meta label names are sanitised as Prometheus does (every non [a-zA-Z0-9_] becomes _)', () => {

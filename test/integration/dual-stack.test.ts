@@ -56,10 +56,15 @@ metadata: { name: echo, namespace: mesh }
 spec: { selector: { app: echo }, ports: [{ port: 80, targetPort: 7000 }] }
 `;
 
+/** The nodes of plan.json (the fabric's shape); pods and Services come from the API server via `status`. */
 interface PlanFile {
-  nodes: Array<{ name: string; netns: string; fabricIp6: string; podCidr6: string; podGateway6: string }>;
-  pods: Array<{ namespace: string; name: string; netns: string; ip: string; ip6: string; gateway6: string }>;
-  services: Array<{ name: string; vip: string; ports: Array<{ endpoints: Array<{ ip: string }> }> }>;
+  nodes: Array<{ name: string; netns: string; fabricIp6: string; podCidr: string; podCidr6: string; podGateway6: string }>;
+}
+
+interface Status {
+  dualStack: boolean;
+  pods: Array<{ namespace: string; name: string; netns: string; ip: string; ips: string[] }>;
+  services: Array<{ namespace: string; name: string; vip: string; endpoints: string[] }>;
 }
 
 interface Who {
@@ -72,10 +77,18 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST, ['--dual-stack']);
   withSandbox(sandbox);
   const plan = (): PlanFile => JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8')) as PlanFile;
-  const podOf = (id: string): PlanFile['pods'][number] => {
-    const found = plan().pods.find((p) => `${p.namespace}/${p.name}` === id);
-    assert.ok(found, `pod ${id} in the plan`);
-    return found;
+  let status: Status | undefined;
+  /** The sandbox's pods and Services as the API server has them (the pods do not move, so read once). */
+  const sandboxStatus = async (): Promise<Status> => {
+    status ??= (await sandbox.status()) as unknown as Status;
+    return status;
+  };
+  const podOf = async (id: string): Promise<{ netns: string; ip: string; ip6: string }> => {
+    const found = (await sandboxStatus()).pods.find((p) => `${p.namespace}/${p.name}` === id);
+    assert.ok(found, `pod ${id} in the sandbox`);
+    const ip6 = found.ips.find((ip) => ip.includes(':'));
+    assert.ok(ip6, `pod ${id} has an IPv6 address: ${found.ips.join(', ')}`);
+    return { netns: found.netns, ip: found.ip, ip6 };
   };
   const nodeOf = (name: string): PlanFile['nodes'][number] => {
     const found = plan().nodes.find((n) => n.name === name);
@@ -96,12 +109,24 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
   };
 
   test('every pod has both addresses, IPv4 first, and each agent enrols both', async () => {
-    const status = await sandbox.status();
-    assert.equal(status.dualStack, true);
-    for (const p of status.pods) {
-      const planned = podOf(`${p.namespace}/${p.name}`);
-      assert.deepEqual([p.ip, p.ips], [planned.ip, [planned.ip, planned.ip6]]);
-      assert.match(planned.ip6, /^fd10:244:/);
+    const { dualStack, pods } = await sandboxStatus();
+    assert.equal(dualStack, true);
+    const nodeOfPod: Record<string, string> = {
+      client: 'node-a',
+      'server-a': 'node-a',
+      'server-b': 'node-b',
+      'plain-b': 'node-b',
+      outsider: 'node-b',
+    };
+    for (const p of pods) {
+      const node = plan().nodes.find((n) => n.name === nodeOfPod[p.name]);
+      assert.ok(node, `${p.namespace}/${p.name} is a pod of the manifest`);
+      // IPv4 first, from the node's pod CIDR, then its IPv6 twin in the node's IPv6 pod CIDR.
+      const host = p.ip.split('.')[3];
+      assert.equal(p.ips.length, 2, `${p.name}: ${p.ips.join(', ')}`);
+      assert.equal(p.ips[0], p.ip);
+      assert.equal(`${p.ip.split('.').slice(0, 3).join('.')}.0/24`, node.podCidr, `${p.name}: ${p.ip}`);
+      assert.equal(p.ips[1], `${node.podCidr6.replace(/\/64$/, '')}${host}`, `${p.name}: ${p.ips.join(', ')}`);
     }
     for (const node of ['node-a', 'node-b']) {
       const result = await ferry(['sandbox', 'inspect', '--prefix', PREFIX, node, 'workloads', '-o', 'json']);
@@ -115,16 +140,23 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
       }>;
       const enrolled = workloads.filter((w) => w.enrolled);
       assert.deepEqual(enrolled.map((w) => w.name).sort(), node === 'node-a' ? ['client', 'server-a'] : ['server-b']);
-      for (const w of enrolled) assert.deepEqual(w.ips, [podOf(`${w.namespace}/${w.name}`).ip, podOf(`${w.namespace}/${w.name}`).ip6]);
+      for (const w of enrolled) {
+        const pod = await podOf(`${w.namespace}/${w.name}`);
+        assert.deepEqual(w.ips, [pod.ip, pod.ip6]);
+      }
     }
     // Services keep their IPv4 ClusterIP and IPv4 endpoints.
-    const echo = plan().services.find((s) => s.name === 'echo');
+    const echo = (await sandboxStatus()).services.find((s) => s.name === 'echo');
     assert.match(echo?.vip ?? '', /^10\.96\./);
-    assert.ok(echo?.ports.every((p) => p.endpoints.every((e) => /^10\.244\./.test(e.ip))));
+    assert.equal(echo?.endpoints.length, 2, JSON.stringify(echo));
+    assert.ok(
+      echo?.endpoints.every((e) => /^10\.244\./.test(e)),
+      JSON.stringify(echo),
+    );
   });
 
   test("IPv6 is configured inside the sandbox's namespaces only: usable addresses, mirrored routes, forwarding", async () => {
-    const client = podOf('mesh/client');
+    const client = await podOf('mesh/client');
     const a = nodeOf('node-a');
     const b = nodeOf('node-b');
     const addresses = JSON.parse(await sh('ip', ['-j', '-n', client.netns, '-6', 'addr', 'show', 'dev', 'eth0'])) as Array<{
@@ -137,11 +169,11 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
     );
     const podRoutes = (await sh('ip', ['-n', client.netns, '-6', 'route', 'show'])).split('\n');
     assert.ok(
-      podRoutes.some((r) => r.startsWith(`default via ${client.gateway6} dev eth0`)),
+      podRoutes.some((r) => r.startsWith(`default via ${a.podGateway6} dev eth0`)),
       podRoutes.join('\n'),
     );
     assert.ok(
-      podRoutes.some((r) => r.startsWith(`${client.gateway6} dev eth0`)),
+      podRoutes.some((r) => r.startsWith(`${a.podGateway6} dev eth0`)),
       podRoutes.join('\n'),
     );
     const nodeRoutes = (await sh('ip', ['-n', a.netns, '-6', 'route', 'show'])).split('\n');
@@ -159,13 +191,13 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
   });
 
   test('enrolled pods on two nodes talk IPv6 through HBONE with mutual TLS, bytes intact', async () => {
-    const server = podOf('mesh/server-b');
+    const server = await podOf('mesh/server-b');
     const answer = await who('mesh/client', server.ip6);
     assert.equal(answer.server?.pod, 'server-b', JSON.stringify(answer));
     assert.equal(answer.server?.local, `${server.ip6}:7000`);
     const inbound = await accessRecord('node-b', 'inbound', `[${server.ip6}]:7000`);
     assert.deepEqual([inbound.path, inbound.security], ['hbone', 'mutual_tls']);
-    assert.match(String(inbound.source), new RegExp(`^\\[${podOf('mesh/client').ip6}\\]:\\d+$`));
+    assert.match(String(inbound.source), new RegExp(`^\\[${(await podOf('mesh/client')).ip6}\\]:\\d+$`));
     const outbound = await accessRecord('node-a', 'outbound', `[${server.ip6}]:7000`);
     assert.deepEqual([outbound.path, outbound.responseFlags], ['hbone', '-']);
     const hash = await sandbox.client('mesh/client', ['hash', server.ip6, '7000', String(1 << 20)]);
@@ -173,7 +205,7 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
   });
 
   test('enrolled pods on one node talk IPv6 over the short path', async () => {
-    const server = podOf('mesh/server-a');
+    const server = await podOf('mesh/server-a');
     const answer = await who('mesh/client', server.ip6);
     assert.equal(answer.server?.pod, 'server-a', JSON.stringify(answer));
     const record = await accessRecord('node-a', 'outbound', `[${server.ip6}]:7000`);
@@ -181,24 +213,24 @@ describe('a dual-stack sandbox', { timeout: 600_000 }, () => {
   });
 
   test('a pod that is not enrolled reaches an enrolled pod (plaintext inbound) and another plain pod over IPv6', async () => {
-    const outsider = podOf('plain/outsider');
-    const server = podOf('mesh/server-a');
+    const outsider = await podOf('plain/outsider');
+    const server = await podOf('mesh/server-a');
     const answer = await who('plain/outsider', server.ip6);
     assert.equal(answer.server?.pod, 'server-a', JSON.stringify(answer));
     const record = await accessRecord('node-a', 'inbound', `[${server.ip6}]:7000`);
     assert.equal(record.path, 'plaintext');
     assert.match(String(record.source), new RegExp(`^\\[${outsider.ip6}\\]:\\d+$`));
     // Neither end enrolled: nothing captures it, and the server sees the client's own IPv6 address.
-    const plain = await who('plain/outsider', podOf('plain/plain-b').ip6);
+    const plain = await who('plain/outsider', (await podOf('plain/plain-b')).ip6);
     assert.deepEqual([plain.server?.pod, plain.server?.peer], ['plain-b', outsider.ip6]);
   });
 
   test('IPv4 and the Service VIP work as in a single-stack sandbox', async () => {
-    const server = podOf('mesh/server-b');
+    const server = await podOf('mesh/server-b');
     const direct = await who('mesh/client', server.ip);
     assert.equal(direct.server?.pod, 'server-b', JSON.stringify(direct));
     assert.equal(direct.server?.local, `::ffff:${server.ip}:7000`);
-    const vip = plan().services.find((s) => s.name === 'echo')?.vip ?? '';
+    const vip = (await sandboxStatus()).services.find((s) => s.name === 'echo')?.vip ?? '';
     const viaService = await who('mesh/client', vip, 80);
     assert.ok(['server-a', 'server-b'].includes(viaService.server?.pod ?? ''), JSON.stringify(viaService));
   });

@@ -66,12 +66,14 @@ const TLS_APPLICATION_DATA = 0x17;
 describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-certs-`));
-  const caDir = `/run/ferry/${PREFIX}/ca`;
+  // The controller's CA Secret as files, read once: no rotation happens in this file.
+  let caDir: string | undefined;
 
   const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
 
   /** Write a forged client certificate and the sandbox's trust bundle where the HBONE client tool can read them. */
   async function credentials(name: string, options: ForgeOptions): Promise<string[]> {
+    caDir ??= await sandbox.caFilesDir();
     const forged = await forgeLeaf(caDir, options);
     const files = { cert: path.join(work, `${name}.crt`), key: path.join(work, `${name}.key`), ca: path.join(work, 'bundle.pem') };
     fs.writeFileSync(files.cert, forged.chainPem.join('\n'));

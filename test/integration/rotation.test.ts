@@ -2,7 +2,7 @@
 // three minutes, with a root rotation of the sandbox CA in the middle — and not one failed request.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
+import { caIssuerFromFiles, readCaFiles } from '../fixtures/memory-ca';
 import { TestSandbox, echoCommand, ferry, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-rot';
@@ -58,8 +58,9 @@ describe('certificate renewal and root rotation under traffic', { timeout: 600_0
   withSandbox(sandbox);
 
   test(`60 s certificates, ${TRAFFIC_SECONDS} s of traffic, a root rotation: zero failed requests`, async () => {
-    const caFile = `/run/ferry/${PREFIX}/ca/ca.json`;
-    const rootsBefore = (JSON.parse(fs.readFileSync(caFile, 'utf8')) as { roots: string[] }).roots;
+    // The roots the controller's CA Secret trusts, before and after.
+    const roots = async (): Promise<string[]> => caIssuerFromFiles(readCaFiles(await sandbox.caFilesDir()), 'the CA Secret').roots;
+    const rootsBefore = await roots();
     const steady = (service: string): Promise<Record<string, unknown>> =>
       sandbox.client('app/client-a', ['steady', service, '80', String(TRAFFIC_SECONDS), String(RATE)], (TRAFFIC_SECONDS + 90) * 1000);
     const cross = steady('echo-b.app');
@@ -75,7 +76,7 @@ describe('certificate renewal and root rotation under traffic', { timeout: 600_0
       assert.deepEqual({ failed: result.failed, errors: result.errors }, { failed: 0, errors: [] }, `${name}: ${JSON.stringify(result)}`);
       assert.ok((result.ok as number) >= TRAFFIC_SECONDS * RATE * 0.9, `${name}: only ${result.ok} requests made`);
     }
-    const rootsAfter = (JSON.parse(fs.readFileSync(caFile, 'utf8')) as { roots: string[] }).roots;
+    const rootsAfter = await roots();
     assert.equal(rootsAfter.length, 1);
     assert.notDeepEqual(rootsAfter, rootsBefore, 'the root was replaced');
     // Half-life renewal of 60 s certificates: several renewals per identity on each node in 3 minutes.

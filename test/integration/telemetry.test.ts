@@ -2,13 +2,28 @@
 // metrics on :15020 (exact values and labels, same node and across nodes, captured and
 // passthrough), the access log, readiness against the kernel's real link state, the admin API's
 // reach, and `ferry sandbox inspect`.
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parsePrometheusText, type MetricSample } from '../../src/telemetry';
+import { caIssuerFromFiles, readCaFiles } from '../fixtures/memory-ca';
 import { TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
+
+/** Whether each certificate of `chainPem` (leaf first) is signed by the next, and the last by one of `rootsPem`. */
+function chainsTo(chainPem: string[], rootsPem: string[]): boolean {
+  const chain = chainPem.map((pem) => new X509Certificate(pem));
+  const roots = rootsPem.map((pem) => new X509Certificate(pem));
+  const signedBy = (cert: X509Certificate, issuer: X509Certificate): boolean => cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  const last = chain.at(-1);
+  return (
+    last !== undefined &&
+    chain.slice(0, -1).every((cert, i) => signedBy(cert, chain[i + 1] as X509Certificate)) &&
+    roots.some((root) => last.fingerprint256 === root.fingerprint256 || signedBy(last, root))
+  );
+}
 
 const PREFIX = 'ferryt-tel';
 const MANIFEST = `
@@ -83,16 +98,24 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-out-`));
   const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
   const nodeNetns = (node: string): string => `${PREFIX}-node-${node}`;
-  const plan = (): {
-    nodes: Array<{ name: string; fabricIp: string }>;
-    pods: Array<{ name: string; gateway: string }>;
-    services: Array<{ name: string; vip: string }>;
-  } => JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8'));
+  /** The nodes of plan.json (the fabric's shape); pods and Services come from the API server via `status`. */
+  const plan = (): { nodes: Array<{ name: string; fabricIp: string; podGateway: string }> } =>
+    JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/plan.json`, 'utf8'));
+  const vips: Record<string, string> = {};
   const vip = (service: string): string => {
-    const found = plan().services.find((s) => s.name === service);
-    assert.ok(found, `service ${service} in the plan`);
-    return found.vip;
+    const found = vips[service];
+    assert.ok(found, `service ${service} in the sandbox`);
+    return found;
   };
+  const podNode: Record<string, string> = {};
+  before(async () => {
+    const status = (await sandbox.status()) as unknown as {
+      pods: Array<{ namespace: string; name: string; node: string }>;
+      services: Array<{ namespace: string; name: string; vip: string }>;
+    };
+    for (const s of status.services) vips[s.name] = s.vip;
+    for (const p of status.pods) podNode[`${p.namespace}/${p.name}`] = p.node;
+  });
 
   /** curl inside a node's namespace, where the agent's own ports are. */
   async function curlInNode(node: string, url: string, extra: string[] = []): Promise<string> {
@@ -369,7 +392,7 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
       ['app/client-a', 'ECONNRESET'],
       ['plain/outsider', 'ECONNREFUSED'],
     ]) {
-      const gateway = plan().pods.find((p) => p.name === pod.split('/')[1])?.gateway;
+      const gateway = plan().nodes.find((n) => n.name === podNode[pod])?.podGateway;
       assert.ok(gateway);
       const result = await sandbox.client(pod, ['send', gateway, '15000', 'GET /config_dump HTTP/1.0\r\n\r\n']);
       assert.equal(result.code, code, `${pod}: ${JSON.stringify(result)}`);
@@ -453,11 +476,9 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
 
     const certs = (await inspect(['node-a', 'certs'])) as Array<{ identity: string; state: string; notAfter: string; chain: string[] }>;
     assert.deepEqual(certs.map((c) => c.identity).sort(), [SPIFFE_CLIENT, SPIFFE_SERVER]);
-    // The same certificates the agent reports to the CA directory.
-    const status = JSON.parse(fs.readFileSync(`/run/ferry/${PREFIX}/ca/status/node-a.json`, 'utf8')) as {
-      certificates: Array<{ principal: string; notAfter: string }>;
-    };
-    assert.deepEqual(certs.map((c) => c.notAfter).sort(), status.certificates.map((c) => c.notAfter).sort());
+    // Issued by the controller's CA: each chain leads from its leaf to a root of the CA Secret.
+    const { roots } = caIssuerFromFiles(readCaFiles(await sandbox.caFilesDir()), 'the CA Secret');
+    for (const c of certs) assert.ok(chainsTo(c.chain, roots), `${c.identity}: its chain does not lead to a root of the mesh CA`);
     for (const c of certs) {
       assert.equal(c.state, 'valid');
       assert.ok(c.chain.every((pem) => !pem.includes('PRIVATE KEY')));
@@ -467,6 +488,8 @@ describe('telemetry of a two-node sandbox', { timeout: 600_000 }, () => {
     assert.deepEqual(services.map((s) => [s.name, s.vips]).sort(), [
       ['echo-a', [vip('echo-a')]],
       ['echo-b', [vip('echo-b')]],
+      // The API server's own Service, which every cluster has.
+      ['kubernetes', ['10.96.0.1']],
       ['plain-echo', [vip('plain-echo')]],
     ]);
 

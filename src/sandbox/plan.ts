@@ -1,16 +1,14 @@
-// Lays a validated SandboxManifest out as a concrete topology: the names of every network namespace, interface,
-// cgroup and BPF pin, every address, Service VIPs and endpoints, and each pod's /etc/hosts and resolv.conf.
-// Pure and deterministic (same manifest and options → same plan), and plain data, so it can be saved as JSON.
+// Lays a validated SandboxManifest's nodes out as a concrete topology: the fabric and every node's network
+// namespace, interfaces, addresses, pod ranges, routes, cgroups and BPF pins; checks up front that every pod fits
+// its node (the kubelet places pods, with placePod, once the API server has them) and warns of Services left
+// without endpoints. Pure and deterministic (same manifest and options → same plan), and plain data, saved as JSON.
 import { createHash } from 'node:crypto';
-import type { AuthorizationPolicy, PeerAuthentication } from '../policy';
-import { formatIpv4, formatIpv6, ipv6ToBigInt, parseIpv4 } from '../net';
+import { formatIpv4, formatIpv6, ipv6ToBigInt } from '../net';
 import { PlanError, SandboxArgumentError } from './errors';
 import {
   NETNS_NAME_MAX,
   SANDBOX_PREFIX_MAX,
-  SERVICE_CIDR,
   parseIpv4Cidr,
-  type SandboxContainer,
   type SandboxManifest,
   type SandboxPod,
 } from './manifest';
@@ -30,8 +28,6 @@ export const PROMETHEUS_PORT = 9090;
 /** Pod k on a node gets .(10+k) in the node's /24, and .1 is the gateway. */
 export const POD_HOST_OFFSET = 10;
 export const MAX_PODS_PER_NODE = 240;
-/** The first VIP handed out automatically; below it is left for well-known addresses given explicitly. */
-export const SERVICE_VIP_FIRST = '10.96.0.10';
 export const CLUSTER_DOMAIN = 'cluster.local';
 /**
  * With `dualStack`, every address above gets an IPv6 twin in ULA space (fd00::/8, RFC 4193; the Global ID is fixed
@@ -138,78 +134,12 @@ export interface PlannedPrometheus {
   port: number;
 }
 
-export interface PlannedDnsFiles {
-  /** `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/* (ip-netns(8)), so these files replace the host's. */
-  dir: string;
-  hosts: string;
-  resolvConf: string;
-}
-
-export interface PlannedPod {
-  namespace: string;
-  name: string;
-  nodeName: string;
-  nodeIndex: number;
-  serviceAccount: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  meshEnabled: boolean;
-  netns: string;
-  /** The pod's IPv4 address, the one Service endpoints use. */
-  ip: string;
-  gateway: string;
-  /** The pod's IPv6 address and gateway: only in a dual-stack plan. */
-  ip6?: string;
-  gateway6?: string;
-  /** The pod's veth end in the node namespace. */
-  hostVeth: string;
-  /** The pod's veth end in its own namespace. */
-  podVeth: string;
-  /** Relative to the cgroup2 mount. */
-  cgroup: string;
-  dns: PlannedDnsFiles;
-  containers: SandboxContainer[];
-  excludeOutboundPorts: number[];
-  excludeOutboundCidrs: string[];
-}
-
-export interface PlannedEndpoint {
-  namespace: string;
-  pod: string;
-  nodeName: string;
-  ip: string;
-  port: number;
-}
-
-export interface PlannedServicePort {
-  name?: string;
-  port: number;
-  targetPort: number | string;
-  /** Selected pods in declaration order, with targetPort resolved. */
-  endpoints: PlannedEndpoint[];
-}
-
-export interface PlannedService {
-  namespace: string;
-  name: string;
-  vip: string;
-  selector: Record<string, string>;
-  ports: PlannedServicePort[];
-}
-
 export interface SandboxPlan {
   prefix: string;
   /** Present (and true) only when planned with `dualStack`: pods, nodes and the fabric then carry IPv6 twins. */
   dualStack?: true;
   fabric: PlannedFabric;
   nodes: PlannedNode[];
-  pods: PlannedPod[];
-  services: PlannedService[];
-  /** Declared namespaces and whether each is enrolled (what `ferry sandbox apply` checks references against). */
-  namespaces: Array<{ name: string; meshEnabled: boolean }>;
-  /** As the manifest has them (normalised by src/policy); the agents get them through the snapshot. */
-  authorizationPolicies: AuthorizationPolicy[];
-  peerAuthentications: PeerAuthentication[];
   /** The manifest's warnings, then the plan's own (e.g. a Service that selects no pod). */
   warnings: string[];
 }
@@ -227,11 +157,6 @@ export interface PlanOptions {
 /** Name of a pod's veth end in its node's namespace: stable, unique per pod in practice, and within IFNAMSIZ. */
 export function podHostVethName(namespace: string, pod: string): string {
   return `v${createHash('sha256').update(`${namespace}/${pod}`).digest('hex').slice(0, 8)}`;
-}
-
-/** Every address of a planned pod, IPv4 first: what the snapshot enrols and `sandbox status` shows. */
-export function podIps(pod: Pick<PlannedPod, 'ip' | 'ip6'>): string[] {
-  return pod.ip6 !== undefined ? [pod.ip, pod.ip6] : [pod.ip];
 }
 
 /** Network namespace of a pod: `P-pod-NS-POD`. */
@@ -274,7 +199,7 @@ export function planPrometheus(plan: Pick<SandboxPlan, 'prefix' | 'fabric'>): Pl
 /** A pod's /etc/hosts: itself, and every Service by its cluster names (the sandbox has no DNS server). */
 export function hostsFile(
   pod: { namespace: string; name: string; ip: string; ip6?: string },
-  services: readonly Pick<PlannedService, 'namespace' | 'name' | 'vip'>[],
+  services: readonly { namespace: string; name: string; vip: string }[],
 ): string {
   const lines = ['127.0.0.1 localhost', '::1 localhost', `${pod.ip} ${pod.name}`];
   // A dual-stack pod's name resolves to both of its addresses, as the kubelet's hosts file has them.
@@ -307,43 +232,6 @@ function resolveTargetPort(pod: SandboxPod, targetPort: number | string): number
   return undefined;
 }
 
-function assignVips(manifest: SandboxManifest): string[] {
-  const { base, size } = parseIpv4Cidr(SERVICE_CIDR);
-  const first = parseIpv4(SERVICE_VIP_FIRST) ?? base;
-  const last = base + size - 2; // the last address of the range is its broadcast address
-  const owner = new Map<number, string>();
-  manifest.services.forEach((service) => {
-    if (service.clusterIP === undefined) return;
-    const address = parseIpv4(service.clusterIP);
-    const id = `Service ${service.namespace}/${service.name}`;
-    if (address === undefined || address <= base || address > last) {
-      throw new PlanError(`${id}: clusterIP ${service.clusterIP} is not an address inside ${SERVICE_CIDR}`);
-    }
-    const taken = owner.get(address);
-    if (taken !== undefined) throw new PlanError(`${id}: clusterIP ${service.clusterIP} is already taken by ${taken}`);
-    owner.set(address, id);
-  });
-  let next = first;
-  return manifest.services.map((service) => {
-    if (service.clusterIP !== undefined) return service.clusterIP;
-    while (owner.has(next)) next++;
-    if (next > last) {
-      throw new PlanError(
-        `Service ${service.namespace}/${service.name}: no free VIP left in ${SERVICE_CIDR} ` +
-          `(${manifest.services.length} Services; automatic addresses run from ${SERVICE_VIP_FIRST} to ${formatIpv4(last)})`,
-      );
-    }
-    owner.set(next, `Service ${service.namespace}/${service.name}`);
-    return formatIpv4(next++);
-  });
-}
-
-/**
- * Computes the sandbox's layout. Throws SandboxArgumentError for a bad prefix and PlanError when the manifest
- * cannot be laid out (too many nodes or pods, a generated name too long or shared by two objects, a VIP conflict
- * or exhaustion). Node i, pod k on its node and the n-th Service get the i-th, k-th and n-th addresses, in
- * declaration order, so adding an object at the end never renumbers the others.
- */
 /** Where one pod lives on its node: names, addresses and cgroup (for `planSandbox`, and for pods the sandbox's kubelet starts later). */
 export interface PodNetworkPlan {
   nodeIndex: number;
@@ -390,6 +278,11 @@ export function placePod(
   };
 }
 
+/**
+ * Computes the sandbox's layout. Throws SandboxArgumentError for a bad prefix and PlanError when the manifest
+ * cannot be laid out (too many nodes, or pods on a node, a pod on an unknown node, a generated name too long or
+ * shared by two objects). Node i gets the i-th addresses, in declaration order.
+ */
 export function planSandbox(manifest: SandboxManifest, options: PlanOptions): SandboxPlan {
   const { prefix } = options;
   const dualStack = options.dualStack === true;
@@ -448,13 +341,13 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
     if (dualStack) node.routes6 = others.map((other) => ({ destination: other.podCidr6 ?? '', via: other.fabricIp6 ?? '' }));
   }
 
-  const vips = assignVips(manifest);
-
   // Pods are numbered per node, in declaration order. Names are checked for length and for clashes: '-' may occur
   // in both namespace and pod names, so `a-b`/`c` and `a`/`b-c` would share the netns name P-pod-a-b-c.
   const perNode = new Array<number>(nodes.length).fill(0);
   const netnsOwner = new Map<string, string>();
   const vethOwner = new Map<string, string>();
+  // Every pod must fit its node: the kubelet places them when the API server has them, and these checks say up
+  // front what it would refuse.
   const placed = manifest.pods.map((pod) => {
     const id = `pod ${pod.namespace}/${pod.name}`;
     const i = nodeIndex.get(pod.nodeName);
@@ -480,86 +373,40 @@ export function planSandbox(manifest: SandboxManifest, options: PlanOptions): Sa
         `${id}: interface name ${network.hostVeth} on node ${pod.nodeName} is also the name for ${vethClash}; rename one of them`,
       );
     vethOwner.set(vethKey, id);
-    return { pod, network };
+    return pod;
   });
 
-  const services: PlannedService[] = manifest.services.map((service, n) => {
+  // The API server allocates VIPs and the controller-manager the endpoints; the plan warns of what would leave a
+  // Service without them.
+  for (const service of manifest.services) {
     const id = `Service ${service.namespace}/${service.name}`;
-    const selected =
-      Object.keys(service.selector).length === 0
-        ? [] // like Kubernetes: a Service without a selector gets no endpoints managed for it
-        : placed.filter(({ pod }) => pod.namespace === service.namespace && selects(service.selector, pod.labels));
     if (Object.keys(service.selector).length === 0) {
       warnings.push(`${id} has no selector, so it has no endpoints`);
-    } else if (selected.length === 0) {
+      continue;
+    }
+    const selected = placed.filter((pod) => pod.namespace === service.namespace && selects(service.selector, pod.labels));
+    if (selected.length === 0) {
       const selector = Object.entries(service.selector)
         .map(([k, v]) => `${k}=${v}`)
         .join(',');
       warnings.push(`${id}: selector ${selector} matches no pod in namespace ${service.namespace}, so it has no endpoints`);
     }
-    return {
-      namespace: service.namespace,
-      name: service.name,
-      vip: vips[n] ?? '',
-      selector: { ...service.selector },
-      ports: service.ports.map((port): PlannedServicePort => {
-        const endpoints: PlannedEndpoint[] = [];
-        for (const { pod, network } of selected) {
-          const { ip } = network;
-          const target = resolveTargetPort(pod, port.targetPort);
-          if (target === undefined) {
-            warnings.push(
-              `${id} port ${port.name ?? port.port}: pod ${pod.namespace}/${pod.name} has no container port named ` +
-                `${JSON.stringify(port.targetPort)}, so it is not an endpoint of this port`,
-            );
-            continue;
-          }
-          endpoints.push({ namespace: pod.namespace, pod: pod.name, nodeName: pod.nodeName, ip, port: target });
-        }
-        // Spread so that `name`, when present, comes first in the saved JSON, as in the manifest.
-        return { ...(port.name !== undefined ? { name: port.name } : {}), port: port.port, targetPort: port.targetPort, endpoints };
-      }),
-    };
-  });
-
-  const pods: PlannedPod[] = placed.map(({ pod, network }) => ({
-    namespace: pod.namespace,
-    name: pod.name,
-    nodeName: pod.nodeName,
-    nodeIndex: network.nodeIndex,
-    serviceAccount: pod.serviceAccount,
-    labels: { ...pod.labels },
-    annotations: { ...pod.annotations },
-    meshEnabled: pod.meshEnabled,
-    netns: network.netns,
-    ip: network.ip,
-    gateway: network.gateway,
-    ...(network.ip6 !== undefined ? { ip6: network.ip6, gateway6: network.gateway6 } : {}),
-    hostVeth: network.hostVeth,
-    podVeth: network.podVeth,
-    cgroup: network.cgroup,
-    dns: {
-      dir: network.dnsDir,
-      hosts: hostsFile({ namespace: pod.namespace, name: pod.name, ip: network.ip, ip6: network.ip6 }, services),
-      resolvConf: resolvConf(pod.namespace),
-    },
-    // A copy: the plan is saved and compared later, and must not change when the caller edits the manifest.
-    containers: structuredClone(pod.containers),
-    excludeOutboundPorts: [...pod.excludeOutboundPorts],
-    excludeOutboundCidrs: [...pod.excludeOutboundCidrs],
-  }));
+    for (const port of service.ports) {
+      for (const pod of selected) {
+        if (resolveTargetPort(pod, port.targetPort) !== undefined) continue;
+        warnings.push(
+          `${id} port ${port.name ?? port.port}: pod ${pod.namespace}/${pod.name} has no container port named ` +
+            `${JSON.stringify(port.targetPort)}, so it is not an endpoint of this port`,
+        );
+      }
+    }
+  }
 
   return {
     prefix,
     ...(dualStack ? { dualStack: true as const } : {}),
     fabric: { netns: `${prefix}-fabric`, bridge: FABRIC_BRIDGE, subnet: FABRIC_SUBNET, ...(dualStack ? { subnet6: FABRIC_SUBNET6 } : {}) },
     nodes,
-    pods,
-    services,
-    // Copies, for the same reason as the containers above.
-    namespaces: manifest.namespaces.map((n) => ({ name: n.name, meshEnabled: n.meshEnabled })),
-    authorizationPolicies: structuredClone(manifest.authorizationPolicies),
-    peerAuthentications: structuredClone(manifest.peerAuthentications),
     warnings,
   };
 }

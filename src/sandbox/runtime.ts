@@ -92,8 +92,6 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   native.assertKernelReady(native.probeKernel());
 
   const paths = sandboxPaths(options.prefix);
-  // Pods come and go with their objects in the API: the kubelets build their networks, not `up`.
-  const built: SandboxPlan = { ...plan, pods: [], services: [] };
   if (fs.existsSync(paths.stateDir)) {
     throw new SandboxStateError(`sandbox "${options.prefix}" is already up (state in ${paths.stateDir}); run: ferry sandbox down`);
   }
@@ -107,7 +105,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
     }
   }
   fs.mkdirSync(paths.logDir, { recursive: true });
-  fs.writeFileSync(paths.planFile, JSON.stringify(built, null, 2));
+  fs.writeFileSync(paths.planFile, JSON.stringify(plan, null, 2));
   const settings: AgentSettings = {
     logLevel: options.logLevel ?? 'info',
     agentArgs: options.agentArgs ?? [],
@@ -117,7 +115,7 @@ export async function sandboxUp(files: string[], options: UpOptions): Promise<Sa
   fs.writeFileSync(paths.agentSettingsFile, JSON.stringify(settings, null, 2));
   const ledger = new Ledger(paths.ledgerFile);
   try {
-    await buildNetwork(built, ledger, options);
+    await buildNetwork(plan, ledger, options);
     createPinRoot(plan, ledger);
     await startApiSandbox(plan, files, ledger, paths, {
       logLevel: settings.logLevel,

@@ -1,5 +1,6 @@
-// Tests for src/sandbox/plan.ts: the names, addresses (IPv4, and IPv6 in a dual-stack plan), VIPs, endpoints and DNS
-// files a sandbox gets, and the manifests that cannot be laid out. Pure computation; nothing here touches the system.
+// Tests for src/sandbox/plan.ts: the names and addresses (IPv4, and IPv6 in a dual-stack plan) of the fabric, the
+// nodes and the pods the kubelet places (placePod), the pods' DNS files, the warnings of Services left without
+// endpoints, and the manifests that cannot be laid out. Pure computation; nothing here touches the system.
 import { test, describe } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -8,14 +9,17 @@ import * as path from 'node:path';
 import { formatIpv6, ipv6ToBigInt } from '../../src/net';
 import { parseManifests, type SandboxManifest, type SandboxPod } from '../../src/sandbox/manifest';
 import {
+  hostsFile,
+  placePod,
   planPrometheus,
   planSandbox,
   podHostVethName,
-  podIps,
+  resolvConf,
   FABRIC_SUBNET6,
   INTERFACE_NAME_MAX,
   MAX_PODS_PER_NODE,
   MAX_NODES,
+  POD_HOST_OFFSET,
   POD_CIDR6_PREFIX,
   PROMETHEUS_FABRIC_HOST,
   type SandboxPlan,
@@ -44,11 +48,19 @@ function dualStackDemoPlan(): SandboxPlan {
   return planSandbox(demoManifest(), { prefix: PREFIX, dualStack: true });
 }
 
-function pod(plan: SandboxPlan, id: string) {
-  const found = plan.pods.find((p) => `${p.namespace}/${p.name}` === id);
-  assert.ok(found !== undefined, `no pod ${id}`);
-  return found;
+/** Where the kubelet of `nodeName` puts pod `id` as the k-th pod it places (host number POD_HOST_OFFSET + k). */
+function place(plan: SandboxPlan, id: string, nodeName: string, k: number) {
+  const node = plan.nodes.find((n) => n.name === nodeName);
+  assert.ok(node !== undefined, `no node ${nodeName}`);
+  const [namespace = '', name = ''] = id.split('/');
+  return placePod(plan.prefix, node, { namespace, name }, POD_HOST_OFFSET + k, plan.dualStack === true);
 }
+
+/** The demo's Services, with the VIPs the API server gives them. */
+const DEMO_SERVICES = [
+  { namespace: 'shop', name: 'web', vip: '10.96.0.10' },
+  { namespace: 'shop', name: 'cart', vip: '10.96.0.11' },
+];
 
 /** A manifest built by hand, for inputs parseManifests would refuse or that are tedious in YAML. */
 function manifestOf(parts: Partial<SandboxManifest>): SandboxManifest {
@@ -143,28 +155,37 @@ describe('fabric and nodes', () => {
 });
 
 describe('pods', () => {
-  test('addresses count per node in declaration order', () => {
+  test("host k of node i is 10.244.i.(10+k), the gateway .1, in the node's pod CIDR", () => {
     const plan = demoPlan();
     assert.deepEqual(
-      plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.nodeName, p.nodeIndex, p.ip, p.gateway]),
       [
-        ['shop/web', 'node-a', 0, '10.244.0.10', '10.244.0.1'],
-        ['shop/cart', 'node-b', 1, '10.244.1.10', '10.244.1.1'],
-        ['shop/cart-2', 'node-a', 0, '10.244.0.11', '10.244.0.1'],
-        ['shop/client', 'node-a', 0, '10.244.0.12', '10.244.0.1'],
-        ['legacy/client', 'node-b', 1, '10.244.1.11', '10.244.1.1'],
+        ['shop/web', 'node-a', 0],
+        ['shop/cart', 'node-b', 0],
+        ['shop/cart-2', 'node-a', 1],
+        ['legacy/client', 'node-b', 239],
+      ].map(([id, node, k]) => {
+        const placed = place(plan, id as string, node as string, k as number);
+        return [id, placed.nodeIndex, placed.ip, placed.gateway];
+      }),
+      [
+        ['shop/web', 0, '10.244.0.10', '10.244.0.1'],
+        ['shop/cart', 1, '10.244.1.10', '10.244.1.1'],
+        ['shop/cart-2', 0, '10.244.0.11', '10.244.0.1'],
+        ['legacy/client', 1, '10.244.1.249', '10.244.1.1'],
       ],
     );
+    assert.equal(MAX_PODS_PER_NODE, 240);
+    assert.equal(place(plan, 'shop/web', 'node-a', 0).ip6, undefined);
   });
 
   test('names: netns, veth ends, cgroup and DNS directory', () => {
-    const web = pod(demoPlan(), 'shop/web');
+    const web = place(demoPlan(), 'shop/web', 'node-a', 0);
     assert.equal(web.netns, 'ftest-pod-shop-web');
     assert.equal(web.podVeth, 'eth0');
     assert.match(web.hostVeth, /^v[0-9a-f]{8}$/);
     assert.equal(web.cgroup, 'ftest/node-node-a/pod-shop-web');
-    assert.equal(web.dns.dir, '/etc/netns/ftest-pod-shop-web');
-    const legacy = pod(demoPlan(), 'legacy/client');
+    assert.equal(web.dnsDir, '/etc/netns/ftest-pod-shop-web');
+    const legacy = place(demoPlan(), 'legacy/client', 'node-b', 1);
     assert.equal(legacy.netns, 'ftest-pod-legacy-client');
     assert.equal(legacy.cgroup, 'ftest/node-node-b/pod-legacy-client');
   });
@@ -172,37 +193,17 @@ describe('pods', () => {
   test('the node-side veth name is "v" and 8 hex digits of sha256("NS/POD"), within IFNAMSIZ', () => {
     // sha256("shop/web") = 97375646…, computed independently with `printf shop/web | sha256sum`.
     assert.equal(podHostVethName('shop', 'web'), 'v97375646');
-    assert.equal(pod(demoPlan(), 'shop/web').hostVeth, 'v97375646');
+    assert.equal(place(demoPlan(), 'shop/web', 'node-a', 0).hostVeth, 'v97375646');
     // Same pod name in two namespaces: different interfaces.
     assert.notEqual(podHostVethName('shop', 'client'), podHostVethName('legacy', 'client'));
     assert.ok(podHostVethName('x'.repeat(63), 'y'.repeat(63)).length <= INTERFACE_NAME_MAX);
-  });
-
-  test('pod data is carried over from the manifest', () => {
-    const plan = demoPlan();
-    const cart = pod(plan, 'shop/cart');
-    assert.equal(cart.meshEnabled, true);
-    assert.equal(cart.serviceAccount, 'cart');
-    assert.deepEqual(cart.labels, { app: 'cart' });
-    assert.deepEqual(cart.containers[0]?.env, { POD_NAME: 'cart' });
-    assert.equal(pod(plan, 'legacy/client').meshEnabled, false);
-  });
-
-  test('exclusions are carried over', () => {
-    const manifest = manifestOf({
-      pods: [podOf('default', 'db-client', 'node-a', { excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8'] })],
-    });
-    const planned = planSandbox(manifest, { prefix: PREFIX }).pods[0];
-    assert.deepEqual(planned?.excludeOutboundPorts, [5432]);
-    assert.deepEqual(planned?.excludeOutboundCidrs, ['10.0.0.0/8']);
   });
 });
 
 describe('DNS files', () => {
   test('hosts: localhost, the pod itself, and every Service, with bare names only in the own namespace', () => {
-    const plan = demoPlan();
     assert.equal(
-      pod(plan, 'shop/client').dns.hosts,
+      hostsFile({ namespace: 'shop', name: 'client', ip: '10.244.0.12' }, DEMO_SERVICES),
       [
         '127.0.0.1 localhost',
         '::1 localhost',
@@ -213,7 +214,7 @@ describe('DNS files', () => {
       ].join('\n'),
     );
     assert.equal(
-      pod(plan, 'legacy/client').dns.hosts,
+      hostsFile({ namespace: 'legacy', name: 'client', ip: '10.244.1.11' }, DEMO_SERVICES),
       [
         '127.0.0.1 localhost',
         '::1 localhost',
@@ -226,92 +227,28 @@ describe('DNS files', () => {
   });
 
   test('resolv.conf: the Kubernetes search path and ndots, and no nameserver', () => {
-    const plan = demoPlan();
-    assert.equal(pod(plan, 'shop/web').dns.resolvConf, 'search shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
-    assert.equal(
-      pod(plan, 'legacy/client').dns.resolvConf,
-      'search legacy.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n',
-    );
-    assert.doesNotMatch(pod(plan, 'shop/web').dns.resolvConf, /nameserver/);
+    assert.equal(resolvConf('shop'), 'search shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+    assert.equal(resolvConf('legacy'), 'search legacy.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n');
+    assert.doesNotMatch(resolvConf('shop'), /nameserver/);
   });
 });
 
 describe('services', () => {
-  test('VIPs from 10.96.0.10 in declaration order; endpoints with resolved target ports', () => {
-    assert.deepEqual(demoPlan().services, [
-      {
-        namespace: 'shop',
-        name: 'web',
-        vip: '10.96.0.10',
-        selector: { app: 'web' },
-        ports: [
-          {
-            name: 'http',
-            port: 80,
-            targetPort: 8080,
-            endpoints: [{ namespace: 'shop', pod: 'web', nodeName: 'node-a', ip: '10.244.0.10', port: 8080 }],
-          },
-        ],
-      },
-      {
-        namespace: 'shop',
-        name: 'cart',
-        vip: '10.96.0.11',
-        selector: { app: 'cart' },
-        ports: [
-          {
-            name: 'http',
-            port: 80,
-            targetPort: 'http',
-            endpoints: [
-              { namespace: 'shop', pod: 'cart', nodeName: 'node-b', ip: '10.244.1.10', port: 8080 },
-              { namespace: 'shop', pod: 'cart-2', nodeName: 'node-a', ip: '10.244.0.11', port: 8080 },
-            ],
-          },
-        ],
-      },
-    ]);
+  test('the demo: every Service selects pods with its target ports, so no warning', () => {
     assert.deepEqual(demoPlan().warnings, []);
   });
 
-  test('explicit clusterIPs are honoured and skipped by allocation', () => {
-    const manifest = parseManifests([
-      {
-        file: 'svc.yaml',
-        text: ['a', 'b', 'c']
-          .map(
-            (name) =>
-              `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}}\nspec:\n${name === 'c' ? '  clusterIP: 10.96.0.10\n' : ''}  ports: [{port: 80}]\n`,
-          )
-          .join('---\n'),
-      },
-    ]);
-    const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(
-      plan.services.map((s) => [s.name, s.vip]),
-      [
-        ['a', '10.96.0.11'],
-        ['b', '10.96.0.12'],
-        ['c', '10.96.0.10'],
-      ],
-    );
-  });
-
   test('selection: same namespace only, every selector pair must match', () => {
-    const manifest = manifestOf({
-      namespaces: [{ name: 'other', labels: {}, annotations: {}, meshEnabled: false }],
-      pods: [
-        podOf('default', 'both', 'node-a', { labels: { app: 'x', tier: 'db' } }),
-        podOf('default', 'one', 'node-a', { labels: { app: 'x' } }),
-        podOf('other', 'elsewhere', 'node-b', { labels: { app: 'x', tier: 'db' } }),
-      ],
-      services: [{ namespace: 'default', name: 's', selector: { app: 'x', tier: 'db' }, ports: [{ port: 80, targetPort: 9000 }] }],
-    });
-    const plan = planSandbox(manifest, { prefix: PREFIX });
-    // A numeric targetPort is used as given, declared by the pod or not (as in Kubernetes).
-    assert.deepEqual(plan.services[0]?.ports[0]?.endpoints, [
-      { namespace: 'default', pod: 'both', nodeName: 'node-a', ip: '10.244.0.10', port: 9000 },
+    const services = [{ namespace: 'default', name: 's', selector: { app: 'x', tier: 'db' }, ports: [{ port: 80, targetPort: 9000 }] }];
+    const namespaces = [{ name: 'other', labels: {}, annotations: {}, meshEnabled: false }];
+    const elsewhere = podOf('other', 'elsewhere', 'node-b', { labels: { app: 'x', tier: 'db' } });
+    const one = podOf('default', 'one', 'node-a', { labels: { app: 'x' } });
+    assert.deepEqual(planSandbox(manifestOf({ namespaces, services, pods: [elsewhere, one] }), { prefix: PREFIX }).warnings, [
+      'Service default/s: selector app=x,tier=db matches no pod in namespace default, so it has no endpoints',
     ]);
+    // A numeric targetPort is used as given, declared by the pod or not (as in Kubernetes).
+    const both = podOf('default', 'both', 'node-a', { labels: { app: 'x', tier: 'db' } });
+    assert.deepEqual(planSandbox(manifestOf({ namespaces, services, pods: [both, one, elsewhere] }), { prefix: PREFIX }).warnings, []);
   });
 
   test('a selected pod without the named target port is left out, with a warning', () => {
@@ -327,17 +264,13 @@ describe('services', () => {
       warnings: ['from the manifest'],
     });
     const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(
-      plan.services[0]?.ports[0]?.endpoints.map((e) => [e.pod, e.port]),
-      [['named', 8081]],
-    );
     assert.deepEqual(plan.warnings, [
       'from the manifest',
       'Service default/s port http: pod default/unnamed has no container port named "web", so it is not an endpoint of this port',
     ]);
   });
 
-  test('a Service that selects nothing, or has no selector, gets a warning and no endpoints', () => {
+  test('a Service that selects nothing, or has no selector, gets a warning', () => {
     const manifest = manifestOf({
       services: [
         { namespace: 'default', name: 'lonely', selector: { app: 'nobody' }, ports: [{ port: 80, targetPort: 80 }] },
@@ -345,10 +278,6 @@ describe('services', () => {
       ],
     });
     const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(
-      plan.services.map((s) => s.ports[0]?.endpoints.length),
-      [0, 0],
-    );
     assert.deepEqual(plan.warnings, [
       'Service default/lonely: selector app=nobody matches no pod in namespace default, so it has no endpoints',
       'Service default/external has no selector, so it has no endpoints',
@@ -370,24 +299,13 @@ describe('determinism and serialisation', () => {
     const a = planSandbox(demoManifest(), { prefix: 'fa' });
     const b = planSandbox(demoManifest(), { prefix: 'fb' });
     assert.deepEqual(
-      a.pods.map((p) => p.ip),
-      b.pods.map((p) => p.ip),
+      a.nodes.map((n) => [n.fabricIp, n.podCidr]),
+      b.nodes.map((n) => [n.fabricIp, n.podCidr]),
     );
-    assert.deepEqual(
-      a.services.map((s) => s.vip),
-      b.services.map((s) => s.vip),
-    );
-    assert.equal(a.pods[0]?.netns, 'fa-pod-shop-web');
-    assert.equal(b.pods[0]?.netns, 'fb-pod-shop-web');
-  });
-
-  test('the plan does not share objects with the manifest', () => {
-    const manifest = demoManifest();
-    const plan = planSandbox(manifest, { prefix: PREFIX });
-    manifest.pods[0]?.containers[0]?.command.push('--changed');
-    if (manifest.pods[0] !== undefined) manifest.pods[0].labels.app = 'changed';
-    assert.deepEqual(plan.pods[0]?.containers[0]?.command, ['node', '-e']);
-    assert.equal(plan.pods[0]?.labels.app, 'web');
+    assert.equal(place(a, 'shop/web', 'node-a', 0).ip, place(b, 'shop/web', 'node-a', 0).ip);
+    assert.equal(place(a, 'shop/web', 'node-a', 0).netns, 'fa-pod-shop-web');
+    assert.equal(place(b, 'shop/web', 'node-a', 0).netns, 'fb-pod-shop-web');
+    assert.deepEqual([a.nodes[0]?.netns, b.nodes[0]?.netns], ['fa-node-node-a', 'fb-node-node-a']);
   });
 });
 
@@ -409,7 +327,8 @@ describe('impossible plans', () => {
   test('with the longest prefix, the longest names parseManifests accepts fit exactly 64 characters', () => {
     const prefix = 'p'.repeat(16);
     const manifest = manifestOf({ pods: [podOf('n'.repeat(21), 'm'.repeat(21), 'node-a')] });
-    assert.equal(planSandbox(manifest, { prefix }).pods[0]?.netns.length, 64);
+    const plan = planSandbox(manifest, { prefix });
+    assert.equal(place(plan, `${'n'.repeat(21)}/${'m'.repeat(21)}`, 'node-a', 0).netns.length, 64);
   });
 
   test('a netns name over 64 characters names the pod', () => {
@@ -440,9 +359,7 @@ describe('impossible plans', () => {
 
   test('240 pods fit on one node, the 241st does not', () => {
     const pods = Array.from({ length: MAX_PODS_PER_NODE }, (_, k) => podOf('default', `p${k}`, 'node-a'));
-    const plan = planSandbox(manifestOf({ pods }), { prefix: PREFIX });
-    assert.equal(MAX_PODS_PER_NODE, 240);
-    assert.equal(plan.pods.at(-1)?.ip, '10.244.0.249');
+    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX }).nodes.length, 2);
     pods.push(podOf('default', 'one-more', 'node-a'));
     assertPlanError(
       () => planSandbox(manifestOf({ pods }), { prefix: PREFIX }),
@@ -450,7 +367,7 @@ describe('impossible plans', () => {
     );
     // The same pod on the other node is fine.
     pods[pods.length - 1] = podOf('default', 'one-more', 'node-b');
-    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX }).pods.at(-1)?.ip, '10.244.1.10');
+    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX }).warnings.length, 0);
   });
 
   test('more nodes than fabric addresses', () => {
@@ -477,7 +394,7 @@ describe('impossible plans', () => {
       cgroup: `${PREFIX}/prometheus`,
       port: 9090,
     });
-    const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+    const names = [plan.fabric.netns, ...plan.nodes.map((n) => n.netns), place(plan, 'shop/web', 'node-a', 0).netns];
     assert.ok(!names.includes(planPrometheus(plan).netns));
     assert.ok(!plan.nodes.some((n) => n.fabricVeth === planPrometheus(plan).fabricVeth));
   });
@@ -487,57 +404,6 @@ describe('impossible plans', () => {
       () => planSandbox(manifestOf({ pods: [podOf('default', 'p', 'node-q')] }), { prefix: PREFIX }),
       'pod default/p: node "node-q" is not a node of this sandbox',
     );
-  });
-
-  test('explicit clusterIP conflicts and out-of-range addresses', () => {
-    const service = (name: string, clusterIP: string) => ({
-      namespace: 'default',
-      name,
-      clusterIP,
-      selector: {},
-      ports: [{ port: 80, targetPort: 80 }],
-    });
-    assertPlanError(
-      () => planSandbox(manifestOf({ services: [service('a', '10.96.1.1'), service('b', '10.96.1.1')] }), { prefix: PREFIX }),
-      'Service default/b: clusterIP 10.96.1.1 is already taken by Service default/a',
-    );
-    assertPlanError(
-      () => planSandbox(manifestOf({ services: [service('a', '10.97.0.1')] }), { prefix: PREFIX }),
-      'Service default/a: clusterIP 10.97.0.1 is not an address inside 10.96.0.0/16',
-    );
-  });
-
-  test('the service range runs out', () => {
-    // 10.96.0.10 … 10.96.255.254 is 65525 automatic addresses.
-    const services = Array.from({ length: 65526 }, (_, n) => ({
-      namespace: 'default',
-      name: `s${n}`,
-      selector: {},
-      ports: [{ port: 80, targetPort: 80 }],
-    }));
-    assertPlanError(
-      () => planSandbox(manifestOf({ services }), { prefix: PREFIX }),
-      'Service default/s65525: no free VIP left in 10.96.0.0/16 (65526 Services; automatic addresses run from 10.96.0.10 to 10.96.255.254)',
-    );
-    const plan = planSandbox(manifestOf({ services: services.slice(0, 65525) }), { prefix: PREFIX });
-    assert.equal(plan.services.at(-1)?.vip, '10.96.255.254');
-  });
-});
-
-describe('policies', () => {
-  test('pass from the manifest into the plan as a copy', () => {
-    const text = `${fs.readFileSync(DEMO, 'utf8')}
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: ferry-system}
-spec: {mtls: {mode: STRICT}}
-`;
-    const manifest = parseManifests([{ file: DEMO, text }]);
-    const plan = planSandbox(manifest, { prefix: PREFIX });
-    assert.deepEqual(plan.authorizationPolicies, manifest.authorizationPolicies);
-    assert.notEqual(plan.authorizationPolicies, manifest.authorizationPolicies, 'the plan holds a copy');
-    assert.deepEqual(plan.peerAuthentications, [{ namespace: 'ferry-system', name: 'default', mode: 'STRICT', portLevelMtls: [] }]);
   });
 });
 
@@ -554,14 +420,6 @@ describe('dual-stack', () => {
       delete node.podGateway6;
       delete node.routes6;
     }
-    for (const p of copy.pods) {
-      delete p.ip6;
-      delete p.gateway6;
-      p.dns.hosts = p.dns.hosts
-        .split('\n')
-        .filter((line) => !line.startsWith('fd10:'))
-        .join('\n');
-    }
     return copy;
   }
 
@@ -577,30 +435,27 @@ describe('dual-stack', () => {
     const text = JSON.stringify(plan, null, 2);
     assert.equal(JSON.stringify(planSandbox(demoManifest(), { prefix: PREFIX, dualStack: false }), null, 2), text);
     assert.doesNotMatch(text, /fd10:|"dualStack"|"subnet6"|"ip6"|"gateway6"|"routes6"|"podCidr6"|"fabricIp6"/);
-    assert.deepEqual(Object.keys(plan), [
-      'prefix',
-      'fabric',
-      'nodes',
-      'pods',
-      'services',
-      'namespaces',
-      'authorizationPolicies',
-      'peerAuthentications',
-      'warnings',
-    ]);
+    assert.deepEqual(Object.keys(plan), ['prefix', 'fabric', 'nodes', 'warnings']);
     assert.equal(planPrometheus(plan).fabricIp6, undefined);
-    assert.deepEqual(
-      plan.pods.map(podIps),
-      plan.pods.map((p) => [p.ip]),
-    );
+    assert.deepEqual(Object.keys(place(plan, 'shop/web', 'node-a', 0)), [
+      'nodeIndex',
+      'netns',
+      'hostVeth',
+      'podVeth',
+      'ip',
+      'gateway',
+      'cgroup',
+      'dnsDir',
+    ]);
   });
 
-  test('on, it only adds IPv6: every IPv4 address, name, VIP and endpoint stays as it was', () => {
+  test('on, it only adds IPv6: every IPv4 address and name stays as it was', () => {
     const plan = dualStackDemoPlan();
     assert.equal(plan.dualStack, true);
     assert.deepEqual(withoutIpv6(plan), demoPlan());
-    // Services stay IPv4: the same ClusterIPs and IPv4 endpoints.
-    assert.deepEqual(plan.services, demoPlan().services);
+    const { ip6, gateway6, ...ipv4 } = place(plan, 'shop/web', 'node-a', 0);
+    assert.deepEqual([ip6, gateway6], ['fd10:244::10', 'fd10:244::1']);
+    assert.deepEqual(ipv4, place(demoPlan(), 'shop/web', 'node-a', 0));
   });
 
   test('the fabric and nodes: fd10:250::/64 with node i at ::(10+i), pod CIDRs fd10:244:i::/64, routes to the others', () => {
@@ -655,12 +510,13 @@ describe('dual-stack', () => {
   test("the IPv6 groups repeat the IPv4 octets' decimal digits, also past node 9", () => {
     const nodes = Array.from({ length: 13 }, (_, i) => ({ name: `n${i}` }));
     const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', 'n12')] }), { prefix: PREFIX, dualStack: true });
+    const p = place(plan, 'default/p', 'n12', 0);
     const last = plan.nodes[12];
     assert.deepEqual(
       [last?.podCidr, last?.podCidr6, last?.fabricIp, last?.fabricIp6],
       ['10.244.12.0/24', 'fd10:244:12::/64', '10.250.0.22', 'fd10:250::22'],
     );
-    assert.deepEqual([plan.pods[0]?.ip, plan.pods[0]?.ip6, plan.pods[0]?.gateway6], ['10.244.12.10', 'fd10:244:12::10', 'fd10:244:12::1']);
+    assert.deepEqual([p.ip, p.ip6, p.gateway6], ['10.244.12.10', 'fd10:244:12::10', 'fd10:244:12::1']);
     // Three or more nodes: a route to every other node's IPv6 pod CIDR, in node order, as for IPv4.
     assert.deepEqual(plan.nodes[1]?.routes6?.map((r) => `${r.destination} via ${r.via}`).slice(0, 3), [
       'fd10:244::/64 via fd10:250::10',
@@ -671,29 +527,33 @@ describe('dual-stack', () => {
     assert.ok(plan.nodes.every((n) => n.routes6?.every((r) => r.destination !== n.podCidr6)));
   });
 
-  test("pods: fd10:244:i::(10+k) with gateway ::1, in the node's CIDR", () => {
+  test("pods: fd10:244:i::(10+k) with gateway ::1, in the node's CIDR, IPv4 first", () => {
     const plan = dualStackDemoPlan();
+    const placed = [
+      ['shop/web', 'node-a', 0],
+      ['shop/cart', 'node-b', 0],
+      ['shop/cart-2', 'node-a', 1],
+      ['legacy/client', 'node-b', 1],
+    ].map(([id, node, k]) => [id, place(plan, id as string, node as string, k as number)] as const);
     assert.deepEqual(
-      plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.ip6, p.gateway6]),
+      placed.map(([id, p]) => [id, p.ip, p.ip6, p.gateway6]),
       [
         ['shop/web', '10.244.0.10', 'fd10:244::10', 'fd10:244::1'],
         ['shop/cart', '10.244.1.10', 'fd10:244:1::10', 'fd10:244:1::1'],
         ['shop/cart-2', '10.244.0.11', 'fd10:244::11', 'fd10:244::1'],
-        ['shop/client', '10.244.0.12', 'fd10:244::12', 'fd10:244::1'],
         ['legacy/client', '10.244.1.11', 'fd10:244:1::11', 'fd10:244:1::1'],
       ],
     );
-    for (const p of plan.pods) {
+    for (const [id, p] of placed) {
       const node = plan.nodes[p.nodeIndex];
-      assert.ok(node?.podCidr6 !== undefined && inside(p.ip6 ?? '', node.podCidr6), `${p.name} ${p.ip6} outside ${node?.podCidr6}`);
+      assert.ok(node?.podCidr6 !== undefined && inside(p.ip6 ?? '', node.podCidr6), `${id} ${p.ip6} outside ${node?.podCidr6}`);
       assert.ok(inside(p.ip6 ?? '', POD_CIDR6_PREFIX));
     }
-    assert.deepEqual(Object.keys(pod(plan, 'shop/web')).slice(8, 13), ['netns', 'ip', 'gateway', 'ip6', 'gateway6']);
+    assert.deepEqual(Object.keys(placed[0]?.[1] ?? {}).slice(4, 8), ['ip', 'gateway', 'ip6', 'gateway6']);
   });
 
   test('the 240th pod of a node, the last node and Prometheus keep the mirror and never collide', () => {
-    const pods = Array.from({ length: MAX_PODS_PER_NODE }, (_, k) => podOf('default', `p${k}`, 'node-a'));
-    assert.equal(planSandbox(manifestOf({ pods }), { prefix: PREFIX, dualStack: true }).pods.at(-1)?.ip6, 'fd10:244::249');
+    assert.equal(place(dualStackDemoPlan(), 'default/p', 'node-a', MAX_PODS_PER_NODE - 1).ip6, 'fd10:244::249');
     const nodes = Array.from({ length: MAX_NODES }, (_, i) => ({ name: `n${i}` }));
     const plan = planSandbox(manifestOf({ nodes, pods: [podOf('default', 'p', `n${MAX_NODES - 1}`)] }), {
       prefix: PREFIX,
@@ -701,13 +561,10 @@ describe('dual-stack', () => {
     });
     assert.equal(plan.nodes.at(-1)?.fabricIp6, 'fd10:250::249');
     assert.equal(plan.nodes.at(-1)?.podCidr6, 'fd10:244:239::/64');
-    assert.equal(plan.pods[0]?.ip6, 'fd10:244:239::10');
+    const last = place(plan, 'default/p', `n${MAX_NODES - 1}`, 0);
+    assert.equal(last.ip6, 'fd10:244:239::10');
     assert.equal(planPrometheus(plan).fabricIp6, 'fd10:250::250');
-    const all = [
-      ...plan.nodes.flatMap((n) => [n.fabricIp6, n.podGateway6]),
-      ...plan.pods.map((p) => p.ip6),
-      planPrometheus(plan).fabricIp6,
-    ];
+    const all = [...plan.nodes.flatMap((n) => [n.fabricIp6, n.podGateway6]), last.ip6, planPrometheus(plan).fabricIp6];
     assert.equal(new Set(all).size, all.length, 'every IPv6 address is unique');
     for (const address of all) {
       assert.ok(address !== undefined && net.isIPv6(address), String(address));
@@ -719,7 +576,7 @@ describe('dual-stack', () => {
 
   test("hosts: the pod's name resolves to both of its addresses; Services to their IPv4 VIP only", () => {
     assert.equal(
-      pod(dualStackDemoPlan(), 'shop/client').dns.hosts,
+      hostsFile({ namespace: 'shop', name: 'client', ip: '10.244.0.12', ip6: 'fd10:244::12' }, DEMO_SERVICES),
       [
         '127.0.0.1 localhost',
         '::1 localhost',
@@ -745,20 +602,6 @@ describe('dual-stack', () => {
       cgroup: `${PREFIX}/prometheus`,
       port: 9090,
     });
-  });
-
-  test('every pod has both addresses, IPv4 first', () => {
-    const plan = dualStackDemoPlan();
-    assert.deepEqual(
-      plan.pods.map((p) => [`${p.namespace}/${p.name}`, podIps(p)]),
-      [
-        ['shop/web', ['10.244.0.10', 'fd10:244::10']],
-        ['shop/cart', ['10.244.1.10', 'fd10:244:1::10']],
-        ['shop/cart-2', ['10.244.0.11', 'fd10:244::11']],
-        ['shop/client', ['10.244.0.12', 'fd10:244::12']],
-        ['legacy/client', ['10.244.1.11', 'fd10:244:1::11']],
-      ],
-    );
   });
 
   test('deterministic, and unchanged by a JSON round trip', () => {

@@ -10,6 +10,7 @@ import { CoreV1Api, type KubeConfig, type V1Container, type V1Pod, type V1PodCon
 import { WatchedResource } from '../k8s';
 import type { Logger } from '../telemetry';
 import { Ledger } from './ledger';
+import { containerEnvironment } from './container-env';
 import { SandboxStateError } from './runtime-errors';
 import { netnsHttpGet, portOpen } from './netns-http';
 import {
@@ -54,6 +55,8 @@ export function kubeletPaths(paths: SandboxPaths, nodeName: string): { nodeDir: 
 
 interface RunningContainer {
   spec: V1Container;
+  /** Its `env`, resolved when the pod is set up (containerEnvironment). */
+  env: Record<string, string>;
   child?: ChildProcess;
   pid?: number;
   restarts: number;
@@ -295,7 +298,9 @@ export class SandboxKubelet {
       hostNetwork,
       cgroupDir: path.join(cgroup2Root(), cgroupRelative),
       podDir,
-      containers: new Map((pod.spec?.containers ?? []).map((c) => [c.name, { spec: c, restarts: 0, backoffMs: RESTART_BACKOFF_START_MS }])),
+      containers: new Map(
+        (pod.spec?.containers ?? []).map((c) => [c.name, { spec: c, env: {}, restarts: 0, backoffMs: RESTART_BACKOFF_START_MS }]),
+      ),
       ready: false,
       stopped: metadata.annotations?.[STOPPED_ANNOTATION] === 'true',
       terminating: false,
@@ -319,10 +324,12 @@ export class SandboxKubelet {
         const host = this.#allocateHost();
         local.host = host;
         local.network = placePod(this.#plan.prefix, this.node, { namespace, name }, host, this.#plan.dualStack === true);
+        this.#resolveEnvironments(local, pod);
         await createPodNetwork(this.node, local.network, this.#dns(local), this.#ledger);
         const record: LocalPodRecord = { uid, namespace, name, netnsPath: `/run/netns/${local.network.netns}`, cgroupDir: local.cgroupDir };
         writeFileAtomic(path.join(this.#dirs.podsDir, `${uid}.json`), JSON.stringify(record));
       }
+      if (hostNetwork) this.#resolveEnvironments(local, pod);
       await this.#projectTokens(local, pod);
       if (!local.stopped) for (const container of local.containers.values()) this.#startContainer(local, container);
       this.#log.info({ pod: `${namespace}/${name}`, uid, ip: local.network?.ip }, 'pod started');
@@ -387,6 +394,16 @@ export class SandboxKubelet {
 
   // --- Containers ---------------------------------------------------------------------------------------------
 
+  /** Every container's environment from the pod, before anything runs: a variable it cannot give fails the pod. */
+  #resolveEnvironments(local: LocalPod, pod: V1Pod): void {
+    const podIps = local.network
+      ? [local.network.ip, ...(local.network.ip6 !== undefined ? [local.network.ip6] : [])]
+      : [this.node.fabricIp, ...(this.node.fabricIp6 !== undefined ? [this.node.fabricIp6] : [])];
+    for (const container of local.containers.values()) {
+      container.env = containerEnvironment(pod, container.spec, { podIps, hostIp: this.node.fabricIp });
+    }
+  }
+
   #startContainer(local: LocalPod, container: RunningContainer): void {
     if (local.terminating || local.stopped || this.#stopping || container.pid !== undefined) return;
     const spec = container.spec;
@@ -396,7 +413,7 @@ export class SandboxKubelet {
       HOSTNAME: local.name,
       FERRY_POD_DIR: local.podDir,
     };
-    for (const variable of spec.env ?? []) env[variable.name] = variable.value ?? '';
+    Object.assign(env, container.env);
     // Kubernetes expands $(VAR) in command and args from the container's environment.
     const expand = (word: string): string => word.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (all, name: string) => env[name] ?? all);
     const argv = [...(spec.command ?? []), ...(spec.args ?? [])].map(expand);

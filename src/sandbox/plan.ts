@@ -5,13 +5,7 @@
 import { createHash } from 'node:crypto';
 import { formatIpv4, formatIpv6, ipv6ToBigInt } from '../net';
 import { PlanError, SandboxArgumentError } from './errors';
-import {
-  NETNS_NAME_MAX,
-  SANDBOX_PREFIX_MAX,
-  parseIpv4Cidr,
-  type SandboxManifest,
-  type SandboxPod,
-} from './manifest';
+import { NETNS_NAME_MAX, SANDBOX_PREFIX_MAX, parseIpv4Cidr, type SandboxManifest, type SandboxPod } from './manifest';
 
 /** The prefix `ferry sandbox up` uses; tests pass their own so they never touch a user's sandbox. */
 export const DEFAULT_SANDBOX_PREFIX = 'ferry';

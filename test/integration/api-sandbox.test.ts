@@ -71,6 +71,34 @@ spec:
   rules: [{ from: [{ source: { principals: ["cluster.local/ns/app/sa/client"] } }] }]
 `;
 
+// A Deployment whose pods name themselves from the downward API, and its Service.
+const SCALED = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: scaled, namespace: app }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: scaled } }
+  template:
+    metadata: { labels: { app: scaled } }
+    spec:
+      serviceAccountName: server
+      # One node may hold at most one more of them than the other: the scheduler must use both.
+      topologySpreadConstraints:
+        - { maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: { matchLabels: { app: scaled } } }
+      containers:
+        - name: echo
+          image: sandbox.ferry.dev/host-process
+          command: ${echoCommand(7000)}
+          env: [{ name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }]
+          ports: [{ containerPort: 7000 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: scaled, namespace: app }
+spec: { selector: { app: scaled }, ports: [{ port: 80, targetPort: 7000 }] }
+`;
+
 interface WorkloadDump {
   namespace: string;
   name: string;
@@ -227,6 +255,84 @@ spec:
       'the EndpointSlice without server-b2',
     );
     assert.equal((await send('app/client-a', 'echo-b.app')).body, 'ping\nBYE-AFTER-FIN\n');
+  });
+
+  test('kubectl apply of a Deployment, then kubectl scale: the scheduler places its pods, the kubelets build them, the agents enrol them, the Service reaches each; scaled down they go', async () => {
+    await kubectl(['apply', '-f', '-'], SCALED);
+    const scaledPods = async (): Promise<Array<{ name: string; node: string; ip: string; phase: string }>> => {
+      const list = JSON.parse(await kubectl(['-n', 'app', 'get', 'pods', '-l', 'app=scaled', '-o', 'json'])) as {
+        items: Array<{
+          metadata: { name: string; deletionTimestamp?: string };
+          spec: { nodeName?: string };
+          status: { phase?: string; podIP?: string };
+        }>;
+      };
+      return list.items
+        .filter((p) => p.metadata.deletionTimestamp === undefined)
+        .map((p) => ({ name: p.metadata.name, node: p.spec.nodeName ?? '', ip: p.status.podIP ?? '', phase: p.status.phase ?? '' }));
+    };
+    const sliceAddresses = async (): Promise<string[]> =>
+      (
+        await kubectl([
+          '-n',
+          'app',
+          'get',
+          'endpointslices',
+          '-l',
+          'kubernetes.io/service-name=scaled',
+          '-o',
+          'jsonpath={.items[*].endpoints[*].addresses[0]}',
+        ])
+      )
+        .split(' ')
+        .filter((a) => a !== '')
+        .sort();
+    const settled = async (replicas: number): Promise<Array<{ name: string; node: string; ip: string; phase: string }>> => {
+      let current: Array<{ name: string; node: string; ip: string; phase: string }> = [];
+      await eventually(
+        async () => {
+          current = await scaledPods();
+          if (current.length !== replicas || !current.every((p) => p.phase === 'Running' && p.ip !== '')) return false;
+          for (const p of current) if ((await workload(p.node, 'app', p.name))?.enrolled !== true) return false;
+          return JSON.stringify(await sliceAddresses()) === JSON.stringify(current.map((p) => p.ip).sort());
+        },
+        60_000,
+        `${replicas} scaled pods running, enrolled at their nodes' agents and in the EndpointSlice`,
+      );
+      return current;
+    };
+    await settled(1);
+    await kubectl(['-n', 'app', 'scale', 'deployment', 'scaled', '--replicas=4']);
+    const four = await settled(4);
+    // The scheduler spread them over both nodes (the spread constraint), and each node's kubelet built its own.
+    assert.deepEqual(
+      ['node-a', 'node-b'].map((node) => four.filter((p) => p.node === node).length),
+      [2, 2],
+      JSON.stringify(four),
+    );
+    const vip = (await kubectl(['-n', 'app', 'get', 'service', 'scaled', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const answered = new Set<string>();
+    for (let i = 0; i < 24 && answered.size < four.length; i++) {
+      const answer = (await sandbox.client('app/client-a', ['who', vip, '80'], 30_000)) as { server?: { pod?: string } };
+      answered.add(answer.server?.pod ?? `no answer: ${JSON.stringify(answer)}`);
+    }
+    // Each pod names itself from the downward API (POD_NAME from metadata.name).
+    assert.deepEqual([...answered].sort(), four.map((p) => p.name).sort());
+
+    await kubectl(['-n', 'app', 'scale', 'deployment', 'scaled', '--replicas=1']);
+    const one = await settled(1);
+    const gone = four.filter((p) => p.name !== one[0]?.name);
+    await eventually(
+      async () => {
+        const namespaces = await sh('ip', ['netns', 'list']);
+        return gone.every((p) => !new RegExp(`^${PREFIX}-pod-app-${p.name}\\b`, 'm').test(namespaces));
+      },
+      30_000,
+      'the network namespaces of the pods scaled away removed',
+    );
+    for (const p of gone) assert.equal(await workload(p.node, 'app', p.name), undefined, `${p.name} still at ${p.node}'s agent`);
+    await kubectl(['-n', 'app', 'delete', '-f', '-', '--wait=true', '--timeout=60s'], SCALED);
+    await eventually(async () => (await scaledPods()).length === 0, 60_000, "the Deployment's pods deleted");
   });
 
   test("an agent's token asking for another node's identity is refused; for its own node's it is signed", async () => {

@@ -1,6 +1,7 @@
 // Which pods run on which node, for the CA's "is this service account on the caller's node?" question:
-// an index fed by Pod events, and a list/watch informer on the API server that feeds it.
-import { CoreV1Api, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
+// an index fed by Pod events, and a list/watch on the API server (WatchedResource) that feeds it.
+import { CoreV1Api, type KubeConfig, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
+import { WatchedResource } from '../k8s';
 import type { Logger } from '../telemetry';
 
 export interface PodOnNode {
@@ -80,51 +81,37 @@ export class PodIndex implements PodDirectory {
 
 export interface KubePodDirectoryOptions {
   log: Logger;
-  /** First wait before a failed list/watch is started again; doubles up to 30 s. Default 500 ms. */
-  restartDelayMs?: number;
 }
 
-const RESTART_CAP_MS = 30_000;
-
 /**
- * A PodIndex kept by a list/watch informer on every Pod of the cluster. `start` resolves once the
- * first list is in (before that `synced` is false and the CA refuses to decide). A failed list or a
- * broken watch is started again with backoff; the index keeps its last contents meanwhile, and a
- * relist reports the pods that went while it was away as deletions.
+ * A PodIndex kept by a list/watch (WatchedResource) on every Pod of the cluster, for a CA service that runs
+ * without the controller's own Pod informer. `start` resolves once the first list is in (before that `synced`
+ * is false and the CA refuses to decide); the watch restarts with backoff and a relist reports the pods that
+ * went while it was away as deletions.
  */
 export class KubePodDirectory implements PodDirectory {
   readonly index = new PodIndex();
-  readonly #informer: ListWatch<V1Pod>;
-  readonly #log: Logger;
-  readonly #restartStartMs: number;
-  #restartMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
+  readonly #pods: WatchedResource<V1Pod>;
   #synced = false;
-  #lastFailure = 0;
 
   constructor(kube: KubeConfig, options: KubePodDirectoryOptions) {
     const core = kube.makeApiClient(CoreV1Api);
-    this.#log = options.log;
-    this.#restartStartMs = options.restartDelayMs ?? 500;
-    this.#restartMs = this.#restartStartMs;
-    const list = (): Promise<KubernetesListObject<V1Pod>> => core.listPodForAllNamespaces() as Promise<KubernetesListObject<V1Pod>>;
-    this.#informer = new ListWatch<V1Pod>('/api/v1/pods', new Watch(kube), list, false);
-    this.#informer.on('add', (pod) => this.index.upsert(pod));
-    this.#informer.on('update', (pod) => this.index.upsert(pod));
-    this.#informer.on('delete', (pod) => this.index.remove(pod));
-    this.#informer.on('error', (err) => this.#failed(err));
+    this.#pods = new WatchedResource<V1Pod>({
+      kubeConfig: kube,
+      path: '/api/v1/pods',
+      list: () => core.listPodForAllNamespaces() as Promise<KubernetesListObject<V1Pod>>,
+      log: options.log,
+    });
+    this.#pods.on('add', (pod) => this.index.upsert(pod));
+    this.#pods.on('update', (pod) => this.index.upsert(pod));
+    this.#pods.on('delete', (pod) => this.index.remove(pod));
   }
 
   /** Resolves after the first complete list. */
   async start(): Promise<void> {
-    this.#stopped = false;
-    await this.#informer.start();
-    // ListWatch reports a failed list through 'error' and resolves anyway: wait for a good one.
-    while (!this.#stopped && this.#informer.latestResourceVersion() === '') {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    this.#synced = !this.#stopped;
+    this.#pods.start();
+    await this.#pods.synced;
+    this.#synced = true;
   }
 
   get synced(): boolean {
@@ -136,23 +123,6 @@ export class KubePodDirectory implements PodDirectory {
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#informer.stop();
-  }
-
-  #failed(err: unknown): void {
-    if (this.#stopped) return;
-    // ListWatch says 'connect' before it lists, so success is not reported: a failure long after
-    // the previous one starts the backoff over.
-    const now = Date.now();
-    if (now - this.#lastFailure > 2 * RESTART_CAP_MS) this.#restartMs = this.#restartStartMs;
-    this.#lastFailure = now;
-    this.#log.warn({ err, retryInMs: this.#restartMs }, 'pod list/watch failed; starting it again');
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      if (!this.#stopped) void this.#informer.start();
-    }, this.#restartMs);
-    this.#restartMs = Math.min(this.#restartMs * 2, RESTART_CAP_MS);
+    await this.#pods.stop();
   }
 }

@@ -100,7 +100,7 @@ export interface ConfigDump {
   /** Map occupancy is sampled on a timer (counting walks every key): `mapsSampledAt` says when. */
   bpf: { links: LinkDump[]; maps: MapDump[]; mapsSampledAt?: string; verdicts: VerdictDump[] };
   /** Pods of this node whose traffic the programs refuse, and why (enrolment pending, workload gone). */
-  refusedPods: Array<{ uid: string; reason: string }>;
+  refusedPods: Array<{ uid: string; pod: string; reason: string }>;
 }
 
 /** One of the BPF programs' verdict counters. */

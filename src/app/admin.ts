@@ -32,7 +32,7 @@ export interface AdminSources {
   /** uids enrolled now. */
   enrolled(): string[];
   /** Pods whose traffic is refused, and why. */
-  refusedPods(): Array<{ uid: string; reason: string }>;
+  refusedPods(): Array<{ uid: string; pod: string; reason: string }>;
   /** The last sample of the maps' occupancy, and when it was taken. */
   mapSample(): { maps: MapDump[]; sampledAt?: Date };
   notReadyReason(): string | undefined;

@@ -7,6 +7,12 @@ import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
 import { channels, type HealthMetrics, type Logger } from '../telemetry';
 
+/** NAMESPACE/NAME for people, with the key when it is not that already (a Pod's UID on a cluster). */
+function podName(w: Workload, uid: string): string {
+  const name = `${w.namespace}/${w.name}`;
+  return uid === name ? name : `${name} [${uid}]`;
+}
+
 function fingerprint(w: Workload): string {
   return JSON.stringify([w.netnsPath, w.ips, w.excludeOutboundPorts, w.excludeOutboundCidrs, w.serviceAccount]);
 }
@@ -87,7 +93,7 @@ export class PodReconciler {
     if (this.pending.size === 0) return undefined;
     const named = [...this.pending.entries()]
       .slice(0, 5)
-      .map(([uid, p]) => `${uid} (${p.stage ?? 'queued'}${p.reason ? `: ${p.reason}` : ''}; attempt ${p.attempts})`);
+      .map(([uid, p]) => `${podName(p.workload, uid)} (${p.stage ?? 'queued'}${p.reason ? `: ${p.reason}` : ''}; attempt ${p.attempts})`);
     const more = this.pending.size > named.length ? ` and ${this.pending.size - named.length} more` : '';
     return `${this.pending.size} pod(s) not enrolled, their traffic refused until they are: ${named.join(', ')}${more}`;
   }
@@ -98,13 +104,18 @@ export class PodReconciler {
   }
 
   /** Pods whose traffic is refused: enrolment pending, or their workload vanished from the model. */
-  refused(): Array<{ uid: string; reason: string }> {
+  refused(): Array<{ uid: string; pod: string; reason: string }> {
     return [
       ...[...this.pending.entries()].map(([uid, p]) => ({
         uid,
+        pod: `${p.workload.namespace}/${p.workload.name}`,
         reason: `enrolment ${p.stage ?? 'queued'}: ${p.reason ?? 'not attempted yet'}`,
       })),
-      ...[...this.orphans.keys()].map((uid) => ({ uid, reason: 'workload not in the model' })),
+      ...[...this.orphans.entries()].map(([uid, o]) => ({
+        uid,
+        pod: `${o.workload.namespace}/${o.workload.name}`,
+        reason: 'workload not in the model',
+      })),
     ];
   }
 

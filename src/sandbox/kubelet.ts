@@ -33,7 +33,7 @@ export const STOPPED_ANNOTATION = 'sandbox.ferry.dev/stopped';
 export const HOST_NETWORK_NAMESPACE = 'ferry-system';
 const RESTART_BACKOFF_START_MS = 500;
 const RESTART_BACKOFF_CAP_MS = 10_000;
-const TERMINATION_GRACE_CAP_MS = 5_000;
+const TERMINATION_GRACE_CAP_MS = 30_000;
 const PROBE_INTERVAL_MS = 200;
 const TOKEN_REFRESH_FRACTION = 0.8;
 const NODE_HEARTBEAT_MS = 10_000;
@@ -138,7 +138,7 @@ export class SandboxKubelet {
     const enqueue = (pod: V1Pod): void => this.#enqueue(() => this.#sync(pod));
     this.#pods.on('add', enqueue);
     this.#pods.on('update', enqueue);
-    this.#pods.on('delete', (pod) => this.#enqueue(() => this.#teardown(pod.metadata?.uid ?? '', 'deleted')));
+    this.#pods.on('delete', (pod) => this.#enqueue(() => this.#teardown(pod.metadata?.uid ?? '', 'deleted', pod)));
     const servicesChanged = (): void => this.#scheduleDns();
     for (const event of ['add', 'update', 'delete'] as const) this.#services.on(event, servicesChanged);
   }
@@ -341,44 +341,58 @@ export class SandboxKubelet {
   }
 
   /**
-   * Stop the pod's processes (SIGTERM, then SIGKILL after its grace period, at most 5 s here), remove its
-   * network, then finish the deletion in the API (grace 0, preconditioned on the UID, as the kubelet does).
+   * Stop the pod's processes (SIGTERM, then SIGKILL after its grace period, at most 30 s here), remove its
+   * network, then finish the deletion in the API (grace 0, preconditioned on the UID, as the kubelet does). The
+   * grace period runs beside the kubelet's other work, as a kubelet's pod workers do: one pod slow to stop holds
+   * up no other. A pod deleted from the API at once (`kubectl delete --force`) still gets its grace period: its
+   * processes run until then, and the mesh no longer knows the pod.
    */
   async #teardown(uid: string, why: 'deleted' | 'terminating', pod?: V1Pod): Promise<void> {
     const local = this.#local.get(uid);
     if (local !== undefined && !local.terminating) {
       local.terminating = true;
-      for (const timer of local.tokenTimers) clearTimeout(timer);
-      const grace = Math.min((pod?.spec?.terminationGracePeriodSeconds ?? 30) * 1000, TERMINATION_GRACE_CAP_MS);
-      await this.#stopContainers(local, 'SIGTERM', grace);
-      fs.rmSync(path.join(this.#dirs.podsDir, `${uid}.json`), { force: true });
-      if (local.network) await removePodNetwork(local.network);
-      if (!local.hostNetwork) {
-        await waitFor(() => {
-          try {
-            fs.rmdirSync(local.cgroupDir);
-            return true;
-          } catch (err) {
-            return (err as NodeJS.ErrnoException).code === 'ENOENT';
-          }
-        }, 5000);
-      }
-      fs.rmSync(local.podDir, { recursive: true, force: true });
-      if (local.host !== undefined) this.#hosts.delete(local.host);
-      this.#local.delete(uid);
-      this.#log.info({ pod: `${local.namespace}/${local.name}`, uid, why }, 'pod removed');
+      void this.#terminate(local, why, pod).catch((err: unknown) =>
+        this.#log.error({ err, pod: `${local.namespace}/${local.name}` }, 'pod could not be removed'),
+      );
+      return;
     }
-    if (why === 'terminating' && pod?.metadata?.name) {
-      try {
-        await this.#core.deleteNamespacedPod({
-          name: pod.metadata.name,
-          namespace: pod.metadata.namespace ?? 'default',
-          gracePeriodSeconds: 0,
-          body: { gracePeriodSeconds: 0, preconditions: { uid } },
-        });
-      } catch (err) {
-        if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err;
-      }
+    if (local === undefined) await this.#finishDeletion(uid, why, pod);
+  }
+
+  async #terminate(local: LocalPod, why: 'deleted' | 'terminating', pod?: V1Pod): Promise<void> {
+    for (const timer of local.tokenTimers) clearTimeout(timer);
+    const grace = Math.min((pod?.spec?.terminationGracePeriodSeconds ?? 30) * 1000, TERMINATION_GRACE_CAP_MS);
+    await this.#stopContainers(local, 'SIGTERM', grace);
+    fs.rmSync(path.join(this.#dirs.podsDir, `${local.uid}.json`), { force: true });
+    if (local.network) await removePodNetwork(local.network);
+    if (!local.hostNetwork) {
+      await waitFor(() => {
+        try {
+          fs.rmdirSync(local.cgroupDir);
+          return true;
+        } catch (err) {
+          return (err as NodeJS.ErrnoException).code === 'ENOENT';
+        }
+      }, 5000);
+    }
+    fs.rmSync(local.podDir, { recursive: true, force: true });
+    if (local.host !== undefined) this.#hosts.delete(local.host);
+    this.#local.delete(local.uid);
+    this.#log.info({ pod: `${local.namespace}/${local.name}`, uid: local.uid, why }, 'pod removed');
+    await this.#finishDeletion(local.uid, why, pod);
+  }
+
+  async #finishDeletion(uid: string, why: 'deleted' | 'terminating', pod?: V1Pod): Promise<void> {
+    if (why !== 'terminating' || !pod?.metadata?.name || this.#stopping) return;
+    try {
+      await this.#core.deleteNamespacedPod({
+        name: pod.metadata.name,
+        namespace: pod.metadata.namespace ?? 'default',
+        gracePeriodSeconds: 0,
+        body: { gracePeriodSeconds: 0, preconditions: { uid } },
+      });
+    } catch (err) {
+      if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err;
     }
   }
 

@@ -227,6 +227,12 @@ const podSchema = document('Pod', objectMetadata(dnsLabel('a pod name')), {
   properties: {
     nodeName: dnsLabel('the name of a sandbox node'),
     serviceAccountName: dnsLabel('a service account name'),
+    terminationGracePeriodSeconds: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 3600,
+      description: "seconds between SIGTERM and SIGKILL when the pod is deleted (the sandbox's kubelet waits at most 30)",
+    },
     containers: {
       type: 'array',
       minItems: 1,
@@ -353,7 +359,7 @@ interface RawContainer {
 }
 interface RawPod {
   metadata: RawMetadata;
-  spec: { nodeName?: string; serviceAccountName?: string; containers: RawContainer[] };
+  spec: { nodeName?: string; serviceAccountName?: string; terminationGracePeriodSeconds?: number; containers: RawContainer[] };
 }
 interface RawService {
   metadata: RawMetadata;

@@ -810,6 +810,13 @@ spec:
     ]);
   });
 
+  test("terminationGracePeriodSeconds: a whole number of seconds from 0 to 3600, passed on to the pod's kubelet", () => {
+    assert.equal(parse(POD('patient', '', '  terminationGracePeriodSeconds: 30\n')).pods.length, 1);
+    const error = problemsOf(POD('hasty', '', '  terminationGracePeriodSeconds: -1\n'));
+    assert.equal(error.problems.length, 1);
+    assert.match(error.message, /document 1 \(Pod default\/hasty\): spec\.terminationGracePeriodSeconds: -1 is out of range/);
+  });
+
   test('a name longer than 63 characters', () => {
     const long = 'a'.repeat(64);
     const error = problemsOf(POD(long));

@@ -21,7 +21,7 @@ export const AGENT_LABEL = { app: 'ferry-agent' } as const;
 export const AGENT_TOKEN_VOLUME = 'ferry-token';
 const SANDBOX_API_VERSION = 'ferry.dev/v1alpha1';
 
-type KubeObject = {
+export type KubeObject = {
   apiVersion?: unknown;
   kind?: unknown;
   metadata?: { name?: unknown; namespace?: unknown } & Record<string, unknown>;

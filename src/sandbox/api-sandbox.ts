@@ -16,11 +16,11 @@ import { runKubectl, type KubectlResult } from '../devcluster/kubectl';
 import { DEFAULT_TRUST_DOMAIN } from '../identity';
 import { meshEnabledFor } from '../k8s/mesh-rules';
 import type { Logger } from '../telemetry';
-import { AGENT_LABEL, AGENT_NAMESPACE, agentPod, agentPodName, apiObjectsFrom, ferryRbacFile } from './api-objects';
+import { AGENT_LABEL, AGENT_NAMESPACE, agentPod, agentPodName, apiObjectsFrom, ferryRbacFile, type KubeObject } from './api-objects';
 import { STOPPED_ANNOTATION, SandboxKubelet, kubeletPaths, type LocalPodRecord } from './kubelet';
 import type { Ledger } from './ledger';
 import { netnsHttpGet } from './netns-http';
-import type { SandboxPlan } from './plan';
+import type { PlannedNode, SandboxPlan } from './plan';
 import { agentPodOf, type AgentPod, type ApiPodFields } from './prometheus-config';
 import { SandboxAgentError, SandboxStateError } from './runtime-errors';
 import type { SandboxPaths } from './state-dir';
@@ -32,6 +32,7 @@ const SUPERVISOR_READY_TIMEOUT_MS = 180_000;
 const CONTROLLER_READY_TIMEOUT_MS = 60_000;
 const PODS_READY_TIMEOUT_S = 90;
 const ENROLLED_TIMEOUT_MS = 30_000;
+const AGENT_REPLACE_TIMEOUT_S = 30;
 
 /** What the supervisor writes once the API server and the kubelets are up: how the later commands reach it. */
 export interface ApiEndpoint {
@@ -211,18 +212,7 @@ export async function startApiSandbox(
   if (!bundle) throw new SandboxAgentError(`the controller did not come up; ${controllerLog} ends:\n${tail(controllerLog)}`);
   settings.report(`controller on unix:${api.controllerSocket} (log: ${controllerLog})`);
 
-  const agents = plan.nodes.map((node) =>
-    agentPod({
-      node,
-      argv: [process.execPath, FERRY_BIN],
-      controller: { address: `unix:${api.controllerSocket}`, caFile: api.controllerCaFile, serverName: CONTROLLER_SERVER_NAME },
-      podNetnsDir: kubeletPaths(paths, node.name).podsDir,
-      cgroupPath: path.join(cgroupRoot, node.cgroup),
-      logLevel: settings.logLevel,
-      trustDomain: DEFAULT_TRUST_DOMAIN,
-      agentArgs: settings.agentArgs,
-    }),
-  );
+  const agents = plan.nodes.map((node) => agentPodOfNode(paths, node, settings.logLevel, settings.agentArgs));
   await kubectlOk(paths, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: agents }));
   for (const node of plan.nodes) {
     // The kubelet logs containers as pod-NS-NAME-CONTAINER.log; agent-NODE.log is the name every sandbox uses.
@@ -481,6 +471,41 @@ export async function agentPodsOnApi(paths: SandboxPaths): Promise<AgentPod[]> {
     await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'get', 'pods', '-l', selector, '-o', 'json']),
   ) as KubeList<ApiPodFields>;
   return list.items.map(agentPodOf);
+}
+
+/** The agent Pod of `node`, running `ferry agent` with `agentArgs` beside what every sandbox agent gets. */
+function agentPodOfNode(paths: SandboxPaths, node: PlannedNode, logLevel: string, agentArgs: string[]): KubeObject {
+  const api = apiPaths(paths);
+  return agentPod({
+    node,
+    argv: [process.execPath, FERRY_BIN],
+    controller: { address: `unix:${api.controllerSocket}`, caFile: api.controllerCaFile, serverName: CONTROLLER_SERVER_NAME },
+    podNetnsDir: kubeletPaths(paths, node.name).podsDir,
+    cgroupPath: path.join(cgroup2Root(), node.cgroup),
+    logLevel,
+    trustDomain: DEFAULT_TRUST_DOMAIN,
+    agentArgs,
+  });
+}
+
+/**
+ * `sandbox agent start` on the API: the agent Pod of `node` runs again, with `agentArgs` after the ones every
+ * agent gets. A Pod's command cannot change (the API server refuses the update), so when the running Pod's differs
+ * it is deleted and created anew with the new one, as a DaemonSet rolls a changed template out; otherwise its
+ * stopped annotation is lifted.
+ */
+export async function startAgentOnApi(paths: SandboxPaths, node: PlannedNode, logLevel: string, agentArgs: string[]): Promise<void> {
+  const wanted = agentPodOfNode(paths, node, logLevel, agentArgs);
+  const commandOf = (pod: unknown): string =>
+    JSON.stringify((pod as { spec?: { containers?: Array<{ command?: string[] }> } }).spec?.containers?.[0]?.command ?? []);
+  const name = agentPodName(node.name);
+  const current = JSON.parse(await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'get', 'pod', name, '-o', 'json'])) as unknown;
+  if (commandOf(current) === commandOf(wanted)) {
+    await setAgentStopped(paths, node.name, false);
+    return;
+  }
+  await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'delete', 'pod', name, '--wait=true', `--timeout=${AGENT_REPLACE_TIMEOUT_S}s`]);
+  await kubectlOk(paths, ['create', '-f', '-'], JSON.stringify(wanted));
 }
 
 /** `sandbox agent kill|start` on the API: the agent Pod's stopped annotation, which its kubelet follows. */

@@ -17,6 +17,7 @@ import {
   localPodRecord,
   rotateCaOnApi,
   setAgentStopped,
+  startAgentOnApi,
   startApiSandbox,
 } from './api-sandbox';
 import { Ledger } from './ledger';
@@ -365,7 +366,8 @@ export async function sandboxKillAgent(prefix: string, nodeName: string): Promis
 
 /**
  * Start a node's agent again (it re-adopts its pinned programs and maps) and wait until it is ready.
- * `agentArgs`, when given, replace the extra agent arguments `up` was given, for this start only.
+ * `agentArgs`, when given, replace the extra agent arguments `up` was given, for this start only: the agent Pod
+ * is made anew with them, and a later start without them makes it anew with `up`'s.
  * `wait: false` returns once it is started (an agent may stay unready, e.g. a pod it cannot enrol).
  */
 export async function sandboxStartAgent(
@@ -379,10 +381,8 @@ export async function sandboxStartAgent(
   const dir = path.join(cgroup2Root(), node.agentCgroup);
   if (cgroupPids(dir).length > 0) throw new SandboxStateError(`the agent on ${nodeName} is already running`);
   const paths = sandboxPaths(prefix);
-  if (agentArgs !== undefined && agentArgs.length > 0) {
-    throw new SandboxStateError('ferry sandbox agent start --agent-arg: an agent Pod keeps the arguments `up` gave it');
-  }
-  await setAgentStopped(paths, nodeName, false);
+  const settings = readAgentSettings(paths);
+  await startAgentOnApi(paths, node, settings.logLevel, agentArgs !== undefined && agentArgs.length > 0 ? agentArgs : settings.agentArgs);
   if (options.wait === false) return;
   if (!(await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100))) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);

@@ -135,6 +135,23 @@ describe('the sandbox on its API server', { timeout: 900_000 }, () => {
     sandbox.client(pod, ['send', service, '80', 'ping\n'], 30_000);
   const probe = (pod: string, host: string, port: number): Promise<Record<string, unknown>> =>
     sandbox.client(pod, ['probe', host, String(port)], 30_000);
+  /** The addresses of a Service's endpoints in namespace app, from its EndpointSlices, sorted. */
+  const sliceAddresses = async (service: string): Promise<string[]> =>
+    (
+      await kubectl([
+        '-n',
+        'app',
+        'get',
+        'endpointslices',
+        '-l',
+        `kubernetes.io/service-name=${service}`,
+        '-o',
+        'jsonpath={.items[*].endpoints[*].addresses[0]}',
+      ])
+    )
+      .split(' ')
+      .filter((a) => a !== '')
+      .sort();
 
   test('kubectl sees Ready Nodes, the agents as Pods and the EndpointSlice; traffic crosses nodes in mutual TLS', async () => {
     const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {
@@ -149,17 +166,7 @@ describe('the sandbox on its API server', { timeout: 900_000 }, () => {
     );
     const agents = await kubectl(['-n', 'ferry-system', 'get', 'pods', '-l', 'app=ferry-agent', '-o', 'jsonpath={.items[*].status.phase}']);
     assert.equal(agents, 'Running Running');
-    const slice = await kubectl([
-      '-n',
-      'app',
-      'get',
-      'endpointslices',
-      '-l',
-      'kubernetes.io/service-name=echo-b',
-      '-o',
-      'jsonpath={.items[*].endpoints[*].addresses[0]}',
-    ]);
-    assert.deepEqual(slice.split(' ').sort(), [pods.ip['server-b'], pods.ip['server-b2']].sort());
+    assert.deepEqual(await sliceAddresses('echo-b'), [pods.ip['server-b'], pods.ip['server-b2']].sort());
     const reply = await send('app/client-a', 'echo-b.app');
     assert.equal(reply.body, 'ping\nBYE-AFTER-FIN\n', JSON.stringify(reply));
     await eventually(
@@ -238,19 +245,7 @@ spec:
     await kubectl(['-n', 'app', 'delete', 'pod', 'server-b2', '--wait=true', '--timeout=60s']);
     await eventually(async () => !new RegExp(`^${netns}\\b`, 'm').test(await sh('ip', ['netns', 'list'])), 10_000, `${netns} removed`);
     await eventually(
-      async () =>
-        (
-          await kubectl([
-            '-n',
-            'app',
-            'get',
-            'endpointslices',
-            '-l',
-            'kubernetes.io/service-name=echo-b',
-            '-o',
-            'jsonpath={.items[*].endpoints[*].addresses[0]}',
-          ])
-        ).trim() === pods.ip['server-b'],
+      async () => JSON.stringify(await sliceAddresses('echo-b')) === JSON.stringify([pods.ip['server-b']]),
       10_000,
       'the EndpointSlice without server-b2',
     );
@@ -271,22 +266,6 @@ spec:
         .filter((p) => p.metadata.deletionTimestamp === undefined)
         .map((p) => ({ name: p.metadata.name, node: p.spec.nodeName ?? '', ip: p.status.podIP ?? '', phase: p.status.phase ?? '' }));
     };
-    const sliceAddresses = async (): Promise<string[]> =>
-      (
-        await kubectl([
-          '-n',
-          'app',
-          'get',
-          'endpointslices',
-          '-l',
-          'kubernetes.io/service-name=scaled',
-          '-o',
-          'jsonpath={.items[*].endpoints[*].addresses[0]}',
-        ])
-      )
-        .split(' ')
-        .filter((a) => a !== '')
-        .sort();
     const settled = async (replicas: number): Promise<Array<{ name: string; node: string; ip: string; phase: string }>> => {
       let current: Array<{ name: string; node: string; ip: string; phase: string }> = [];
       await eventually(
@@ -294,7 +273,7 @@ spec:
           current = await scaledPods();
           if (current.length !== replicas || !current.every((p) => p.phase === 'Running' && p.ip !== '')) return false;
           for (const p of current) if ((await workload(p.node, 'app', p.name))?.enrolled !== true) return false;
-          return JSON.stringify(await sliceAddresses()) === JSON.stringify(current.map((p) => p.ip).sort());
+          return JSON.stringify(await sliceAddresses('scaled')) === JSON.stringify(current.map((p) => p.ip).sort());
         },
         60_000,
         `${replicas} scaled pods running, enrolled at their nodes' agents and in the EndpointSlice`,

@@ -10,9 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { netnsHttpGet } from '../../src/sandbox';
-import { readSnapshot, writeSnapshot, type Workload } from '../../src/state';
 import { parsePrometheusText, type MetricSample } from '../../src/telemetry';
-import { forgeLeaf } from '../fixtures/certs';
 import { FERRY, NODE, TOOLS, TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-hard';
@@ -50,6 +48,20 @@ spec:
   nodeName: node-b
   serviceAccountName: server
   containers: [{ name: echo, command: ${echoCommand(7000, '::')}, env: [{ name: POD_NAME, value: server-b }], ports: [{ containerPort: 7000 }] }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: stubborn-b, namespace: app, labels: { app: stubborn } }
+spec:
+  nodeName: node-b
+  serviceAccountName: server
+  # Its shell ignores SIGTERM, so its processes run through the whole grace period after a deletion.
+  terminationGracePeriodSeconds: 30
+  containers:
+    - name: echo
+      command: ["sh", "-c", 'trap '''' TERM; "$0" "$@" & wait', "${NODE}", "${path.join(TOOLS, 'echo-server.js')}", "7000", "::"]
+      env: [{ name: POD_NAME, value: stubborn-b }]
+      ports: [{ containerPort: 7000 }]
 ---
 apiVersion: v1
 kind: Pod
@@ -227,21 +239,16 @@ describe('hardening: what a hostile pod or peer tries', { timeout: 1_500_000 }, 
     return { lines, child };
   }
 
-  /** The model the agents follow is the sandbox's snapshot file: change it as a control plane would. */
-  function changeWorkloads(change: (workloads: Workload[]) => Workload[]): void {
-    const file = `/run/ferry/${PREFIX}/snapshot.json`;
-    const snapshot = readSnapshot(file);
-    writeSnapshot(file, { ...snapshot, revision: snapshot.revision + 1, workloads: change(snapshot.workloads) });
+  /** kubectl against the sandbox's API server, which the controller and so the agents follow. */
+  async function kubectl(args: string[]): Promise<string> {
+    const result = await sandbox.kubectl(args);
+    assert.equal(result.code, 0, `kubectl ${args.join(' ')}:\n${result.stdout}\n${result.stderr}`);
+    return result.stdout;
   }
 
   async function credentials(name: string, principal: string): Promise<string[]> {
     const [, ns, , sa] = principal.split('/').slice(1);
-    const forged = await forgeLeaf(`/run/ferry/${PREFIX}/ca`, { uris: [`spiffe://cluster.local/ns/${ns}/sa/${sa}`] });
-    const files = { cert: path.join(work, `${name}.crt`), key: path.join(work, `${name}.key`), ca: path.join(work, 'bundle.pem') };
-    fs.writeFileSync(files.cert, forged.chainPem.join('\n'));
-    fs.writeFileSync(files.key, forged.keyPem, { mode: 0o600 });
-    fs.writeFileSync(files.ca, forged.bundlePem.join('\n'));
-    return ['--cert', files.cert, '--key', files.key, '--ca', files.ca];
+    return sandbox.forgedCredentials(work, name, { uris: [`spiffe://cluster.local/ns/${ns}/sa/${sa}`] });
   }
 
   async function tool(pod: string, script: string, args: string[], timeoutMs = 60_000): Promise<Record<string, unknown>> {
@@ -478,7 +485,7 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
     await eventually(() => holder.lines.some((l) => l.echo === 'before\n'), 5000, 'the echo');
 
     // Relabelled into the deny-canary policy's selector: the open connection is reset, new ones denied.
-    changeWorkloads((ws) => ws.map((w) => (w.uid === 'app/server-b' ? { ...w, labels: { ...w.labels, track: 'canary' } } : w)));
+    await kubectl(['-n', 'app', 'label', 'pod', 'server-b', 'track=canary', '--overwrite']);
     await eventually(() => holder.lines.some((l) => l.error !== undefined), 10_000, 'the held connection reset by the label change');
     assert.equal(holder.lines.find((l) => l.error !== undefined)?.code, 'ECONNRESET');
     assert.ok(!holder.lines.some((l) => l.ended), 'a clean end instead of a reset');
@@ -488,33 +495,38 @@ spec: { selector: { matchLabels: { app: ports } }, mtls: { mode: STRICT } }
       5000,
       'the denial naming the policy',
     );
-    changeWorkloads((ws) => ws.map((w) => (w.uid === 'app/server-b' ? { ...w, labels: { ...w.labels, track: 'stable' } } : w)));
+    await kubectl(['-n', 'app', 'label', 'pod', 'server-b', 'track=stable', '--overwrite']);
     await eventually(async () => (await who('app/client-a', ip['server-b'], 7000)).server?.pod === 'server-b', 10_000, 'allowed again');
 
-    // Gone from the model while its pod runs: refused both ways, never reachable around the mesh.
-    const held = background('app/client-a', ['hold', ip['server-b'], '7000']);
-    await eventually(() => held.lines.some((l) => l.connected), 10_000, 'a second held connection');
-    const saved = readSnapshot(`/run/ferry/${PREFIX}/snapshot.json`).workloads.find((w) => w.uid === 'app/server-b')!;
-    changeWorkloads((ws) => ws.filter((w) => w.uid !== 'app/server-b'));
-    try {
-      await eventually(() => held.lines.some((l) => l.error !== undefined), 10_000, 'the held connection reset when the workload vanished');
-      for (const [client, target] of [
-        ['app/client-a', ip['server-b']],
-        ['plain/client-p', ip['server-b']],
-        ['app/client-a', v6('server-b')],
-      ]) {
-        const result = await probe(client, target, 7000);
-        assert.ok(result.outcome === 'reset' || result.outcome === 'refused', `${client} -> ${target}: ${JSON.stringify(result)}`);
-      }
-      const out = (await sandbox.client('app/server-b', ['probe', ip['server-a'], '7000'])) as Probe;
-      assert.equal(out.outcome, 'refused', `a vanished pod reached out: ${JSON.stringify(out)}`);
-      assert.equal(out.code, 'EPERM');
-      assert.ok(value(await metrics('node-b'), 'ferry_pods_refused') >= 1);
-    } finally {
-      changeWorkloads((ws) => [...ws, saved]);
+    // Gone from the model while its pod runs: force-deleted from the API (`kubectl delete --force` removes the
+    // object at once), its processes run on through their grace period. Refused both ways, never reachable around
+    // the mesh, until its network namespace is gone.
+    const netns = `${PREFIX}-pod-app-stubborn-b`;
+    const held = background('app/client-a', ['hold', ip['stubborn-b'], '7000']);
+    await eventually(() => held.lines.some((l) => l.connected), 10_000, 'a held connection to stubborn-b');
+    await kubectl(['-n', 'app', 'delete', 'pod', 'stubborn-b', '--grace-period=0', '--force', '--wait=false']);
+    await eventually(() => held.lines.some((l) => l.error !== undefined), 10_000, 'the held connection reset when the workload vanished');
+    await eventually(
+      async () => (await metrics('node-b')).some((s) => s.name === 'ferry_pods_refused' && s.value >= 1),
+      5000,
+      'stubborn-b refused',
+    );
+    for (const [client, target] of [
+      ['app/client-a', ip['stubborn-b']],
+      ['plain/client-p', ip['stubborn-b']],
+      ['app/client-a', v6('stubborn-b')],
+    ]) {
+      const result = await probe(client, target, 7000);
+      assert.ok(result.outcome === 'reset' || result.outcome === 'refused', `${client} -> ${target}: ${JSON.stringify(result)}`);
     }
-    await eventually(async () => (await who('app/client-a', ip['server-b'], 7000)).server?.pod === 'server-b', 15_000, 'back in the model');
-    assert.equal(value(await metrics('node-b'), 'ferry_pods_refused'), 0);
+    const out = (await sandbox.client('app/stubborn-b', ['probe', ip['server-a'], '7000'])) as Probe;
+    assert.equal(out.outcome, 'refused', `a vanished pod reached out: ${JSON.stringify(out)}`);
+    assert.equal(out.code, 'EPERM');
+    // It was still running all along: the checks above saw its processes, not an empty namespace.
+    assert.match(await sh('ip', ['netns', 'list']), new RegExp(`^${netns}\\b`, 'm'), 'stubborn-b stopped before its grace period ended');
+    await eventually(async () => !new RegExp(`^${netns}\\b`, 'm').test(await sh('ip', ['netns', 'list'])), 45_000, `${netns} removed`);
+    await eventually(async () => value(await metrics('node-b'), 'ferry_pods_refused') === 0, 10_000, 'nothing refused once it is gone');
+    assert.equal((await who('app/client-a', ip['server-b'], 7000)).server?.pod, 'server-b');
   });
 
   // ---- 7. limits -------------------------------------------------------------------------------------

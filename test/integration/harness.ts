@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { forgeLeaf, type ForgeOptions } from '../fixtures/certs';
 
 const execFileAsync = promisify(execFile);
 
@@ -45,6 +46,7 @@ export async function sh(command: string, args: string[]): Promise<string> {
 export class TestSandbox {
   readonly manifestFile: string;
   private readonly dir: string;
+  private caDir?: string;
 
   /** `upArgs`: extra `ferry sandbox up` arguments, e.g. ['--agent-arg=--cert-ttl-seconds=60']. */
   constructor(
@@ -139,6 +141,21 @@ export class TestSandbox {
       fs.writeFileSync(path.join(dir, name), Buffer.from(value, 'base64'), { mode: 0o600 });
     }
     return dir;
+  }
+
+  /**
+   * A leaf forged with the controller's current issuer (its CA Secret, read once: callers do not rotate meanwhile)
+   * and the mesh's roots, written under `dir` as NAME.crt, NAME.key and bundle.pem: the `--cert`, `--key` and
+   * `--ca` flags of the HBONE client tool.
+   */
+  async forgedCredentials(dir: string, name: string, options: ForgeOptions): Promise<string[]> {
+    this.caDir ??= await this.caFilesDir();
+    const forged = await forgeLeaf(this.caDir, options);
+    const files = { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`), ca: path.join(dir, 'bundle.pem') };
+    fs.writeFileSync(files.cert, forged.chainPem.join('\n'));
+    fs.writeFileSync(files.key, forged.keyPem, { mode: 0o600 });
+    fs.writeFileSync(files.ca, forged.bundlePem.join('\n'));
+    return ['--cert', files.cert, '--key', files.key, '--ca', files.ca];
   }
 
   async status(): Promise<{

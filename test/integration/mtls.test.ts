@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NODE, TOOLS, TestSandbox, echoCommand, eventually, sh, withSandbox } from './harness';
 import { readPcap } from './pcap';
-import { forgeLeaf, type ForgeOptions } from '../fixtures/certs';
+import type { ForgeOptions } from '../fixtures/certs';
 
 const PREFIX = 'ferryt-tls';
 const MANIFEST = `
@@ -66,21 +66,11 @@ const TLS_APPLICATION_DATA = 0x17;
 describe('HBONE mutual TLS in a two-node sandbox', { timeout: 900_000 }, () => {
   const sandbox = new TestSandbox(PREFIX, MANIFEST);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-certs-`));
-  // The controller's CA Secret as files, read once: no rotation happens in this file.
-  let caDir: string | undefined;
 
   const { ip } = withSandbox(sandbox, () => fs.rmSync(work, { recursive: true, force: true }));
 
-  /** Write a forged client certificate and the sandbox's trust bundle where the HBONE client tool can read them. */
-  async function credentials(name: string, options: ForgeOptions): Promise<string[]> {
-    caDir ??= await sandbox.caFilesDir();
-    const forged = await forgeLeaf(caDir, options);
-    const files = { cert: path.join(work, `${name}.crt`), key: path.join(work, `${name}.key`), ca: path.join(work, 'bundle.pem') };
-    fs.writeFileSync(files.cert, forged.chainPem.join('\n'));
-    fs.writeFileSync(files.key, forged.keyPem, { mode: 0o600 });
-    fs.writeFileSync(files.ca, forged.bundlePem.join('\n'));
-    return ['--cert', files.cert, '--key', files.key, '--ca', files.ca];
-  }
+  /** A forged client certificate and the sandbox's trust bundle, where the HBONE client tool can read them. */
+  const credentials = (name: string, options: ForgeOptions): Promise<string[]> => sandbox.forgedCredentials(work, name, options);
 
   /** Run the HBONE client tool inside a pod; its one JSON line. */
   async function hbone(pod: string, args: string[], timeoutMs = 60_000): Promise<Record<string, unknown>> {

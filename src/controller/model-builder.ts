@@ -92,7 +92,10 @@ export class ModelBuilder {
   #pod(pod: V1Pod): void {
     // Not scheduled yet: no node, no address, nothing an agent could do with it. A host-network pod has its
     // node's addresses: it is no workload of its own (as in Istio ambient), or the node's traffic would carry its name.
-    if (!pod.spec?.nodeName || pod.spec.hostNetwork === true) {
+    // A finished pod (Succeeded, Failed) is no workload either: its addresses may be reused. Should its network
+    // namespace still be there, its agent refuses its traffic until it is gone — it is never left unmeshed.
+    const phase = pod.status?.phase;
+    if (!pod.spec?.nodeName || pod.spec.hostNetwork === true || phase === 'Succeeded' || phase === 'Failed') {
       this.#removed('workload', pod.metadata?.uid ?? keyOf(pod));
       return;
     }

@@ -580,6 +580,10 @@ export class SandboxKubelet {
       try {
         const current = await this.#core.readNamespacedPod({ name: local.name, namespace: local.namespace });
         if (current.metadata?.uid !== local.uid) return;
+        // A terminal phase is final, as for a real kubelet: a pod marked Succeeded or Failed (by an eviction, or
+        // through the status subresource) is not written back to Running.
+        const phase = current.status?.phase;
+        if (!failed && (phase === 'Succeeded' || phase === 'Failed')) return;
         current.status = status as V1Pod['status'];
         await this.#core.replaceNamespacedPodStatus({ name: local.name, namespace: local.namespace, body: current });
         return;

@@ -183,6 +183,24 @@ test('a host-network pod (e.g. a node agent) is no workload: its addresses are i
   await kubectlOk(cluster, ['-n', NS, 'delete', 'pod', 'host-agent', 'beside-host', '--grace-period=0', '--force']);
 });
 
+test('a pod that finished (phase Failed) leaves the model, so its agent refuses whatever is left of it', async () => {
+  const uid = await runningPod(NS, 'finishing', '10.244.7.30');
+  await waitFor('the running workload', async () => (sink.get<Workload>('workload', uid)?.meshEnabled ? true : undefined), 2000);
+  await kubectlOk(cluster, [
+    '-n',
+    NS,
+    'patch',
+    'pod',
+    'finishing',
+    '--subresource=status',
+    '--type=merge',
+    '-p',
+    '{"status":{"phase":"Failed"}}',
+  ]);
+  await waitFor('the finished workload gone', async () => (sink.get('workload', uid) === undefined ? true : undefined), 2000);
+  await kubectlOk(cluster, ['-n', NS, 'delete', 'pod', 'finishing', '--grace-period=0', '--force']);
+});
+
 test('a Service’s endpoints come from the EndpointSlice controller, with the pod’s UID', async () => {
   const uid = await runningPod(NS, 'cart', '10.244.7.20');
   await kubectlOk(

@@ -1,5 +1,6 @@
 # Builds native/build/Release/ferry.node: Ferry's thin node-addon-api layer over libbpf,
-# namespace-aware sockets and pod routing over rtnetlink.
+# namespace-aware sockets, pod routing over rtnetlink and
+# descriptor passing over Unix sockets for the agent hand-over.
 # `npm run build:native` (node-gyp rebuild --directory native).
 {
   "targets": [
@@ -8,6 +9,7 @@
       "sources": [
         "src/addon.cc",
         "src/errors.cc",
+        "src/handover.cc",
         "src/libbpf-log.cc",
         "src/netns.cc",
         "src/pod-routing.cc",

@@ -113,6 +113,9 @@ struct ferry_config {
 	__u32 pad;
 	/* cgroup v2 id (the cgroup directory's inode) of the agent; only its marked sockets pass. */
 	__u64 agent_cgroup_id;
+	/* While an agent hands its listeners over to its successor, the other one's cgroup (0: none):
+	 * both dial for the connections they serve until the predecessor has drained and exited. */
+	__u64 peer_cgroup_id;
 };
 
 /* ferry_deliveries key: a connection request as sk_lookup sees it arrive at a pod (local = the app's

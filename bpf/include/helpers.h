@@ -29,27 +29,26 @@ static __always_inline void ferry_count(__u32 verdict)
 		__sync_fetch_and_add(counter, 1);
 }
 
-static __always_inline __u64 ferry_agent_cgroup_id(void)
-{
-	__u32 zero = 0;
-	struct ferry_config *config = bpf_map_lookup_elem(&ferry_config, &zero);
-
-	return config ? config->agent_cgroup_id : 0;
-}
-
 /* One of the agent's own sockets: it carries one of the agent's marks AND the task using it runs in
- * the agent's cgroup. The mark alone proves nothing (socket(7): SO_MARK needs only CAP_NET_RAW or
- * CAP_NET_ADMIN in the socket's user namespace, which a pod may hold); a task cannot move itself
- * into another cgroup without write access to the cgroup filesystem. Runs in the task's context
- * (connect hooks, sock_ops TCP_CONNECT_CB), where bpf_get_current_cgroup_id() is the caller's. */
+ * the agent's cgroup — or, during a hand-over, in its peer's (the agent before or after it on this
+ * node). The mark alone proves nothing (socket(7): SO_MARK needs only CAP_NET_RAW or CAP_NET_ADMIN in
+ * the socket's user namespace, which a pod may hold); a task cannot move itself into another cgroup
+ * without write access to the cgroup filesystem. Runs in the task's context (connect hooks, sock_ops
+ * TCP_CONNECT_CB), where bpf_get_current_cgroup_id() is the caller's. */
 static __always_inline int ferry_is_agent_socket(__u32 mark)
 {
-	__u64 agent;
+	__u32 zero = 0;
+	struct ferry_config *config;
+	__u64 current;
 
 	if (mark != FERRY_SOCKET_MARK && mark != FERRY_DELIVERY_MARK)
 		return 0;
-	agent = ferry_agent_cgroup_id();
-	return agent != 0 && bpf_get_current_cgroup_id() == agent;
+	config = bpf_map_lookup_elem(&ferry_config, &zero);
+	if (!config)
+		return 0;
+	current = bpf_get_current_cgroup_id();
+	return (config->agent_cgroup_id != 0 && current == config->agent_cgroup_id) ||
+	       (config->peer_cgroup_id != 0 && current == config->peer_cgroup_id);
 }
 
 /* 127.0.0.0/8, and 0.0.0.0: connect(2) to INADDR_ANY reaches this host over loopback

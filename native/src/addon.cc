@@ -103,6 +103,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports, *data);
   InitSockets(env, exports);
   InitNetns(env, exports);
+  InitHandover(env, exports);
   InitPodRouting(env, exports);
   InitProbe(env, exports);
   return exports;

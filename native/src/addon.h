@@ -38,6 +38,7 @@ bool OptionalStringField(const Napi::Object& options, const char* call, const ch
 
 void InitSockets(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
+void InitHandover(Napi::Env env, Napi::Object exports);
 void InitPodRouting(Napi::Env env, Napi::Object exports);
 void InitProbe(Napi::Env env, Napi::Object exports);
 void InitBpfObject(Napi::Env env, Napi::Object exports, AddonData& data);

@@ -76,7 +76,7 @@ export const LAYOUT = {
   ferry_service_key: { size: 24, fields: { vip: 0, port: 20 } },
   ferry_service: { size: 8, fields: { service_id: 0, backend_count: 4 } },
   ferry_backend_key: { size: 8, fields: { service_id: 0, index: 4 } },
-  ferry_config: { size: 16, fields: { flags: 0, pad: 4, agent_cgroup_id: 8 } },
+  ferry_config: { size: 24, fields: { flags: 0, pad: 4, agent_cgroup_id: 8, peer_cgroup_id: 16 } },
   ferry_delivery_key: { size: 40, fields: { family: 0, local_port: 4, remote_port: 6, local: 8, remote: 24 } },
 } as const;
 
@@ -274,17 +274,20 @@ export function encodeBackendKey(serviceId: number, index: number): Buffer {
   return buf;
 }
 
-export function encodeConfig(flags: number, agentCgroupId: bigint): Buffer {
+/** `peerCgroupId`: during a hand-over, the other agent's cgroup, whose marked sockets pass too (0n: none). */
+export function encodeConfig(flags: number, agentCgroupId: bigint, peerCgroupId = 0n): Buffer {
   const buf = Buffer.alloc(LAYOUT.ferry_config.size);
   writeU32(buf, flags, LAYOUT.ferry_config.fields.flags);
   writeU64(buf, agentCgroupId, LAYOUT.ferry_config.fields.agent_cgroup_id);
+  writeU64(buf, peerCgroupId, LAYOUT.ferry_config.fields.peer_cgroup_id);
   return buf;
 }
 
-export function decodeConfig(buf: Buffer): { flags: number; agentCgroupId: bigint } {
+export function decodeConfig(buf: Buffer): { flags: number; agentCgroupId: bigint; peerCgroupId: bigint } {
   return {
     flags: readU32(buf, LAYOUT.ferry_config.fields.flags),
     agentCgroupId: readU64(buf, LAYOUT.ferry_config.fields.agent_cgroup_id),
+    peerCgroupId: readU64(buf, LAYOUT.ferry_config.fields.peer_cgroup_id),
   };
 }
 

@@ -41,6 +41,11 @@ export interface CaptureOptions {
    * the programs. Every thread of the agent must run in it.
    */
   agentCgroupId: bigint;
+  /**
+   * During a hand-over, the other agent's cgroup id (its predecessor's, for a successor): its marked
+   * sockets pass too until setPeerCgroup(0n) once it has exited.
+   */
+  peerCgroupId?: bigint;
   serviceLoadBalancing: boolean;
   log: Logger;
 }
@@ -125,6 +130,7 @@ export class CaptureEngine {
   readonly attachments: CgroupAttachment[] = [];
   private nextPodId = 1;
   private serviceIds = new Map<string, number>();
+  private nextServiceId = 1;
 
   private constructor(
     private readonly options: CaptureOptions,
@@ -166,8 +172,8 @@ export class CaptureEngine {
     >;
     const engine = new CaptureEngine(options, objects, maps, log);
 
-    const flags = options.serviceLoadBalancing ? BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB : 0;
-    maps.config.update(encodeU32(0), encodeConfig(flags, options.agentCgroupId), 0);
+    engine.writeConfig(options.peerCgroupId ?? 0n);
+    engine.adoptServiceIds();
 
     for (const spec of CGROUP_PROGRAMS) {
       const object = objects[spec.object];
@@ -189,6 +195,36 @@ export class CaptureEngine {
     }
     log.info({ cgroup: options.cgroupPath, pinDir: options.pinDir, attachments: engine.attachments }, 'capture programs attached');
     return engine;
+  }
+
+  private writeConfig(peerCgroupId: bigint): void {
+    const flags = this.options.serviceLoadBalancing ? BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB : 0;
+    this.maps.config.update(encodeU32(0), encodeConfig(flags, this.options.agentCgroupId, peerCgroupId), 0);
+  }
+
+  /**
+   * Let the marked sockets of another agent's cgroup pass too (its predecessor's, while it drains
+   * the connections it still serves), or, with 0n, only this agent's again.
+   */
+  setPeerCgroup(peerCgroupId: bigint): void {
+    this.writeConfig(peerCgroupId);
+    this.log.info({ peerCgroupId: peerCgroupId.toString() }, peerCgroupId === 0n ? 'only this agent passes capture' : 'hand-over peer passes capture');
+  }
+
+  /**
+   * Keep the Service ids a previous agent wrote to the pinned VIP table: a restarted agent that
+   * numbered Services afresh would write one Service's backends under another's id, which that
+   * one's VIP reads until its own entry is rewritten.
+   */
+  private adoptServiceIds(): void {
+    if (!this.options.serviceLoadBalancing) return;
+    for (const key of this.maps.services.keys()) {
+      const value = this.maps.services.lookup(key);
+      if (!value) continue;
+      const id = decodeService(value).serviceId;
+      this.serviceIds.set(key.toString('hex'), id);
+      this.nextServiceId = Math.max(this.nextServiceId, id + 1);
+    }
   }
 
   /**
@@ -333,6 +369,76 @@ export class CaptureEngine {
     );
   }
 
+  /**
+   * Take over a pod the previous agent enrolled, with the listeners it handed over: the same kernel
+   * sockets, already in the socket map and serving. Never locked on the way: its sk_lookup link is
+   * re-adopted from its pin and its entries are written again as ENROLLED (the inbound listener
+   * under each address is the socket already there). Refused when the listeners are not in the
+   * pod's network namespace as it is now (the pod was recreated); then nothing has changed.
+   */
+  async adopt(workload: Workload, listeners: PodListeners): Promise<bigint> {
+    if (this.pods.has(workload.uid)) throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: adopted while already held`);
+    let netnsCookie: bigint;
+    try {
+      netnsCookie = await native.netnsCookie(workload.netnsPath);
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (netnsCookie !== listeners.netnsCookie) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: the listeners handed over are in network namespace ${listeners.netnsCookie}, ` +
+          `not ${workload.netnsPath} (cookie ${netnsCookie}); was the pod recreated?`,
+      );
+    }
+    try {
+      // Set already by the previous agent (EEXIST counts as done): this repairs it if it is not.
+      await this.podRouting(workload, true);
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
+    const skLookup = this.objects['sk-lookup'];
+    let link: BpfLinkHandle;
+    try {
+      ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM, () =>
+        skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath),
+      ));
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: adopting its sk_lookup link ${linkPin}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const podId = this.nextPodId++;
+    try {
+      for (const ip of workload.ips) {
+        this.maps.podIps.update(encodeIpKey(ip), encodeU32(BPF_CONSTANTS.FERRY_POD_ENROLLED), 0);
+        const fd = listeners.inboundByFamily.get(familyOf(ip));
+        if (fd !== undefined) this.maps.inbound.updateSocket(encodeIpKey(ip), fd);
+      }
+      this.maps.pods.update(encodeNetnsCookie(netnsCookie), this.podEntry(workload, podId, 'enrolled'), 0);
+    } catch (err) {
+      link.close();
+      throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: filling maps: ${(err as Error).message}`, { cause: err });
+    }
+    this.pods.set(workload.uid, { workload, netnsCookie, link, podId, listeners });
+    this.log.info(
+      { pod: workload.uid, ips: workload.ips, netnsCookie: netnsCookie.toString(), linkId: link.info.id },
+      'pod adopted from the previous agent: enrolled throughout',
+    );
+    return netnsCookie;
+  }
+
   private podEntry(workload: Workload, podId: number, state: 'locked' | 'enrolled'): Buffer {
     return encodePod({ state, podId, excludedPorts: workload.excludeOutboundPorts, excludedCidrs: workload.excludeOutboundCidrs });
   }
@@ -461,7 +567,7 @@ export class CaptureEngine {
     }
     for (const [hex, entry] of wanted) {
       const known = this.serviceIds.get(hex);
-      const id = known ?? this.serviceIds.size + 1;
+      const id = known ?? this.nextServiceId++;
       if (known === undefined) this.serviceIds.set(hex, id);
       const key = encodeServiceKey(entry.vip, entry.port);
       const previous = this.maps.services.lookup(key);

@@ -137,6 +137,33 @@ export interface PodRoutingSpec {
   enable: boolean;
 }
 
+/** SO_PEERCRED: who holds the other end of a Unix socket (the kernel fills it in at connect or listen). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** One frame read by receiveFrame, with the descriptors it carried (close-on-exec, now the caller's). */
+export interface ReceivedFrame {
+  payload: Buffer;
+  fds: number[];
+}
+
+/** socketInfo: what the kernel says a descriptor is. */
+export interface SocketInfo {
+  /** 4, 6, 0 for AF_UNIX, or minus the address family number for anything else. */
+  family: number;
+  stream: boolean;
+  tcp: boolean;
+  /** SO_ACCEPTCONN: listen(2) was called on it. */
+  listening: boolean;
+  /** The bound address ('' for a family other than IPv4/IPv6) and port. */
+  host: string;
+  port: number;
+  netnsCookie: bigint;
+}
+
 export interface NativeBinding {
   probe(): ProbeReport;
   /** Open and load a BPF object; maps declared with LIBBPF_PIN_BY_NAME are pinned under (or reused from) pinRoot. */
@@ -164,6 +191,18 @@ export interface NativeBinding {
   /** fcntl(F_DUPFD_CLOEXEC): a second fd on the same socket. */
   dupFd(fd: number): number;
   closeFd(fd: number): void;
+  /** A listening AF_UNIX stream socket at path (which must not exist), created with exactly `mode`: its fd. */
+  unixListen(path: string, mode: number): number;
+  /** A connected AF_UNIX stream socket to path, and the listener's SO_PEERCRED. */
+  unixConnect(path: string): PeerCredentials & { fd: number };
+  /** SO_PEERCRED of a connected Unix socket. */
+  peerCredentials(fd: number): PeerCredentials;
+  /** One length-prefixed frame with fds attached (SCM_RIGHTS), on a pool thread. */
+  sendFrame(fd: number, payload: Buffer, fds: number[], timeoutMs: number): Promise<void>;
+  /** The next frame and its fds, or null at a clean end of stream, on a pool thread. */
+  receiveFrame(fd: number, timeoutMs: number): Promise<ReceivedFrame | null>;
+  /** Family, type, listening state, bound address and network namespace cookie of a socket fd. */
+  socketInfo(fd: number): SocketInfo;
 }
 
 let cached: NativeBinding | undefined;

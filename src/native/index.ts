@@ -1,6 +1,7 @@
 // Public surface of src/native: argument-checking wrappers over ferry.node (BPF objects, maps,
 // links here; namespace-aware sockets and socket options in sockets.ts, pod routing in
-// pod-routing.ts), its types, its error registry and the kernel probe.
+// pod-routing.ts, descriptor passing over Unix sockets in unix-sockets.ts), its types, its error
+// registry and the kernel probe.
 // Arguments are validated here, before crossing into C++, so a mistake reads as a TypeError naming
 // the argument rather than an EINVAL from the kernel.
 import type { BpfLinkHandle, BpfMapHandle, BpfObjectHandle, LinkInfo, MapInfo } from './binding';
@@ -16,9 +17,12 @@ export type {
   MapInfo,
   NativeBinding,
   NativeErrorShape,
+  PeerCredentials,
   PodRoutingSpec,
   ProbeCheck,
   ProbeReport,
+  ReceivedFrame,
+  SocketInfo,
   SocketOptionValues,
   SocketSpec,
   SocketTuning,
@@ -51,6 +55,17 @@ export {
   type SocketInNetnsOptions,
 } from './sockets';
 export { configurePodRouting, POD_ROUTING_RULE_PRIORITY, type PodRoutingOptions } from './pod-routing';
+export {
+  MAX_FRAME_BYTES,
+  MAX_FRAME_FDS,
+  dupFd,
+  peerCredentials,
+  receiveFrame,
+  sendFrame,
+  socketInfo,
+  unixConnect,
+  unixListen,
+} from './unix-sockets';
 
 /** bpf_map_update_elem flags (include/uapi/linux/bpf.h). */
 export const BPF_ANY = 0;

@@ -274,12 +274,18 @@ describe('connection keys and origins', () => {
 });
 
 describe('encodeConfig and encodeDeliveryKey', () => {
-  test('config: flags and the agent cgroup id at the LAYOUT offsets, decoded back', () => {
-    const buf = encodeConfig(BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB, 0x0102030405060708n);
+  test('config: flags, the agent cgroup id and its hand-over peer at the LAYOUT offsets, decoded back', () => {
+    const buf = encodeConfig(BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB, 0x0102030405060708n, 0x1112131415161718n);
     assert.equal(buf.length, LAYOUT.ferry_config.size);
     assert.equal(u32(buf, LAYOUT.ferry_config.fields.flags), BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB);
     assert.equal(u64(buf, LAYOUT.ferry_config.fields.agent_cgroup_id), 0x0102030405060708n);
-    assert.deepEqual(decodeConfig(buf), { flags: BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB, agentCgroupId: 0x0102030405060708n });
+    assert.equal(u64(buf, LAYOUT.ferry_config.fields.peer_cgroup_id), 0x1112131415161718n);
+    assert.deepEqual(decodeConfig(buf), {
+      flags: BPF_CONSTANTS.FERRY_CONFIG_SERVICE_LB,
+      agentCgroupId: 0x0102030405060708n,
+      peerCgroupId: 0x1112131415161718n,
+    });
+    assert.equal(decodeConfig(encodeConfig(0, 7n)).peerCgroupId, 0n, 'no peer unless one is given');
   });
 
   test('delivery key: family, host-order ports, the app address as local and the source as remote', () => {

@@ -135,3 +135,17 @@ export interface LoggingDump {
   level: string;
   components: Record<string, string>;
 }
+
+/** GET /handover: the agent answering, and its hand-overs. */
+export interface HandoverDump {
+  pid: number;
+  pod?: string;
+  node: string;
+  /**
+   * `from`: taken over from a predecessor (`in-progress` until it stopped accepting, then `complete`),
+   * or `none` when this agent started fresh.
+   */
+  from: { state: 'none' | 'in-progress' | 'complete' | 'failed'; pid?: number; pod?: string; reason?: string };
+  /** `to`: handed over to a successor (`draining` once it accepts and this agent drains), or `none`. */
+  to: { state: 'none' | 'in-progress' | 'draining'; pid?: number; pod?: string };
+}

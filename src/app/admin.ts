@@ -18,8 +18,9 @@ import type {
   TrustAnchorDump,
   TrustDump,
   WorkloadDump,
+  HandoverDump,
 } from './admin-types';
-import { listenHttp, sendJson, sendText } from './http-server';
+import { type ListenAt, listenHttp, sendJson, sendText } from './http-server';
 import type { TrustState } from './trust';
 
 export interface AdminSources {
@@ -38,17 +39,20 @@ export interface AdminSources {
   notReadyReason(): string | undefined;
   /** The CA generation caught up with, and where the trust bundle comes from. */
   trust: { source: string; state(): TrustState };
+  /** Which agent answers (several may share the node's ports during a hand-over) and where its hand-over stands. */
+  handover(): HandoverDump;
 }
 
 const INDEX = `Ferry agent admin API
   GET  /config_dump    workloads, services, policies, certificates (no keys), BPF links and maps
   GET  /connections    open proxied connections
   GET  /trust          CA generation, phase and issuer caught up with; trusted roots; certificates' issuers
+  GET  /handover       this agent (pid, Pod) and its hand-over: from a predecessor, to a successor
   GET  /logging        log levels
   POST /logging?level=LEVEL[&component=NAME]   change the level (all, or one component); level=reset drops a component's override
 `;
 
-export function startAdminServer(sources: AdminSources, port: number, host = '127.0.0.1'): Promise<http.Server> {
+export function startAdminServer(sources: AdminSources, port: ListenAt, host = '127.0.0.1'): Promise<http.Server> {
   return listenHttp(
     (req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
@@ -66,6 +70,9 @@ export function startAdminServer(sources: AdminSources, port: number, host = '12
         case 'GET /trust':
           sendJson(res, 200, trustDump(sources));
           return;
+        case 'GET /handover':
+          sendJson(res, 200, sources.handover());
+          return;
         case 'GET /logging':
           sendJson(res, 200, loggingDump(sources.levels));
           return;
@@ -77,7 +84,7 @@ export function startAdminServer(sources: AdminSources, port: number, host = '12
           return;
         }
         default:
-          if (['/', '/config_dump', '/connections', '/trust', '/logging'].includes(url.pathname)) {
+          if (['/', '/config_dump', '/connections', '/trust', '/handover', '/logging'].includes(url.pathname)) {
             sendText(res, 405, `method ${req.method} not allowed on ${url.pathname}\n`);
           } else {
             sendText(res, 404, `not found: ${url.pathname}\n\n${INDEX}`);

@@ -4,8 +4,19 @@ import type * as http from 'node:http';
 import type * as net from 'node:net';
 import { Registry } from 'prom-client';
 import { PORTS, type AgentConfig } from '../config';
-import { CaptureEngine, ownCgroup, type MapState } from '../capture';
-import { assertKernelReady, netnsCookie, probeKernel } from '../native';
+import { CaptureEngine, ownCgroup, type MapState, type PodListeners } from '../capture';
+import { assertKernelReady, fdOf, netnsCookie, probeKernel, socketInfo } from '../native';
+import {
+  HandoverServer,
+  PredecessorLink,
+  closeTaken,
+  type NodeListenerKind,
+  type OfferedListener,
+  type PodListenerKind,
+  type PredecessorRole,
+  type TakenListeners,
+  type TakenPodListeners,
+} from '../handover';
 import { GrpcCaClient, WorkloadCertificates } from '../identity';
 import { NodeProxy, http2RuntimeProblem, streamWindowFor, type HboneOptions, type ProxyPod } from '../proxy';
 import { ClusterState, type ConfigSink, type ConfigSource } from '../state';
@@ -15,7 +26,8 @@ import { HealthMetrics, TrafficMetrics, workloadName, type HealthSource, type Lo
 import { startAdminServer } from './admin';
 import { PolicyAuthorizer } from './authorizer';
 import { keepaliveSettings, netnsDialer, socketOptions } from './dialer';
-import { ANY_ADDRESS, listenHttp, sendText } from './http-server';
+import { ANY_ADDRESS, type ListenAt, listenHttp, sendText } from './http-server';
+import type { HandoverDump } from './admin-types';
 import { startReadinessServer } from './readiness';
 import { PodReconciler } from './pod-reconciler';
 import { PodNetnsDirectory } from './pod-netns-directory';
@@ -49,8 +61,27 @@ export function configSourceFor(config: AgentConfig, log: Logger): ConfigSource 
   });
 }
 
-/** `configSource`: where the state comes from; by default the one the configuration selects (configSourceFor). */
-export async function startAgent(config: AgentConfig, logging: RootLogger, configSource?: ConfigSource): Promise<Agent> {
+/** What the agent cannot recover from after it started: the CLI ends the process. */
+export interface AgentHooks {
+  fatal(err: Error): void;
+}
+
+/**
+ * `configSource`: where the state comes from; by default the one the configuration selects (configSourceFor).
+ * `hooks.fatal`: a hand-over that failed half-way (this agent must not run beside the predecessor it could
+ * not take over from); by default the error is logged and the process exits.
+ */
+export async function startAgent(
+  config: AgentConfig,
+  logging: RootLogger,
+  configSource?: ConfigSource,
+  hooks: AgentHooks = {
+    fatal(err) {
+      logging.log.fatal({ err }, 'agent cannot go on');
+      process.exit(1);
+    },
+  },
+): Promise<Agent> {
   const { log } = logging;
   // HBONE servers face every pod with a certificate: no start on an HTTP/2 stack with known floods.
   const runtime = http2RuntimeProblem(process.versions);
@@ -59,6 +90,42 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
   assertKernelReady(report);
   log.info({ node: config.node, kernel: report.kernelRelease }, 'kernel checks passed');
 
+  // An agent already running on this node hands its listeners over: hello first, so it knows a successor
+  // is coming; it keeps serving until this agent has a synced state and asks for them.
+  const own = ownCgroup();
+  const predecessor = await PredecessorLink.connect(
+    config.handoverSocket,
+    {
+      node: config.node,
+      pinDir: config.pinDir,
+      cgroupPath: config.cgroupPath,
+      ...(config.podName !== undefined ? { pod: config.podName } : {}),
+    },
+    log,
+  );
+  if (predecessor) {
+    log.info(
+      { predecessor: predecessor.hello.pid, pod: predecessor.hello.pod },
+      'an agent runs on this node: taking its listeners over once synced',
+    );
+  }
+  try {
+    return await startWith(config, logging, own, predecessor, configSource, hooks);
+  } catch (err) {
+    predecessor?.abandon();
+    throw err;
+  }
+}
+
+async function startWith(
+  config: AgentConfig,
+  logging: RootLogger,
+  own: { path: string; id: bigint },
+  predecessor: PredecessorLink | undefined,
+  configSource: ConfigSource | undefined,
+  options: AgentHooks,
+): Promise<Agent> {
+  const { log } = logging;
   const state = new ClusterState();
   const identity = await startIdentity(config, log);
   const { certificates, trust } = identity;
@@ -67,13 +134,15 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
   const traffic = config.trafficMetrics ? new TrafficMetrics(registry) : undefined;
   const health = new HealthMetrics(registry);
   const authorizer = new PolicyAuthorizer(state, log, health);
-  const own = ownCgroup();
   log.info({ cgroup: own.path, cgroupId: own.id.toString() }, 'agent cgroup: only its marked sockets pass capture');
+  // The predecessor dials for the connections it drains: its cgroup passes too until it has exited.
+  const peerCgroupId = predecessor && predecessor.cgroupId !== own.id ? predecessor.cgroupId : undefined;
   const capture = await CaptureEngine.start({
     bpfDir: config.bpfDir,
     pinDir: config.pinDir,
     cgroupPath: config.cgroupPath,
     agentCgroupId: own.id,
+    ...(peerCgroupId !== undefined ? { peerCgroupId } : {}),
     serviceLoadBalancing: config.serviceLoadBalancing,
     log,
   });
@@ -121,41 +190,55 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
     return capture.detachedReason() ?? reconciler.notReadyReason() ?? (proxy.listening() ? undefined : 'listeners not open');
   };
   health.observe(healthSource(state, capture, proxy, certificates, reconciler, notReadyReason, () => mapSample.maps));
-  const servers: http.Server[] = [];
-  servers.push(await startReadinessServer({ notReadyReason }, PORTS.readiness));
+  const handover: HandoverDump = {
+    pid: process.pid,
+    ...(config.podName !== undefined ? { pod: config.podName } : {}),
+    node: config.node,
+    from: predecessor ? { state: 'in-progress', pid: predecessor.hello.pid, ...podOf(predecessor.hello) } : { state: 'none' },
+    to: { state: 'none' },
+  };
   const render = coalesced(() => registry.metrics());
-  servers.push(
-    await listenHttp(
-      async (req, res) => {
-        const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
-        if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
-          sendText(res, 404, 'not found: metrics are at GET /metrics\n');
-          return;
-        }
-        sendText(res, 200, await render(), registry.contentType);
-      },
-      PORTS.metrics,
-      ANY_ADDRESS,
-    ),
-  );
-  servers.push(
-    await startAdminServer(
-      {
-        node: config.node,
-        state,
-        proxy,
-        capture,
-        certificates,
-        levels: logging.levels,
-        enrolled: () => reconciler.enrolled().map((w) => w.uid),
-        refusedPods: () => reconciler.refused(),
-        mapSample: () => mapSample,
-        notReadyReason,
-        trust: { source: identity.source, state: () => trust.state() },
-      },
-      PORTS.admin,
-    ),
-  );
+  const servers = new Map<NodeListenerKind, http.Server>();
+  // The agent's own servers, on their ports or on the predecessor's sockets for them.
+  const startServers = async (at: Record<NodeListenerKind, ListenAt>): Promise<void> => {
+    servers.set('readiness', await startReadinessServer({ notReadyReason }, at.readiness));
+    servers.set(
+      'metrics',
+      await listenHttp(
+        async (req, res) => {
+          const pathname = new URL(req.url ?? '/', 'http://metrics').pathname;
+          if (req.method !== 'GET' || (pathname !== '/metrics' && pathname !== '/stats/prometheus')) {
+            sendText(res, 404, 'not found: metrics are at GET /metrics\n');
+            return;
+          }
+          sendText(res, 200, await render(), registry.contentType);
+        },
+        at.metrics,
+        ANY_ADDRESS,
+      ),
+    );
+    servers.set(
+      'admin',
+      await startAdminServer(
+        {
+          node: config.node,
+          state,
+          proxy,
+          capture,
+          certificates,
+          levels: logging.levels,
+          enrolled: () => reconciler.enrolled().map((w) => w.uid),
+          refusedPods: () => reconciler.refused(),
+          mapSample: () => mapSample,
+          notReadyReason,
+          trust: { source: identity.source, state: () => trust.state() },
+          handover: () => handover,
+        },
+        at.admin,
+      ),
+    );
+  };
+  if (!predecessor) await startServers({ readiness: PORTS.readiness, metrics: PORTS.metrics, admin: PORTS.admin });
 
   // Each delta: the state first, then what follows from it — policy re-checks, the BPF Service table, and
   // (once the source holds a whole state, so enrolment never prunes pods it has not heard of yet) enrolment.
@@ -163,28 +246,128 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
   // Workloads from the controller carry no network namespace: the node's pod records say which is whose.
   const source =
     config.podNetnsDir !== undefined ? new PodNetnsDirectory(given, { dir: config.podNetnsDir, node: config.node, log }) : given;
+  // With a predecessor, the first synced state takes its listeners over before any pass of its own.
+  let first: Promise<void> | undefined;
   const sink: ConfigSink = {
     apply(delta, update) {
       state.apply(delta, update.revision);
       authorizer.stateReplaced(state.revision);
       capture.syncServices(state.services);
-      if (!update.synced) return;
-      reconciler.schedule().then(
-        () => {
-          if (!synced)
-            log.info(
-              { revision: state.revision, version: update.version, source: source.description, pods: capture.enrolledUids() },
-              'state synced',
-            );
-          synced = true;
-          // Enrolments change the pod maps: count them now rather than at the next tick.
-          sampleMaps();
-        },
-        (err: Error) => log.error({ err }, 'reconcile failed'),
-      );
+      if (!update.synced || handedOff) return;
+      first ??= predecessor ? takeOver(predecessor) : Promise.resolve();
+      first
+        .then(() => reconciler.schedule())
+        .then(
+          () => {
+            if (!synced)
+              log.info(
+                { revision: state.revision, version: update.version, source: source.description, pods: capture.enrolledUids() },
+                'state synced',
+              );
+            synced = true;
+            // Enrolments change the pod maps: count them now rather than at the next tick.
+            sampleMaps();
+          },
+          (err: Error) => log.error({ err }, 'reconcile failed'),
+        );
     },
   };
+
+  /**
+   * Take the predecessor's listeners: adopt its pods on them (the first pass), serve the node's ports on
+   * its sockets, then `go`: it stops accepting, and drains. Until `go`, both accept on the same sockets.
+   * A failure before `go` ends this agent (the predecessor carries on); the runtime starts it again.
+   */
+  const takeOver = async (link: PredecessorLink): Promise<void> => {
+    let taken: TakenListeners | undefined;
+    try {
+      taken = await link.takeListeners();
+      const pods = new Map<string, PodListeners>();
+      for (const [uid, t] of taken.pods) pods.set(uid, podListenersOf(t));
+      const node = taken.node;
+      taken = { pods: new Map(), node: {} };
+      reconciler.offerHandedOver(pods);
+      await reconciler.schedule();
+      await startServers({
+        readiness: node.readiness !== undefined ? { fd: node.readiness } : PORTS.readiness,
+        metrics: node.metrics !== undefined ? { fd: node.metrics } : PORTS.metrics,
+        admin: node.admin !== undefined ? { fd: node.admin } : PORTS.admin,
+      });
+    } catch (err) {
+      if (taken) closeTaken(taken);
+      handover.from = { ...handover.from, state: 'failed', reason: (err as Error).message };
+      options.fatal(new AgentRuntimeError(`taking over from the agent before this one (pid ${link.hello.pid}): ${(err as Error).message}`));
+      throw err;
+    }
+    try {
+      const { open } = await link.go();
+      log.info(
+        { predecessor: link.hello.pid, open, pods: capture.enrolledUids().length },
+        'took over: the predecessor accepts nothing more and drains',
+      );
+    } catch (err) {
+      // `go` was sent: this agent serves everything whether or not the predecessor answered.
+      log.warn({ err, predecessor: link.hello.pid }, 'the predecessor did not confirm the hand-over');
+    }
+    handover.from = { ...handover.from, state: 'complete' };
+    link.watchExit(() => {
+      log.info({ predecessor: link.hello.pid }, 'the predecessor exited');
+      if (peerCgroupId !== undefined) capture.setPeerCgroup(0n);
+    });
+    listenForSuccessor();
+  };
+
+  // This agent's own successor, some day: the node's hand-over socket is this agent's once it serves.
+  let successors: HandoverServer | undefined;
+  let handedOff: Promise<void> | undefined;
+  const role: PredecessorRole = {
+    node: config.node,
+    pinDir: config.pinDir,
+    cgroupId: own.id,
+    ...(config.podName !== undefined ? { pod: config.podName } : {}),
+    async freeze(successor) {
+      handover.to = { state: 'in-progress', pid: successor.pid, ...podOf(successor) };
+      await reconciler.pause();
+      return offeredListeners(capture, servers);
+    },
+    thaw() {
+      handover.to = { state: 'none' };
+      reconciler.resume();
+    },
+    release(successor) {
+      handover.to = { state: 'draining', pid: successor.pid, ...podOf(successor) };
+      const open = proxy.tracker.size;
+      handedOff = handOff();
+      return { open };
+    },
+  };
+  const listenForSuccessor = (): void => {
+    try {
+      successors = HandoverServer.listen(config.handoverSocket, role, log);
+    } catch (err) {
+      log.error({ err, socket: config.handoverSocket }, 'no hand-over socket: a successor will have to start without taking over');
+    }
+  };
+  const closeServers = (): void => {
+    for (const server of servers.values()) server.close();
+  };
+  /** After `go`: accept nothing more, stop following the controller, drain, then let go of the kernel handles. */
+  const handOff = async (): Promise<void> => {
+    const drained = proxy.drain(config.drainMs, { handOff: true });
+    closeServers();
+    reconciler.stop();
+    clearInterval(mapTimer);
+    await source.stop();
+    identity.stop();
+    const { finished, closed } = await drained;
+    log.info({ finished, closed }, 'drained after the hand-over; waiting to be stopped');
+    capture.close();
+    tls.close();
+    certificates.close();
+  };
+
   source.start(sink);
+  if (!predecessor) listenForSuccessor();
 
   return {
     state,
@@ -195,11 +378,16 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
     metrics: registry,
     notReadyReason,
     async stop() {
+      if (handedOff) {
+        await handedOff;
+        return;
+      }
+      successors?.close();
       await source.stop();
       identity.stop();
       reconciler.stop();
       clearInterval(mapTimer);
-      for (const server of servers) server.close();
+      closeServers();
       const { finished, closed } = await proxy.drain(config.drainMs);
       log.info({ finished, closed }, 'drained');
       capture.close();
@@ -207,6 +395,46 @@ export async function startAgent(config: AgentConfig, logging: RootLogger, confi
       certificates.close();
     },
   };
+}
+
+/** The Pod name of a hello, when it gave one. */
+function podOf(peer: { pod?: string }): { pod?: string } {
+  return peer.pod !== undefined ? { pod: peer.pod } : {};
+}
+
+/** A pod's listeners as the predecessor handed them over, in the shape enrolment uses. */
+function podListenersOf(taken: TakenPodListeners): PodListeners {
+  const fds = (kind: keyof TakenPodListeners['byKind']) => taken.byKind[kind].map((l) => l.fd);
+  return {
+    netnsCookie: taken.netnsCookie,
+    outbound: fds('outbound'),
+    inbound: fds('inbound'),
+    hbone: fds('hbone'),
+    inboundByFamily: new Map(taken.byKind.inbound.map((l) => [l.family, l.fd])),
+  };
+}
+
+/** Every listener this agent serves, for its successor: each enrolled pod's, then the node's own. */
+function offeredListeners(capture: CaptureEngine, servers: Map<NodeListenerKind, http.Server>): OfferedListener[] {
+  const offered: OfferedListener[] = [];
+  const describe = (fd: number): { family: 4 | 6; port: number } => {
+    const info = socketInfo(fd);
+    return { family: info.family === 6 ? 6 : 4, port: info.port };
+  };
+  for (const { workload, netnsCookie, listeners } of capture.enrolledListeners()) {
+    const pod = { uid: workload.uid, namespace: workload.namespace, name: workload.name, netnsCookie: netnsCookie.toString() };
+    const kinds: Array<[PodListenerKind, number[]]> = [
+      ['outbound', listeners.outbound],
+      ['inbound', listeners.inbound],
+      ['hbone', listeners.hbone],
+    ];
+    for (const [kind, fds] of kinds) for (const fd of fds) offered.push({ message: { kind, pod, ...describe(fd) }, fd });
+  }
+  for (const [kind, server] of servers) {
+    const fd = fdOf(server);
+    offered.push({ message: { kind, ...describe(fd) }, fd });
+  }
+  return offered;
 }
 
 /** The agent's certificates and how it follows its CA's trust bundle. */

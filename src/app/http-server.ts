@@ -6,11 +6,15 @@ export type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => v
 /** Every address of the node, IPv6 and IPv4: `::` dual-stack, or 0.0.0.0 where the namespace has no IPv6. */
 export const ANY_ADDRESS = 'any';
 
+/** A port to bind, or a listening socket this process received (a predecessor's, handed over): never re-bound. */
+export type ListenAt = number | { fd: number };
+
 /**
- * Listen on host:port (ANY_ADDRESS: every address of both families); a handler that throws answers
- * 500 with the message instead of dropping the request.
+ * Listen on host:port (ANY_ADDRESS: every address of both families), or serve an fd already
+ * listening; a handler that throws answers 500 with the message instead of dropping the request.
  */
-export async function listenHttp(handler: Handler, port: number, host: string): Promise<http.Server> {
+export async function listenHttp(handler: Handler, port: ListenAt, host: string): Promise<http.Server> {
+  if (typeof port !== 'number') return listenOn(handler, port);
   if (host !== ANY_ADDRESS) return listenOn(handler, port, host);
   try {
     // `::` without ipv6Only takes IPv4 too, as v4-mapped peers (ipv6(7), IPV6_V6ONLY off).
@@ -22,7 +26,7 @@ export async function listenHttp(handler: Handler, port: number, host: string): 
   }
 }
 
-function listenOn(handler: Handler, port: number, host: string): Promise<http.Server> {
+function listenOn(handler: Handler, ...where: [number, string] | [{ fd: number }]): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     Promise.resolve()
       .then(() => handler(req, res))
@@ -36,10 +40,12 @@ function listenOn(handler: Handler, port: number, host: string): Promise<http.Se
   server.headersTimeout = 10_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const listening = (): void => {
       server.off('error', reject);
       resolve(server);
-    });
+    };
+    if (where.length === 1) server.listen(where[0], listening);
+    else server.listen(where[0], where[1], listening);
   });
 }
 

@@ -1,7 +1,8 @@
 // Bring the enrolled pods in line with the model: lock every meshed pod of this node first (its
 // traffic refused, never unmeshed), then enrol it; retry failures with backoff; lock pods whose
 // workload vanished from the model until they come back or their namespace is gone.
-import type { CaptureEngine } from '../capture';
+import type { CaptureEngine, PodListeners } from '../capture';
+import { closeFd } from '../native';
 import type { SpiffeId, WorkloadCertificates } from '../identity';
 import type { NodeProxy } from '../proxy';
 import type { ClusterState, Workload } from '../state';
@@ -50,6 +51,10 @@ export class PodReconciler {
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
   private stopped = false;
+  /** A successor is taking the listeners: no pass changes enrolment until resume(). */
+  private paused = false;
+  /** Listeners a predecessor handed over, by pod UID: the pod is adopted with them instead of locked. */
+  private readonly handedOver = new Map<string, PodListeners>();
   private readonly log: Logger;
   private readonly firstRetryMs: number;
   private readonly maxRetryMs: number;
@@ -77,9 +82,30 @@ export class PodReconciler {
     this.queued = true;
     this.running = this.running.then(() => {
       this.queued = false;
-      return this.stopped ? undefined : this.pass();
+      return this.stopped || this.paused ? undefined : this.pass();
     });
     return this.running;
+  }
+
+  /**
+   * The listeners a predecessor served, by pod UID (the fds are the reconciler's now). The next pass
+   * adopts each pod the model places here with them — enrolled throughout, never locked — and closes
+   * those of pods it will not enrol.
+   */
+  offerHandedOver(listeners: Map<string, PodListeners>): void {
+    for (const [uid, l] of listeners) this.handedOver.set(uid, l);
+  }
+
+  /** Stop changing enrolment (a successor takes the listeners over); resolves once the pass running now is done. */
+  async pause(): Promise<void> {
+    this.paused = true;
+    await this.running;
+  }
+
+  /** Change enrolment again (the hand-over was abandoned), from a fresh pass. */
+  resume(): void {
+    this.paused = false;
+    this.schedule().catch((err: Error) => this.log.error({ err }, 'reconcile failed'));
   }
 
   /** Stop retrying (the agent is stopping); enrolled pods stay as they are. */
@@ -158,6 +184,12 @@ export class PodReconciler {
     }
     const now = Date.now();
     for (const p of [...this.pending.values()]) if (p.retryAt <= now) await this.enrol(p);
+    for (const [uid, listeners] of [...this.handedOver]) {
+      if (desired.has(uid)) continue;
+      this.handedOver.delete(uid);
+      closeListeners(listeners);
+      this.log.info({ pod: uid }, 'listeners handed over for a pod this agent does not enrol: closed');
+    }
     this.armTimer();
   }
 
@@ -199,6 +231,11 @@ export class PodReconciler {
    */
   private async enrol(p: Pending): Promise<void> {
     const { workload } = p;
+    const handed = this.handedOver.get(workload.uid);
+    if (handed) {
+      this.handedOver.delete(workload.uid);
+      if (await this.adopt(p, handed)) return;
+    }
     let stage: Stage = 'lock';
     p.attempts += 1;
     try {
@@ -240,6 +277,44 @@ export class PodReconciler {
     this.enrolledPods.set(workload.uid, { workload, fingerprint: fingerprint(workload) });
     if (p.attempts > 1) this.log.info({ pod: workload.uid, attempts: p.attempts }, 'enrolled after retrying');
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid: workload.uid, action: 'enrolled' });
+  }
+
+  /**
+   * Take over a pod the predecessor enrolled, on the listeners it handed over: certificate, the
+   * capture entries rewritten as ENROLLED (never LOCKED on the way), then served. Until the
+   * predecessor stops accepting, it serves them too, so a failure here refuses nothing: the pod is
+   * enrolled afresh by the usual path (false).
+   */
+  private async adopt(p: Pending, listeners: PodListeners): Promise<boolean> {
+    const { workload } = p;
+    let served = false;
+    try {
+      await this.certificates.fetch(this.identityOf(workload));
+      const netnsCookie = await this.capture.adopt(workload, listeners);
+      served = true;
+      await this.proxy.addPod(
+        {
+          uid: workload.uid,
+          namespace: workload.namespace,
+          name: workload.name,
+          serviceAccount: workload.serviceAccount,
+          netnsPath: workload.netnsPath,
+          netnsCookie,
+          ips: workload.ips,
+        },
+        { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone },
+      );
+    } catch (err) {
+      // addPod closes the fds it did not serve; before it, they are still all ours.
+      if (!served) closeListeners(listeners);
+      this.proxy.removePod(workload.uid);
+      this.log.warn({ err, pod: workload.uid }, 'adopting a handed-over pod failed; enrolling it afresh');
+      return false;
+    }
+    this.pending.delete(workload.uid);
+    this.enrolledPods.set(workload.uid, { workload, fingerprint: fingerprint(workload) });
+    if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid: workload.uid, action: 'enrolled' });
+    return true;
   }
 
   /**
@@ -285,4 +360,8 @@ export class PodReconciler {
     );
     if (!inUse) this.certificates.forget(this.identityOf(gone));
   }
+}
+
+function closeListeners(listeners: PodListeners): void {
+  for (const fd of [...listeners.outbound, ...listeners.inbound, ...listeners.hbone]) closeFd(fd);
 }

@@ -1,14 +1,14 @@
 // The agent's readiness endpoint, :15021/healthz/ready: 200 only when the BPF programs are on
 // their hooks, the state is synced and every enrolled pod's listeners are open.
 import type * as http from 'node:http';
-import { ANY_ADDRESS, listenHttp, sendText } from './http-server';
+import { ANY_ADDRESS, type ListenAt, listenHttp, sendText } from './http-server';
 
 export interface ReadinessSource {
   /** undefined when ready; otherwise why not. */
   notReadyReason(): string | undefined;
 }
 
-export function startReadinessServer(source: ReadinessSource, port: number, host = ANY_ADDRESS): Promise<http.Server> {
+export function startReadinessServer(source: ReadinessSource, port: ListenAt, host = ANY_ADDRESS): Promise<http.Server> {
   return listenHttp(
     (req, res) => {
       if (req.url !== '/healthz/ready') {

@@ -208,7 +208,10 @@ export class CaptureEngine {
    */
   setPeerCgroup(peerCgroupId: bigint): void {
     this.writeConfig(peerCgroupId);
-    this.log.info({ peerCgroupId: peerCgroupId.toString() }, peerCgroupId === 0n ? 'only this agent passes capture' : 'hand-over peer passes capture');
+    this.log.info(
+      { peerCgroupId: peerCgroupId.toString() },
+      peerCgroupId === 0n ? 'only this agent passes capture' : 'hand-over peer passes capture',
+    );
   }
 
   /**
@@ -590,6 +593,14 @@ export class CaptureEngine {
   /** Pods whose traffic the programs capture now (locked ones excluded). */
   enrolledUids(): string[] {
     return [...this.pods.values()].filter((p) => p.listeners !== undefined).map((p) => p.workload.uid);
+  }
+
+  /** Every enrolled pod with the listeners it is served on (what a hand-over sends). */
+  enrolledListeners(): Array<{ workload: Workload; netnsCookie: bigint; listeners: PodListeners }> {
+    const out: Array<{ workload: Workload; netnsCookie: bigint; listeners: PodListeners }> = [];
+    for (const p of this.pods.values())
+      if (p.listeners) out.push({ workload: p.workload, netnsCookie: p.netnsCookie, listeners: p.listeners });
+    return out;
   }
 
   /** Pods the programs refuse: locked, their enrolment not complete. */

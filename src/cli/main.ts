@@ -14,6 +14,7 @@ import {
   sandboxKubeconfig,
   sandboxKubectlCommand,
   sandboxStartAgent,
+  sandboxUpgradeAgent,
   sandboxStartController,
   superviseSandbox,
   readPlan,
@@ -30,10 +31,15 @@ const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-/** Runs until SIGTERM or SIGINT, then stops `running` (a failed stop is logged; the process ends either way). */
+/**
+ * Runs until SIGTERM or SIGINT, then stops `running` (a failed stop is logged; the process ends either way).
+ * The process stays until then even with nothing left to serve (an agent that handed over waits to be stopped).
+ */
 function stopOnSignal(running: { stop(): Promise<void> }, log: Logger): Promise<void> {
+  const hold = setInterval(() => undefined, 2 ** 31 - 1);
   return new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
+      clearInterval(hold);
       log.info({ signal }, 'stopping');
       running.stop().then(resolve, (err: Error) => {
         log.error({ err }, 'stop failed');
@@ -114,6 +120,10 @@ export async function main(argv: string[]): Promise<void> {
     .option(
       '--pod-netns-dir <dir>',
       "the node's pod records (<uid>.json from its kubelet): network namespaces for workloads that arrive without one (FERRY_POD_NETNS_DIR)",
+    )
+    .option(
+      '--handover-socket <path>',
+      "the node's hand-over socket: a starting agent takes the listeners of one running there, without refusing a connection (FERRY_HANDOVER_SOCKET; default /run/ferry/agent/NODE.sock)",
     )
     .option('--cert-ttl-seconds <n>', 'workload certificate lifetime, renewed at half-life (FERRY_CERT_TTL_SECONDS; default 86400)')
     .option('--no-hbone', 'carry meshed traffic in plaintext instead of HBONE tunnels (measurement and debugging only)')
@@ -337,6 +347,23 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (node: string, options: { prefix?: string; agentArg?: string[]; wait: boolean }) => {
       await sandboxStartAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg, { wait: options.wait });
       say(options.wait ? `agent on ${node} ready` : `agent on ${node} started`);
+    });
+
+  sandbox
+    .command('upgrade')
+    .description(
+      "replace a node's agent as a DaemonSet surge does: a new agent Pod takes the running agent's listening sockets over (no connection refused), the old one drains and goes",
+    )
+    .argument('<node>')
+    .addOption(prefixOption())
+    .option(
+      '--agent-arg <arg>',
+      'extra `ferry agent` argument for the new agent (repeat it); replaces those given to `up`',
+      (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+    )
+    .action(async (node: string, options: { prefix?: string; agentArg?: string[] }) => {
+      const pod = await sandboxUpgradeAgent(sandboxPrefixFrom(options.prefix), node, options.agentArg, say);
+      say(`agent on ${node} upgraded: ${pod}`);
     });
 
   registerInspect(program, sandbox);

@@ -16,6 +16,7 @@ export interface AgentOptions {
   serviceLb?: boolean;
   trustDomain?: string;
   podNetnsDir?: string;
+  handoverSocket?: string;
   certTtlSeconds?: string;
   /** commander's --no-hbone gives false. */
   hbone?: boolean;
@@ -192,6 +193,13 @@ export interface AgentConfig {
    * node's kubelet: where the agent finds the network namespace of a workload that arrives without one.
    */
   podNetnsDir?: string;
+  /**
+   * The node's hand-over socket: a starting agent that finds another listening there takes its
+   * listening sockets over (no connection refused); the running agent listens there for its successor.
+   */
+  handoverSocket: string;
+  /** The agent's own Pod name (FERRY_POD_NAME, from the downward API), for the hand-over's logs and /handover. */
+  podName?: string;
   /** Lifetime asked for workload certificates; renewed at half of it. */
   certTtlSeconds: number;
   /**
@@ -280,6 +288,12 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
   }
   const podNetnsDirText = options.podNetnsDir ?? env.FERRY_POD_NETNS_DIR;
   const podNetnsDir = podNetnsDirText !== undefined && podNetnsDirText !== '' ? podNetnsDirText : undefined;
+  const handoverSocket = options.handoverSocket ?? env.FERRY_HANDOVER_SOCKET ?? `/run/ferry/agent/${node}.sock`;
+  // sockaddr_un holds 108 bytes with the terminating NUL (unix(7)).
+  if (Buffer.byteLength(handoverSocket) > 107) {
+    throw new ConfigError(`agent: --handover-socket "${handoverSocket}" is longer than a Unix socket path may be (107 bytes)`);
+  }
+  const podName = env.FERRY_POD_NAME !== undefined && env.FERRY_POD_NAME !== '' ? env.FERRY_POD_NAME : undefined;
   const ttlText = options.certTtlSeconds ?? env.FERRY_CERT_TTL_SECONDS ?? String(24 * 3600);
   const certTtlSeconds = Number(ttlText);
   if (!Number.isInteger(certTtlSeconds) || certTtlSeconds < 10 || certTtlSeconds > 90 * 24 * 3600) {
@@ -292,6 +306,7 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
     ['--pin-dir', pinDir],
     ['--cgroup', cgroupPath],
     ...(podNetnsDir !== undefined ? [['--pod-netns-dir', podNetnsDir]] : []),
+    ['--handover-socket', handoverSocket],
     ['--controller-ca', controller.caFile],
     ['--token-file', controller.tokenFile],
   ]) {
@@ -309,6 +324,8 @@ export function agentConfigFrom(options: AgentOptions, env: NodeJS.ProcessEnv = 
     threadPoolSize,
     trustDomain,
     ...(podNetnsDir !== undefined ? { podNetnsDir } : {}),
+    handoverSocket,
+    ...(podName !== undefined ? { podName } : {}),
     certTtlSeconds,
     hbone,
     sameNodeShortcut,

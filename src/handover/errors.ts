@@ -12,7 +12,7 @@ export const HANDOVER_ERROR_CODES = {
     'a hand-over frame was malformed (too long, not JSON, a field missing or wrong), out of order, carried descriptors ' +
     'it should not, or did not come in time; the message names the frame and the field',
   FERRY_ERR_HANDOVER_LISTENER:
-    "a descriptor handed over is not the listener its frame describes (not a listening TCP socket, another family, port " +
+    'a descriptor handed over is not the listener its frame describes (not a listening TCP socket, another family, port ' +
     'or network namespace)',
 } as const;
 

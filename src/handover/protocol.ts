@@ -4,7 +4,7 @@
 //
 //   successor                         predecessor
 //   hello {node, pinDir, cgroupPath} →
-//                                    ← hello {node, pid}            (or error, and the socket closes)
+//                                    ← hello {node, pid, cgroupId}            (or error, and the socket closes)
 //   … the successor syncs its state and fetches its certificates …
 //   request                          →
 //                                    ← listener {kind, pod?, family, port} + fd   (one per listener)
@@ -41,6 +41,7 @@ const SuccessorHello = Type.Object(
     node: name("the successor's node name"),
     pinDir: name("the successor's --pin-dir"),
     cgroupPath: name("the successor's --cgroup"),
+    pod: Type.Optional(name("the successor's Pod name")),
   },
   { additionalProperties: false },
 );
@@ -50,6 +51,8 @@ const PredecessorHello = Type.Object(
     version: Type.Literal(HANDOVER_PROTOCOL_VERSION, { description: `protocol version ${HANDOVER_PROTOCOL_VERSION}` }),
     pid,
     node: name("the predecessor's node name"),
+    cgroupId: Type.String({ pattern: '^[1-9][0-9]{0,19}$', description: "the predecessor's cgroup id, in decimal" }),
+    pod: Type.Optional(name("the predecessor's Pod name")),
   },
   { additionalProperties: false },
 );
@@ -79,7 +82,10 @@ const Listener = Type.Object(
 );
 const End = Type.Object({ type: Type.Literal('end'), listeners: count }, { additionalProperties: false });
 const Gone = Type.Object({ type: Type.Literal('gone'), open: count }, { additionalProperties: false });
-const ErrorMessage = Type.Object({ type: Type.Literal('error'), message: Type.String({ maxLength: 8192 }) }, { additionalProperties: false });
+const ErrorMessage = Type.Object(
+  { type: Type.Literal('error'), message: Type.String({ maxLength: 8192 }) },
+  { additionalProperties: false },
+);
 
 export type SuccessorHello = Static<typeof SuccessorHello>;
 export type PredecessorHello = Static<typeof PredecessorHello>;
@@ -136,7 +142,10 @@ export function decodeMessage<M, K extends keyof M & string>(
   try {
     value = JSON.parse(payload.toString('utf8'));
   } catch (err) {
-    throw new HandoverError('FERRY_ERR_HANDOVER_PROTOCOL', `a frame from the ${from} is not JSON (expected ${wanted}): ${(err as Error).message}`);
+    throw new HandoverError(
+      'FERRY_ERR_HANDOVER_PROTOCOL',
+      `a frame from the ${from} is not JSON (expected ${wanted}): ${(err as Error).message}`,
+    );
   }
   const type = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as { type?: unknown }).type : undefined;
   if (typeof type !== 'string' || !(expected as readonly string[]).includes(type)) {

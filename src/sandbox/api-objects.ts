@@ -86,6 +86,10 @@ export interface AgentPodSettings {
   controller: { address: string; caFile: string; serverName: string };
   podNetnsDir: string;
   cgroupPath: string;
+  /** The node's hand-over socket, where a new agent Pod takes the listeners of the one it replaces. */
+  handoverSocket: string;
+  /** The Pod's name: agentPodName(node) unless it replaces one (`sandbox upgrade`). */
+  name?: string;
   logLevel: string;
   trustDomain: string;
   agentArgs: string[];
@@ -103,7 +107,7 @@ export function agentPod(settings: AgentPodSettings): KubeObject {
     kind: 'Pod',
     // Annotated for Prometheus as a cluster's agent DaemonSet is (deploy/prometheus/scrape-config.yaml).
     metadata: {
-      name: agentPodName(node.name),
+      name: settings.name ?? agentPodName(node.name),
       namespace: AGENT_NAMESPACE,
       labels: { ...AGENT_LABEL },
       annotations: agentScrapeAnnotations(),
@@ -112,7 +116,8 @@ export function agentPod(settings: AgentPodSettings): KubeObject {
       nodeName: node.name,
       hostNetwork: true,
       serviceAccountName: AGENT_SERVICE_ACCOUNT,
-      terminationGracePeriodSeconds: 5,
+      // Beyond the agent's drain (--drain-seconds, 10 by default), so what it still serves can finish.
+      terminationGracePeriodSeconds: 15,
       containers: [
         {
           name: 'agent',
@@ -136,6 +141,8 @@ export function agentPod(settings: AgentPodSettings): KubeObject {
             node.bpfPinDir,
             '--cgroup',
             settings.cgroupPath,
+            '--handover-socket',
+            settings.handoverSocket,
             '--log-level',
             settings.logLevel,
             '--service-lb',
@@ -143,6 +150,8 @@ export function agentPod(settings: AgentPodSettings): KubeObject {
             settings.trustDomain,
             ...settings.agentArgs,
           ],
+          // Its own Pod name, which the agent reports in its hand-over (GET /handover) and logs.
+          env: [{ name: 'FERRY_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
           readinessProbe: { httpGet: { path: '/healthz/ready', port: PORTS.readiness }, periodSeconds: 1 },
         },
       ],

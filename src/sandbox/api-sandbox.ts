@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CONTROLLER_SERVER_NAME } from '../app/controller';
 import { readTrustBundle, rotateCa } from '../controller';
-import { devClusterBinariesFrom } from '../config';
+import { PORTS, devClusterBinariesFrom } from '../config';
 import { startDevCluster, type DevCluster } from '../devcluster';
 import { runKubectl, type KubectlResult } from '../devcluster/kubectl';
 import { DEFAULT_TRUST_DOMAIN } from '../identity';
@@ -473,11 +473,18 @@ export async function agentPodsOnApi(paths: SandboxPaths): Promise<AgentPod[]> {
   return list.items.map(agentPodOf);
 }
 
+/** The node's hand-over socket, where a new agent takes the listeners of the one before it. */
+export function handoverSocketOf(paths: SandboxPaths, node: string): string {
+  return path.join(kubeletPaths(paths, node).nodeDir, 'agent-handover.sock');
+}
+
 /** The agent Pod of `node`, running `ferry agent` with `agentArgs` beside what every sandbox agent gets. */
-function agentPodOfNode(paths: SandboxPaths, node: PlannedNode, logLevel: string, agentArgs: string[]): KubeObject {
+function agentPodOfNode(paths: SandboxPaths, node: PlannedNode, logLevel: string, agentArgs: string[], name?: string): KubeObject {
   const api = apiPaths(paths);
   return agentPod({
     node,
+    ...(name !== undefined ? { name } : {}),
+    handoverSocket: handoverSocketOf(paths, node.name),
     argv: [process.execPath, FERRY_BIN],
     controller: { address: `unix:${api.controllerSocket}`, caFile: api.controllerCaFile, serverName: CONTROLLER_SERVER_NAME },
     podNetnsDir: kubeletPaths(paths, node.name).podsDir,
@@ -495,10 +502,10 @@ function agentPodOfNode(paths: SandboxPaths, node: PlannedNode, logLevel: string
  * stopped annotation is lifted.
  */
 export async function startAgentOnApi(paths: SandboxPaths, node: PlannedNode, logLevel: string, agentArgs: string[]): Promise<void> {
-  const wanted = agentPodOfNode(paths, node, logLevel, agentArgs);
+  const name = await currentAgentPod(paths, node.name);
+  const wanted = agentPodOfNode(paths, node, logLevel, agentArgs, name);
   const commandOf = (pod: unknown): string =>
     JSON.stringify((pod as { spec?: { containers?: Array<{ command?: string[] }> } }).spec?.containers?.[0]?.command ?? []);
-  const name = agentPodName(node.name);
   const current = JSON.parse(await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'get', 'pod', name, '-o', 'json'])) as unknown;
   if (commandOf(current) === commandOf(wanted)) {
     await setAgentStopped(paths, node.name, false);
@@ -508,6 +515,96 @@ export async function startAgentOnApi(paths: SandboxPaths, node: PlannedNode, lo
   await kubectlOk(paths, ['create', '-f', '-'], JSON.stringify(wanted));
 }
 
+/** The name of the agent Pod serving `node` now: the newest not being deleted (one replaces another in `upgrade`). */
+export async function currentAgentPod(paths: SandboxPaths, node: string): Promise<string> {
+  const selector = Object.entries(AGENT_LABEL)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
+  const list = JSON.parse(
+    await kubectlOk(paths, [
+      '-n',
+      AGENT_NAMESPACE,
+      'get',
+      'pods',
+      '-l',
+      selector,
+      '--field-selector',
+      `spec.nodeName=${node}`,
+      '-o',
+      'json',
+    ]),
+  ) as KubeList<{ metadata: { name: string; creationTimestamp?: string; deletionTimestamp?: string } }>;
+  const live = list.items.filter((p) => p.metadata.deletionTimestamp === undefined);
+  live.sort(
+    (a, b) =>
+      (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+      a.metadata.name.localeCompare(b.metadata.name),
+  );
+  const newest = live.at(-1);
+  if (!newest) throw new SandboxStateError(`no agent Pod on node ${node}`);
+  return newest.metadata.name;
+}
+
+/** What an agent's admin API answers at GET /handover (src/app/admin-types.ts HandoverDump). */
+interface HandoverAnswer {
+  pid: number;
+  pod?: string;
+  from: { state: string; pid?: number; pod?: string; reason?: string };
+}
+
+const HANDOVER_TIMEOUT_MS = 120_000;
+
+/**
+ * `sandbox upgrade NODE` on the API, as a DaemonSet's surge rolls a node: a new agent Pod beside the running one
+ * (same node, its own name), which takes the running agent's listeners over through the node's hand-over socket;
+ * once it serves them all (its GET /handover says so), the old Pod is deleted, and its agent, which accepts
+ * nothing any more, finishes its open connections within the grace period. Returns the new Pod's name.
+ */
+export async function upgradeAgentOnApi(
+  paths: SandboxPaths,
+  node: PlannedNode,
+  logLevel: string,
+  agentArgs: string[],
+  report: (line: string) => void,
+): Promise<string> {
+  const old = await currentAgentPod(paths, node.name);
+  const name = `${agentPodName(node.name)}-${Date.now().toString(36)}`;
+  await kubectlOk(paths, ['create', '-f', '-'], JSON.stringify(agentPodOfNode(paths, node, logLevel, agentArgs, name)));
+  report(`agent Pod ${AGENT_NAMESPACE}/${name} created beside ${old}`);
+  let last: HandoverAnswer | undefined;
+  // Both agents answer on the node's ports during the hand-over; only the new one, done, says this.
+  const done = await waitFor(
+    async () => {
+      try {
+        const { status, body } = await netnsHttpGet(`/run/netns/${node.netns}`, '127.0.0.1', PORTS.admin, '/handover', 3000);
+        if (status !== 200) return false;
+        last = JSON.parse(body) as HandoverAnswer;
+      } catch {
+        return false;
+      }
+      if (last.pod === name && last.from.state === 'failed')
+        throw new SandboxAgentError(`agent Pod ${name} could not take over: ${last.from.reason}`);
+      return last.pod === name && last.from.state === 'complete';
+    },
+    HANDOVER_TIMEOUT_MS,
+    200,
+  );
+  const log = path.join(paths.logDir, `pod-${AGENT_NAMESPACE}-${name}-agent.log`);
+  if (!done) {
+    throw new SandboxAgentError(
+      `agent Pod ${name} did not take over from ${old} within ${HANDOVER_TIMEOUT_MS / 1000}s (last answer: ${JSON.stringify(last)}); ${log} ends:\n${tail(log)}`,
+    );
+  }
+  report(`agent Pod ${name} (pid ${last?.pid}) took the listeners of ${old} (pid ${last?.from.pid}) over`);
+  // agent-NODE.log follows the agent serving the node.
+  const link = path.join(paths.logDir, `agent-${node.name}.log`);
+  fs.rmSync(link, { force: true });
+  fs.symlinkSync(path.basename(log), link);
+  await kubectlOk(paths, ['-n', AGENT_NAMESPACE, 'delete', 'pod', old, '--wait=true', `--timeout=${AGENT_REPLACE_TIMEOUT_S}s`]);
+  report(`agent Pod ${old} deleted once drained`);
+  return name;
+}
+
 /** `sandbox agent kill|start` on the API: the agent Pod's stopped annotation, which its kubelet follows. */
 export async function setAgentStopped(paths: SandboxPaths, node: string, stopped: boolean): Promise<void> {
   await kubectlOk(paths, [
@@ -515,7 +612,7 @@ export async function setAgentStopped(paths: SandboxPaths, node: string, stopped
     AGENT_NAMESPACE,
     'annotate',
     '--overwrite',
-    `pod/${agentPodName(node)}`,
+    `pod/${await currentAgentPod(paths, node)}`,
     `${STOPPED_ANNOTATION}=${stopped ? 'true' : 'false'}`,
   ]);
 }

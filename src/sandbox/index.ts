@@ -12,6 +12,7 @@ export {
   sandboxKubeconfig,
   sandboxKubectlCommand,
   sandboxStartAgent,
+  sandboxUpgradeAgent,
   sandboxStartController,
   sandboxStatus,
   sandboxUp,

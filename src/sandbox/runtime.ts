@@ -18,6 +18,7 @@ import {
   rotateCaOnApi,
   setAgentStopped,
   startAgentOnApi,
+  upgradeAgentOnApi,
   startApiSandbox,
 } from './api-sandbox';
 import { Ledger } from './ledger';
@@ -387,6 +388,24 @@ export async function sandboxStartAgent(
   if (!(await waitFor(() => agentReady(node.netns), AGENT_READY_TIMEOUT_MS, 100))) {
     throw new SandboxAgentError(`agent on ${nodeName} not ready after ${AGENT_READY_TIMEOUT_MS / 1000}s (log: ${paths.logDir})`);
   }
+}
+
+/**
+ * `ferry sandbox upgrade NODE`: a new agent takes the node over from the running one without refusing a
+ * connection (see upgradeAgentOnApi), with `agentArgs` when given, else `up`'s. Returns the new agent Pod's name.
+ */
+export async function sandboxUpgradeAgent(
+  prefix: string,
+  nodeName: string,
+  agentArgs: string[] | undefined,
+  report: (line: string) => void,
+): Promise<string> {
+  requireRoot('ferry sandbox upgrade');
+  const node = findNode(readPlan(prefix), nodeName);
+  const paths = sandboxPaths(prefix);
+  const settings = readAgentSettings(paths);
+  const args = agentArgs !== undefined && agentArgs.length > 0 ? agentArgs : settings.agentArgs;
+  return upgradeAgentOnApi(paths, node, settings.logLevel, args, report);
 }
 
 /**

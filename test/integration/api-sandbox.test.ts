@@ -371,7 +371,51 @@ spec:
     );
   });
 
-  test('an agent restarted resyncs from the controller and enrols its pods again; then a steady client has zero failures', async () => {
+  test('an agent restarted as a DaemonSet surge does (`sandbox upgrade`): the new agent takes the listeners over, a steady client through both nodes sees zero failures', async () => {
+    interface Handover {
+      pid: number;
+      pod?: string;
+      from: { state: string; pid?: number; pod?: string };
+      to: { state: string };
+    }
+    const handover = async (node: string): Promise<Handover> =>
+      JSON.parse(await sh('ip', ['netns', 'exec', `${PREFIX}-node-${node}`, 'curl', '-s', '-m', '3', 'http://127.0.0.1:15000/handover']));
+    const before = { a: await handover('node-a'), b: await handover('node-b') };
+    assert.equal(before.a.pod, 'ferry-agent-node-a');
+    const steady = sandbox.client('app/client-a', ['steady', 'echo-b.app', '80', '45', '10'], 180_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    // node-a holds the client's outbound listener, node-b the HBONE listener and the server's inbound side.
+    for (const node of ['node-a', 'node-b']) {
+      const upgrade = await ferry(['sandbox', 'upgrade', node, '--prefix', PREFIX], 180_000);
+      assert.equal(upgrade.code, 0, `upgrade ${node}:\n${upgrade.stdout}\n${upgrade.stderr}`);
+      assert.match(upgrade.stdout, new RegExp(`took the listeners of ferry-agent-${node}`));
+    }
+    const result = await steady;
+    assert.deepEqual({ failed: result.failed, errors: result.errors }, { failed: 0, errors: [] }, JSON.stringify(result));
+    assert.ok((result.ok as number) >= 400, `only ${result.ok} requests made`);
+
+    const after = { a: await handover('node-a'), b: await handover('node-b') };
+    for (const [node, was, now] of [
+      ['node-a', before.a, after.a],
+      ['node-b', before.b, after.b],
+    ] as const) {
+      assert.notEqual(now.pid, was.pid, `${node}: the agent answering is a new process`);
+      assert.match(now.pod ?? '', new RegExp(`^ferry-agent-${node}-[0-9a-z]+$`));
+      assert.deepEqual(now.from, { state: 'complete', pid: was.pid, pod: was.pod }, `${node} took over from the agent before it`);
+    }
+    const pods = (await kubectl(['-n', 'ferry-system', 'get', 'pods', '-l', 'app=ferry-agent', '-o', 'jsonpath={.items[*].metadata.name}']))
+      .split(' ')
+      .sort();
+    assert.deepEqual(pods, [after.a.pod, after.b.pod].sort(), 'the old agent Pods are gone');
+    // The new agents hold every pod: nothing was locked and enrolled again on the way.
+    const newLog = sandbox.agentLog('node-a');
+    assert.match(newLog, /pod adopted from the previous agent: enrolled throughout/);
+    assert.doesNotMatch(newLog, /pod locked: its traffic is refused until it is enrolled/);
+    assert.equal((await workload('node-a', 'app', 'client-a'))?.enrolled, true);
+    assert.equal((await send('app/client-a', 'echo-b.app')).body, 'ping\nBYE-AFTER-FIN\n');
+  });
+
+  test('an agent killed and started again resyncs from the controller and enrols its pods again; then a steady client has zero failures', async () => {
     // While node-a's agent is down its pods stay captured and are refused (fail closed), so the steady client runs
     // once the agent is back: what the restart must not leave behind is a stale or partial configuration.
     const kill = await ferry(['sandbox', 'agent', 'kill', 'node-a', '--prefix', PREFIX]);

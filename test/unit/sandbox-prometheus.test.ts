@@ -134,6 +134,7 @@ describe('agent pods', () => {
         controller: { address: 'unix:/run/ferry/ftest/controller.sock', caFile: '/ca.pem', serverName: 'ferry-controller' },
         podNetnsDir: '/pods',
         cgroupPath: '/sys/fs/cgroup/ftest',
+        handoverSocket: '/run/ferry/ftest/agent-handover.sock',
         logLevel: 'info',
         trustDomain: 'cluster.local',
         agentArgs: [],

@@ -125,6 +125,9 @@ const CLOSE_GRACE_MS = 5000;
 /** Opens that find only fresh-but-unusable connections give up after this many dials. */
 const MAX_DIALS_PER_OPEN = 3;
 
+/** Tunnels an open sends its CONNECT on while the peer refuses it unprocessed (see open()). */
+const MAX_OPEN_ATTEMPTS = 3;
+
 export interface HbonePoolDeps {
   tls: TlsProvider;
   dialer: Dialer;
@@ -175,6 +178,8 @@ export interface HbonePoolCounters {
   protocolErrors: number;
   /** CONNECTs that got no response within responseTimeoutMs (their tunnels were retired). */
   responseTimeouts: number;
+  /** CONNECTs the peer refused unprocessed (REFUSED_STREAM) that were sent again on another tunnel. */
+  refusedStreamRetries: number;
 }
 
 /** What the pool knows of its peers beyond its tunnels: backoffs and event counts since it started. */
@@ -251,6 +256,7 @@ export class HbonePool {
     pingFloods: 0,
     protocolErrors: 0,
     responseTimeouts: 0,
+    refusedStreamRetries: 0,
   };
   private counter = 0;
   private closed = false;
@@ -267,10 +273,27 @@ export class HbonePool {
    * Open a CONNECT stream to `target` through a pooled tunnel. Resolves once the peer answered
    * 200 with the stream (a Duplex: write = to the peer's app, end() = FIN, resetEnd() = RST);
    * rejects with an HboneError (HboneStatusError carries the status).
+   *
+   * Retry: a stream the peer closed with REFUSED_STREAM before answering was not processed
+   * (RFC 9113 §8.7), so it is safe to send again. nghttp2 closes streams above a GOAWAY's
+   * last-stream-id with that code too (§6.8), which is how a CONNECT racing a peer's drain or
+   * hand-off ends. Its tunnel takes no new streams and the open checks out another, which may
+   * dial, up to MAX_OPEN_ATTEMPTS in all. Nothing else is retried: a status, a response timeout
+   * or another reset code may mean the peer acted on the CONNECT.
    */
   async open(request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
-    const tunnel = await this.checkout(poolKey(request), request);
-    return this.connect(tunnel, request);
+    const key = poolKey(request);
+    for (let attempt = 1; ; attempt += 1) {
+      const tunnel = await this.checkout(key, request);
+      const outcome = await this.connect(tunnel, request);
+      if ('stream' in outcome) return outcome.stream;
+      if (attempt === MAX_OPEN_ATTEMPTS) throw new HboneStreamError(`${outcome.refused} on ${attempt} tunnels`);
+      this.counts.refusedStreamRetries += 1;
+      this.log.debug(
+        { tunnel: tunnel.id, peer: request.target.ip, attempt },
+        'hbone CONNECT refused unprocessed; retrying on another tunnel',
+      );
+    }
   }
 
   /**
@@ -609,8 +632,12 @@ export class HbonePool {
     });
   }
 
-  /** Send CONNECT on a slot checkout() reserved; the slot is given back when the stream closes. */
-  private connect(tunnel: Tunnel, request: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
+  /**
+   * Send CONNECT on a slot checkout() reserved; the slot is given back when the stream closes.
+   * Resolves with the answered stream, or with `refused` (why) when the peer refused it unprocessed,
+   * having retired the tunnel; rejects on any other failure.
+   */
+  private connect(tunnel: Tunnel, request: HboneOpenRequest): Promise<{ stream: http2.ClientHttp2Stream } | { refused: string }> {
     const authority = hostPort(request.target.ip, request.target.port);
     const headers: http2.OutgoingHttpHeaders = {
       ':method': 'CONNECT',
@@ -643,6 +670,11 @@ export class HbonePool {
       }, this.options.responseTimeoutMs);
       const closed = (): void => {
         clearTimeout(timer);
+        if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) {
+          this.retire(tunnel, 'stream refused (REFUSED_STREAM)');
+          resolve({ refused: `CONNECT ${authority}: refused by the peer unprocessed (REFUSED_STREAM)` });
+          return;
+        }
         reject(new HboneStreamError(`CONNECT ${authority}: stream closed before a response (code ${stream.rstCode ?? 'none'})`));
       };
       stream.once('close', closed);
@@ -651,7 +683,7 @@ export class HbonePool {
         stream.off('close', closed);
         const status = Number(response[':status']);
         if (status === 200) {
-          resolve(stream);
+          resolve({ stream });
           return;
         }
         resetEnd(stream);

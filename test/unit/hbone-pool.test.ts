@@ -1,13 +1,23 @@
 // Fakes: FakeTlsProvider (test/unit/hbone-pki.ts) stands in for src/identity; every tunnel lands on one loopback HboneListener.
 // HbonePool's pooling: reuse, the per-connection stream cap, shared dials, idle close, GOAWAY and
 // certificate expiry, counted by the TLS sessions the real server accepted; fail-fast backoff for
-// peers that failed, and tunnels retired when a CONNECT gets no answer.
+// peers that failed, tunnels retired when a CONNECT gets no answer, and CONNECTs refused
+// unprocessed sent again on another tunnel.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { once } from 'node:events';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { HboneDialError, HboneNoIdentityError, HboneStatusError, HboneStreamError, HboneTlsError } from '../../src/proxy';
-import { exchange, hboneServer, pool, poolWith, request, routedDialer, waitFor } from './hbone-harness';
+import {
+  type HboneInboundStream,
+  HboneDialError,
+  HboneNoIdentityError,
+  HboneStatusError,
+  HboneStreamError,
+  HboneTlsError,
+  relay,
+} from '../../src/proxy';
+import { exchange, hboneServer, pool, poolWith, request, routedDialer, type Server, waitFor } from './hbone-harness';
 import { sleep, within } from './helpers';
 
 test('200 sequential short CONNECTs reuse one TLS connection', async (t) => {
@@ -243,4 +253,101 @@ test('a CONNECT without a response within responseTimeoutMs fails and retires it
   assert.ok(next instanceof HboneStatusError && next.status === 503, `expected 503 on a new tunnel, got ${String(next)}`);
   assert.equal(s.accepted(), 2);
   assert.deepEqual(p.peerStats().backoff, [], 'a slow answer is not a dead peer');
+});
+
+// ---- CONNECTs refused unprocessed (RFC 9113 §8.7) ----------------------------------------------
+
+/** What the harness does by default: dial the echo app and relay. */
+function echoTo(r: HboneInboundStream): void {
+  const upstream = net.connect({ host: r.target.ip, port: r.target.port, allowHalfOpen: true });
+  upstream.on('error', () => r.reject(503));
+  upstream.on('connect', () => {
+    r.accept();
+    void relay(r.stream, upstream);
+  });
+}
+
+/** The tunnel ids the server saw streams on, in order, one entry per stream. */
+function tunnelsOf(s: Server): string[] {
+  return s.requests.map((r) => r.tunnel);
+}
+
+test('a CONNECT refused with RST_STREAM(REFUSED_STREAM) retires its tunnel and succeeds on a new one', async (t) => {
+  let refused = 0;
+  const s = await hboneServer(
+    t,
+    {},
+    {
+      onStream: (r) => {
+        // The first stream of the first session is refused unprocessed; everything else is relayed.
+        if (s.requests.length === 1) {
+          refused += 1;
+          r.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+          return;
+        }
+        echoTo(r);
+      },
+    },
+  );
+  const p = pool(t, s);
+  const stream = await within(p.open(request(s)), 5000, 'the retried CONNECT');
+  assert.equal(await exchange(stream, 'retried'), 'retried');
+  assert.equal(refused, 1);
+  assert.equal(s.accepted(), 2, 'the retry did not go on a new tunnel');
+  const [first, second] = tunnelsOf(s);
+  assert.notEqual(first, second);
+  assert.equal(p.peerStats().counters.refusedStreamRetries, 1);
+  assert.deepEqual(p.peerStats().backoff, [], 'a refused stream is not a failed peer');
+  // The refusing tunnel took no new streams and was closed; one tunnel is left in the pool.
+  await waitFor(() => s.listener.stats().sessions === 1, 'the refusing tunnel to close');
+  assert.equal(p.stats()[0].connections.length, 1);
+  const again = await within(p.open(request(s)), 3000, 'a later CONNECT');
+  assert.equal(await exchange(again, 'again'), 'again');
+  assert.equal(s.accepted(), 2);
+});
+
+test('a peer that always refuses fails the open after exactly 3 attempts, each on its own tunnel', async (t) => {
+  const s = await hboneServer(t, {}, { onStream: (r) => r.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM) });
+  const p = pool(t, s);
+  const err = await within(p.open(request(s)), 5000, 'the open to fail').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof HboneStreamError, `expected HboneStreamError, got ${String(err)}`);
+  assert.match(err.message, /refused by the peer unprocessed \(REFUSED_STREAM\) on 3 tunnels/);
+  assert.equal(s.requests.length, 3, 'CONNECTs the server saw');
+  assert.equal(new Set(tunnelsOf(s)).size, 3, 'a retry reused a refusing tunnel');
+  assert.equal(s.accepted(), 3);
+  assert.equal(p.peerStats().counters.refusedStreamRetries, 2);
+  await sleep(100);
+  assert.equal(s.requests.length, 3, 'the pool went on sending CONNECTs');
+});
+
+test('a 403, or a reset with another code, is not retried', async (t) => {
+  const s = await hboneServer(
+    t,
+    {},
+    {
+      onStream: (r) => {
+        if (r.target.port === 1) r.reject(403);
+        else r.stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+    },
+  );
+  const p = pool(t, s);
+  const denied = await within(p.open(request(s, { target: { family: 4, ip: '127.0.0.1', port: 1 } })), 3000, 'the 403').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(denied instanceof HboneStatusError && denied.status === 403, `expected 403, got ${String(denied)}`);
+  const reset = await within(p.open(request(s)), 3000, 'the reset').then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(reset instanceof HboneStreamError, `expected HboneStreamError, got ${String(reset)}`);
+  assert.match(reset.message, /stream closed before a response \(code 8\)/);
+  await sleep(100);
+  assert.equal(s.requests.length, 2, 'a failed CONNECT was sent again');
+  assert.equal(s.accepted(), 1, 'a failed CONNECT retired its tunnel');
+  assert.equal(p.peerStats().counters.refusedStreamRetries, 0);
 });

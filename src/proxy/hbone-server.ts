@@ -259,7 +259,11 @@ export class HboneListener {
     sessionsClosedProtocolError: 0,
   };
   private readonly admission: HboneAdmission;
-  private closing = false;
+  /**
+   * Set by drain() or handOff(): no new connections. 'drain' also refuses handshakes in progress;
+   * 'hand-off' lets them finish and sends their sessions GOAWAY at once.
+   */
+  private closing: 'drain' | 'hand-off' | undefined;
 
   constructor(
     private readonly pod: ProxyPod,
@@ -366,7 +370,7 @@ export class HboneListener {
         }
       }
     }
-    if (reason || !peer || this.closing) {
+    if (reason || !peer || this.closing === 'drain') {
       this.counts.handshakesRejected += 1;
       // debug, not info: anyone who can reach 15008 could otherwise fill the log.
       this.log.debug({ remote, reason: reason ?? 'closing' }, 'hbone handshake rejected');
@@ -450,6 +454,13 @@ export class HboneListener {
     if (!session.destroyed && !session.connecting) session.setLocalWindowSize(l.connectionWindow);
     this.armIdle(session, state);
     this.log.info(fields, 'hbone connection accepted');
+    if (this.closing === 'hand-off') {
+      // Its handshake was under way at handOff(): served, but told at once to go elsewhere. The
+      // GOAWAY's last-stream-id is 0, so a CONNECT its client sent meanwhile is refused
+      // unprocessed (REFUSED_STREAM on the client's side, RFC 9113 §6.8) and safe to retry.
+      this.log.debug({ tunnel: state.id }, 'hbone session established during a hand-off; sending GOAWAY');
+      session.close();
+    }
   }
 
   /** An idle session gets GOAWAY; its socket is destroyed if the peer has not closed within 5 s. */
@@ -548,11 +559,24 @@ export class HboneListener {
    * so peers open no new streams while open ones finish. close() ends what is left.
    */
   drain(): void {
-    this.closing = true;
+    this.closing = 'drain';
     for (const entry of [...this.pending]) {
       this.settle(entry);
       entry.socket.destroy();
     }
+    for (const session of this.sessions.keys()) if (!session.closed) session.close();
+  }
+
+  /**
+   * Hand-off: another process (the agent's successor) accepts on the same listening socket from
+   * now on. As drain(), no new connections come through this listener and every session gets
+   * GOAWAY so its open streams finish and its client opens new ones on the successor; but
+   * handshakes already in progress complete — their clients would otherwise see a failed dial
+   * rather than a retryable refusal — and each such session gets GOAWAY as soon as it is served.
+   * A later drain() refuses the handshakes still pending; close() ends what is left.
+   */
+  handOff(): void {
+    this.closing ??= 'hand-off';
     for (const session of this.sessions.keys()) if (!session.closed) session.close();
   }
 

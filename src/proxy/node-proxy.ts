@@ -457,12 +457,15 @@ export class NodeProxy {
    * from the kernel's socket map, so new connections are refused (fail closed) rather than
    * delivered around the mesh — and send GOAWAY on inbound tunnels so peers open no new streams;
    * then let open connections finish until the deadline, then close what is left, the tunnels
-   * and the pool. Resolves when every connection is gone.
+   * and the pool. Resolves when every connection is gone. With `handOff` (a successor accepts on
+   * the same listening sockets) the HBONE listeners let handshakes in progress finish and send
+   * those sessions GOAWAY too (HboneListener.handOff()) instead of destroying them.
    */
-  async drain(deadlineMs: number): Promise<{ finished: boolean; closed: number }> {
+  async drain(deadlineMs: number, options: { handOff?: boolean } = {}): Promise<{ finished: boolean; closed: number }> {
     for (const entry of this.pods.values()) {
       stopAccepting(entry.servers);
-      entry.hbone.drain();
+      if (options.handOff) entry.hbone.handOff();
+      else entry.hbone.drain();
     }
     this.log.info({ open: this.tracker.size, deadlineMs }, 'draining');
     const finished = await this.tracker.waitForIdle(deadlineMs);

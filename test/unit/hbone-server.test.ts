@@ -10,7 +10,18 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { HboneIdentityError, HboneStatusError } from '../../src/proxy';
 import { spiffe } from './hbone-pki';
-import { closeOf, exchange, hboneServer, pool, request, waitFor, type Server } from './hbone-harness';
+import {
+  clientSession,
+  closeOf,
+  exchange,
+  hboneServer,
+  pool,
+  poolWith,
+  request,
+  routedDialer,
+  waitFor,
+  type Server,
+} from './hbone-harness';
 import { type After, sleep, within } from './helpers';
 
 /** A raw TLS client with the given key/cert (or none); resolves with how the connection ended. */
@@ -290,4 +301,125 @@ test('2000 stalled connections neither block a real handshake nor stay open', as
   const stats = s.listener.stats();
   assert.equal(stats.pendingHandshakes, 0);
   assert.equal(stats.handshakesEvicted + stats.handshakesTimedOut, HOLD);
+});
+
+// ---- drain and hand-off ----------------------------------------------------------------------
+
+/**
+ * A loopback TCP relay to `port` that forwards the client's bytes at once but holds the server's
+ * until release(): a TLS handshake through it stops with the ClientHello received and the
+ * server's flight unanswered, as a handshake does over a slow path.
+ */
+async function holdingRelay(t: After, port: number): Promise<{ port: number; serverSpoke(): boolean; release(): void }> {
+  let released = false;
+  let spoke = false;
+  const held: Array<{ client: net.Socket; chunks: Buffer[] }> = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port });
+    const entry = { client, chunks: [] as Buffer[] };
+    held.push(entry);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      spoke = true;
+      if (released) client.write(chunk);
+      else entry.chunks.push(chunk);
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.close();
+    for (const socket of sockets) socket.destroy();
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    serverSpoke: () => spoke,
+    release() {
+      released = true;
+      for (const { client, chunks } of held) for (const chunk of chunks.splice(0)) client.write(chunk);
+    },
+  };
+}
+
+/** A raw authenticated client whose TLS handshake with `s` is under way, held until release(). */
+async function heldHandshake(
+  t: After,
+  s: Server,
+): Promise<{ release(): void; session: Promise<Awaited<ReturnType<typeof clientSession>>> }> {
+  const relay = await holdingRelay(t, s.port);
+  const session = clientSession(t, relay.port, s.provider);
+  // Not awaited until release(): keep a rejection from surfacing as unhandled meanwhile.
+  session.catch(() => undefined);
+  await waitFor(() => s.listener.stats().pendingHandshakes === 1 && relay.serverSpoke(), 'the handshake to be under way');
+  return { release: () => relay.release(), session };
+}
+
+test('handOff(): new connections are refused, a handshake in progress completes and its session gets GOAWAY at once', async (t) => {
+  const s = await hboneServer(t);
+  const established = await clientSession(t, s.port, s.provider);
+  const held = await heldHandshake(t, s);
+  s.listener.handOff();
+  await within(established.closed, 3000, 'the established session to close after its GOAWAY');
+  assert.equal(established.goaway(), http2.constants.NGHTTP2_NO_ERROR);
+  assert.equal(s.listener.stats().pendingHandshakes, 1, 'handOff() dropped a handshake in progress');
+
+  // A connection accepted after handOff() is not served.
+  const late = await rawTls(t, s.port, { secureContext: s.provider.contexts(s.provider.principalFor('shop', 'frontend'))?.client });
+  assert.ok(late.closedWithin, 'a connection accepted after handOff() was kept');
+  assert.equal(s.accepted(), 1);
+
+  held.release();
+  const c = await within(held.session, 3000, 'the held handshake to complete');
+  assert.equal(s.accepted(), 2, 'the session was not served');
+  await within(c.closed, 3000, 'the session to close after its GOAWAY');
+  assert.equal(c.goaway(), http2.constants.NGHTTP2_NO_ERROR);
+  assert.equal(s.listener.stats().handshakesRejected, 0);
+  await waitFor(() => s.listener.stats().sessions === 0, 'the listener to forget both sessions');
+});
+
+test('drain(): a handshake in progress is destroyed', async (t) => {
+  const s = await hboneServer(t);
+  const held = await heldHandshake(t, s);
+  s.listener.drain();
+  assert.equal(s.listener.stats().pendingHandshakes, 0);
+  held.release();
+  const outcome = await within(held.session, 3000, 'the held handshake to end').then(
+    () => 'established',
+    (e: unknown) => String(e),
+  );
+  assert.notEqual(outcome, 'established');
+  assert.equal(s.accepted(), 0);
+});
+
+test("hand-off: an open whose tunnel was established after handOff() is sent again on the successor's listener, never failed", async (t) => {
+  const s = await hboneServer(t);
+  const successor = await hboneServer(t, {}, { provider: s.provider });
+  const held = await holdingRelay(t, s.port);
+  // Tunnels to 127.0.0.1 land on the old listener, through the holding relay, until the hand-off.
+  const routes: Record<string, number> = { '127.0.0.1': held.port };
+  const p = poolWith(t, s, routedDialer(routes));
+  const opening = p.open(request(s));
+  opening.catch(() => undefined);
+  await waitFor(() => s.listener.stats().pendingHandshakes === 1 && held.serverSpoke(), 'the tunnel handshake to be under way');
+  s.listener.handOff();
+  routes['127.0.0.1'] = successor.port;
+  held.release();
+  const stream = await within(opening, 5000, 'the open across the hand-off');
+  assert.equal(await exchange(stream, 'handed off'), 'handed off');
+  assert.equal(s.accepted(), 1, 'the old listener did not serve the tunnel it was handshaking');
+  assert.equal(s.requests.length, 0, 'the old listener processed a CONNECT after its GOAWAY');
+  assert.equal(successor.accepted(), 1);
+  assert.equal(successor.requests.length, 1);
+  assert.deepEqual(p.peerStats().backoff, [], 'the hand-off counted as a peer failure');
+  // The pool sends its CONNECT as soon as the SETTINGS arrive, before it reads the GOAWAY behind
+  // them (Node runs each frame's callbacks to completion, microtasks included): refused, then retried.
+  assert.equal(p.peerStats().counters.refusedStreamRetries, 1);
 });

@@ -73,7 +73,9 @@ export async function sendFrame(fd: number, payload: Buffer, fds: readonly numbe
   if (!Array.isArray(fds) || fds.length > MAX_FRAME_FDS) {
     throw new NativeArgumentError(call, 'fds', `an array of at most ${MAX_FRAME_FDS} fds`, fds);
   }
-  fds.forEach((value, i) => requireInteger(call, `fds[${i}]`, value, 0, MAX_INT32));
+  fds.forEach((value, i) => {
+    requireInteger(call, `fds[${i}]`, value, 0, MAX_INT32);
+  });
   requireTimeout(call, timeoutMs);
   const binding = nativeBinding();
   return awaitNative(binding.sendFrame(fd, payload, [...fds], timeoutMs));

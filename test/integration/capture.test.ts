@@ -4,6 +4,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { MAP_NAMES, decodeConfig, encodeConfig, encodeU32 } from '../../src/capture/bpf-layout';
+import { openPinnedMap } from '../../src/native';
+import { readPlan } from '../../src/sandbox';
+import { cgroup2Root } from '../../src/sandbox/system';
 import { NODE, TOOLS, TestSandbox, echoCommand, eventually, ferry, sh, withSandbox } from './harness';
 
 const PREFIX = 'ferryt-cap';
@@ -215,6 +219,38 @@ describe('capture in a two-node sandbox', { timeout: 600_000 }, () => {
       const result = JSON.parse((await sandbox.exec('app/client-a', [...tool, mark])).stdout.trim());
       assert.equal(result.remote, CAPTURED, `mark ${mark}: ${JSON.stringify(result)}`);
     }
+  });
+
+  test("during a hand-over the other agent's cgroup passes too: a marked socket from the cgroup named as peer is not captured; cleared, it is again", async () => {
+    // The kernel's side of a hand-over whose two agents run in different cgroups (a DaemonSet surge): the
+    // successor names its predecessor's cgroup in ferry_config (CaptureEngine.setPeerCgroup). Here client-a's
+    // cgroup plays the predecessor's, written to node-a's pinned config map, and restored after.
+    const membership = (await sandbox.exec('app/client-a', ['cat', '/proc/self/cgroup'])).stdout
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
+    assert.ok(membership, 'client-a runs in a cgroup v2 cgroup');
+    const podCgroup = fs.statSync(path.join(cgroup2Root(), membership.slice(3)), { bigint: true }).ino;
+    const node = readPlan(PREFIX).nodes.find((n) => n.name === 'node-a');
+    assert.ok(node);
+    const config = openPinnedMap(path.join(node.bpfPinDir, 'maps', MAP_NAMES.config));
+    const key = encodeU32(0);
+    const saved = config.lookup(key);
+    assert.ok(saved);
+    const held = decodeConfig(saved);
+    assert.equal(held.peerCgroupId, 0n, 'no hand-over in progress');
+    const tool = [NODE, path.join(TOOLS, 'marked-connect.js'), ip['server-b'], '7000'];
+    const connect = async (mark: string) => JSON.parse((await sandbox.exec('app/client-a', [...tool, mark])).stdout.trim());
+    try {
+      config.update(key, encodeConfig(held.flags, held.agentCgroupId, podCgroup), 0);
+      // (Only the socket mark shows it: the delivery mark is routed back into the pod by its reply rule.)
+      assert.equal((await connect('agent')).remote, `${ip['server-b']}:7000`, 'the socket mark from the peer cgroup passes');
+      assert.equal((await connect('0')).remote, CAPTURED, 'an unmarked socket of the peer cgroup is captured');
+    } finally {
+      config.update(key, saved, 0);
+    }
+    assert.deepEqual(decodeConfig(config.lookup(key) as Buffer), held);
+    assert.equal((await connect('agent')).remote, CAPTURED, 'with the peer cleared the mark counts for nothing again');
+    config.close();
   });
 
   test("half-close: the client's FIN reaches the server and the server's reply after it comes back", async () => {

@@ -48,6 +48,16 @@ bool UnixAddress(const std::string& path, sockaddr_un& address, socklen_t& lengt
   return true;
 }
 
+// A non-blocking, close-on-exec AF_UNIX stream socket for `path`, its address filled in.
+UniqueFd UnixSocket(Napi::Env env, const char* call, const std::string& path, sockaddr_un& address, socklen_t& length) {
+  if (!UnixAddress(path, address, length)) {
+    ThrowArgument(env, call, "path '" + path + "' is longer than a Unix socket address allows (107 bytes)");
+  }
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) Throw(env, errno, "socket", "AF_UNIX for " + path);
+  return fd;
+}
+
 Napi::Object Credentials(Napi::Env env, const ucred& credentials) {
   Napi::Object result = Napi::Object::New(env);
   result.Set("pid", Napi::Number::New(env, credentials.pid));
@@ -79,11 +89,7 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   const mode_t mode = static_cast<mode_t>(info[1].As<Napi::Number>().Uint32Value() & 0777);
   sockaddr_un address{};
   socklen_t length = 0;
-  if (!UnixAddress(path, address, length)) {
-    ThrowArgument(env, call, "path '" + path + "' is longer than a Unix socket address allows (107 bytes)");
-  }
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) Throw(env, errno, "socket", "AF_UNIX for " + path);
+  UniqueFd fd = UnixSocket(env, call, path, address, length);
   // umask(2) is per process: another thread creating a file at this instant gets a stricter mask,
   // never a looser one.
   const mode_t previous = umask(static_cast<mode_t>(0777 & ~mode));
@@ -113,11 +119,7 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
   std::string path = StringArg(info, 0, call, "path");
   sockaddr_un address{};
   socklen_t length = 0;
-  if (!UnixAddress(path, address, length)) {
-    ThrowArgument(env, call, "path '" + path + "' is longer than a Unix socket address allows (107 bytes)");
-  }
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) Throw(env, errno, "socket", "AF_UNIX for " + path);
+  UniqueFd fd = UnixSocket(env, call, path, address, length);
   if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) Throw(env, errno, "connect", path);
   ucred credentials = PeerCredentials(env, fd.get(), path);
   Napi::Object result = Credentials(env, credentials);

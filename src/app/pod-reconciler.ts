@@ -246,18 +246,7 @@ export class PodReconciler {
       await this.certificates.fetch(this.identityOf(workload));
       stage = 'listeners';
       const listeners = await this.capture.openListeners(workload);
-      await this.proxy.addPod(
-        {
-          uid: workload.uid,
-          namespace: workload.namespace,
-          name: workload.name,
-          serviceAccount: workload.serviceAccount,
-          netnsPath: workload.netnsPath,
-          netnsCookie,
-          ips: workload.ips,
-        },
-        { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone },
-      );
+      await this.serve(workload, netnsCookie, listeners);
       stage = 'capture';
       this.capture.enrol(workload, listeners);
     } catch (err) {
@@ -292,18 +281,7 @@ export class PodReconciler {
       await this.certificates.fetch(this.identityOf(workload));
       const netnsCookie = await this.capture.adopt(workload, listeners);
       served = true;
-      await this.proxy.addPod(
-        {
-          uid: workload.uid,
-          namespace: workload.namespace,
-          name: workload.name,
-          serviceAccount: workload.serviceAccount,
-          netnsPath: workload.netnsPath,
-          netnsCookie,
-          ips: workload.ips,
-        },
-        { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone },
-      );
+      await this.serve(workload, netnsCookie, listeners);
     } catch (err) {
       // addPod closes the fds it did not serve; before it, they are still all ours.
       if (!served) closeListeners(listeners);
@@ -351,6 +329,15 @@ export class PodReconciler {
     this.orphans.delete(uid);
     if (workload) this.forgetCertificate(workload);
     if (channels.podEnrolment.hasSubscribers) channels.podEnrolment.publish({ uid, action: 'released' });
+  }
+
+  /** The proxy serves the pod's listeners. */
+  private serve(workload: Workload, netnsCookie: bigint, listeners: PodListeners): Promise<void> {
+    const { uid, namespace, name, serviceAccount, netnsPath, ips } = workload;
+    return this.proxy.addPod(
+      { uid, namespace, name, serviceAccount, netnsPath, netnsCookie, ips },
+      { outbound: listeners.outbound, inbound: listeners.inbound, hbone: listeners.hbone },
+    );
   }
 
   /** Service accounts are shared: the certificate goes only with the last enrolled pod that uses it. */

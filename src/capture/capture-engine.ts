@@ -237,17 +237,9 @@ export class CaptureEngine {
    * address, and binding loopback keeps 15006 itself unreachable from outside the pod.
    */
   async openListeners(workload: Workload): Promise<PodListeners> {
-    try {
-      // The reply route for deliveries with the client's address (see DELIVERY in src/config):
-      // before the pod is served, so the first delivery already gets its answer.
-      await this.podRouting(workload, true);
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    // The reply route for deliveries with the client's address (see DELIVERY in src/config), before the pod
+    // is served, so the first delivery already gets its answer; set already for an adopted pod (EEXIST counts as done).
+    await this.enableRouting(workload);
     const families = new Set<4 | 6>(workload.ips.map(familyOf));
     families.add(4);
     const outbound: number[] = [];
@@ -295,30 +287,8 @@ export class CaptureEngine {
   async lock(workload: Workload): Promise<bigint> {
     const existing = this.pods.get(workload.uid);
     if (existing) return existing.netnsCookie;
-    let netnsCookie: bigint;
-    try {
-      netnsCookie = await native.netnsCookie(workload.netnsPath);
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: ` + `${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
-    const skLookup = this.objects['sk-lookup'];
-    let link: BpfLinkHandle;
-    try {
-      ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM, () =>
-        skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath),
-      ));
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: attaching sk_lookup to ${workload.netnsPath}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const netnsCookie = await this.podNetnsCookie(workload);
+    const link = await this.podLink(workload);
     const podId = this.nextPodId++;
     try {
       for (const ip of workload.ips) {
@@ -381,16 +351,7 @@ export class CaptureEngine {
    */
   async adopt(workload: Workload, listeners: PodListeners): Promise<bigint> {
     if (this.pods.has(workload.uid)) throw new CaptureError('FERRY_ERR_CAPTURE_ENROL', `pod ${workload.uid}: adopted while already held`);
-    let netnsCookie: bigint;
-    try {
-      netnsCookie = await native.netnsCookie(workload.netnsPath);
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const netnsCookie = await this.podNetnsCookie(workload);
     if (netnsCookie !== listeners.netnsCookie) {
       throw new CaptureError(
         'FERRY_ERR_CAPTURE_ENROL',
@@ -398,30 +359,10 @@ export class CaptureEngine {
           `not ${workload.netnsPath} (cookie ${netnsCookie}); was the pod recreated?`,
       );
     }
-    try {
-      // Set already by the previous agent (EEXIST counts as done): this repairs it if it is not.
-      await this.podRouting(workload, true);
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
-    const skLookup = this.objects['sk-lookup'];
-    let link: BpfLinkHandle;
-    try {
-      ({ link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM, () =>
-        skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath),
-      ));
-    } catch (err) {
-      throw new CaptureError(
-        'FERRY_ERR_CAPTURE_ENROL',
-        `pod ${workload.uid}: adopting its sk_lookup link ${linkPin}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    // The reply route for deliveries with the client's address (see DELIVERY in src/config), before the pod
+    // is served, so the first delivery already gets its answer; set already for an adopted pod (EEXIST counts as done).
+    await this.enableRouting(workload);
+    const link = await this.podLink(workload);
     const podId = this.nextPodId++;
     try {
       for (const ip of workload.ips) {
@@ -440,6 +381,49 @@ export class CaptureEngine {
       'pod adopted from the previous agent: enrolled throughout',
     );
     return netnsCookie;
+  }
+
+  /** The cookie of the pod's network namespace as it is now. */
+  private async podNetnsCookie(workload: Workload): Promise<bigint> {
+    try {
+      return await native.netnsCookie(workload.netnsPath);
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: opening its network namespace ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** The pod's sk_lookup link: re-adopted from its pin (a previous agent's) or attached and pinned. */
+  private async podLink(workload: Workload): Promise<BpfLinkHandle> {
+    const linkPin = path.join(this.options.pinDir, 'links', podPinName(workload));
+    const skLookup = this.objects['sk-lookup'];
+    try {
+      const { link } = await attachPinned(linkPin, skLookup, SK_LOOKUP_PROGRAM, () =>
+        skLookup.attachNetns(SK_LOOKUP_PROGRAM, workload.netnsPath),
+      );
+      return link;
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: attaching sk_lookup to ${workload.netnsPath} (pin ${linkPin}): ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  private async enableRouting(workload: Workload): Promise<void> {
+    try {
+      await this.podRouting(workload, true);
+    } catch (err) {
+      throw new CaptureError(
+        'FERRY_ERR_CAPTURE_ENROL',
+        `pod ${workload.uid}: reply routing in ${workload.netnsPath}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
   }
 
   private podEntry(workload: Workload, podId: number, state: 'locked' | 'enrolled'): Buffer {

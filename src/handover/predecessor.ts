@@ -128,6 +128,8 @@ type Phase = 'hello' | 'request' | 'sending' | 'go' | 'gone';
 export class HandoverServer {
   private readonly server: net.Server;
   private active?: net.Socket;
+  /** The successor's connection after a hand-over, kept open until this process exits (or close()). */
+  private kept?: net.Socket;
   private handedOver = false;
   private readonly log: Logger;
 
@@ -154,9 +156,10 @@ export class HandoverServer {
     return this.handedOver;
   }
 
-  /** Stop listening; the socket file goes too unless a successor owns the path now. */
+  /** Stop listening, and tell a successor this agent is gone; the socket file goes too unless a successor owns the path now. */
   close(): void {
     if (this.server.listening) this.server.close();
+    this.kept?.destroy();
     if (!this.handedOver) fs.rmSync(this.socketPath, { force: true });
   }
 
@@ -283,7 +286,7 @@ export class HandoverServer {
       this.log.warn({ err }, 'the successor did not take the last hand-over frame; it accepts on the listeners all the same'),
     );
     // The connection stays open until this process exits: its close tells the successor the predecessor is gone.
-    socket.on('close', () => undefined);
+    this.kept = socket;
     this.log.info({ successor, open }, 'handed over: this agent accepts nothing more and drains its open connections');
   }
 

@@ -191,11 +191,11 @@ describe('agent hand-over over a Unix socket', { timeout: 60_000 }, () => {
     // The predecessor listens no more: a later agent finds nobody there.
     assert.equal(await PredecessorLink.connect(socket, identity, log), undefined);
     server.close();
+    await exited;
     assert.ok(fs.existsSync(socket), 'after a hand-over the path is the successor’s to take, not removed');
     fs.rmSync(socket);
     newReadiness.close();
     newOutbound.close();
-    void exited;
   });
 
   test('no agent at the socket: the successor starts fresh; a stale socket file counts as none and is replaced', async () => {

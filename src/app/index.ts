@@ -8,3 +8,4 @@ export {
   type ControllerSettings,
   type RunningController,
 } from './controller';
+export { checkNode, formatNodeCheck, realNodeCheckDeps, type CheckResult, type NodeCheckReport } from './check';

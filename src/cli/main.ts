@@ -1,7 +1,8 @@
 // The `ferry` command line: agent, sandbox and their subcommands (commander).
 import { Command, Option } from 'commander';
 import { AGENT_LIMITS, DEFAULT_TOKEN_FILE, agentConfigFrom, sandboxPrefixFrom } from '../config';
-import { startAgent, startController } from '../app';
+import { checkNode, formatNodeCheck, realNodeCheckDeps, startAgent, startController } from '../app';
+import { probeKernel } from '../native';
 import { createLogging, type LogLevel, type Logger } from '../telemetry';
 import {
   sandboxChangeObjects,
@@ -142,6 +143,28 @@ export async function main(argv: string[]): Promise<void> {
     });
     await stopOnSignal(running, log);
   });
+
+  program
+    .command('check')
+    .description(
+      "preflight of this node: the kernel's BPF features, cgroup v2, bpffs, capabilities, Node.js/nghttp2, another mesh in the way; each failure with its remedy (exit 1 when any fails)",
+    )
+    .option('--cgroup <dir>', "the agent's --cgroup: checked to be a cgroup v2 directory")
+    .option('--pin-dir <dir>', "the agent's --pin-dir: checked to be on a bpf filesystem")
+    .option('--cni-conf-dir <dir>', "the node's CNI configuration directory", '/etc/cni/net.d')
+    .addOption(new Option('-o, --output <format>', 'text or json').choices(['text', 'json']).default('text'))
+    .action((options: { cgroup?: string; pinDir?: string; cniConfDir: string; output: string }) => {
+      const report = checkNode(
+        {
+          ...(options.cgroup !== undefined ? { cgroupPath: options.cgroup } : {}),
+          ...(options.pinDir !== undefined ? { pinDir: options.pinDir } : {}),
+          cniConfDir: options.cniConfDir,
+        },
+        realNodeCheckDeps(probeKernel),
+      );
+      process.stdout.write(options.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatNodeCheck(report));
+      process.exitCode = report.ok ? 0 : 1;
+    });
 
   const sandbox = program
     .command('sandbox')
